@@ -1,0 +1,62 @@
+"""The ``latte-bench`` command line: one entry point, one subcommand per job.
+
+Each subcommand lives beside the code it drives and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (called with the parsed namespace; returns an
+exit code or None). This file only assembles them and turns :class:`UserError` into a
+one-line message with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from latte_bench import __version__
+from latte_bench.errors import UserError
+
+# module that defines ``register(subparsers)`` for each group of subcommands, in help order
+COMMAND_MODULES = (
+    "latte_bench.metrics.commands",  # eval, weights
+    "latte_bench.training.commands",  # train, encode, sample
+    "latte_bench.reports.commands",  # report, analyze, demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latte-bench",
+        description="Train, sample and evaluate Latte video diffusion transformers with the published protocols.",
+    )
+    parser.add_argument("--version", action="version", version=f"latte-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that group is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except UserError as e:
+        print(f"latte-bench: error: {e}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("latte-bench: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

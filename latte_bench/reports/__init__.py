@@ -1,0 +1,1 @@
+"""latte_bench.reports."""
