@@ -1,0 +1,344 @@
+"""Video sets on disk: one reader interface over three layouts, and atomic writers.
+
+Readers. :func:`open_videos` turns a path into a :class:`VideoSource`, a sorted list of
+:class:`VideoEntry` (a name, a frame count known without decoding, ``read(indices)``):
+
+- a folder of frame folders, ``ROOT/<video>/<frame>.png|jpg`` (StyleGAN-V and Latte's layout;
+  frames sorted by file name, videos by folder name);
+- a folder tree of video files (``.mp4 .avi .mov .mkv .webm``, searched recursively, e.g.
+  UCF101's ``ROOT/<Class>/<video>.avi``), decoded with decord; or a single video file;
+- a ``.npy`` / ``.npz`` array of uint8 videos shaped (N, T, H, W, 3).
+
+Every frame comes back as uint8 RGB (T, H, W, 3). Grayscale frames (PNG/JPEG mode ``L``,
+or arrays without a channel axis or with one channel) are repeated to 3 channels, as the
+StyleGAN-V metrics do before calling the detector. Frames with an alpha channel or more
+than 8 bits are refused. Anything unreadable raises :class:`UserError` naming the file;
+with ``skip_bad=True`` videos that cannot be opened are skipped and listed in
+``VideoSource.skipped`` instead.
+
+Writers (all atomic): :func:`write_video` (H.264 mp4, lossy), :func:`write_frames`
+(lossless PNG frames ``000000.png``) and :func:`write_npz` (many videos in one file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from latte_bench.errors import UserError
+from latte_bench.fsutil import atomic_path
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+ARRAY_EXTS = (".npy", ".npz")
+
+
+@dataclass
+class VideoEntry:
+    """One video: ``read(indices)`` returns uint8 (len(indices), H, W, 3) RGB frames."""
+
+    name: str
+    num_frames: int
+    reader: Callable[[Sequence[int]], np.ndarray] = field(repr=False)
+    fingerprint: str = field(default="", repr=False)  # what changes when the file changes
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        indices = [int(i) for i in indices]
+        if indices and (min(indices) < 0 or max(indices) >= self.num_frames):
+            raise UserError(f"{self.name}: frame index out of range 0..{self.num_frames - 1}")
+        frames = self.reader(indices)
+        return _as_rgb_uint8(frames, self.name)
+
+
+@dataclass
+class VideoSource:
+    """A sorted set of videos read from ``root`` (``kind``: frames, videos or array)."""
+
+    root: Path
+    kind: str
+    entries: list[VideoEntry]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> VideoEntry:
+        return self.entries[i]
+
+    def fingerprint(self) -> str:
+        """sha256 over every entry's name, frame count and file stamp (size, mtime)."""
+        h = hashlib.sha256()
+        h.update(f"{self.kind}\n".encode())
+        for e in self.entries:
+            h.update(f"{e.name}\t{e.num_frames}\t{e.fingerprint}\n".encode())
+        return h.hexdigest()
+
+
+def open_videos(path: str | os.PathLike, skip_bad: bool = False) -> VideoSource:
+    """List the videos at ``path`` (see the module docstring for the layouts)."""
+    root = Path(path)
+    if not root.exists():
+        raise UserError(f"{root}: no such file or folder")
+    if root.is_file():
+        if root.suffix.lower() in ARRAY_EXTS:
+            return _open_array(root)
+        if root.suffix.lower() in VIDEO_EXTS:
+            return _open_video_files(root.parent, [root], skip_bad)
+        raise UserError(f"{root}: not a video set (expected a folder, a video file or a .npy/.npz array)")
+    children = sorted(os.scandir(root), key=lambda d: d.name)
+    if not children:
+        raise UserError(f"{root}: folder is empty")
+    subdirs = [d for d in children if d.is_dir() and not d.name.startswith(".")]
+    if any(_has_images(d.path) for d in subdirs):
+        return _open_frame_folders(root, subdirs, skip_bad)
+    videos = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    if videos:
+        return _open_video_files(root, videos, skip_bad)
+    if any(d.is_file() and d.name.lower().endswith(IMAGE_EXTS) for d in children):
+        raise UserError(f"{root}: holds image files directly; put each video's frames in its own subfolder ROOT/<video>/")
+    raise UserError(f"{root}: no frame folders (ROOT/<video>/<frame>.png|jpg) or video files ({' '.join(VIDEO_EXTS)}) found")
+
+
+# ----------------------------------------------------------------------------------------- readers
+
+
+def _has_images(folder: str) -> bool:
+    with os.scandir(folder) as it:
+        return any(d.name.lower().endswith(IMAGE_EXTS) and d.is_file() for d in it)
+
+
+def _open_frame_folders(root: Path, subdirs, skip_bad: bool) -> VideoSource:
+    entries, skipped = [], []
+    for d in subdirs:
+        frames = sorted(
+            (f for f in os.scandir(d.path) if f.name.lower().endswith(IMAGE_EXTS) and f.is_file()), key=lambda f: f.name
+        )
+        if not frames:
+            msg = f"{d.path}: video folder has no .png/.jpg frames"
+            if skip_bad:
+                skipped.append((d.name, msg))
+                continue
+            raise UserError(msg)
+        paths = [f.path for f in frames]
+        stats = [f.stat() for f in frames]
+        stamp = f"{sum(s.st_size for s in stats)}:{max(s.st_mtime_ns for s in stats)}"
+        entries.append(VideoEntry(d.name, len(paths), _FrameFolderReader(paths), stamp))
+    if not entries:
+        raise UserError(f"{root}: no readable frame folders")
+    return VideoSource(root, "frames", entries, skipped)
+
+
+class _FrameFolderReader:
+    """Picklable reader for one frame folder (DataLoader workers pickle it)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        from PIL import Image
+
+        frames = []
+        for i in indices:
+            p = self.paths[i]
+            try:
+                with Image.open(p) as im:
+                    im.load()
+                    frames.append(_pil_to_rgb(im, p))
+            except UserError:
+                raise
+            except Exception as e:  # PIL raises many types for broken files
+                raise UserError(f"{p}: cannot read image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        return _stack_same_size(frames, [self.paths[i] for i in indices])
+
+
+def _pil_to_rgb(im, path: str) -> np.ndarray:
+    if im.mode == "RGB":
+        return np.asarray(im)
+    if im.mode == "L":  # grayscale: repeat to 3 channels like StyleGAN-V
+        a = np.asarray(im)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if im.mode == "P" and "transparency" not in im.info:
+        return np.asarray(im.convert("RGB"))
+    raise UserError(f"{path}: image mode {im.mode} is not 8-bit RGB or grayscale; convert the frames to RGB")
+
+
+def _stack_same_size(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
+    shape = frames[0].shape
+    for f, n in zip(frames, names):
+        if f.shape != shape:
+            raise UserError(
+                f"{n}: mixed resolutions, {f.shape[1]}x{f.shape[0]} versus {shape[1]}x{shape[0]} in {names[0]}; resize all frames to one size"
+            )
+    return np.stack(frames)
+
+
+def _open_video_files(root: Path, paths: list[Path], skip_bad: bool) -> VideoSource:
+    entries, skipped = [], []
+    for p in paths:
+        name = p.relative_to(root).as_posix()
+        try:
+            n = _VideoFileReader(str(p)).num_frames()
+            if n <= 0:
+                raise UserError(f"{p}: video has no frames")
+        except UserError as e:
+            if skip_bad:
+                skipped.append((name, str(e)))
+                continue
+            raise
+        st = p.stat()
+        entries.append(VideoEntry(name, n, _VideoFileReader(str(p)), f"{st.st_size}:{st.st_mtime_ns}"))
+    if not entries:
+        raise UserError(f"{root}: no readable video files ({len(skipped)} skipped as unreadable)")
+    return VideoSource(root, "videos", entries, skipped)
+
+
+class _VideoFileReader:
+    """decord reader for one file, opened on each call (picklable, no open handles kept)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _open(self):
+        import decord
+
+        try:
+            return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+        except Exception as e:
+            raise UserError(f"{self.path}: not a readable video (corrupt, truncated or not a video; use --skip-bad to skip it)") from e
+
+    def num_frames(self) -> int:
+        return len(self._open())
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        vr = self._open()
+        try:
+            return vr.get_batch(list(indices)).asnumpy()
+        except Exception as e:
+            raise UserError(f"{self.path}: decoding failed at frames {indices[0]}..{indices[-1]} (corrupt or truncated video)") from e
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """The uint8 video array in ``path`` (memory-mapped for .npy), cached per process."""
+    key = str(path)
+    if key not in _ARRAYS:
+        try:
+            if path.suffix.lower() == ".npy":
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as z:
+                    names = list(z.keys())
+                    name = "videos" if "videos" in names else (names[0] if len(names) == 1 else None)
+                    if name is None:
+                        raise UserError(f"{path}: .npz holds {names}; expected one array or one named 'videos'")
+                    arr = z[name]
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{path}: cannot load array ({type(e).__name__}); expected uint8 videos (N,T,H,W,3)") from e
+        if arr.dtype != np.uint8:
+            raise UserError(f"{path}: array dtype is {arr.dtype}; expected uint8 videos (N,T,H,W,3) in 0..255")
+        if arr.ndim == 4:  # grayscale without a channel axis
+            arr = arr[..., None]
+        if arr.ndim != 5 or arr.shape[-1] not in (1, 3):
+            raise UserError(f"{path}: array shape is {tuple(arr.shape)}; expected uint8 videos (N,T,H,W,3)")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise UserError(f"{path}: array holds no videos (shape {tuple(arr.shape)})")
+        _ARRAYS.clear()  # keep at most one array per process
+        _ARRAYS[key] = arr
+    return _ARRAYS[key]
+
+
+_ARRAYS: dict[str, np.ndarray] = {}
+
+
+def _open_array(path: Path) -> VideoSource:
+    arr = _load_array(path)
+    st = path.stat()
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    width = len(str(arr.shape[0] - 1))
+    entries = [
+        VideoEntry(f"{path.name}[{i:0{width}d}]", arr.shape[1], _ArrayReader(path, i), stamp) for i in range(arr.shape[0])
+    ]
+    return VideoSource(path, "array", entries)
+
+
+class _ArrayReader:
+    """Reads one video of an array file; holds the path only, so workers pickle it cheaply."""
+
+    def __init__(self, path: Path, index: int):
+        self.path, self.index = path, index
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        return np.asarray(_load_array(self.path)[self.index, list(indices)])
+
+
+def _as_rgb_uint8(frames: np.ndarray, name: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise UserError(f"{name}: frames are {frames.dtype}, expected uint8")
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
+        raise UserError(f"{name}: frames shaped {frames.shape}, expected (T,H,W,3)")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return np.ascontiguousarray(frames)
+
+
+# ----------------------------------------------------------------------------------------- writers
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames (T,H,W,3), got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, quality: int = 9) -> Path:
+    """Write uint8 (T,H,W,3) frames as an H.264 mp4 (lossy, like Latte's samples; H, W even).
+
+    Uses imageio-ffmpeg with ``quality=9`` as Latte's ``sample_ddp.py`` does. The frames read
+    back differ from the input by compression error; use :func:`write_frames` for exactness.
+    """
+    import imageio.v2 as imageio
+
+    frames = _check_frames(frames)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        imageio.mimwrite(tmp, list(frames), fps=fps, quality=quality, codec="libx264", macro_block_size=1,
+                         ffmpeg_log_level="error", format="FFMPEG")
+    return path
+
+
+def write_frames(folder: str | os.PathLike, frames: np.ndarray) -> Path:
+    """Write uint8 (T,H,W,3) frames as lossless PNGs ``folder/000000.png`` ... (each atomic)."""
+    from PIL import Image
+
+    frames = _check_frames(frames)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        with atomic_path(folder / f"{t:06d}.png") as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+    return folder
+
+
+def write_npz(path: str | os.PathLike, videos: np.ndarray) -> Path:
+    """Write uint8 videos (N,T,H,W,3) to one ``.npz`` under the key ``videos`` (atomic)."""
+    videos = np.asarray(videos)
+    if videos.dtype != np.uint8 or videos.ndim != 5 or videos.shape[-1] != 3:
+        raise ValueError(f"expected uint8 videos (N,T,H,W,3), got {videos.dtype} {videos.shape}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, videos=videos)
+    return path
