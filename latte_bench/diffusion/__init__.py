@@ -1,1 +1,34 @@
-"""latte_bench.diffusion."""
+"""Gaussian diffusion for Latte: schedule, losses, respacing and samplers (DDPM, DDIM, DPM-Solver++).
+
+The public names are imported lazily, so ``import latte_bench.diffusion`` is cheap:
+
+* :func:`create_diffusion` — the DiT/ADM factory (``q_sample``, ``training_losses``,
+  ``p_mean_variance``, ``p_sample(_loop)``, ``ddim_sample(_loop)``);
+* :func:`sample` — the one sampling entry point (sampler, steps, guidance);
+* :func:`classifier_free_guidance`, :func:`space_timesteps`, :class:`GaussianDiffusion`.
+"""
+
+_EXPORTS = {
+    "GaussianDiffusion": "gaussian",
+    "LossType": "gaussian",
+    "ModelMeanType": "gaussian",
+    "ModelVarType": "gaussian",
+    "named_beta_schedule": "gaussian",
+    "SpacedDiffusion": "respace",
+    "create_diffusion": "respace",
+    "space_timesteps": "respace",
+    "SAMPLERS": "samplers",
+    "classifier_free_guidance": "samplers",
+    "dpm_solver_sample_loop": "samplers",
+    "sample": "samplers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,450 @@
+"""Gaussian diffusion as Latte trains and samples it (the IDDPM / ADM / DiT design, for video).
+
+Tensors are laid out (B, F, C, H, W): batch, frames, latent channels, height, width. A model is
+called ``model(x_t, t, **model_kwargs)`` with ``t`` the timestep (B,) int64 it was trained on
+(0..999) and returns either (B, F, C, H, W) (fixed variance) or (B, F, 2C, H, W) (learned
+variance; split on dim 2 into epsilon and the variance interpolation value ``v``).
+
+Schedule arrays are float64 numpy; each lookup is cast to float32 before it meets a tensor, as in
+ADM, which is what makes the results match the official code to 1e-6.
+
+Formulas (see docs/diffusion.md):
+
+* ``q(x_t | x_0) = N(sqrt(ᾱ_t) x_0, (1 − ᾱ_t) I)``
+* posterior ``q(x_{t−1} | x_t, x_0) = N(c0_t x_0 + ct_t x_t, β̃_t I)`` with
+  ``β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)``, ``c0_t = β_t sqrt(ᾱ_{t−1}) / (1 − ᾱ_t)``,
+  ``ct_t = (1 − ᾱ_{t−1}) sqrt(α_t) / (1 − ᾱ_t)``
+* learned range: ``log σ²_t = f log β_t + (1 − f) log β̃_t`` with ``f = (v + 1) / 2``
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+
+class ModelMeanType(enum.Enum):
+    """What the network predicts."""
+
+    START_X = enum.auto()  # x_0
+    EPSILON = enum.auto()  # the noise (Latte)
+
+
+class ModelVarType(enum.Enum):
+    """How the reverse-step variance is chosen."""
+
+    FIXED_SMALL = enum.auto()  # β̃_t
+    FIXED_LARGE = enum.auto()  # β_t (β̃_1 at t = 0)
+    LEARNED = enum.auto()  # the network outputs log σ² directly
+    LEARNED_RANGE = enum.auto()  # the network interpolates between log β̃_t and log β_t (Latte)
+
+
+class LossType(enum.Enum):
+    """Training objective."""
+
+    MSE = enum.auto()  # MSE on the prediction (+ the VB term when the variance is learned) (Latte)
+    RESCALED_MSE = enum.auto()  # the same, with the VB term scaled by T / 1000
+    KL = enum.auto()  # the variational bound only
+    RESCALED_KL = enum.auto()  # the variational bound times T
+
+    @property
+    def is_vb(self) -> bool:
+        return self in (LossType.KL, LossType.RESCALED_KL)
+
+
+def linear_betas(num_steps: int) -> np.ndarray:
+    """The DDPM linear schedule, scaled so any T spans the same range as 1e-4..0.02 over 1000 steps."""
+    scale = 1000.0 / num_steps
+    return np.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=np.float64)
+
+
+def betas_from_alpha_bar(num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> np.ndarray:
+    """Discretise a continuous ᾱ(τ), τ in [0, 1], into β_t = 1 − ᾱ((t+1)/T) / ᾱ(t/T), capped at ``max_beta``."""
+    betas = [
+        min(1.0 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)
+    ]
+    return np.array(betas, dtype=np.float64)
+
+
+def named_beta_schedule(name: str, num_steps: int) -> np.ndarray:
+    """``"linear"`` (Latte, DiT) or ``"squaredcos_cap_v2"`` (the IDDPM cosine schedule)."""
+    if name == "linear":
+        return linear_betas(num_steps)
+    if name == "squaredcos_cap_v2":
+        return betas_from_alpha_bar(num_steps, lambda tau: math.cos((tau + 0.008) / 1.008 * math.pi / 2) ** 2)
+    raise ValueError(f"unknown noise schedule {name!r}; use 'linear' or 'squaredcos_cap_v2'")
+
+
+def mean_flat(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every dimension but the batch: (B, ...) -> (B,)."""
+    return x.mean(dim=tuple(range(1, x.ndim)))
+
+
+def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
+    """KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def approx_standard_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    """The tanh approximation of the standard normal CDF used by the ADM decoder (kept for parity)."""
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+    """log p(x) of data in [−1, 1] quantised to 256 bins under N(means, e^(2 log_scales)), elementwise (nats).
+
+    The two edge bins extend to ±∞ (x < −0.999 and x > 0.999).
+    """
+    centered = x - means
+    inv_std = torch.exp(-log_scales)
+    cdf_upper = approx_standard_normal_cdf(inv_std * (centered + 1.0 / 255.0))
+    cdf_lower = approx_standard_normal_cdf(inv_std * (centered - 1.0 / 255.0))
+    log_cdf_upper = torch.log(cdf_upper.clamp(min=1e-12))
+    log_survival_lower = torch.log((1.0 - cdf_lower).clamp(min=1e-12))
+    log_bin = torch.log((cdf_upper - cdf_lower).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_survival_lower, log_bin))
+
+
+def gather(schedule: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``schedule[t]`` as float32 on ``like``'s device, shaped (B, 1, 1, ...) to broadcast against ``like``."""
+    values = torch.from_numpy(schedule).to(t.device)[t].float().to(like.device)
+    return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+class GaussianDiffusion:
+    """A discrete-time Gaussian diffusion over the schedule ``betas`` (T,).
+
+    ``timestep_map[i]`` is the timestep the model was trained with for step ``i`` of this
+    schedule (the identity unless the schedule was respaced, see :mod:`.respace`). Every method
+    takes ``t`` as an index into *this* schedule (0..T−1) and hands the model
+    ``timestep_map[t]``, unscaled.
+    """
+
+    def __init__(
+        self,
+        betas: np.ndarray,
+        model_mean_type: ModelMeanType = ModelMeanType.EPSILON,
+        model_var_type: ModelVarType = ModelVarType.LEARNED_RANGE,
+        loss_type: LossType = LossType.MSE,
+        timestep_map: list[int] | None = None,
+        original_num_steps: int | None = None,
+    ):
+        betas = np.asarray(betas, dtype=np.float64)
+        if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
+            raise ValueError("betas must be a 1-D array with values in (0, 1]")
+        self.betas = betas
+        self.model_mean_type = model_mean_type
+        self.model_var_type = model_var_type
+        self.loss_type = loss_type
+        self.num_timesteps = T = len(betas)
+        self.timestep_map = list(range(T)) if timestep_map is None else [int(i) for i in timestep_map]
+        if len(self.timestep_map) != T:
+            raise ValueError("timestep_map must have one entry per step")
+        self.original_num_steps = T if original_num_steps is None else original_num_steps
+
+        alphas = 1.0 - betas
+        self.alphas_cumprod = np.cumprod(alphas)
+        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self.alphas_cumprod_next = np.append(self.alphas_cumprod[1:], 0.0)
+        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        self.log_one_minus_alphas_cumprod = np.log(1.0 - self.alphas_cumprod)
+        self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
+        self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1.0)
+
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        # β̃_0 = 0; its log is clipped to log β̃_1 so the learned-range interpolation stays finite.
+        self.posterior_log_variance_clipped = np.log(
+            np.append(self.posterior_variance[1], self.posterior_variance[1:])
+            if T > 1
+            else self.posterior_variance.clip(min=1e-20)
+        )
+        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
+
+    # ----------------------------------------------------------------------------------------- forward
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and log variance of q(x_t | x_0)."""
+        mean = gather(self.sqrt_alphas_cumprod, t, x_start) * x_start
+        variance = gather(1.0 - self.alphas_cumprod, t, x_start)
+        log_variance = gather(self.log_one_minus_alphas_cumprod, t, x_start)
+        return mean, variance, log_variance
+
+    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw x_t ~ q(x_t | x_0) = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) noise. Shapes (B, F, C, H, W), t (B,)."""
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        if noise.shape != x_start.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != x_start shape {tuple(x_start.shape)}")
+        return (
+            gather(self.sqrt_alphas_cumprod, t, x_start) * x_start
+            + gather(self.sqrt_one_minus_alphas_cumprod, t, x_start) * noise
+        )
+
+    def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and clipped log variance of q(x_{t−1} | x_t, x_0)."""
+        mean = gather(self.posterior_mean_coef1, t, x_t) * x_start + gather(self.posterior_mean_coef2, t, x_t) * x_t
+        variance = gather(self.posterior_variance, t, x_t)
+        log_variance = gather(self.posterior_log_variance_clipped, t, x_t)
+        return mean, variance, log_variance
+
+    def predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_0 = (x_t − sqrt(1 − ᾱ_t) eps) / sqrt(ᾱ_t)."""
+        return gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - gather(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+
+    def predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor) -> torch.Tensor:
+        """eps = (x_t / sqrt(ᾱ_t) − x_0) / sqrt(1/ᾱ_t − 1)."""
+        return (gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - pred_xstart) / gather(
+            self.sqrt_recipm1_alphas_cumprod, t, x_t
+        )
+
+    # ----------------------------------------------------------------------------------------- model
+    def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
+        """The timesteps the model was trained with for schedule indices ``t`` (no rescaling)."""
+        return torch.tensor(self.timestep_map, device=t.device, dtype=t.dtype)[t]
+
+    def run_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
+        """Call ``model(x, timestep_map[t], **model_kwargs)``; a ``(output, extra)`` tuple keeps the output."""
+        out = model(x, self.model_timesteps(t), **(model_kwargs or {}))
+        return out[0] if isinstance(out, tuple) else out
+
+    def split_output(self, model_output: torch.Tensor, x: torch.Tensor):
+        """Split a learned-variance output (B, F, 2C, H, W) on dim 2 into (prediction, v); v is None otherwise."""
+        channels = x.shape[2]
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            expected = (*x.shape[:2], 2 * channels, *x.shape[3:])
+            if tuple(model_output.shape) != expected:
+                raise ValueError(f"model output {tuple(model_output.shape)}, expected {expected} (learned variance)")
+            return torch.split(model_output, channels, dim=2)
+        if model_output.shape != x.shape:
+            raise ValueError(f"model output {tuple(model_output.shape)}, expected {tuple(x.shape)}")
+        return model_output, None
+
+    def p_mean_variance(
+        self,
+        model,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+    ) -> dict:
+        """The model's p(x_{t−1} | x_t): dict with ``mean``, ``variance``, ``log_variance``, ``pred_xstart``.
+
+        ``clip_denoised`` clamps the predicted x_0 to [−1, 1] (the ADM default; Latte's sample
+        scripts pass False, because VAE latents scaled by 0.18215 are not confined to [−1, 1]).
+        ``denoised_fn`` is applied to the predicted x_0 before clipping.
+        """
+        return self._mean_variance_from_output(self.run_model(model, x, t, model_kwargs), x, t, clip_denoised, denoised_fn)
+
+    def _mean_variance_from_output(self, model_output, x, t, clip_denoised=True, denoised_fn=None) -> dict:
+        prediction, v = self.split_output(model_output, x)
+        if self.model_var_type == ModelVarType.LEARNED:
+            log_variance = v
+            variance = torch.exp(log_variance)
+        elif self.model_var_type == ModelVarType.LEARNED_RANGE:
+            min_log = gather(self.posterior_log_variance_clipped, t, x)
+            max_log = gather(np.log(self.betas), t, x)
+            frac = (v + 1) / 2  # v is used raw (no tanh), as in the official code
+            log_variance = frac * max_log + (1 - frac) * min_log
+            variance = torch.exp(log_variance)
+        else:
+            if self.model_var_type == ModelVarType.FIXED_LARGE:
+                fixed = np.append(self.posterior_variance[1], self.betas[1:])  # β_t, with β̃_1 at t = 0
+                log_fixed = np.log(fixed)
+            else:
+                fixed, log_fixed = self.posterior_variance, self.posterior_log_variance_clipped
+            variance = gather(fixed, t, x).expand_as(x)
+            log_variance = gather(log_fixed, t, x).expand_as(x)
+
+        def finish(x0):
+            if denoised_fn is not None:
+                x0 = denoised_fn(x0)
+            return x0.clamp(-1, 1) if clip_denoised else x0
+
+        if self.model_mean_type == ModelMeanType.START_X:
+            pred_xstart = finish(prediction)
+        else:
+            pred_xstart = finish(self.predict_xstart_from_eps(x, t, prediction))
+        mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
+        return {"mean": mean, "variance": variance, "log_variance": log_variance, "pred_xstart": pred_xstart}
+
+    # ----------------------------------------------------------------------------------------- sampling
+    def p_sample(
+        self,
+        model,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        """One ancestral step x_t -> x_{t−1} = mean + σ z (no noise at t = 0). Returns ``sample``, ``pred_xstart``."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        noise = _randn(x.shape, generator, x)
+        keep_noise = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+        sample = out["mean"] + keep_noise * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def p_sample_loop(
+        self,
+        model,
+        shape,
+        noise: torch.Tensor | None = None,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+        device=None,
+        progress: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Ancestral (DDPM) sampling through every step of this schedule; returns x_0 of ``shape``."""
+        final = None
+        for out in self.p_sample_loop_progressive(
+            model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, generator
+        ):
+            final = out
+        return final["sample"]
+
+    def p_sample_loop_progressive(
+        self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
+        device=None, progress=False, generator=None,
+    ):
+        """Yield the ``p_sample`` output of every step, from t = T−1 down to 0."""
+        x = _initial_noise(shape, noise, device, generator)
+        for i in _steps(self.num_timesteps, progress, "DDPM"):
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            with torch.no_grad():
+                out = self.p_sample(model, x, t, clip_denoised, denoised_fn, model_kwargs, generator)
+            yield out
+            x = out["sample"]
+
+    def ddim_sample(
+        self,
+        model,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        """One DDIM step x_t -> x_{t−1} (Song et al. eq. 12); ``eta`` = 0 is deterministic, 1 is DDPM-like.
+
+        Returns ``sample`` and ``pred_xstart``.
+        """
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar = gather(self.alphas_cumprod, t, x)
+        alpha_bar_prev = gather(self.alphas_cumprod_prev, t, x)
+        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
+        sample = mean_pred
+        if eta > 0:
+            keep_noise = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+            sample = sample + keep_noise * sigma * _randn(x.shape, generator, x)
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample_loop(
+        self,
+        model,
+        shape,
+        noise: torch.Tensor | None = None,
+        clip_denoised: bool = True,
+        denoised_fn: Callable | None = None,
+        model_kwargs: dict | None = None,
+        device=None,
+        progress: bool = False,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """DDIM sampling through every step of this schedule; returns x_0 of ``shape``."""
+        x = _initial_noise(shape, noise, device, generator)
+        for i in _steps(self.num_timesteps, progress, "DDIM"):
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            with torch.no_grad():
+                x = self.ddim_sample(model, x, t, clip_denoised, denoised_fn, model_kwargs, eta, generator)["sample"]
+        return x
+
+    # ----------------------------------------------------------------------------------------- training
+    def _vb_terms_bpd(self, model_output, x_start, x_t, t, clip_denoised=False) -> dict:
+        """The variational-bound term L_t in bits per dimension, per sample (B,).
+
+        KL(q(x_{t−1} | x_t, x_0) ‖ p(x_{t−1} | x_t)) for t > 0; the discretised-Gaussian decoder
+        NLL −log p(x_0 | x_1) at t = 0.
+        """
+        true_mean, _, true_log_variance = self.q_posterior_mean_variance(x_start, x_t, t)
+        out = self._mean_variance_from_output(model_output, x_t, t, clip_denoised)
+        kl = mean_flat(normal_kl(true_mean, true_log_variance, out["mean"], out["log_variance"])) / math.log(2.0)
+        decoder_nll = -discretized_gaussian_log_likelihood(x_start, out["mean"], 0.5 * out["log_variance"])
+        decoder_nll = mean_flat(decoder_nll) / math.log(2.0)
+        return {"output": torch.where(t == 0, decoder_nll, kl), "pred_xstart": out["pred_xstart"]}
+
+    def training_losses(
+        self,
+        model,
+        x_start: torch.Tensor,
+        t: torch.Tensor,
+        model_kwargs: dict | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> dict:
+        """Per-sample losses (each (B,)) for x_0 (B, F, C, H, W) at schedule indices t (B,).
+
+        With the MSE loss and a learned variance (Latte): ``mse`` = mean over F, C, H, W of
+        (noise − eps)², ``vb`` = the variational-bound term with the gradient stopped on the
+        predicted mean (it trains only the variance), ``loss = mse + vb``. The trainer averages
+        ``loss`` over the batch. Keys: ``loss``, ``mse``, ``vb`` (``vb`` only when learned).
+        """
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise)
+        model_output = self.run_model(model, x_t, t, model_kwargs)
+        terms = {}
+        if self.loss_type.is_vb:
+            terms["loss"] = self._vb_terms_bpd(model_output, x_start, x_t, t)["output"]
+            if self.loss_type == LossType.RESCALED_KL:
+                terms["loss"] = terms["loss"] * self.num_timesteps
+            return terms
+
+        prediction, v = self.split_output(model_output, x_t)
+        if v is not None:
+            frozen = torch.cat([prediction.detach(), v], dim=2)  # the VB term must not move the mean
+            terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t)["output"]
+            if self.loss_type == LossType.RESCALED_MSE:
+                terms["vb"] = terms["vb"] * (self.num_timesteps / 1000.0)
+        target = noise if self.model_mean_type == ModelMeanType.EPSILON else x_start
+        terms["mse"] = mean_flat((target - prediction) ** 2)
+        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        return terms
+
+
+def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise drawn from ``generator`` (on its device), then moved next to ``like``."""
+    gen_device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=gen_device, dtype=like.dtype).to(like.device)
+
+
+def _initial_noise(shape, noise, device, generator) -> torch.Tensor:
+    if noise is not None:
+        if tuple(noise.shape) != tuple(shape):
+            raise ValueError(f"noise shape {tuple(noise.shape)} != requested shape {tuple(shape)}")
+        return noise.to(device) if device is not None else noise
+    device = device if device is not None else (generator.device if generator is not None else "cpu")
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+def _steps(num_timesteps: int, progress: bool, name: str):
+    indices = range(num_timesteps - 1, -1, -1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(indices, desc=name, total=num_timesteps)
+    return indices
