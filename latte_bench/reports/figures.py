@@ -1,0 +1,190 @@
+"""Matplotlib figures for the analyses and training curves, written as PNG and PDF atomically.
+
+Every ``*_figure`` function takes the numbers (from :mod:`latte_bench.reports.analysis` or parsed
+training logs) and an output stem ``OUT/name``; it writes ``OUT/name.png`` (150 dpi) and
+``OUT/name.pdf`` and returns both paths. The Agg backend is used, so no display is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "figure.titlesize": 13,
+    "legend.fontsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "savefig.bbox": "tight",
+}
+_COLORS = {"spatial": "#1f77b4", "temporal": "#d62728", "cross": "#2ca02c"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, stem: str | Path, dpi: int = 150) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` atomically and close ``fig``."""
+    from latte_bench.fsutil import atomic_path
+
+    stem = Path(stem)
+    paths = []
+    try:
+        for ext in (".png", ".pdf"):
+            path = stem.with_name(stem.name + ext)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=dpi, format=ext[1:])
+            paths.append(path)
+    finally:
+        _plt().close(fig)
+    return paths
+
+
+def _pretty(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Inter-frame cosine similarity after each block") -> list[Path]:
+    """Grid of F×F heatmaps, one per block, with one shared colourbar (paper Fig. 6)."""
+    plt = _plt()
+    mats = report["matrices"]
+    names = list(mats)
+    n = len(names)
+    nrows = math.ceil(n / 8)
+    ncols = math.ceil(n / nrows)
+    lo = min(float(np.min(m)) for m in mats.values())
+    vmin, vmax = (min(lo, 0.0), 1.0)
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.2, 2.35 * nrows + 0.9), squeeze=False)
+        im = None
+        for k, ax in enumerate(axes.flat):
+            if k >= n:
+                ax.axis("off")
+                continue
+            m = mats[names[k]]
+            f = m.shape[0]
+            im = ax.imshow(m, vmin=vmin, vmax=vmax, cmap="viridis", interpolation="nearest")
+            s = report["summary"][names[k]]
+            ax.set_title(f"{_pretty(names[k])}\nμ={s['mean']:.3f}  inv={s['inverted_first']}", fontsize=9)
+            ticks = list(range(0, f, max(1, f // 4)))
+            ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+            ax.set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=7)
+            if k % ncols == 0:
+                ax.set_ylabel("frame")
+            if k // ncols == nrows - 1:
+                ax.set_xlabel("frame")
+        cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02)
+        cbar.set_label("cosine similarity")
+        fig.suptitle(f"{title}\n(frame vectors: {report.get('reduce', 'flatten')} over tokens; μ = off-diagonal mean, inv = inverted first-frame pairs)", fontsize=11)
+        return save_figure(fig, stem)
+
+
+def similarity_summary_figure(report: dict, stem: str | Path, title: str = "Inter-frame similarity per block") -> list[Path]:
+    """Mean ± std of the off-diagonal similarities per block, and inverted-pair counts (bars)."""
+    plt = _plt()
+    names = list(report["summary"])
+    s = [report["summary"][k] for k in names]
+    x = np.arange(len(names))
+    mean = np.array([v["mean"] for v in s])
+    std = np.sqrt([v["var"] for v in s])
+    with plt.rc_context(_STYLE):
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(names) + 2), 6.0), sharex=True)
+        ax1.plot(x, mean, "o-", color="#1f77b4", label="mean (off-diagonal)")
+        ax1.fill_between(x, mean - std, mean + std, color="#1f77b4", alpha=0.2, label="± std")
+        ax1.set_ylabel("cosine similarity")
+        ax1.set_title(title)
+        ax1.legend(loc="best")
+        ax1.grid(axis="y", alpha=0.3)
+        w = 0.4
+        ax2.bar(x - w / 2, [v["inverted_first"] for v in s], w, color="#ff7f0e", label="first frame (j ≥ 3 beats frame 2)")
+        ax2.bar(x + w / 2, [v["inverted_all"] for v in s], w, color="#9467bd", label="all anchors (j ≥ i+2 beats i+1)")
+        top = max([v["inverted_all"] for v in s] + [1])
+        ax2.set_ylim(0, top * 1.35)  # room for the legend above the bars
+        ax2.set_ylabel("inverted pairs")
+        ax2.set_xticks(x, [_pretty(n) for n in names], rotation=45, ha="right")
+        ax2.set_xlabel("block")
+        ax2.legend(loc="upper left", ncol=2, frameon=False)
+        ax2.grid(axis="y", alpha=0.3)
+        return save_figure(fig, stem)
+
+
+def fusion_figure(dists: dict, stem: str | Path, title: str = "Variant 4: spatial vs temporal head outputs") -> list[Path]:
+    """Violins and overlaid histograms of the spatial, temporal and cross similarities (paper Fig. 8)."""
+    plt = _plt()
+    keys = [k for k in ("spatial", "temporal", "cross") if len(dists.get(k, [])) > 0]
+    labels = {"spatial": "spatial–spatial", "temporal": "temporal–temporal", "cross": "spatial–temporal"}
+    with plt.rc_context(_STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        parts = ax1.violinplot([dists[k] for k in keys], showmedians=True, showextrema=False)
+        for body, k in zip(parts["bodies"], keys):
+            body.set_facecolor(_COLORS[k])
+            body.set_alpha(0.5)
+        ax1.set_xticks(range(1, len(keys) + 1), [labels[k] for k in keys])
+        ax1.set_ylabel("inter-frame cosine similarity")
+        ax1.set_title("distributions (median marked)")
+        ax1.grid(axis="y", alpha=0.3)
+        bins = np.linspace(min(float(np.min(dists[k])) for k in keys), 1.0, 41)
+        for k in keys:
+            ax2.hist(dists[k], bins=bins, alpha=0.5, density=True, color=_COLORS[k], label=f"{labels[k]} (μ={np.mean(dists[k]):.3f})")
+        ax2.set_xlabel("inter-frame cosine similarity")
+        ax2.set_ylabel("density")
+        ax2.set_title("histograms")
+        ax2.legend(loc="best")
+        fig.suptitle(f"{title} (frame vectors: {dists.get('reduce', 'flatten')} over tokens)")
+        return save_figure(fig, stem)
+
+
+def training_curves_figure(runs: dict, stem: str | Path, title: str = "FVD during training") -> list[Path]:
+    """FVD vs iteration, one line per run (paper Fig. 5/7); a loss panel when logs have losses.
+
+    ``runs`` maps a run label to ``{"fvd": (steps, values), "loss": (steps, values)}`` (either may be empty).
+    """
+    plt = _plt()
+    has_loss = any(len(r.get("loss", ([], []))[0]) for r in runs.values())
+    with plt.rc_context(_STYLE):
+        ncols = 2 if has_loss else 1
+        fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 4.0), squeeze=False)
+        ax = axes[0, 0]
+        for label, r in runs.items():
+            steps, vals = r.get("fvd", ([], []))
+            if len(steps):
+                ax.plot(steps, vals, "o-", ms=4, label=label)
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("FVD (lower is better)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if runs:
+            ax.legend(loc="best")
+        if has_loss:
+            ax = axes[0, 1]
+            for label, r in runs.items():
+                steps, vals = r.get("loss", ([], []))
+                if len(steps):
+                    steps, vals = np.asarray(steps), np.asarray(vals, dtype=float)
+                    ax.plot(steps, vals, alpha=0.25, lw=0.8)
+                    k = max(1, len(vals) // 20)
+                    if k > 1:
+                        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
+                        ax.plot(steps[k - 1 :], smooth, color=ax.lines[-1].get_color(), lw=1.8, label=f"{label} (moving avg {k})")
+                    else:
+                        ax.lines[-1].set_alpha(1.0)
+                        ax.lines[-1].set_label(label)
+            ax.set_xlabel("training iteration")
+            ax.set_ylabel("training loss")
+            ax.set_yscale("log")
+            ax.set_title("training loss")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best")
+        return save_figure(fig, stem)

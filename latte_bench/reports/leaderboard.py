@@ -1,0 +1,292 @@
+"""Leaderboards: the paper's Table 3 (FVD) and Table 5 (FID / IS), published beside measured.
+
+A leaderboard is a tidy :class:`pandas.DataFrame` with one line per (method, column): ``method``,
+``source`` (``reported`` = the paper's number from :mod:`latte_bench.reports.published`,
+``measured`` = records from the results store), ``column`` (e.g. ``UCF101`` or
+``FaceForensics FID``), ``metric``, ``mean``, ``std`` (over seeds, ddof=1; empty for one record),
+``n`` (records), ``seeds``, ``ci_low``/``ci_high`` (bootstrap, when computed), ``note`` (the
+protocol settings that set a measured row apart), ``verified`` (reported rows only) and
+``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
+Markdown and CSV atomically.
+
+:func:`bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from latte_bench.fsutil import write_bytes
+from latte_bench.reports import published
+from latte_bench.reports.store import Record, Row, group_rows, metric_family
+
+# dataset spellings seen in configs and folder names -> the paper's column names
+_DATASET_ALIASES = {
+    "ffs": "FaceForensics",
+    "faceforensics": "FaceForensics",
+    "face_forensics": "FaceForensics",
+    "sky": "SkyTimelapse",
+    "skytimelapse": "SkyTimelapse",
+    "sky_timelapse": "SkyTimelapse",
+    "ucf": "UCF101",
+    "ucf101": "UCF101",
+    "ucf-101": "UCF101",
+    "taichi": "Taichi-HD",
+    "taichi-hd": "Taichi-HD",
+    "taichi_hd": "Taichi-HD",
+    "taichihd": "Taichi-HD",
+}
+
+TABLES = {
+    # name: (title, metric families, lower_is_better note)
+    "table3": ("Table 3: FVD (fvd2048_16f, lower is better)", ("fvd",)),
+    "table5": ("Table 5: FID on FaceForensics (lower is better), IS on UCF101 (higher is better)", ("fid", "is")),
+}
+
+COLUMNS = [
+    "method",
+    "source",
+    "column",
+    "metric",
+    "mean",
+    "std",
+    "n",
+    "seeds",
+    "ci_low",
+    "ci_high",
+    "note",
+    "verified",
+    "records",
+]
+
+
+def canonical_dataset(name: str) -> str:
+    """``ffs`` -> ``FaceForensics`` etc.; unknown names are returned unchanged."""
+    return _DATASET_ALIASES.get(name.strip().lower(), name)
+
+
+def _column(table: str, dataset: str, metric: str) -> str:
+    if table == "table3":
+        return dataset
+    return f"{dataset} {metric_family(metric).upper()}"
+
+
+def _reported_lines(table: str) -> list[dict]:
+    lines = []
+    for r in published.reported(table):
+        lines.append(
+            dict(
+                method=r.method,
+                source="reported",
+                column=_column(table, r.dataset, r.metric),
+                metric=r.metric,
+                mean=r.value,
+                std=math.nan,
+                n=math.nan,
+                seeds="",
+                ci_low=math.nan,
+                ci_high=math.nan,
+                note="",
+                verified=r.verified,
+                records=published.PAPER,
+            )
+        )
+    return lines
+
+
+def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
+    rows = list(rows)
+    # several metric names of one family for one method (e.g. fvd2048_16f and fvd2048_128f):
+    # name the metric in the label so that they are not mistaken for each other
+    names: dict[tuple[str, str, str], set[str]] = {}
+    for r in rows:
+        names.setdefault((r.method, r.dataset, metric_family(r.metric)), set()).add(r.metric)
+    lines = []
+    for r in rows:
+        note = r.note
+        if len(names[(r.method, r.dataset, metric_family(r.metric))]) > 1:
+            note = ", ".join(x for x in (r.metric, note) if x)
+        lines.append(
+            dict(
+                method=r.method,
+                source="measured",
+                column=_column(table, canonical_dataset(r.dataset), r.metric),
+                metric=r.metric,
+                mean=r.mean,
+                std=r.std,
+                n=len(r.values),
+                seeds=" ".join("-" if s is None else str(s) for s in r.seeds),
+                ci_low=r.ci[0] if r.ci else math.nan,
+                ci_high=r.ci[1] if r.ci else math.nan,
+                note=note,
+                verified=math.nan,
+                records=" ".join(str(p) for p in r.paths),
+            )
+        )
+    return lines
+
+
+def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True) -> pd.DataFrame:
+    """The tidy leaderboard ``table`` ("table3" or "table5") from ``records`` (+ the paper's rows).
+
+    Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
+    as the paper does; measured FID/IS on any other dataset (e.g. the demo set) get their own column.
+    """
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
+    fams = TABLES[table][1]
+    rows = group_rows(records, fams, strict=strict)
+    if table == "table5":
+        keep = {("FaceForensics", "fid"), ("UCF101", "is")}
+        paper = set(published.DATASETS)
+        rows = [
+            r for r in rows
+            if canonical_dataset(r.dataset) not in paper or (canonical_dataset(r.dataset), metric_family(r.metric)) in keep
+        ]
+    lines = (_reported_lines(table) if with_reported else []) + _measured_lines(table, rows)
+    return pd.DataFrame(lines, columns=COLUMNS)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _fmt(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}"
+
+
+def format_cell(line: pd.Series, digits: int = 2) -> str:
+    """``477.97``; ``412.30 ± 5.10 (n=3)``; ``412.30 (n=1) [95% CI 400.1–430.2]``; ``†`` = unverified."""
+    if line["source"] == "reported":
+        return _fmt(line["mean"], digits) + ("" if line["verified"] else " †")
+    text = _fmt(line["mean"], digits)
+    if not math.isnan(line["std"]):
+        text += " ± " + _fmt(line["std"], digits)
+    text += f" (n={int(line['n'])})"
+    if not math.isnan(line["ci_low"]):
+        text += f" [CI {_fmt(line['ci_low'], 1)}–{_fmt(line['ci_high'], 1)}]"
+    return text
+
+
+def _row_label(line: pd.Series) -> str:
+    return f"{line['method']} [{line['note']}]" if line["note"] else line["method"]
+
+
+def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Paper layout: one line per (method, source), one column per dataset (or dataset+metric)."""
+    paper_cols = [c for c in _paper_columns(df) if c in set(df["column"])]
+    other_cols = sorted(set(df["column"]) - set(paper_cols))
+    cols = paper_cols + other_cols
+    order = {m: i for i, m in enumerate(published.METHOD_ORDER)}
+    keyed: dict[tuple[str, str], dict[str, str]] = {}
+    for _, line in df.iterrows():
+        key = (_row_label(line), line["source"])
+        keyed.setdefault(key, {})[line["column"]] = format_cell(line, digits)
+
+    def sort_key(key):
+        label, source = key
+        base = label.split(" [")[0]
+        return (source != "reported", order.get(base, len(order)), label)
+
+    out = []
+    for key in sorted(keyed, key=sort_key):
+        out.append({"Method": key[0], "Source": key[1], **{c: keyed[key].get(c, "–") for c in cols}})
+    return pd.DataFrame(out, columns=["Method", "Source", *cols])
+
+
+def _paper_columns(df: pd.DataFrame) -> list[str]:
+    cols = list(published.DATASETS)
+    cols += [f"{d} {m}" for d in published.DATASETS for m in ("FID", "IS", "KVD")]
+    return cols
+
+
+def markdown_table(wide: pd.DataFrame) -> str:
+    """A GitHub Markdown table (no tabulate dependency); ``|`` in cells is escaped."""
+    head = [str(c) for c in wide.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
+    for _, row in wide.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row.values) + " |")
+    return "\n".join(lines)
+
+
+def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: str = "") -> str:
+    title = title or TABLES[table][0]
+    notes = [
+        "`reported` = number printed in " + published.PAPER + "; `†` = not confirmed against a public source "
+        "(see docs/reports.md). `measured` = mean ± std over seeds (n records) from this results store, "
+        "with a bootstrap confidence interval where computed.",
+        "Measured rows are comparable with reported ones only when they use the full protocol "
+        "(2,048 clips, the paper's strides and splits); rows tagged with `[...]` differ from their "
+        "siblings in the protocol settings named.",
+    ]
+    if footer:
+        notes.append(footer)
+    return f"### {title}\n\n" + markdown_table(to_wide(df)) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def write_table(df: pd.DataFrame, table: str, out_dir: str | Path, footer: str = "", title: str | None = None) -> tuple[Path, Path, str]:
+    """Write ``OUT/<table>.md`` and ``OUT/<table>.csv`` atomically; returns (md, csv, markdown text)."""
+    out_dir = Path(out_dir)
+    md = to_markdown(df, table, title=title, footer=footer)
+    md_path, csv_path = out_dir / f"{table}.md", out_dir / f"{table}.csv"
+    write_bytes(md_path, md.encode("utf-8"))
+    write_bytes(csv_path, df.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    return md_path, csv_path, md
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def bootstrap_fvd(
+    real_features: np.ndarray,
+    fake_features: np.ndarray,
+    n_resamples: int = 200,
+    seed: int = 0,
+    confidence: float = 0.95,
+    unbiased: bool = False,
+) -> dict:
+    """Percentile bootstrap of FVD: resample real and generated features with replacement.
+
+    Each of ``n_resamples`` draws takes ``len(real)`` rows of ``real_features`` and ``len(fake)``
+    rows of ``fake_features`` with replacement (``numpy.random.default_rng(seed)``), and scores them
+    with the package's own statistics and Fréchet distance (:mod:`latte_bench.metrics.stats`).
+    Returns ``point`` (FVD of the full sets), ``low``/``high`` (the ``(1±confidence)/2`` percentiles
+    of the resampled values), ``std`` of the resampled values, ``n_resamples``, ``seed`` and
+    ``confidence``. Note that FVD is biased upward at small n, so the bootstrap distribution is
+    typically shifted above the point estimate; the interval measures spread, not bias.
+    """
+    from latte_bench.metrics.stats import FeatureStats, frechet_distance_from_stats
+
+    real = np.asarray(real_features, np.float32)
+    fake = np.asarray(fake_features, np.float32)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"features must be (n, dim) with equal dim, got {real.shape} and {fake.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+
+    def fvd(a: np.ndarray, b: np.ndarray) -> float:
+        sa, sb = FeatureStats(), FeatureStats()
+        sa.append(a)
+        sb.append(b)
+        return frechet_distance_from_stats(sa, sb, unbiased=unbiased)
+
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_resamples, np.float64)
+    for i in range(n_resamples):
+        ir = rng.integers(0, len(real), len(real))
+        ig = rng.integers(0, len(fake), len(fake))
+        values[i] = fvd(real[ir], fake[ig])
+    alpha = (1 - confidence) / 2
+    return dict(
+        point=fvd(real, fake),
+        low=float(np.quantile(values, alpha)),
+        high=float(np.quantile(values, 1 - alpha)),
+        std=float(values.std(ddof=1)) if n_resamples > 1 else math.nan,
+        n_resamples=int(n_resamples),
+        seed=int(seed),
+        confidence=float(confidence),
+    )
