@@ -10,7 +10,9 @@ torchrun, block ``b`` is computed by rank ``b % world``; after each round of ``w
 blocks the per-block float64 statistics are all-gathered and every rank adds them in block
 order. The single-process run adds the very same per-block sums in the very same order, so
 the totals are bitwise identical whenever the detector returns the same feature for a clip
-whatever batch it sits in. Memory stays flat: one block of features per rank at a time.
+whatever batch it sits in (the I3D on CPU does, for batches of 2 or more at a fixed thread
+count, so a batch of one clip is run doubled). Memory stays flat: one block of features per
+rank at a time.
 """
 
 from __future__ import annotations
@@ -176,7 +178,11 @@ def _feature_stream(loader, detector, preprocess, device, clips, skip_bad, bar):
                         f"in {clips[p0].name}; resize them to one size"
                     )
                 x = torch.from_numpy(np.stack([item for _, item in good])).to(device)
-                feats = detector(preprocess(x)).float().cpu().numpy()
+                # A batch of one goes through different CPU kernels (oneDNN) than larger
+                # batches and gives features that differ in the last bits; doubling it keeps
+                # every clip's feature independent of the batch size and of the sharding.
+                feats = detector(preprocess(x if len(good) > 1 else x.repeat(2, 1, 1, 1, 1)))
+                feats = feats[: len(good)].float().cpu().numpy()
                 if feats.ndim != 2 or feats.shape[0] != len(good):
                     raise RuntimeError(f"detector returned shape {feats.shape}; expected ({len(good)}, D)")
                 for (pos, item), f in zip(good, feats):
