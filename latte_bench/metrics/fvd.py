@@ -105,6 +105,7 @@ def compute_fvd(
     cache_dir: str | os.PathLike | None = None,
     num_workers: int = 0,
     keep_features: bool = False,
+    block_size: int = 256,
     progress: bool = True,
 ) -> FVDResult:
     """FVD between the video sets at ``real`` and ``fake`` (folders or arrays; see data.video).
@@ -113,7 +114,8 @@ def compute_fvd(
     ``real_stride`` is given. ``covariance``: ``biased`` (StyleGAN-V) or ``unbiased``.
     ``resize``: ``pytorch`` (half-pixel bilinear) or ``tf`` (TF1 legacy). ``skip_bad`` skips
     unreadable *real* videos and counts them. Works under torchrun (the clips are sharded;
-    the result equals the single-process one).
+    the result equals the single-process one). ``block_size``: clips per summation block
+    (the unit of sharding, see :mod:`latte_bench.metrics.extract`); it moves only float64 rounding.
     """
     start = time.time()
     stride = _real_stride(dataset, real_stride)
@@ -130,18 +132,18 @@ def compute_fvd(
     device = resolve_device(device)
     dist.init(device)
 
+    real_source = open_videos(real, skip_bad=skip_bad)
+    fake_source = open_videos(fake, skip_bad=False)
+    real_clips, real_info = sample_real_clips(real_source, num_clips, num_frames, stride, seed)
+    fake_clips, fake_info = sample_fake_clips(fake_source, num_clips, num_frames, fake_stride)
+
     from latte_bench.metrics.i3d import load_i3d
 
     detector = load_i3d(device=device)
     detector_sha = getattr(detector, "weights_sha256", None)
     preprocess = functools.partial(preprocess_clips, size=I3D_SIZE, mode=resize)
     common = dict(batch_size=batch_size, device=device, keep_features=keep_features, num_workers=num_workers,
-                  progress=progress)
-
-    real_source = open_videos(real, skip_bad=skip_bad)
-    fake_source = open_videos(fake, skip_bad=False)
-    real_clips, real_info = sample_real_clips(real_source, num_clips, num_frames, stride, seed)
-    fake_clips, fake_info = sample_fake_clips(fake_source, num_clips, num_frames, fake_stride)
+                  block_size=block_size, progress=progress)
 
     settings = {
         "version": CACHE_VERSION,

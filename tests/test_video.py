@@ -1,0 +1,196 @@
+"""Video readers and writers: layouts, ordering, grayscale, atomic writes, bad inputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latte_bench.data.video import open_videos, write_frames, write_npz, write_video
+from latte_bench.errors import UserError
+
+
+def _videos(n=3, t=12, h=32, w=48, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, t, h, w, 3), dtype=np.uint8)
+
+
+def _smooth_video(t=10, h=48, w=64):
+    """A smooth moving gradient: H.264 reproduces it closely (noise it would not)."""
+    y, x = np.mgrid[0:h, 0:w]
+    frames = [np.stack([(x * 3 + k * 4) % 256, (y * 4) % 256, np.full_like(x, 128)], -1) for k in range(t)]
+    return np.asarray(frames, np.uint8)
+
+
+def test_frame_folders_roundtrip_lossless_and_sorted(tmp_path):
+    v = _videos()
+    for name, video in zip(["b", "a", "c10"], v):
+        write_frames(tmp_path / name, video)
+    src = open_videos(tmp_path)
+    assert src.kind == "frames"
+    assert [e.name for e in src.entries] == ["a", "b", "c10"]
+    assert [e.num_frames for e in src.entries] == [12, 12, 12]
+    assert sorted(os.listdir(tmp_path / "a"))[:2] == ["000000.png", "000001.png"]
+    np.testing.assert_array_equal(src[0].read([3, 0, 11]), v[1][[3, 0, 11]])
+    np.testing.assert_array_equal(src[1].read(range(12)), v[0])
+    assert not [f for f in os.listdir(tmp_path / "a") if f.startswith(".")]  # no temp files left
+
+
+def test_frames_are_ordered_by_file_name(tmp_path):
+    v = _videos(n=1, t=3)[0]
+    (tmp_path / "vid").mkdir()
+    for name, frame in zip(["2.png", "0.png", "1.png"], v):
+        Image.fromarray(frame).save(tmp_path / "vid" / name)
+    np.testing.assert_array_equal(open_videos(tmp_path)[0].read([0, 1, 2]), v[[1, 2, 0]])
+
+
+def test_video_tree_recursive_mp4(tmp_path):
+    clip = _smooth_video()
+    write_video(tmp_path / "ClassB" / "v1.mp4", clip)
+    write_video(tmp_path / "ClassA" / "v2.mp4", clip[:8])
+    src = open_videos(tmp_path)
+    assert src.kind == "videos"
+    assert [e.name for e in src.entries] == ["ClassA/v2.mp4", "ClassB/v1.mp4"]
+    assert [e.num_frames for e in src.entries] == [8, 10]
+    frames = src[1].read([0, 5, 9])
+    assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+    # lossy H.264: close but not exact
+    assert np.abs(frames.astype(int) - clip[[0, 5, 9]].astype(int)).mean() < 6
+
+
+def test_arrays_npy_and_npz(tmp_path):
+    v = _videos(n=4)
+    np.save(tmp_path / "v.npy", v)
+    write_npz(tmp_path / "v.npz", v)
+    for f in ("v.npy", "v.npz"):
+        src = open_videos(tmp_path / f)
+        assert src.kind == "array" and len(src) == 4 and src[2].num_frames == 12
+        np.testing.assert_array_equal(src[2].read([1, 7]), v[2, [1, 7]])
+    assert src.fingerprint() == open_videos(tmp_path / "v.npz").fingerprint()
+
+
+def test_grayscale_is_repeated_to_rgb(tmp_path):
+    gray = np.random.default_rng(1).integers(0, 256, (2, 5, 8, 8), dtype=np.uint8)
+    (tmp_path / "png" / "v").mkdir(parents=True)
+    for t, frame in enumerate(gray[0]):
+        Image.fromarray(frame, mode="L").save(tmp_path / "png" / "v" / f"{t:03d}.png")
+    out = open_videos(tmp_path / "png")[0].read([0, 4])
+    np.testing.assert_array_equal(out, np.repeat(gray[0][[0, 4], :, :, None], 3, axis=-1))
+    np.save(tmp_path / "g.npy", gray)
+    np.save(tmp_path / "g1.npy", gray[..., None])
+    for f in ("g.npy", "g1.npy"):
+        out = open_videos(tmp_path / f)[1].read([2])
+        np.testing.assert_array_equal(out, np.repeat(gray[1][[2], :, :, None], 3, axis=-1))
+
+
+def test_fingerprint_changes_with_content(tmp_path):
+    write_frames(tmp_path / "a", _videos(n=1)[0])
+    before = open_videos(tmp_path).fingerprint()
+    write_frames(tmp_path / "b", _videos(n=1)[0])
+    assert open_videos(tmp_path).fingerprint() != before
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        open_videos(tmp_path / "nope")
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(UserError, match="empty"):
+        open_videos(tmp_path)
+
+
+def test_images_without_video_folders(tmp_path):
+    Image.fromarray(_videos(n=1, t=1)[0, 0]).save(tmp_path / "000.png")
+    with pytest.raises(UserError, match="subfolder"):
+        open_videos(tmp_path)
+
+
+def test_folder_without_videos(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(UserError, match="no frame folders"):
+        open_videos(tmp_path)
+
+
+def test_empty_frame_folder_named_and_skippable(tmp_path):
+    write_frames(tmp_path / "good", _videos(n=1)[0])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.txt").write_text("")
+    # "empty" has no images; "good" does, so the layout is frame folders
+    with pytest.raises(UserError, match="empty"):
+        open_videos(tmp_path)
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["good"] and [s[0] for s in src.skipped] == ["empty"]
+
+
+def test_not_a_video_and_truncated_video(tmp_path):
+    write_video(tmp_path / "ok.mp4", _smooth_video())
+    data = (tmp_path / "ok.mp4").read_bytes()
+    (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.avi").write_text("not a video")
+    with pytest.raises(UserError, match="text.avi") as e:
+        open_videos(tmp_path)
+    assert "\n" not in str(e.value) and "--skip-bad" in str(e.value)
+    (tmp_path / "text.avi").unlink()
+    with pytest.raises(UserError, match="trunc.mp4"):
+        open_videos(tmp_path)
+    (tmp_path / "text.avi").write_text("not a video")
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["ok.mp4"]
+    assert sorted(s[0] for s in src.skipped) == ["text.avi", "trunc.mp4"]
+
+
+def test_corrupt_frame_named(tmp_path):
+    write_frames(tmp_path / "v", _videos(n=1, t=3)[0])
+    (tmp_path / "v" / "000001.png").write_bytes(b"\x89PNG broken")
+    src = open_videos(tmp_path)
+    with pytest.raises(UserError, match="000001.png"):
+        src[0].read([0, 1])
+
+
+def test_mixed_resolutions_inside_a_video(tmp_path):
+    write_frames(tmp_path / "v", _videos(n=1, t=2, h=32, w=32)[0])
+    Image.fromarray(_videos(n=1, t=1, h=16, w=16)[0, 0]).save(tmp_path / "v" / "000002.png")
+    with pytest.raises(UserError, match="mixed resolutions"):
+        open_videos(tmp_path)[0].read([0, 1, 2])
+
+
+def test_alpha_channel_refused(tmp_path):
+    (tmp_path / "v").mkdir()
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8), mode="RGBA").save(tmp_path / "v" / "0.png")
+    with pytest.raises(UserError, match="RGBA"):
+        open_videos(tmp_path)[0].read([0])
+
+
+@pytest.mark.parametrize(
+    "array, match",
+    [
+        (np.zeros((2, 4, 8, 8, 3), np.float32), "dtype is float32"),
+        (np.zeros((2, 4, 8, 8, 4), np.uint8), "shape"),
+        (np.zeros((4, 8, 8), np.uint8), "shape"),
+        (np.zeros((0, 4, 8, 8, 3), np.uint8), "no videos"),
+    ],
+)
+def test_bad_arrays(tmp_path, array, match):
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(UserError, match=match) as e:
+        open_videos(tmp_path / "bad.npy")
+    assert "bad.npy" in str(e.value)
+
+
+def test_npz_with_several_arrays(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((1, 2, 4, 4, 3), np.uint8), b=np.zeros((1, 2, 4, 4, 3), np.uint8))
+    with pytest.raises(UserError, match="two.npz"):
+        open_videos(tmp_path / "two.npz")
+
+
+def test_writers_reject_wrong_arrays(tmp_path):
+    with pytest.raises(ValueError):
+        write_video(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError):
+        write_npz(tmp_path / "x.npz", np.zeros((2, 8, 8, 3), np.uint8))
+    assert os.listdir(tmp_path) == []
