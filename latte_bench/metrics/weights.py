@@ -257,6 +257,7 @@ def _convert_i3d(spec: WeightSpec, source: Path, dest: Path) -> Path:
     }
     with atomic_path(dest) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared
     return dest
 
 
@@ -318,7 +319,14 @@ def _ready_from_source(spec: WeightSpec, source: Path) -> Path:
     """The loadable file for a verified source file (converting into the cache if needed)."""
     if spec.convert is None:
         return source
-    return _convert_i3d(spec, source, cache_dir() / spec.cache_filename)
+    dest = cache_dir() / spec.cache_filename
+    if dest.is_file():  # converted before (source hash recorded in its metadata)
+        try:
+            if _safetensors_metadata(dest).get("source_sha256") == spec.sha256:
+                return dest
+        except UserError:
+            pass
+    return _convert_i3d(spec, source, dest)
 
 
 def _user_file(spec: WeightSpec, path: Path) -> Path:
@@ -340,8 +348,11 @@ def _cached(spec: WeightSpec) -> Path | None:
     ready = cache_dir() / spec.cache_filename
     if ready.is_file():
         if spec.convert:
-            if _safetensors_metadata(ready).get("source_sha256") == spec.sha256:
-                return ready
+            try:
+                if _safetensors_metadata(ready).get("source_sha256") == spec.sha256:
+                    return ready
+            except UserError:  # truncated or not safetensors
+                pass
         else:
             try:
                 _verify_source(spec, ready, user=False)
@@ -509,6 +520,7 @@ def _fetch_url(spec: WeightSpec) -> Path:
         try:
             with atomic_path(dest) as tmp:
                 _download_url(url, tmp, spec.filename)
+                os.chmod(tmp, 0o644)
             return dest
         except OSError as e:
             errors.append(f"{url}: {e}")
@@ -527,6 +539,7 @@ def install(name: str, source: str | os.PathLike) -> Path:
     dest = cache_dir() / spec.cache_filename
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
     return dest
 
 
