@@ -8,8 +8,8 @@ np.cov, TATS and VideoGPT use).
 
 :func:`frechet_distance` = ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))`` computed in the
 symmetric form ``Tr sqrtm(S2^1/2 S1 S2^1/2)`` with two symmetric eigendecompositions: no
-complex parts, and singular or ill-conditioned covariances are fine (negative round-off
-eigenvalues are clipped to 0).
+complex parts, and singular or ill-conditioned covariances are fine (eigenvalues within
+round-off of 0, including negative ones, are set to 0).
 """
 
 from __future__ import annotations
@@ -131,9 +131,19 @@ def merge_all(parts: list[FeatureStats], keep_features: bool = False) -> Feature
     return total
 
 
+def _psd_eigvals(w: np.ndarray) -> np.ndarray:
+    """Eigenvalues with those indistinguishable from 0 (|w| <= d*eps*max) set to 0.
+
+    Round-off leaves ~1e-16 relative noise on zero eigenvalues; its square root (1e-8)
+    would otherwise add up in the trace of singular covariances.
+    """
+    tol = len(w) * np.finfo(np.float64).eps * max(float(np.abs(w).max(initial=0.0)), 0.0)
+    return np.where(w > tol, w, 0.0)
+
+
 def _sqrt_psd(a: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((a + a.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return (v * np.sqrt(_psd_eigvals(w))) @ v.T
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -141,7 +151,7 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     root2 = _sqrt_psd(sigma2)
     m = root2 @ sigma1 @ root2
     w = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sqrt(np.clip(w, 0, None)).sum())
+    return float(np.sqrt(_psd_eigvals(w)).sum())
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
