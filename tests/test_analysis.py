@@ -88,3 +88,53 @@ def test_fusion_distributions_and_figures(tmp_path):
     for p in paths:
         assert p.exists() and p.stat().st_size > 1000
     assert {p.suffix for p in paths} == {".png", ".pdf"}
+
+
+def _tiny_checkpoint(tmp_path, variant):
+    """A real training checkpoint (latte-bench train format) of a tiny pixel-space Latte."""
+    import torch
+
+    from latte_bench.training.checkpoint import save_checkpoint
+    from latte_bench.training.ema import create_ema
+    from latte_bench.training.presets import preset
+    from latte_bench.training.trainer import build_model
+
+    cfg = preset("demo")
+    cfg.num_frames, cfg.image_size, cfg.variant = 6, 8, variant
+    cfg.model_options = {"hidden_size": 32, "depth": 4, "num_heads": 2}
+    torch.manual_seed(0)
+    model = build_model(cfg, 3, cfg.image_size)
+    for p in model.parameters():  # adaLN-Zero starts as identity: give the blocks something to do
+        torch.nn.init.normal_(p, std=0.2)
+    ema = create_ema(model)
+    opt = torch.optim.AdamW(model.parameters())
+    return save_checkpoint(tmp_path / f"v{variant}.pt", model=model, ema=ema, optimizer=opt, step=1, config=cfg.to_dict())
+
+
+def test_similarity_analysis_from_checkpoint(tmp_path):
+    from latte_bench.errors import UserError
+
+    ckpt = _tiny_checkpoint(tmp_path, variant=1)
+    res = analysis.run_analysis("similarity", str(ckpt), out=tmp_path / "out", num_videos=3)
+    summ = res["numbers"]["summary"]
+    assert list(summ) == ["1 spatial", "2 temporal", "3 spatial", "4 temporal"]
+    for s in summ.values():
+        assert -1.0 <= s["mean"] <= 1.0 and s["var"] >= 0 and 0 <= s["inverted_first"] <= 4
+    mats = res["numbers"]["matrices"]
+    assert np.allclose(np.diag(np.array(mats["1 spatial"])), 1.0, atol=1e-5)
+    names = {p.name for p in res["files"]}
+    assert {"similarity_matrices.png", "similarity_matrices.pdf", "similarity_per_block.png", "similarity.json"} <= names
+    with pytest.raises(UserError, match="Variant 1, not --variant 2"):
+        analysis.run_analysis("similarity", str(ckpt), out=tmp_path / "out", variant=2)
+    with pytest.raises(UserError, match="Variant 4"):
+        analysis.run_analysis("fusion", str(ckpt), out=tmp_path / "out")
+
+
+def test_fusion_analysis_from_variant4_checkpoint(tmp_path):
+    ckpt = _tiny_checkpoint(tmp_path, variant=4)
+    res = analysis.run_analysis("fusion", str(ckpt), out=tmp_path / "out", num_videos=2, variant=4)
+    d = res["numbers"]["distributions"]
+    f = 6
+    assert d["cross"]["n"] == 2 * f * f * len(res["numbers"]["per_block_means"])
+    assert d["spatial"]["n"] == 2 * f * (f - 1) * len(res["numbers"]["per_block_means"])
+    assert (tmp_path / "out" / "fusion.png").stat().st_size > 1000

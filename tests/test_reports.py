@@ -42,9 +42,10 @@ def test_load_records_skips_non_records_and_names_bad_files(tmp_path):
     _write(tmp_path, "config.json", {"lr": 1e-4})  # not a record: skipped
     recs = store.load_records(tmp_path)
     assert [r.seed for r in recs] == [0, 1]
-    assert recs[0].protocol["real_stride"] == 3
-    assert "seed" not in recs[0].protocol and "batch_size" not in recs[0].protocol
-    assert recs[0].protocol["detector.i3d"] == I3D
+    proto = recs[0].protocol("fvd2048_16f")
+    assert proto["real_stride"] == 3
+    assert "seed" not in proto and "batch_size" not in proto
+    assert proto["detector.i3d"] == I3D
 
     _write(tmp_path, "broken.json", _record(method=None, model=None))
     with pytest.raises(UserError, match="broken.json.*'method'"):
@@ -54,6 +55,38 @@ def test_load_records_skips_non_records_and_names_bad_files(tmp_path):
         store.load_records(tmp_path)
     with pytest.raises(UserError, match="results folder not found"):
         store.load_records(tmp_path / "missing")
+
+
+def _eval_record(seed=0, fvd=400.0, num_clips=64, dataset="ucf101", method=None):
+    """A record shaped like `latte-bench eval --json` output (metrics + results.<m>.provenance)."""
+    prov = {"protocol": "StyleGAN-V fvd (Latte)", "real": "/data/ucf/frames", "fake": f"/runs/s{seed}",
+            "dataset": dataset, "num_clips": num_clips, "num_frames": 16, "real_stride": 3, "fake_stride": 1,
+            "seed": seed, "resize": "pytorch", "covariance": "biased", "detector_sha256": I3D,
+            "real_clips": num_clips, "fake_clips": num_clips, "real_fingerprint": f"fp{seed}",
+            "environment": {"python": "3.11"}, "wall_time_s": 12.0 + seed, "batch_size": 8 + seed}
+    rec = {"real": "/data/ucf/frames", "fake": f"/runs/s{seed}", "metrics": {"fvd": fvd},
+           "results": {"fvd": {"metric": "fvd", "value": fvd, "provenance": prov}},
+           "protocol": {"dataset": dataset, "num_clips": num_clips, "seed": seed}}
+    if method:
+        rec["method"] = method
+    return rec
+
+
+def test_eval_records_use_provenance_and_fallbacks():
+    a = store.record_from_dict(_eval_record(seed=0, method="Latte"))
+    b = store.record_from_dict(_eval_record(seed=1, fvd=420.0, method="Latte"))
+    assert a.dataset == "UCF101" and a.seed == 0
+    proto = a.protocol("fvd")
+    assert proto["num_clips"] == 64 and proto["detector_sha256"] == I3D and proto["real_clips"] == 64
+    assert not any(k.startswith("environment") or k in ("wall_time_s", "real_fingerprint", "batch_size") for k in proto)
+    (row,) = store.group_rows([a, b], ["fvd"])  # timings, paths, fingerprints do not split rows
+    assert row.values == [400.0, 420.0]
+    c = store.record_from_dict(_eval_record(seed=2, num_clips=2048, method="Latte"))
+    rows = store.group_rows([a, b, c], ["fvd"])
+    assert sorted(r.note for r in rows) == ["fake_clips=2048, num_clips=2048, real_clips=2048",
+                                            "fake_clips=64, num_clips=64, real_clips=64"]
+    unlabelled = store.record_from_dict(_eval_record(seed=3))
+    assert unlabelled.method == "? s3"  # the generated folder's name, visibly a fallback
 
 
 def test_method_falls_back_to_model_name():
@@ -166,6 +199,31 @@ def test_bootstrap_ci_contains_point_and_shrinks_with_more_samples():
     a = leaderboard.bootstrap_fvd(real, fake, n_resamples=50, seed=3)
     b = leaderboard.bootstrap_fvd(real, fake, n_resamples=50, seed=3)
     assert a == b
+
+
+def test_bootstrap_from_record_features(tmp_path):
+    from latte_bench.metrics.stats import FeatureStats
+
+    rng = np.random.default_rng(2)
+    paths = {}
+    for side, loc in (("real", 0.0), ("fake", 0.5)):
+        st = FeatureStats(keep_features=True)
+        st.append(rng.normal(loc=loc, size=(64, 3)))
+        st.save(tmp_path / f"{side}.npz")
+        paths[side] = f"{side}.npz"
+    rec_path = _write(tmp_path, "r.json", {**_record(), "features": {"fvd2048_16f": paths}})
+    rec = store.load_record(rec_path)
+    real, fake = store.record_features(rec, "fvd2048_16f")
+    assert real.shape == (64, 3) and fake.shape == (64, 3)
+    assert store.record_features(rec, "fid") is None
+    b = leaderboard.bootstrap_fvd(real, fake, n_resamples=30, seed=0)
+    assert b["low"] <= b["point"] <= b["high"]
+    # a stored interval is shown for a single-record row
+    rec.raw["bootstrap"] = {"fvd2048_16f": {"low": 1.0, "high": 2.0}}
+    (row,) = store.group_rows([rec], ["fvd"])
+    assert row.ci == (1.0, 2.0)
+    df = leaderboard.build_table("table3", [rec], with_reported=False)
+    assert leaderboard.to_wide(df).iloc[0]["UCF101"] == "400.00 (n=1) [CI 1.0–2.0]"
 
 
 def test_training_log_and_curves(tmp_path):

@@ -138,3 +138,197 @@ def fusion_distributions(pairs: dict, reduce: str = "flatten") -> dict:
     out["per_block"] = per_block
     out["reduce"] = reduce
     return out
+
+
+# ---------------------------------------------------------------- running a model
+
+ANALYSIS_TIMESTEP = 250  # diffusion step at which the clean videos are noised before the forward pass
+
+
+def load_model(ckpt: str, variant: int | None = None, model_name: str = "Latte-XL/2", image_size: int = 256,
+               num_frames: int = 16, device: str = "cpu"):
+    """A Latte model in eval mode (EMA weights) and its run config, from a checkpoint file.
+
+    ``ckpt``: a training checkpoint of ``latte-bench train`` (holds ``config``; its variant, size
+    and data settings are used, and a ``--variant`` that disagrees is refused) or an official
+    ``{"ema": state_dict}`` file (built as ``model_name`` with ``variant``, latent space 4x(H/8)).
+    Returns ``(model, config)`` where ``config`` is a :class:`latte_bench.training.presets.TrainConfig`.
+    """
+    import torch
+
+    from latte_bench.errors import UserError
+    from latte_bench.training.checkpoint import load_checkpoint
+    from latte_bench.training.presets import TrainConfig
+
+    obj = load_checkpoint(ckpt)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        from latte_bench.training.latents import load_vae
+        from latte_bench.training.trainer import build_model
+
+        cfg = TrainConfig.from_dict(obj["config"])
+        if variant is not None and variant != cfg.variant:
+            raise UserError(f"{ckpt}: this checkpoint is Variant {cfg.variant}, not --variant {variant}; drop --variant or pass another checkpoint")
+        if cfg.pixel_space:
+            channels, size = 3, cfg.image_size
+        else:
+            vae = load_vae(cfg.vae)
+            channels, size = int(vae.config.latent_channels), cfg.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
+        model = build_model(cfg, channels, size)
+        model.load_state_dict(obj["ema"] if "ema" in obj else obj["model"])
+    else:
+        from latte_bench.models.convert import extract_state_dict, load_official_state_dict
+        from latte_bench.models.latte import create_model
+
+        state = extract_state_dict(obj, source=str(ckpt))
+        num_classes = int(state["y_embedder.embedding_table.weight"].shape[0]) - 1 if "y_embedder.embedding_table.weight" in state else 0
+        cfg = TrainConfig(model=model_name, variant=variant or 1, image_size=image_size, num_frames=num_frames,
+                          num_classes=num_classes)
+        model = create_model(model_name, variant=variant or 1, input_size=image_size // 8, in_channels=4,
+                             num_frames=num_frames, num_classes=num_classes)
+        load_official_state_dict(model, state, source=str(ckpt))
+    return model.to(torch.device(device)).eval(), cfg
+
+
+def analysis_videos(cfg, data: str | None = None, num_videos: int = 8, seed: int = 0):
+    """Clean clips (B, F, 3, H, W) in [-1, 1] and labels (B,) to feed the model.
+
+    From ``data`` (any layout :func:`latte_bench.data.video.open_videos` reads: the first
+    ``num_frames`` frames at the run's frame interval of the first ``num_videos`` videos, centre
+    crop + resize to the run's image size; labels 0) or, without ``data``, from the procedural
+    demo set with the run's size and seed (videos ``10000 + i``, outside a demo training set).
+    """
+    import torch
+
+    from latte_bench.data.transforms import center_crop_resize
+    from latte_bench.errors import UserError
+
+    span = (cfg.num_frames - 1) * cfg.frame_interval + 1
+    if data is None:
+        from latte_bench.data.demo import make_demo_video
+
+        classes = max(cfg.num_classes, 1)
+        labels = [i % classes for i in range(num_videos)]
+        clips = [make_demo_video(10_000 + i, labels[i], num_frames=span, size=cfg.image_size, seed=seed) for i in range(num_videos)]
+    else:
+        from latte_bench.data.video import open_videos
+
+        source = open_videos(data)
+        usable = [e for e in source.entries if e.num_frames >= span][:num_videos]
+        if not usable:
+            raise UserError(f"{data}: no video has the {span} frames a clip needs; pass longer videos")
+        clips = [e.read(range(0, span)) for e in usable]
+        labels = [0] * len(clips)
+    video = torch.from_numpy(np.stack(clips)[:, :: cfg.frame_interval]).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+    video = torch.stack([center_crop_resize(v, cfg.image_size) for v in video])
+    return video, torch.tensor(labels, dtype=torch.long)
+
+
+def model_features(model, cfg, video, labels, timestep: int = ANALYSIS_TIMESTEP, seed: int = 0, device: str = "cpu") -> dict:
+    """Noise the clips to ``timestep`` (fixed seed), run the model once, return C's feature dict.
+
+    The clips are encoded with the run's latent space first (the identity in pixel space).
+    """
+    import torch
+
+    from latte_bench.diffusion import create_diffusion
+    from latte_bench.training.latents import LatentSpace, load_vae
+
+    vae = None if cfg.pixel_space else load_vae(cfg.vae, device)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x0 = LatentSpace(vae, cfg.vae_scale, cfg.vae_batch_frames).encode(video.to(device), generator=g)
+        t = torch.full((x0.shape[0],), int(timestep), dtype=torch.long)
+        noise = torch.randn(x0.shape, generator=g)
+        xt = create_diffusion("").q_sample(x0, t, noise=noise.to(x0.device))
+        kwargs = {"y": labels.to(device)} if cfg.num_classes else {}
+        _, features = model(xt, t.to(device), return_features=True, **kwargs)
+    return features
+
+
+def block_outputs(model, features: dict, which: str = "out") -> dict:
+    """Ordered {label: (B, F, N, D)} per block: ``which="out"`` the residual stream after each
+    block, ``"attn"`` the attention outputs (``spatial_attn`` / ``temporal_attn``)."""
+    kinds = [getattr(b, "kind", "") for b in model.blocks]
+    short = {"spatial": "spatial", "temporal": "temporal", "factorised_attention": "fact. attn", "factorised_heads": "fact. heads"}
+    out = {}
+    for i, kind in enumerate(kinds):
+        if which == "out":
+            out[f"{i + 1} {short.get(kind, kind)}"] = features[f"blocks.{i}.out"]
+        else:
+            for part in ("spatial_attn", "temporal_attn"):
+                key = f"blocks.{i}.{part}"
+                if key in features:
+                    out[f"{i + 1} {part.split('_')[0]} attn"] = features[key]
+    return out
+
+
+def head_pairs(model, features: dict) -> dict:
+    """{block label: (spatial-head output, temporal-head output)} of a Variant 4 model."""
+    from latte_bench.errors import UserError
+
+    pairs = {}
+    for i, block in enumerate(model.blocks):
+        if getattr(block, "kind", "") != "factorised_heads":
+            raise UserError(f"block {i} is {getattr(block, 'kind', '?')}, not factorised heads: the fusion analysis needs a Variant 4 checkpoint")
+        pairs[f"block {i + 1}"] = (features[f"blocks.{i}.spatial_attn"], features[f"blocks.{i}.temporal_attn"])
+    return pairs
+
+
+def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: int | None = None,
+                 model_name: str = "Latte-XL/2", image_size: int = 256, data: str | None = None, num_videos: int = 8,
+                 timestep: int | None = None, reduce: str = "flatten", features: str = "out", seed: int = 0,
+                 device: str = "cpu", prefix: str = "") -> dict:
+    """``kind`` "similarity" (Fig. 6) or "fusion" (Fig. 8) on checkpoint ``ckpt``: figures + JSON in ``out``.
+
+    Returns ``{"text": printable summary, "files": [paths], "numbers": the JSON written}``.
+    """
+    from pathlib import Path
+
+    from latte_bench.errors import UserError
+    from latte_bench.fsutil import sha256_file, write_json
+    from latte_bench.reports import figures
+
+    if kind not in ("similarity", "fusion"):
+        raise ValueError(f"unknown analysis {kind!r}")
+    if num_videos < 1:
+        raise UserError("--num-videos must be at least 1")
+    if kind == "fusion" and variant not in (None, 4):
+        raise UserError(f"--variant {variant}: the fusion analysis (Fig. 8) is defined for Variant 4 (factorised heads)")
+    timestep = ANALYSIS_TIMESTEP if timestep is None else int(timestep)
+    if not 0 <= timestep < 1000:
+        raise UserError(f"--timestep {timestep}: must be in 0..999")
+    model, cfg = load_model(ckpt, variant=variant, model_name=model_name, image_size=image_size, device=device)
+    video, labels = analysis_videos(cfg, data=data, num_videos=num_videos, seed=seed)
+    feats = model_features(model, cfg, video, labels, timestep=timestep, seed=seed, device=device)
+    out = Path(out)
+    setting = {
+        "checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "model": cfg.model, "variant": cfg.variant,
+        "videos": data or "procedural demo set", "num_videos": int(video.shape[0]), "num_frames": int(video.shape[1]),
+        "frame_interval": cfg.frame_interval, "image_size": cfg.image_size, "timestep": timestep, "seed": seed, "reduce": reduce,
+    }
+    name = f"{prefix}{kind}"
+    if kind == "similarity":
+        report = similarity_report(block_outputs(model, feats, features), reduce=reduce)
+        what = "block outputs" if features == "out" else "attention outputs"
+        files = figures.similarity_matrices_figure(report, out / f"{name}_matrices",
+                                                   title=f"Inter-frame cosine similarity of the {what} (Variant {cfg.variant}, t={timestep})")
+        files += figures.similarity_summary_figure(report, out / f"{name}_per_block",
+                                                   title=f"Inter-frame similarity per block ({what}, Variant {cfg.variant})")
+        numbers = {**setting, "features": features, "summary": report["summary"],
+                   "matrices": {k: np.round(v, 6).tolist() for k, v in report["matrices"].items()}}
+        lines = [f"{'block':<14} {'mean':>7} {'var':>9} {'inv(1st)':>8} {'inv(all)':>8}"]
+        for k, s in report["summary"].items():
+            lines.append(f"{k:<14} {s['mean']:7.4f} {s['var']:9.2e} {s['inverted_first']:8d} {s['inverted_all']:8d}")
+    else:
+        if cfg.variant != 4:
+            raise UserError(f"{ckpt}: Variant {cfg.variant} checkpoint; the fusion analysis needs a Variant 4 model")
+        dists = fusion_distributions(head_pairs(model, feats), reduce=reduce)
+        files = figures.fusion_figure(dists, out / name, title=f"Variant 4 heads: inter-frame similarity (t={timestep})")
+        stats = {k: {"mean": float(dists[k].mean()), "std": float(dists[k].std()), "n": int(dists[k].size),
+                     "quantiles_5_50_95": np.quantile(dists[k], [0.05, 0.5, 0.95]).round(6).tolist()}
+                 for k in ("spatial", "temporal", "cross")}
+        numbers = {**setting, "distributions": stats, "per_block_means": dists["per_block"]}
+        lines = [f"{k:<9} mean {v['mean']:.4f}  std {v['std']:.4f}  n {v['n']}" for k, v in stats.items()]
+    json_path = out / f"{name}.json"
+    write_json(json_path, numbers)
+    return {"text": "\n".join(lines), "files": [*files, json_path], "numbers": numbers}

@@ -64,8 +64,10 @@ def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Int
     n = len(names)
     nrows = math.ceil(n / 8)
     ncols = math.ceil(n / nrows)
+    # colour range: from the smallest similarity shown (rounded down to 0.05) to 1, so that
+    # the structure is visible when all frames are alike; a negative minimum keeps its sign
     lo = min(float(np.min(m)) for m in mats.values())
-    vmin, vmax = (min(lo, 0.0), 1.0)
+    vmin, vmax = math.floor(min(lo, 0.95) * 20) / 20, 1.0
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.2, 2.35 * nrows + 0.9), squeeze=False)
         im = None

@@ -23,24 +23,7 @@ import pandas as pd
 
 from latte_bench.fsutil import write_bytes
 from latte_bench.reports import published
-from latte_bench.reports.store import Record, Row, group_rows, metric_family
-
-# dataset spellings seen in configs and folder names -> the paper's column names
-_DATASET_ALIASES = {
-    "ffs": "FaceForensics",
-    "faceforensics": "FaceForensics",
-    "face_forensics": "FaceForensics",
-    "sky": "SkyTimelapse",
-    "skytimelapse": "SkyTimelapse",
-    "sky_timelapse": "SkyTimelapse",
-    "ucf": "UCF101",
-    "ucf101": "UCF101",
-    "ucf-101": "UCF101",
-    "taichi": "Taichi-HD",
-    "taichi-hd": "Taichi-HD",
-    "taichi_hd": "Taichi-HD",
-    "taichihd": "Taichi-HD",
-}
+from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
 
 TABLES = {
     # name: (title, metric families, lower_is_better note)
@@ -63,11 +46,6 @@ COLUMNS = [
     "verified",
     "records",
 ]
-
-
-def canonical_dataset(name: str) -> str:
-    """``ffs`` -> ``FaceForensics`` etc.; unknown names are returned unchanged."""
-    return _DATASET_ALIASES.get(name.strip().lower(), name)
 
 
 def _column(table: str, dataset: str, metric: str) -> str:
@@ -131,16 +109,28 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
     return lines
 
 
-def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True) -> pd.DataFrame:
+def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
+                bootstrap: int = 0, bootstrap_seed: int = 0) -> pd.DataFrame:
     """The tidy leaderboard ``table`` ("table3" or "table5") from ``records`` (+ the paper's rows).
 
     Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
     as the paper does; measured FID/IS on any other dataset (e.g. the demo set) get their own column.
+    ``bootstrap > 0`` adds a 95% bootstrap interval to FVD rows of a single record that stores its
+    features (:func:`latte_bench.reports.store.record_features`) and has no stored interval yet.
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
     fams = TABLES[table][1]
+    records = list(records)
     rows = group_rows(records, fams, strict=strict)
+    if bootstrap > 0:
+        by_path = {r.path: r for r in records}
+        for row in rows:
+            if row.ci is None and len(row.paths) == 1 and metric_family(row.metric) == "fvd":
+                feats = record_features(by_path[row.paths[0]], row.metric)
+                if feats is not None:
+                    b = bootstrap_fvd(*feats, n_resamples=bootstrap, seed=bootstrap_seed)
+                    row.ci = (b["low"], b["high"])
     if table == "table5":
         keep = {("FaceForensics", "fid"), ("UCF101", "is")}
         paper = set(published.DATASETS)

@@ -1,0 +1,126 @@
+"""``latte-bench report`` (leaderboards, training curves), ``analyze`` (Fig. 6 / Fig. 8) and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    # ------------------------------------------------------------ report
+    rep = subparsers.add_parser("report", help="leaderboards (paper Tables 3 and 5) and training curves",
+                                description="Gather evaluation records into the paper's tables, or plot training curves.")
+    rsub = rep.add_subparsers(dest="report_command", metavar="WHAT")
+    for name, help_ in (("table3", "FVD of methods x datasets (paper Table 3)"),
+                        ("table5", "FID on FaceForensics and IS on UCF101 (paper Table 5)")):
+        p = rsub.add_parser(name, help=help_, description=help_ + ": the paper's reported rows beside measured rows "
+                            "(mean ± std over seeds) from the results store. Writes OUT/" + name + ".md and .csv.")
+        p.add_argument("--results", default="results", metavar="DIR", help="results folder of JSON records (default results/)")
+        p.add_argument("--out", default="reports", metavar="DIR", help="where to write the Markdown and CSV (default reports/)")
+        p.add_argument("--strict", action="store_true",
+                       help="refuse records that disagree on protocol instead of listing them as separate rows")
+        p.add_argument("--no-reported", action="store_true", help="leave out the paper's published rows")
+        if name == "table3":
+            p.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                           help="bootstrap resamples for an FVD confidence interval on single records with stored features")
+            p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+        p.set_defaults(func=run_table, table=name)
+    p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or metrics.jsonl files) of latte-bench train")
+    p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default reports/)")
+    p.add_argument("--name", default="training_curves", help="file stem (default training_curves)")
+    p.add_argument("--labels", default=None, help="comma-separated run labels (default: the folder names)")
+    p.set_defaults(func=run_curves)
+    rep.set_defaults(func=lambda args: rep.print_help() or 2)
+
+    # ------------------------------------------------------------ analyze
+    ana = subparsers.add_parser("analyze", help="feature analyses: inter-frame similarity (Fig. 6), Variant 4 fusion (Fig. 8)")
+    asub = ana.add_subparsers(dest="analyze_command", metavar="WHAT")
+    for name, help_ in (("similarity", "inter-frame cosine-similarity matrices after each block (paper Fig. 6)"),
+                        ("fusion", "spatial vs temporal head outputs of a Variant 4 model (paper Fig. 8)")):
+        p = asub.add_parser(name, help=help_, description=help_ + ". See docs/reports.md for the exact definitions.")
+        p.add_argument("--ckpt", required=True, metavar="CKPT", help="training checkpoint (latte-bench train) or official {'ema': ...} file")
+        p.add_argument("--variant", type=int, choices=(1, 2, 3, 4), default=None,
+                       help="model variant (checked against a training checkpoint; needed for official files)")
+        p.add_argument("--model", default="Latte-XL/2", help="model name for official checkpoints (default Latte-XL/2)")
+        p.add_argument("--image-size", type=int, default=256, help="frame size for official checkpoints (default 256)")
+        p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (default: the procedural demo set)")
+        p.add_argument("--num-videos", type=int, default=8, help="videos averaged over (default 8)")
+        p.add_argument("--timestep", type=int, default=None, help="diffusion step the clips are noised to (default 250)")
+        p.add_argument("--reduce", choices=("flatten", "mean"), default="flatten",
+                       help="frame vector: tokens concatenated (default) or averaged")
+        if name == "similarity":
+            p.add_argument("--features", choices=("out", "attn"), default="out",
+                           help="block outputs (residual stream, default) or the attention outputs")
+        p.add_argument("--seed", type=int, default=0, help="seed of the noise and the demo videos (default 0)")
+        p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        p.add_argument("--out", default="reports/analysis", metavar="DIR", help="output folder (default reports/analysis)")
+        p.set_defaults(func=run_analyze, analysis=name)
+    ana.set_defaults(func=lambda args: ana.print_help() or 2)
+
+    # ------------------------------------------------------------ demo
+    p = subparsers.add_parser("demo", help="offline end-to-end demo on CPU: data, training, sampling, FVD/FID/KVD, reports",
+                              description="Generate the procedural moving-shapes set, train a small Latte on CPU, sample, "
+                              "score with the real detectors and write leaderboards and figures. Numbers on a few dozen "
+                              "clips are NOT comparable with published ones.")
+    p.add_argument("--out", default="reports/demo", metavar="DIR", help="report folder (default reports/demo)")
+    p.add_argument("--work", default=None, metavar="DIR", help="scratch folder for data, run and samples (default OUT/work, removed unless --keep)")
+    p.add_argument("--quick", action="store_true", help="tiny settings (about a minute of work; for tests)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (overrides the preset)")
+    p.add_argument("--clips", type=int, default=None, help="clips per set for FVD/KVD (overrides the preset)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, training, sampling and evaluation (default 0)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.set_defaults(func=run_demo)
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from latte_bench.reports.leaderboard import build_table, to_markdown, write_table
+    from latte_bench.reports.store import load_records
+
+    records = load_records(args.results)
+    df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
+                     bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
+    md_path, csv_path, md = write_table(df, args.table, args.out)
+    print(md)
+    print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
+    return 0
+
+
+def run_curves(args: argparse.Namespace) -> int:
+    from latte_bench.errors import UserError
+    from latte_bench.reports.figures import training_curves_figure
+    from latte_bench.reports.store import read_training_log
+
+    labels = args.labels.split(",") if args.labels else [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in args.runs]
+    if len(labels) != len(args.runs):
+        raise UserError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
+    runs = {label: read_training_log(r) for label, r in zip(labels, args.runs)}
+    if not any(r["fvd"][0] for r in runs.values()):
+        print("note: no FVD entries in these logs (train with --fvd-every N); plotting the loss only")
+    paths = training_curves_figure(runs, Path(args.out) / args.name)
+    for label, r in runs.items():
+        steps, values = r["fvd"]
+        shown = ", ".join(f"{s}: {v:.1f}" for s, v in zip(steps, values)) or "-"
+        print(f"{label}: FVD by step {shown}")
+    print("wrote " + " and ".join(str(p) for p in paths))
+    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from latte_bench.reports.analysis import run_analysis
+
+    summary = run_analysis(
+        args.analysis, args.ckpt, out=args.out, variant=args.variant, model_name=args.model, image_size=args.image_size,
+        data=args.data, num_videos=args.num_videos, timestep=args.timestep, reduce=args.reduce,
+        features=getattr(args, "features", "out"), seed=args.seed, device=args.device,
+    )
+    print(summary["text"])
+    print("wrote " + ", ".join(str(p) for p in summary["files"]))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from latte_bench.reports.demo import run_demo as demo
+
+    demo(out=args.out, work=args.work, quick=args.quick, steps=args.steps, clips=args.clips, seed=args.seed, keep=args.keep)
+    return 0
