@@ -42,16 +42,9 @@ HOW_TO_GET = (
     "https://www.dropbox.com/s/jxpu7avzdc9n97q/c3d_ucf101.pt?dl=1) and install them with "
     "`latte-bench weights fetch tgan2_c3d --from FILE` (and tgan2_c3d_mean / c3d_ucf101), or pass --c3d-weights PATH"
 )
-CONV_LAYERS = (  # name, in, out
-    ("conv1a", 3, 64),
-    ("conv2a", 64, 128),
-    ("conv3a", 128, 256),
-    ("conv3b", 256, 256),
-    ("conv4a", 256, 512),
-    ("conv4b", 512, 512),
-    ("conv5a", 512, 512),
-    ("conv5b", 512, 512),
-)
+CONV_NAMES = ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
+CONV_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)  # the UCF101 C3D's output channels
+FC_WIDTH = 4096
 POOL_AFTER = {"conv1a": (1, 2, 2), "conv2a": 2, "conv3b": 2, "conv4b": 2, "conv5b": 2}
 
 
@@ -64,22 +57,26 @@ def resize_frames_align_corners(x: torch.Tensor, size: int = CROP) -> torch.Tens
 
 
 class C3D(nn.Module):
-    """TGAN2's UCF101 C3D: ``[B, 3, 16, H, W]`` RGB in [-1, 1] → fc8 logits ``[B, 101]``.
+    """TGAN2's UCF101 C3D: ``[B, 3, 16, H, W]`` RGB in [-1, 1] → fc8 logits ``[B, num_classes]``.
 
     ``mean``: the ``mean2.npz`` clip, ``[3, 16, 128, 128]`` in BGR, pixel units (0..255).
+    ``widths``/``fc_width``: channel counts (the real network's by default; the loader reads them
+    from the weight file, which lets tests use narrow synthetic weights).
     """
 
-    def __init__(self, mean: torch.Tensor, num_classes: int = NUM_CLASSES):
+    def __init__(
+        self, mean: torch.Tensor, num_classes: int = NUM_CLASSES, widths: tuple = CONV_WIDTHS, fc_width: int = FC_WIDTH
+    ):
         super().__init__()
         if tuple(mean.shape) != (3, NUM_FRAMES, 128, 128):
             raise UserError(f"C3D mean clip must be [3, 16, 128, 128], got {list(mean.shape)}")
         off = (128 - CROP) // 2
         self.register_buffer("input_bias", 128.0 - mean[:, :, off : off + CROP, off : off + CROP].to(torch.float32))
-        for name, c_in, c_out in CONV_LAYERS:
+        for name, c_in, c_out in zip(CONV_NAMES, (3,) + tuple(widths[:-1]), widths):
             self.add_module(name, nn.Conv3d(c_in, c_out, 3, 1, 1))
-        self.fc6 = nn.Linear(512 * 4 * 4, 4096)
-        self.fc7 = nn.Linear(4096, 4096)
-        self.fc8 = nn.Linear(4096, num_classes)
+        self.fc6 = nn.Linear(widths[-1] * 1 * 4 * 4, fc_width)  # pool5 output is C×1×4×4 for 16×112×112
+        self.fc7 = nn.Linear(fc_width, fc_width)
+        self.fc8 = nn.Linear(fc_width, num_classes)
         self.requires_grad_(False)
         self.eval()
 
@@ -88,7 +85,7 @@ class C3D(nn.Module):
             raise UserError(f"C3D expects clips [B, 3, 16, H, W], got {list(x.shape)}")
         x = x.flip(1) * 128.0  # RGB → BGR, [-1, 1] → [-128, 128]
         x = resize_frames_align_corners(x) + self.input_bias
-        for name, _, _ in CONV_LAYERS:
+        for name in CONV_NAMES:
             x = F.relu(getattr(self, name)(x))
             if name in POOL_AFTER:
                 k = POOL_AFTER[name]
@@ -102,7 +99,8 @@ def load_tgan2_npz(weights_npz: str | os.PathLike, mean_npz: str | os.PathLike) 
     """Build :class:`C3D` from TGAN2's chainer files (read with ``allow_pickle=False``).
 
     ``weights_npz`` holds ``<layer>/W`` and ``<layer>/b`` for conv1a … conv5b (W ``[out, in, 3, 3, 3]``)
-    and fc6 … fc8 (W ``[out, in]``); ``mean_npz`` holds ``mean`` ``[3, 16, 128, 128]``.
+    and fc6 … fc8 (W ``[out, in]``), chainer's ``save_npz`` layout (already PyTorch's); ``mean_npz``
+    holds ``mean`` ``[3, 16, 128, 128]``. Layer widths are read from the arrays.
     """
     for p in (weights_npz, mean_npz):
         if not Path(p).is_file():
@@ -114,14 +112,15 @@ def load_tgan2_npz(weights_npz: str | os.PathLike, mean_npz: str | os.PathLike) 
             arrays = {k: np.asarray(f[k], np.float32) for k in f.files}
     except (KeyError, ValueError, OSError) as e:
         raise UserError(f"{weights_npz} / {mean_npz}: not TGAN2 C3D npz files ({e}); {HOW_TO_GET}") from None
-    net = C3D(mean)
+    missing = [f"{n}/{p}" for n in CONV_NAMES + ("fc6", "fc7", "fc8") for p in "Wb" if f"{n}/{p}" not in arrays]
+    if missing:
+        raise UserError(f"{weights_npz}: missing array {missing[0]!r}; not TGAN2's conv3d_deepnetA_ucf.npz")
+    widths = tuple(arrays[f"{n}/W"].shape[0] for n in CONV_NAMES)
+    net = C3D(mean, num_classes=arrays["fc8/W"].shape[0], widths=widths, fc_width=arrays["fc7/W"].shape[0])
     state = {}
-    for name in [n for n, _, _ in CONV_LAYERS] + ["fc6", "fc7", "fc8"]:
+    for name in CONV_NAMES + ("fc6", "fc7", "fc8"):
         for src, dst in (("W", "weight"), ("b", "bias")):
-            key = f"{name}/{src}"
-            if key not in arrays:
-                raise UserError(f"{weights_npz}: missing array {key!r}; not TGAN2's conv3d_deepnetA_ucf.npz")
-            state[f"{name}.{dst}"] = torch.from_numpy(arrays[key])
+            state[f"{name}.{dst}"] = torch.from_numpy(arrays[f"{name}/{src}"])
     state["input_bias"] = net.input_bias
     try:
         net.load_state_dict(state, strict=True)
