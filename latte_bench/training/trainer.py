@@ -1,0 +1,307 @@
+"""The Latte training loop: one function, read top to bottom (nanoGPT style).
+
+``train(cfg)`` runs single-process or under ``torchrun`` (DDP; FSDP is not implemented yet,
+see docs/training.md). Per optimizer step: ``grad_accum`` micro-batches of ``batch_size``
+clips per process → latents (VAE or pixels) → IDDPM hybrid loss at random timesteps →
+backward (under bf16/fp16 autocast if asked) → gradient-norm clipping once the step reaches
+``start_clip_iter`` → AdamW → EMA.
+
+Randomness that shapes the loss (clip choice, crop start, flip, timestep, noise, VAE
+posterior sample, label dropout) is drawn per *sample* from generators seeded with
+``(seed, step, position in the global batch)`` (data: ``(seed, epoch, index)``), never from
+a process-global stream. So (1) a run resumed from a checkpoint continues bit-exactly, and
+(2) 2 processes × batch 4 follow the same loss trajectory as 1 process × batch 8.
+
+Outputs in ``cfg.out``: ``config.json``, ``metrics.jsonl`` (one JSON record per line; see
+docs/training.md), ``checkpoints/{step:07d}.pt``, ``samples/{step:07d}/*.mp4`` and
+``fvd/{step:07d}/`` when periodic sampling / FVD are on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latte_bench.errors import UserError
+from latte_bench.fsutil import write_json
+from latte_bench.training import distributed as dist
+from latte_bench.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from latte_bench.training.ema import create_ema, unwrap, update_ema
+from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
+from latte_bench.training.presets import TrainConfig
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda but no CUDA device is visible; use --device cpu")
+        return torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    return torch.device(device)
+
+
+def build_dataset(cfg: TrainConfig):
+    """The training dataset: latent shards, a data folder, or the in-memory demo set."""
+    from latte_bench.data.datasets import ClipDataset
+
+    if cfg.latents:
+        return LatentShardDataset(cfg.latents, num_images=cfg.num_images, seed=cfg.seed)
+    options = dict(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval, image_size=cfg.image_size,
+                   num_images=cfg.num_images, seed=cfg.seed)
+    if cfg.data is None:
+        if cfg.dataset != "demo":
+            raise UserError(f"preset {cfg.dataset} needs --data pointing at the {cfg.dataset} videos (or --latents)")
+        from latte_bench.data.demo import SHAPES, make_demo_videos
+
+        classes = max(cfg.num_classes, 1)
+        span = (cfg.num_frames - 1) * cfg.frame_interval + 1
+        videos, labels = make_demo_videos(cfg.demo_videos, num_frames=span + 4, size=cfg.image_size, seed=cfg.seed, classes=classes)
+        return ClipDataset.from_arrays(videos, labels, kind="demo", class_names=SHAPES[:classes], **options)
+    return ClipDataset.from_folder(cfg.dataset, cfg.data, split=cfg.split, **options)
+
+
+def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
+    """The Latte model of ``cfg`` (helper C's :func:`latte_bench.models.create_model`)."""
+    from latte_bench.models.latte import create_model
+
+    options = dict(
+        input_size=input_size, in_channels=in_channels, num_frames=cfg.num_frames, num_classes=cfg.num_classes,
+        class_dropout_prob=cfg.class_dropout_prob, learn_sigma=cfg.learn_sigma, variant=cfg.variant,
+        joint_strategy=cfg.joint_strategy.replace(" ", "_"), gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+    options.update(cfg.model_options)
+    try:
+        return create_model(cfg.model, **options)
+    except ValueError as e:
+        raise UserError(f"model {cfg.model} with {cfg.model_options}: {e}") from e
+
+
+def build_model_for_checkpoint(cfg: TrainConfig, checkpoint: dict):
+    """The (untrained) model a training checkpoint's weights belong to."""
+    stored = checkpoint["config"]
+    return build_model(cfg, int(stored["latent_channels"]), int(stored["latent_size"]))
+
+
+def sample_seed(*key: int) -> int:
+    """A 63-bit seed from integers (``np.random.SeedSequence``)."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def per_sample_draws(cfg: TrainConfig, step: int, positions: list[int], shape, num_classes: int, num_images: int):
+    """Timesteps (B,), noise (B, *shape), VAE eps (B, *shape), label-drop masks (B,), (B, K) for the given global positions."""
+    t, noise, eps, drop, drop_img = [], [], [], [], []
+    for pos in positions:
+        g = torch.Generator().manual_seed(sample_seed(cfg.seed, step, pos))
+        t.append(torch.randint(0, 1000, (1,), generator=g))
+        noise.append(torch.randn(shape, generator=g))
+        eps.append(torch.randn(shape, generator=g))
+        drop.append(torch.rand(1, generator=g) < cfg.class_dropout_prob)
+        drop_img.append(torch.rand(num_images, generator=g) < cfg.class_dropout_prob)
+    return torch.cat(t), torch.stack(noise), torch.stack(eps), torch.cat(drop), torch.stack(drop_img)
+
+
+class JsonlLog:
+    """Appends one JSON record per line to ``path`` (rank 0 only; flushed each write)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train per ``cfg``; returns ``{"step", "loss", "run_dir"}``. See the module docstring."""
+    from tqdm.auto import tqdm
+
+    from latte_bench.data.datasets import StepBatchSampler, collate
+    from latte_bench.diffusion import create_diffusion
+
+    # ---------------------------------------------------------------- setup
+    device = resolve_device(cfg.device)
+    dist.init(device.type)
+    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
+    if cfg.distributed != "ddp":
+        raise UserError(f"--distributed {cfg.distributed}: only ddp is implemented in this version")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    amp_dtype = PRECISIONS[cfg.precision]
+    run_dir = Path(cfg.out)
+    ckpt = None
+    if resume:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise UserError(f"{run_dir}: --resume but no checkpoint under {run_dir / 'checkpoints'}; drop --resume to start")
+        ckpt = load_checkpoint(found)
+    elif latest_checkpoint(run_dir) is not None:
+        raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+    torch.manual_seed(cfg.seed + rank)  # anything not drawn per sample (e.g. weight init: rank 0's is broadcast by DDP)
+    np.random.seed((cfg.seed + rank) % 2**32)
+
+    # ---------------------------------------------------------------- data and latent space
+    dataset = build_dataset(cfg)
+    vae = None if cfg.latents and cfg.pixel_space else load_vae(cfg.vae, device)
+    latent_space = LatentSpace(vae, cfg.vae_scale, cfg.vae_batch_frames)
+    if cfg.latents:
+        in_channels = int(dataset.meta.get("channels", latent_space.channels))
+        input_size = int(dataset.meta.get("latent_size", cfg.image_size // latent_space.downsample))
+    else:
+        in_channels, input_size = latent_space.channels, cfg.image_size // latent_space.downsample
+    num_classes = cfg.num_classes
+    if num_classes and getattr(dataset, "num_classes", num_classes) > num_classes:
+        raise UserError(f"the data has {dataset.num_classes} classes but the model {num_classes}; set --num-classes")
+
+    # ---------------------------------------------------------------- model, EMA, optimizer
+    model = build_model(cfg, in_channels, input_size).to(device)
+    if num_classes:
+        model.y_embedder.dropout_prob = 0.0  # label dropout is drawn per sample below (world-size independent)
+    ema = create_ema(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        step = int(ckpt["step"])
+        set_rng_state(ckpt["rng"])
+        del ckpt
+    run_config = {**cfg.to_dict(), "latent_channels": in_channels, "latent_size": input_size, "world_size": world}
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", run_config)
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model.train()
+
+    sampler = StepBatchSampler(len(dataset), cfg.batch_size, world=world, rank=rank, accum=cfg.grad_accum,
+                               seed=cfg.seed, start_step=step)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+    batches = iter(loader)
+    diffusion = create_diffusion("", learn_sigma=cfg.learn_sigma)
+    log = JsonlLog(run_dir / "metrics.jsonl", main)
+    if main:
+        log.write({"event": "start" if step == 0 else "resume", "step": step, "world_size": world, "clips": len(dataset),
+                   "skipped_videos": len(getattr(dataset, "skipped", [])), "global_batch": sampler.global_batch,
+                   "params": sum(p.numel() for p in params), "time": time.time()})
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main))
+
+    # ---------------------------------------------------------------- loop
+    window_loss, window_steps, window_samples, skipped_total = 0.0, 0, 0, 0
+    window_start = time.time()
+    loss_value = float("nan")
+    while step < cfg.steps:
+        step_loss = torch.zeros((), device=device)
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            skipped_total += batch["skipped"]
+            if "moments" in batch:
+                moments = batch["moments"].to(device, non_blocking=True)
+            else:
+                moments = latent_space.moments(batch["video"].to(device, non_blocking=True))
+            shape = (moments.shape[1], moments.shape[2] // 2, *moments.shape[3:])
+            first = (micro * world + rank) * cfg.batch_size  # this micro-batch's place in the global batch
+            positions = list(range(first, first + len(moments)))
+            t, noise, eps, drop, drop_img = per_sample_draws(cfg, step, positions, shape, num_classes, cfg.num_images)
+            mean, logvar = moments.chunk(2, dim=2)
+            x = mean if vae is None else (mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * eps.to(device)) * cfg.vae_scale
+            kwargs = {}
+            if cfg.num_images:
+                kwargs["use_image_num"] = cfg.num_images
+            if num_classes:
+                y = batch["label"].to(device)
+                kwargs["y"] = torch.where(drop.to(device), torch.full_like(y, num_classes), y)
+                if cfg.num_images:
+                    y_img = batch["image_labels"].to(device)
+                    kwargs["y_image"] = torch.where(drop_img.to(device), torch.full_like(y_img, num_classes), y_img)
+            sync = micro == cfg.grad_accum - 1
+            with (nullcontext() if sync or world == 1 else train_model.no_sync()):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    losses = diffusion.training_losses(train_model, x, t.to(device), kwargs, noise.to(device))
+                loss = losses["loss"].mean() / cfg.grad_accum
+                scaler.scale(loss).backward()
+            step_loss += loss.detach()
+        scaler.unscale_(optimizer)
+        max_norm = cfg.clip_max_norm if step >= cfg.start_clip_iter else math.inf  # before: norm only logged
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        update_ema(ema, model, cfg.ema_decay)
+        step += 1
+        bar.update(1)
+
+        window_loss += float(step_loss)
+        window_steps += 1
+        window_samples += sampler.global_batch
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            totals = torch.tensor([window_loss, float(skipped_total)], dtype=torch.float64, device=device)
+            if dist.active():
+                torch.distributed.all_reduce(totals)
+            loss_value = float(totals[0]) / (window_steps * world)
+            elapsed = max(time.time() - window_start, 1e-9)
+            record = {"step": step, "loss": loss_value, "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
+                      "clipped": bool(step - 1 >= cfg.start_clip_iter), "steps_per_s": window_steps / elapsed,
+                      "samples_per_s": window_samples / elapsed, "skipped_videos": int(totals[1]), "time": time.time()}
+            log.write(record)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            window_loss, window_steps, window_samples, skipped_total = 0.0, 0, 0, 0
+            window_start = time.time()
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if main:
+                save_checkpoint(checkpoint_path(run_dir, step), model=model, ema=ema, optimizer=optimizer, step=step,
+                                config=run_config, scaler=scaler)
+            dist.barrier()
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            preview(cfg, ema, latent_space, run_dir / "samples" / f"{step:07d}", cfg.sample_videos, device, (in_channels, input_size))
+            log.write({"event": "samples", "step": step, "path": str(run_dir / "samples" / f"{step:07d}")})
+        if cfg.fvd_every and step % cfg.fvd_every == 0:
+            log.write({"event": "fvd", "step": step, **periodic_fvd(cfg, ema, latent_space, run_dir, step, device, (in_channels, input_size))})
+    bar.close()
+    return {"step": step, "loss": loss_value, "run_dir": str(run_dir)}
+
+
+def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_videos: int, device, latent: tuple[int, int]) -> None:
+    """Write ``num_videos`` EMA samples (mp4, fixed seed 0) to ``out`` (sharded over ranks)."""
+    from latte_bench.training.sampling import sample_videos
+
+    channels, size = latent
+    sample_videos(ema, latent_space, out, num_videos, (cfg.num_frames, channels, size, size), fmt="mp4",
+                  batch_size=cfg.batch_size, seed=0, num_classes=cfg.num_classes, sampler=cfg.sample_sampler,
+                  steps=cfg.sample_steps, learn_sigma=cfg.learn_sigma, device=device, progress=False)
+
+
+def periodic_fvd(cfg: TrainConfig, ema, latent_space: LatentSpace, run_dir: Path, step: int, device, latent) -> dict:
+    """Sample ``fvd_videos`` lossless videos and compute FVD against ``fvd_real`` (helper B's compute_fvd)."""
+    from latte_bench.metrics.fvd import compute_fvd
+    from latte_bench.training.sampling import sample_videos
+
+    if not cfg.fvd_real:
+        raise UserError("--fvd-every needs --fvd-real, a held-out real video set")
+    channels, size = latent
+    fake = run_dir / "fvd" / f"{step:07d}"
+    sample_videos(ema, latent_space, fake, cfg.fvd_videos, (cfg.num_frames, channels, size, size), fmt="png",
+                  batch_size=cfg.batch_size, seed=0, num_classes=cfg.num_classes, sampler=cfg.sample_sampler,
+                  steps=cfg.sample_steps, learn_sigma=cfg.learn_sigma, device=device, progress=False)
+    result = compute_fvd(cfg.fvd_real, fake, num_clips=cfg.fvd_videos, num_frames=min(16, cfg.num_frames),
+                         real_stride=cfg.frame_interval, device=str(device), progress=False)
+    return {"fvd": float(result.fvd) if hasattr(result, "fvd") else float(result.to_dict()["fvd"]),
+            "fvd_clips": cfg.fvd_videos, "fake": str(fake), "real": cfg.fvd_real, "sampler": cfg.sample_sampler,
+            "sampling_steps": cfg.sample_steps}

@@ -1,0 +1,93 @@
+"""The training loop: exact resume, gradient accumulation, joint training, precision, logging, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from latte_bench.errors import UserError
+from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
+from latte_bench.training.presets import preset
+from latte_bench.training.trainer import train
+
+
+def tiny(out, **overrides):
+    """A seconds-long config: 4 frames of 8x8 pixels, a 2-block Latte, 2 classes."""
+    cfg = dataclasses.replace(
+        preset("demo"), out=str(out), image_size=8, num_frames=4, frame_interval=1, demo_videos=16,
+        model_options={"hidden_size": 32, "depth": 2, "num_heads": 2}, num_classes=2, batch_size=4, steps=3,
+        log_every=1, ckpt_every=100, num_workers=0, ema_decay=0.9, start_clip_iter=1, clip_max_norm=0.5,
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def losses(run_dir):
+    records = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    return [r["loss"] for r in records if "loss" in r]
+
+
+def test_resume_continues_bit_exactly(tmp_path):
+    train(tiny(tmp_path / "whole", steps=4), progress=False)
+    train(tiny(tmp_path / "split", steps=2), progress=False)
+    train(tiny(tmp_path / "split", steps=4), resume=True, progress=False)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "split"))
+    assert a["step"] == b["step"] == 4
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    assert losses(tmp_path / "whole")[2:] == losses(tmp_path / "split")[2:]
+    # the EMA moved away from the model, and frozen tables were copied, not averaged
+    assert not torch.equal(a["ema"]["final_layer.linear.weight"], a["model"]["final_layer.linear.weight"])
+    assert torch.equal(a["ema"]["pos_embed"], a["model"]["pos_embed"])
+
+
+def test_gradient_accumulation_matches_the_same_global_batch(tmp_path):
+    train(tiny(tmp_path / "one", steps=3), progress=False)
+    train(tiny(tmp_path / "acc", steps=3, batch_size=2, grad_accum=2), progress=False)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "acc"), rel=1e-5, abs=1e-6)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "one"))["model"]
+    b = load_checkpoint(latest_checkpoint(tmp_path / "acc"))["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+@pytest.mark.slow
+def test_demo_preset_learns(tmp_path):
+    train(tiny(tmp_path / "run", steps=40, lr=2e-3, log_every=5, clip_max_norm=1.0), progress=False)
+    curve = losses(tmp_path / "run")
+    assert len(curve) == 8 and curve[-1] < 0.6 * curve[0]
+
+
+@pytest.mark.parametrize("strategy", ["only_video", "temporal_mask"])
+def test_joint_training_with_images_bf16_and_checkpointing(tmp_path, strategy):
+    cfg = tiny(tmp_path / strategy, steps=2, num_images=2, joint_strategy=strategy, precision="bf16", gradient_checkpointing=True)
+    result = train(cfg, progress=False)
+    assert result["step"] == 2 and torch.isfinite(torch.tensor(result["loss"]))
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / strategy))
+    assert ckpt["config"]["num_images"] == 2 and ckpt["config"]["joint_strategy"] == strategy
+
+
+def test_metrics_jsonl_records(tmp_path):
+    train(tiny(tmp_path / "run", steps=2), progress=False)
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert records[0]["event"] == "start" and records[0]["global_batch"] == 4
+    step_records = [r for r in records if "loss" in r]
+    assert [r["step"] for r in step_records] == [1, 2]
+    for r in step_records:
+        assert set(r) >= {"step", "loss", "grad_norm", "lr", "steps_per_s", "samples_per_s", "clipped"}
+    assert [r["clipped"] for r in step_records] == [False, True]  # start_clip_iter=1: clip from the 2nd step on
+
+
+def test_refuses_to_overwrite_or_resume_nothing(tmp_path):
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(tiny(tmp_path / "fresh"), resume=True, progress=False)
+    train(tiny(tmp_path / "run", steps=1), progress=False)
+    with pytest.raises(UserError, match="--resume"):
+        train(tiny(tmp_path / "run", steps=2), progress=False)
+    with pytest.raises(UserError, match="--data"):
+        train(tiny(tmp_path / "ffs", dataset="ffs"), progress=False)
