@@ -1,0 +1,148 @@
+"""Latte training-step speed and FLOPs.
+
+Two measurements:
+
+* ``--flops``: FLOPs of one forward pass of the four Latte-XL/2 variants (16 frames, 32x32
+  latents, batch 1), counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta
+  device (nothing is allocated). FlopCounterMode counts 2 FLOPs per multiply-add.
+* timing (default): one training step = forward + backward + AdamW step on random latents,
+  for each model and each attention implementation: ``sdpa``
+  (``F.scaled_dot_product_attention``) and ``math`` (explicit ``softmax(q k^T) v``, the way the
+  official code computes attention). Reports seconds/step, tokens/s and achieved FLOP/s
+  (forward+backward FLOPs counted as above, divided by the step time).
+
+Examples::
+
+    python benchmarks/bench_model.py --flops
+    python benchmarks/bench_model.py --models Latte-S/2 Latte-B/2 --batch 1 --steps 2
+    python benchmarks/bench_model.py --device cuda --bf16 --compile --models Latte-XL/2 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from latte_bench.models import create_model
+
+VARIANTS = (1, 2, 3, 4)
+
+
+def count_flops(name: str, batch: int, frames: int, size: int, backward: bool = False, **options) -> int:
+    """FLOPs of one forward (or forward+backward) pass, counted on the meta device."""
+    with torch.device("meta"):
+        model = create_model(name, num_frames=frames, input_size=size, attention="math", **options)
+        x = torch.randn(batch, frames, 4, size, size)
+        t = torch.zeros(batch, dtype=torch.long)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = model(x, t)
+        if backward:
+            out.sum().backward()
+    return counter.get_total_flops()
+
+
+def trainable_params(name: str, **options) -> int:
+    with torch.device("meta"):
+        model = create_model(name, **options)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flops_table(frames: int, size: int) -> list[dict]:
+    rows = []
+    for variant in VARIANTS:
+        flops = count_flops("Latte-XL/2", 1, frames, size, variant=variant)
+        params = trainable_params("Latte-XL/2", variant=variant, num_frames=frames, input_size=size)
+        rows.append({"variant": variant, "params": params, "forward_flops": flops, "forward_gmacs": flops / 2e9})
+        print(f"Variant {variant}: params {params / 1e6:.2f}M, forward {flops / 1e9:.1f} GFLOPs ({flops / 2e9:.1f} GMACs)", flush=True)
+    return rows
+
+
+def time_step(name: str, attention: str, args) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = create_model(name, num_frames=args.frames, input_size=args.size, attention=attention).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    step_model = torch.compile(model) if args.compile else model
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    x = torch.randn(args.batch, args.frames, 4, args.size, args.size, device=device)
+    target = torch.randn(args.batch, args.frames, 8, args.size, args.size, device=device)
+    t = torch.randint(0, 1000, (args.batch,), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
+            loss = ((step_model(x, t) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    seconds = min(times)
+    flops = count_flops(name, args.batch, args.frames, args.size, backward=True)
+    tokens = args.batch * args.frames * (args.size // model.patch_size) ** 2
+    row = {
+        "model": name, "attention": attention, "batch": args.batch, "frames": args.frames, "latent": args.size,
+        "seconds_per_step": seconds, "all_step_seconds": times, "tokens_per_s": tokens / seconds,
+        "fwd_bwd_flops": flops, "achieved_tflops": flops / seconds / 1e12,
+    }  # fmt: skip
+    print(
+        f"{name:12s} {attention:5s} batch {args.batch}: {seconds:8.3f} s/step  {tokens / seconds:9.1f} tokens/s  "
+        f"{flops / seconds / 1e9:8.1f} GFLOP/s  (steps {', '.join(f'{s:.3f}' for s in times)})",
+        flush=True,
+    )
+    del model, opt
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flops", action="store_true", help="count FLOPs of the four XL variants and exit")
+    parser.add_argument("--models", nargs="+", default=["Latte-S/2", "Latte-B/2"])
+    parser.add_argument("--attention", nargs="+", default=["sdpa", "math"], choices=["sdpa", "math"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=32, help="latent height = width")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps; the fastest is reported")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, load {os.getloadavg()}", flush=True)
+
+    if args.flops:
+        rows = flops_table(args.frames, args.size)
+    else:
+        rows = [time_step(name, attention, args) for name in args.models for attention in args.attention]
+    if args.json:
+        from latte_bench.fsutil import write_json
+
+        write_json(args.json, {"args": vars(args), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
