@@ -147,8 +147,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         ckpt = load_checkpoint(found)
     elif latest_checkpoint(run_dir) is not None:
         raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
-    torch.manual_seed(cfg.seed + rank)  # anything not drawn per sample (e.g. weight init: rank 0's is broadcast by DDP)
-    np.random.seed((cfg.seed + rank) % 2**32)
+    torch.manual_seed(cfg.seed)  # the same weight init on every rank (and so the same EMA start)
+    np.random.seed(cfg.seed % 2**32)
 
     # ---------------------------------------------------------------- data and latent space
     dataset = build_dataset(cfg)

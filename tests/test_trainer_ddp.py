@@ -1,0 +1,44 @@
+"""DDP under torchrun (2 CPU processes, gloo) follows the single-process loss trajectory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
+from latte_bench.training.trainer import train
+from test_trainer import tiny  # tests/ is on sys.path under pytest
+
+TINY_FLAGS = [
+    "--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--demo-videos", "16", "--num-classes", "2",
+    "--model-options", json.dumps({"hidden_size": 32, "depth": 2, "num_heads": 2}), "--steps", "3", "--log-every", "1",
+    "--num-workers", "0", "--ema-decay", "0.9", "--start-clip-iter", "1", "--clip-max-norm", "0.5", "--device", "cpu",
+    "--no-progress",
+]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    train(tiny(tmp_path / "single", batch_size=4), progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "latte_bench.cli",
+           "train", "demo", "--out", str(tmp_path / "ddp"), "--batch-size", "2", *TINY_FLAGS]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def curve(run):
+        return [json.loads(line) for line in open(tmp_path / run / "metrics.jsonl")]
+
+    single, ddp = curve("single"), curve("ddp")
+    assert ddp[0]["world_size"] == 2 and ddp[0]["global_batch"] == single[0]["global_batch"] == 4
+    loss_single = [r["loss"] for r in single if "loss" in r]
+    loss_ddp = [r["loss"] for r in ddp if "loss" in r]
+    assert len(loss_ddp) == 3 and loss_ddp == pytest.approx(loss_single, rel=1e-5, abs=1e-6)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "single"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "ddp"))
+    assert all(torch.allclose(a["ema"][k], b["ema"][k], atol=1e-5) for k in a["ema"])
