@@ -6,9 +6,11 @@ Two measurements:
   latents, batch 1), counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta
   device (nothing is allocated). FlopCounterMode counts 2 FLOPs per multiply-add.
 * timing (default): one training step = forward + backward + AdamW step on random latents,
-  for each model and each attention implementation: ``sdpa``
-  (``F.scaled_dot_product_attention``) and ``math`` (explicit ``softmax(q k^T) v``, the way the
-  official code computes attention). Reports seconds/step, tokens/s and achieved FLOP/s
+  for each model and each of: ``sdpa`` (this model, ``F.scaled_dot_product_attention``),
+  ``math`` (this model, explicit ``softmax(q k^T) v`` as the official code computes attention)
+  and ``official`` (:class:`OfficialStyle`: the official Variant-1 data flow, rearranges and
+  per-sequence repeated conditioning, on the same weights; ``--check`` verifies it computes the
+  same function). Reports seconds/step, tokens/s and achieved FLOP/s
   (forward+backward FLOPs counted as above, divided by the step time).
 
 Examples::
@@ -64,13 +66,85 @@ def flops_table(frames: int, size: int) -> list[dict]:
     return rows
 
 
+class OfficialStyle(torch.nn.Module):
+    """The official Variant-1 data flow, re-implemented on our modules' weights (for timing only).
+
+    As the official ``models/latte.py`` runs it: tokens as ``(B*F, N, D)``, ``einops`` rearranges
+    between spatial and temporal blocks, the condition vector *repeated* per sequence
+    (``(B*F, D)`` / ``(B*N, D)``) before each adaLN linear, and 'math' attention
+    (``(q @ k^T) * scale``, softmax, ``@ v``). Unconditional, no images.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @staticmethod
+    def attention(attn, x):
+        b, n, c = x.shape
+        qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        weights = ((q @ k.transpose(-2, -1)) * attn.head_dim**-0.5).softmax(dim=-1)
+        return attn.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
+
+    def block(self, blk, x, c):
+        from latte_bench.models.latte import modulate
+
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = blk.adaLN_modulation(c).chunk(6, dim=1)
+        x = x + gate_msa.unsqueeze(1) * self.attention(blk.attn, modulate(blk.norm1(x), shift_msa.unsqueeze(1), scale_msa.unsqueeze(1)))
+        return x + gate_mlp.unsqueeze(1) * blk.mlp(modulate(blk.norm2(x), shift_mlp.unsqueeze(1), scale_mlp.unsqueeze(1)))
+
+    def forward(self, x, t):
+        from einops import rearrange, repeat
+
+        from latte_bench.models.latte import modulate
+
+        m = self.model
+        b, f = x.shape[:2]
+        x = rearrange(x, "b f c h w -> (b f) c h w")
+        x = m.x_embedder.proj(x).flatten(2).transpose(1, 2) + m.pos_embed
+        n = x.shape[1]
+        c = m.t_embedder(t)
+        c_spatial = repeat(c, "n d -> (n f) d", f=f)
+        c_temporal = repeat(c, "n d -> (n p) d", p=n)
+        for i in range(0, len(m.blocks), 2):
+            x = self.block(m.blocks[i], x, c_spatial)
+            x = rearrange(x, "(b f) n d -> (b n) f d", b=b)
+            if i == 0:
+                x = x + m.temp_embed
+            x = self.block(m.blocks[i + 1], x, c_temporal)
+            x = rearrange(x, "(b n) f d -> (b f) n d", b=b)
+        fl = m.final_layer
+        shift, scale = fl.adaLN_modulation(c_spatial).chunk(2, dim=1)
+        x = fl.linear(modulate(fl.norm_final(x), shift.unsqueeze(1), scale.unsqueeze(1)))
+        g = int(n**0.5)
+        p, co = m.patch_size, m.out_channels
+        x = torch.einsum("nhwpqc->nchpwq", x.reshape(b * f, g, g, p, p, co)).reshape(b * f, co, g * p, g * p)
+        return rearrange(x, "(b f) c h w -> b f c h w", b=b)
+
+
+def check_official_style() -> float:
+    """max |ours - official-style| on a small random model (both must compute the same function)."""
+    from latte_bench.models.latte import Latte
+
+    torch.manual_seed(0)
+    model = Latte(input_size=8, hidden_size=64, depth=4, num_heads=4, num_frames=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+        x, t = torch.randn(2, 4, 4, 8, 8), torch.tensor([3, 700])
+        return (model(x, t) - OfficialStyle(model)(x, t)).abs().max().item()
+
+
 def time_step(name: str, attention: str, args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = create_model(name, num_frames=args.frames, input_size=args.size, attention=attention).to(device)
+    impl = "math" if attention == "official" else attention
+    model = create_model(name, num_frames=args.frames, input_size=args.size, attention=impl).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
-    step_model = torch.compile(model) if args.compile else model
+    step_model = OfficialStyle(model) if attention == "official" else model
+    step_model = torch.compile(step_model) if args.compile else step_model
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     x = torch.randn(args.batch, args.frames, 4, args.size, args.size, device=device)
     target = torch.randn(args.batch, args.frames, 8, args.size, args.size, device=device)
@@ -117,12 +191,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flops", action="store_true", help="count FLOPs of the four XL variants and exit")
     parser.add_argument("--models", nargs="+", default=["Latte-S/2", "Latte-B/2"])
-    parser.add_argument("--attention", nargs="+", default=["sdpa", "math"], choices=["sdpa", "math"])
+    parser.add_argument("--attention", nargs="+", default=["sdpa", "math", "official"], choices=["sdpa", "math", "official"],
+                        help="sdpa / math: this model; official: the official data flow (OfficialStyle) with math attention")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=32, help="latent height = width")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2, help="timed steps; the fastest is reported")
+    parser.add_argument("--check", action="store_true", help="check that OfficialStyle computes our function, and exit")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -135,6 +211,10 @@ def main(argv=None) -> int:
 
     if args.flops:
         rows = flops_table(args.frames, args.size)
+    elif args.check:
+        diff = check_official_style()
+        print(f"max |ours - official-style| = {diff:.3g}")
+        return 0 if diff <= 1e-5 else 1
     else:
         rows = [time_step(name, attention, args) for name in args.models for attention in args.attention]
     if args.json:
