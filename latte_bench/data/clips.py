@@ -13,6 +13,7 @@ Generated clips: the first ``num_frames`` frames (stride 1 by default) of the fi
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,7 @@ def sample_fake_clips(
     for i, e in enumerate(source.entries[:num_clips]):
         if e.num_frames < span:
             raise UserError(
-                f"{source.root}/{e.name}: generated video has {e.num_frames} frames; {span} needed ({num_frames} frames at stride {stride})"
+                f"{e.name if source.kind == 'array' else Path(source.root) / e.name}: generated video has {e.num_frames} frames; {span} needed ({num_frames} frames at stride {stride})"
             )
         clips.append(Clip(i, e.name, tuple(stride * k for k in range(num_frames))))
     info = {"videos": len(source), "clips": len(clips), "clips_requested": num_clips, "num_frames": num_frames,
