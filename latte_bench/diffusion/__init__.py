@@ -20,6 +20,7 @@ _EXPORTS = {
     "SAMPLERS": "samplers",
     "classifier_free_guidance": "samplers",
     "dpm_solver_sample_loop": "samplers",
+    "guide": "samplers",
     "sample": "samplers",
 }
 

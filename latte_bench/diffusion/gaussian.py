@@ -283,7 +283,7 @@ class GaussianDiffusion:
         clip_denoised: bool = True,
         denoised_fn: Callable | None = None,
         model_kwargs: dict | None = None,
-        generator: torch.Generator | None = None,
+        generator=None,
     ) -> dict:
         """One ancestral step x_t -> x_{t−1} = mean + σ z (no noise at t = 0). Returns ``sample``, ``pred_xstart``."""
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
@@ -302,7 +302,7 @@ class GaussianDiffusion:
         model_kwargs: dict | None = None,
         device=None,
         progress: bool = False,
-        generator: torch.Generator | None = None,
+        generator=None,
     ) -> torch.Tensor:
         """Ancestral (DDPM) sampling through every step of this schedule; returns x_0 of ``shape``."""
         final = None
@@ -334,7 +334,7 @@ class GaussianDiffusion:
         denoised_fn: Callable | None = None,
         model_kwargs: dict | None = None,
         eta: float = 0.0,
-        generator: torch.Generator | None = None,
+        generator=None,
     ) -> dict:
         """One DDIM step x_t -> x_{t−1} (Song et al. eq. 12); ``eta`` = 0 is deterministic, 1 is DDPM-like.
 
@@ -363,7 +363,7 @@ class GaussianDiffusion:
         device=None,
         progress: bool = False,
         eta: float = 0.0,
-        generator: torch.Generator | None = None,
+        generator=None,
     ) -> torch.Tensor:
         """DDIM sampling through every step of this schedule; returns x_0 of ``shape``."""
         x = _initial_noise(shape, noise, device, generator)
@@ -425,10 +425,28 @@ class GaussianDiffusion:
         return terms
 
 
-def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise drawn from ``generator`` (on its device), then moved next to ``like``."""
-    gen_device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=like.dtype).to(like.device)
+def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise of ``shape`` on ``device``.
+
+    ``generator``: None (the global RNG), one ``torch.Generator`` (drawn on its own device, then
+    moved), or a sequence of ``shape[0]`` generators, one per sample, so that every sample's
+    noise is independent of how samples are batched.
+    """
+    shape = tuple(int(s) for s in shape)
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+    generators = list(generator)
+    if len(generators) != shape[0]:
+        raise ValueError(f"{len(generators)} generators for a batch of {shape[0]}")
+    return torch.stack(
+        [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype).to(device) for g in generators]
+    )
+
+
+def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
+    return randn(shape, generator, like.device, like.dtype)
 
 
 def _initial_noise(shape, noise, device, generator) -> torch.Tensor:
@@ -436,9 +454,7 @@ def _initial_noise(shape, noise, device, generator) -> torch.Tensor:
         if tuple(noise.shape) != tuple(shape):
             raise ValueError(f"noise shape {tuple(noise.shape)} != requested shape {tuple(shape)}")
         return noise.to(device) if device is not None else noise
-    device = device if device is not None else (generator.device if generator is not None else "cpu")
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=gen_device).to(device)
+    return randn(shape, generator, device if device is not None else "cpu")
 
 
 def _steps(num_timesteps: int, progress: bool, name: str):

@@ -18,19 +18,29 @@ from typing import Callable
 import torch
 
 from ..errors import UserError
-from .gaussian import named_beta_schedule
+from .gaussian import named_beta_schedule, randn
 from .respace import create_diffusion
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float, channels: int) -> torch.Tensor:
+    """Combine conditional and unconditional outputs (B, F, 2C or C, H, W) as the official code does.
+
+    The first ``channels`` (all latent channels, C = 4 for Latte; DiT guides only 3) become
+    ``uncond + cfg_scale · (cond − uncond)``; the remaining (variance) channels come from ``cond``.
+    """
+    eps = uncond[:, :, :channels] + cfg_scale * (cond[:, :, :channels] - uncond[:, :, :channels])
+    return torch.cat([eps, cond[:, :, channels:]], dim=2)
 
 
 def classifier_free_guidance(model: Callable, cfg_scale: float, null_class: int) -> Callable:
     """Wrap ``model(x, t, y=...)`` into a guided model with the same call signature.
 
     The wrapper evaluates the model once on a doubled batch ([x; x], [t; t], [y; null_class])
-    and returns (B, F, 2C, H, W) (or (B, F, C, H, W) without learned variance) where the first C
-    channels are ``uncond + cfg_scale · (cond − uncond)`` and the rest come from the conditional
-    half. ``cfg_scale`` = 1 returns the conditional output exactly.
+    and combines the halves with :func:`guide`. This equals the official ``forward_with_cfg``
+    on the conditional half of its doubled batch (the null half there is discarded after
+    sampling), at half the sampler state.
     """
 
     def guided(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -40,9 +50,7 @@ def classifier_free_guidance(model: Callable, cfg_scale: float, null_class: int)
         out = model(torch.cat([x, x]), torch.cat([t, t]), y=torch.cat([y, null]), **kwargs)
         out = out[0] if isinstance(out, tuple) else out
         cond, uncond = out.chunk(2, dim=0)
-        channels = x.shape[2]
-        eps = uncond[:, :, :channels] + cfg_scale * (cond[:, :, :channels] - uncond[:, :, :channels])
-        return torch.cat([eps, cond[:, :, channels:]], dim=2)
+        return guide(cond, uncond, cfg_scale, x.shape[2])
 
     return guided
 
@@ -118,7 +126,7 @@ def sample(
     y: torch.Tensor | None = None,
     num_classes: int | None = None,
     noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator=None,
     eta: float = 0.0,
     clip_denoised: bool = False,
     progress: bool = True,
@@ -142,8 +150,9 @@ def sample(
         num_classes: the null label used for guidance (= the model's ``num_classes``; read from
             ``model.num_classes`` when None).
         noise: x_T (B, F, C, H, W); drawn from ``generator`` when None.
-        generator: torch.Generator for x_T and the DDPM / DDIM(eta>0) step noise. Given the
-            same noise and generator state the result is identical.
+        generator: torch.Generator for x_T and the DDPM / DDIM(eta>0) step noise, or a list of
+            B generators (one per video: each video's result then does not depend on the batch
+            it was sampled in). Given the same noise and generator state the result is identical.
         eta: DDIM stochasticity (0 = deterministic).
         clip_denoised: clamp predicted x_0 to [−1, 1] (DDPM/DDIM). False by default, as in
             Latte's sample scripts (VAE latents are not confined to [−1, 1]).
@@ -164,8 +173,7 @@ def sample(
     if device is None:
         device = noise.device if noise is not None else _model_device(model)
     if noise is None:
-        gen_device = generator.device if generator is not None else device
-        noise = torch.randn(shape, generator=generator, device=gen_device).to(device)
+        noise = randn(shape, generator, device)
     elif tuple(noise.shape) != shape:
         raise ValueError(f"noise shape {tuple(noise.shape)} != requested shape {shape}")
     noise = noise.to(device)
