@@ -114,6 +114,14 @@ def test_parameter_counts_variants_3_4(variant):
     assert trainable(model) == 676_355_360
 
 
+def test_parameter_count_variant_4_split_heads():
+    # one standard MHA per block with its heads split: the Variant-1 parameters and 28 blocks
+    with torch.device("meta"):
+        model = create_model("Latte-XL/2", variant=4, heads_width="split")
+    assert len(model.blocks) == 28
+    assert trainable(model) == 673_681_568
+
+
 # --------------------------------------------------------------------------- checkpoint files
 @pytest.fixture
 def class_model(fixtures_dir):

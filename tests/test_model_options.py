@@ -74,6 +74,44 @@ def test_every_combination_trains(variant, patch_embed, conditioning, temporal_p
     assert no_grad == []
 
 
+@pytest.mark.parametrize(
+    "patch_embed,conditioning,temporal_pos,joint,num_classes",
+    [c for c in itertools.product(("uniform", "compression"), ("s_adaln", "adaln", "all_tokens"), ("absolute", "rope"), ("only_video", "temporal_mask"), (0, 5))
+     if not (c[0] == "compression" and c[3] == "temporal_mask")],
+)
+def test_every_combination_trains_split_heads(patch_embed, conditioning, temporal_pos, joint, num_classes):
+    model = tiny(variant=4, heads_width="split", patch_embed=patch_embed, conditioning=conditioning, temporal_pos=temporal_pos, joint_strategy=joint, num_classes=num_classes)
+    perturb_zero_init(model)
+    images = 0 if patch_embed == "compression" else 2
+    x, t, y, y_image = inputs(images=images, num_classes=num_classes)
+    out = model(x, t, y, use_image_num=images, y_image=y_image)
+    assert out.shape == (2, 4 + images, 8, 8, 8)
+    out.square().mean().backward()
+    assert [n for n, p in model.named_parameters() if not p.grad.abs().sum() > 0] == []
+
+
+def test_split_heads_is_one_mha_with_spatial_and_temporal_heads():
+    model = tiny(variant=4, heads_width="split")
+    perturb_zero_init(model)
+    assert len(model.blocks) == 4 and not hasattr(model.blocks[0], "attn_temporal")
+    block = model.blocks[0]
+    h = torch.randn(2, 4, 16, 32)
+    features = {}
+    with torch.no_grad():
+        out = block._mix(h, model._temporal_context(4, 0, h.device), features, "b", 4)
+        q, k, v = block.attn.qkv(h).reshape(2, 4, 16, 3, 4, 8).unbind(3)  # (B, F, N, H, hd) each
+        heads = []
+        for i in range(4):
+            qh, kh, vh = q[..., i, :], k[..., i, :], v[..., i, :]
+            if i >= 2:  # temporal heads: sequences over frames
+                qh, kh, vh = (z.transpose(1, 2) for z in (qh, kh, vh))
+            o = torch.softmax(qh @ kh.transpose(-1, -2) / math.sqrt(8), dim=-1) @ vh
+            heads.append(o if i < 2 else o.transpose(1, 2))
+        expected = block.attn.proj(torch.cat(heads, dim=-1))
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(features["b.spatial_attn"] + features["b.temporal_attn"] + block.attn.proj.bias, expected)
+
+
 def test_gradients_reach_zero_init_weights_after_one_step():
     model = tiny(num_classes=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

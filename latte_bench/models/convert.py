@@ -74,15 +74,16 @@ def extract_state_dict(obj, source: str = "checkpoint", prefer: str = "ema") -> 
 
 # --------------------------------------------------------------------------- official layout
 def official_model_kwargs(config: Mapping) -> dict:
-    """Map the official ``Latte(...)`` keywords (and ``extras``) to :class:`Latte` options."""
-    unknown = set(config) - set(OFFICIAL_KEYS) - {"attention_mode"}
+    """Map the official ``Latte(...)`` keywords (and ``extras``) to :class:`Latte` options.
+
+    Other keys (``attention_mode``, fixture notes such as ``batch`` or ``seed``) are ignored.
+    """
     cfg = {k: config[k] for k in OFFICIAL_KEYS if k in config}
     extras = int(cfg.pop("extras", 1))
     if extras not in (1, 2):
         raise UserError(f"official config extras={extras}: only 1 (unconditional) and 2 (class-conditional) are supported (78 is the legacy CLIP path with no training code)")
     num_classes = int(cfg.pop("num_classes", 1000))
     cfg["num_classes"] = num_classes if extras == 2 else 0
-    del unknown  # extra keys (batch, seed, notes...) are ignored on purpose
     return cfg
 
 

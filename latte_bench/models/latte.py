@@ -48,6 +48,7 @@ CONDITIONINGS = ("s_adaln", "adaln", "all_tokens")
 TEMPORAL_POS = ("absolute", "rope")
 JOINT_STRATEGIES = ("only_video", "temporal_mask")
 ATTENTION_IMPLS = ("sdpa", "math")
+HEADS_WIDTHS = ("full", "split")
 
 # depth counts spatial and temporal blocks together (official convention)
 LATTE_SIZES = {
@@ -185,13 +186,14 @@ class LatteBlock(nn.Module):
       enters as extra tokens and ``c`` is None.
     """
 
-    def __init__(self, kind: str, hidden_size: int, num_heads: int, mlp_ratio: float, conditioning: str, attention_impl: str):
+    def __init__(self, kind: str, hidden_size: int, num_heads: int, mlp_ratio: float, conditioning: str, attention_impl: str, heads_width: str = "full"):
         super().__init__()
         self.kind = kind
         self.conditioning = conditioning
+        self.heads_width = heads_width
         affine = conditioning == "all_tokens"
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=1e-6)
-        if kind == "factorised_heads":
+        if kind == "factorised_heads" and heads_width == "full":
             # each half of the heads works on the full width (see docs/model.md, Variant 4)
             spatial_heads = max(num_heads // 2, 1)
             self.attn = Attention(hidden_size, spatial_heads, attention_impl)
@@ -256,12 +258,46 @@ class LatteBlock(nn.Module):
             if t.shape[1] < s.shape[1]:  # images: spatial output passes through
                 t = torch.cat([t, s[:, t.shape[1] :]], dim=1)
             return t
+        if self.heads_width == "split":
+            return self._split_heads(h, ctx, features, name, total_frames)
         # factorised heads: both halves read the same input, outputs are added
         s = spatial_attention(self.attn, h)
         t = pad_frames(temporal_attention(self.attn_temporal, h, ctx), total_frames)
         _record(features, f"{name}.spatial_attn", s)
         _record(features, f"{name}.temporal_attn", t)
         return s + t
+
+
+    def _split_heads(self, h, ctx, features, name, total_frames):
+        """Factorised heads inside one standard MHA: heads ``[:H/2]`` spatial, ``[H/2:]`` temporal.
+
+        One ``qkv`` and one ``proj`` (the Variant-1 parameters); the concatenated heads go through
+        ``proj``, which equals ``proj`` applied to each half (its weight columns) and added. The
+        recorded halves exclude ``proj.bias``: ``spatial_attn + temporal_attn + proj.bias`` is the output.
+        """
+        attn = self.attn
+        b, f, n, d = h.shape
+        hs, hd = attn.num_heads // 2, attn.head_dim
+        ht = attn.num_heads - hs
+        qkv = attn.qkv(h).reshape(b, f, n, 3, attn.num_heads, hd)
+        q, k, v = qkv[..., :hs, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * f, hs, n, hd).unbind(0)
+        o_s = dot_product_attention(q, k, v, None, attn.impl)  # (B*F, hs, N, hd)
+        o_s = o_s.reshape(b, f, hs, n, hd).transpose(2, 3).reshape(b, f, n, hs * hd)
+        temporal = qkv[..., hs:, :]
+        if ctx.slice_images:
+            temporal = temporal[:, : ctx.num_video]
+        fv = temporal.shape[1]
+        q, k, v = temporal.permute(3, 0, 2, 4, 1, 5).reshape(3, b * n, ht, fv, hd).unbind(0)
+        rope = ctx.rope_for(fv, hd, h.device)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        o_t = dot_product_attention(q, k, v, ctx.mask, attn.impl)  # (B*N, ht, F, hd)
+        o_t = o_t.reshape(b, n, ht, fv, hd).permute(0, 3, 1, 2, 4).reshape(b, fv, n, ht * hd)
+        s = F.linear(o_s, attn.proj.weight[:, : hs * hd])
+        t = pad_frames(F.linear(o_t, attn.proj.weight[:, hs * hd :]), total_frames)
+        _record(features, f"{name}.spatial_attn", s)
+        _record(features, f"{name}.temporal_attn", t)
+        return s + t + attn.proj.bias
 
 
 def _record(features: dict | None, key: str, value: torch.Tensor) -> None:
@@ -338,6 +374,11 @@ class Latte(nn.Module):
         factorised_depth: number of blocks for variants 3 and 4; default ``round(depth * 9 / 11)``,
             which matches the Variant-1 parameter budget (a factorised block holds 22 D^2 weights,
             an interleaved one 18 D^2); 23 blocks for XL (676.36M vs the paper's 676.33M/676.44M).
+            With ``heads_width="split"`` the default is ``depth``.
+        heads_width: Variant 4 only. "full": each half of the heads is its own full-width
+            attention module (``attn`` spatial, ``attn_temporal`` temporal; H/2 heads of size 2D/H);
+            "split": one standard MHA (``attn``) whose first H/2 heads attend spatially and the
+            others temporally, concatenated before the output projection (Variant-1 parameters).
     """
 
     def __init__(
@@ -362,6 +403,7 @@ class Latte(nn.Module):
         attention: str = "sdpa",
         gradient_checkpointing: bool = False,
         factorised_depth: int | None = None,
+        heads_width: str = "full",
     ):
         super().__init__()
         _check_choice("variant", variant, VARIANTS)
@@ -370,6 +412,7 @@ class Latte(nn.Module):
         _check_choice("temporal_pos", temporal_pos, TEMPORAL_POS)
         _check_choice("joint_strategy", joint_strategy, JOINT_STRATEGIES)
         _check_choice("attention", attention, ATTENTION_IMPLS)
+        _check_choice("heads_width", heads_width, HEADS_WIDTHS)
         if variant in (1, 2) and depth % 2:
             raise ValueError(f"variants 1 and 2 need an even depth (spatial + temporal blocks), got {depth}")
         self.input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -409,10 +452,13 @@ class Latte(nn.Module):
             table = temporal_sincos_table(hidden_size, num_frames // self.temporal_patch_size)
             self.register_buffer("temp_embed", table[None])
 
+        if factorised_depth is None and variant == 4 and heads_width == "split":
+            factorised_depth = depth
         kinds = _block_kinds(variant, depth, factorised_depth)
         self.block_kinds = kinds
+        self.heads_width = heads_width
         self.blocks = nn.ModuleList(
-            [LatteBlock(kind, hidden_size, num_heads, mlp_ratio, conditioning, attention) for kind in kinds]
+            [LatteBlock(kind, hidden_size, num_heads, mlp_ratio, conditioning, attention, heads_width) for kind in kinds]
         )
         # the absolute temporal table is added right before the first block that mixes frames
         self.temp_embed_at = next(i for i, k in enumerate(kinds) if k != "spatial") if temporal_pos == "absolute" else None
