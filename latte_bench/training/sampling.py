@@ -1,8 +1,9 @@
 """Sampling videos from a trained Latte: deterministic per video, resumable, sharded under torchrun.
 
-Video ``i`` of a run with seed ``s`` is a function of ``(s, i)`` only: its initial noise,
-every DDPM step's noise and its class label come from a generator seeded with
-``SeedSequence([s, i])``. The result is therefore the same for any ``--batch-size`` and any
+Video ``i`` of a run with seed ``s`` is a function of ``(s, i)`` only: its initial noise and
+every DDPM step's noise come from its own generator seeded with ``SeedSequence([s, i, 0])``
+(passed to :func:`latte_bench.diffusion.sample` as one generator per video), its class label
+from ``SeedSequence([s, i, 1])``. The result is therefore the same for any ``--batch-size`` and any
 number of processes (up to floating-point differences between batch shapes on GPU).
 
 Output layouts (what ``latte-bench eval --fake`` reads):
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
@@ -67,7 +69,7 @@ def generate_latents(
     ``ddim`` (eta 0) or ``dpm++`` (DPM-Solver++ 2M) — all from :mod:`latte_bench.diffusion`.
     ``model`` must be in eval mode.
     """
-    from latte_bench.diffusion import classifier_free_guidance, create_diffusion, sample
+    from latte_bench.diffusion import sample
 
     shape = tuple(int(s) for s in latent_shape)
     generators = [video_generator(seed, i) for i in indices]
@@ -78,37 +80,12 @@ def generate_latents(
         y = torch.tensor(labels, dtype=torch.int64, device=device)
     elif cfg_scale != 1.0:
         raise UserError("--cfg-scale needs a class-conditional model; use --cfg-scale 1 for unconditional checkpoints")
-    ctx = torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else _null()
+    ctx = torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
-        if sampler != "ddpm":
-            out = sample(model, x.shape, sampler=sampler, steps=steps, cfg_scale=cfg_scale, y=y, num_classes=num_classes or None,
-                         noise=x, progress=progress, device=device, learn_sigma=learn_sigma)
-            return out.float(), (list(labels) if y is not None else None)
-        # DDPM: the step noise is drawn per video (not per batch), so results do not depend on batching.
-        diffusion = create_diffusion(str(steps), learn_sigma=learn_sigma)
-        model_fn = classifier_free_guidance(model, cfg_scale, num_classes) if cfg_scale != 1.0 else model
-        kwargs = {"y": y} if y is not None else {}
-        timesteps = range(diffusion.num_timesteps - 1, -1, -1)
-        if progress:
-            from tqdm.auto import tqdm
-
-            timesteps = tqdm(timesteps, desc="DDPM", leave=False)
-        for i in timesteps:
-            t = torch.full((len(x),), i, device=device, dtype=torch.long)
-            out = diffusion.p_mean_variance(model_fn, x, t, clip_denoised=False, model_kwargs=kwargs)
-            x = out["mean"].float()
-            if i > 0:
-                z = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
-                x = x + torch.exp(0.5 * out["log_variance"].float()) * z
-    return x, (list(labels) if y is not None else None)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+        # one generator per video: the DDPM step noise of each video does not depend on the batch
+        out = sample(model, x.shape, sampler=sampler, steps=steps, cfg_scale=cfg_scale, y=y, num_classes=num_classes or None,
+                     noise=x, generator=generators, progress=progress, device=device, learn_sigma=learn_sigma)
+    return out.float(), (list(labels) if y is not None else None)
 
 
 # ------------------------------------------------------------------------------------ output layout
