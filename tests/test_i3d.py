@@ -59,7 +59,24 @@ def test_parity_carphone(model, fixtures_dir):
     assert logits.argmax(1).tolist() == ref["logits"].argmax(1).tolist()
 
 
-def test_endpoints_match_reference(model, fixtures_dir):
+@pytest.fixture(scope="module")
+def plain_model():
+    """The same network without the CPU fast path (contiguous NCTHW, F.conv3d + ReLU), as on CUDA."""
+    from latte_bench.metrics.weights import load_i3d_state_dict
+
+    net = i3d.InceptionI3d().eval().requires_grad_(False)
+    i3d.load_tfhub_tensors(net, load_i3d_state_dict())
+    return net
+
+
+def test_cpu_fast_path_is_on(model):
+    assert model.channels_last
+    assert any(u.fused_cpu for u in model.modules() if isinstance(u, i3d.Unit3D)) == i3d._fused_conv_relu_works()
+
+
+@pytest.mark.parametrize("which", ["model", "plain_model"])
+def test_endpoints_match_reference(which, request, fixtures_dir):
+    model = request.getfixturevalue(which)
     ref = np.load(fixtures_dir / "i3d_tfhub" / "endpoints_small.npz")
     assert str(ref["generator"]).startswith("np.random.RandomState(1).uniform(-1, 1, (1, 16, 64, 64, 3))")
     x = np.random.RandomState(1).uniform(-1, 1, (1, 16, 64, 64, 3)).astype(np.float32)
