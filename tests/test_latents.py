@@ -99,3 +99,17 @@ def test_training_from_pixels_through_the_vae(vae_dir, tmp_path):
     ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
     assert ckpt["config"]["latent_channels"] == 4 and ckpt["config"]["latent_size"] == 4
     assert np.isfinite(result["loss"])
+
+
+def test_encode_command_writes_shards_of_a_folder(vae_dir, tmp_path):
+    from latte_bench.cli import main
+    from latte_bench.data.demo import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path / "data", n=3, num_frames=5, size=8, classes=2)
+    argv = ["encode", "demo", "--data", str(data), "--out", str(tmp_path / "lat"), "--vae", str(vae_dir),
+            "--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--device", "cpu"]
+    assert main(argv) == 0
+    shards = LatentShardDataset(tmp_path / "lat")
+    assert len(shards) == 3 and shards.meta["latent_size"] == 4 and shards.meta["channels"] == 4
+    assert [int(shards[i]["label"]) for i in range(3)] == [0, 1, 0]
+    assert main(argv[:-4] + ["--vae", "none"]) == 2  # pixel space has nothing to encode

@@ -91,3 +91,18 @@ def test_refuses_to_overwrite_or_resume_nothing(tmp_path):
         train(tiny(tmp_path / "run", steps=2), progress=False)
     with pytest.raises(UserError, match="--data"):
         train(tiny(tmp_path / "ffs", dataset="ffs"), progress=False)
+
+
+@pytest.mark.slow
+def test_periodic_preview_and_fvd_records(tmp_path):
+    from latte_bench.data.demo import write_demo_dataset
+
+    real = write_demo_dataset(tmp_path / "real", n=3, num_frames=10, size=8, seed=5, classes=2)
+    cfg = tiny(tmp_path / "run", steps=2, num_frames=9, sample_every=2, sample_videos=2, sample_steps=2,
+               fvd_every=2, fvd_real=str(real), fvd_videos=2)
+    train(cfg, progress=False)
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    preview = [r for r in records if r.get("event") == "samples"]
+    fvd = [r for r in records if r.get("event") == "fvd"]
+    assert [r["step"] for r in preview] == [2] and len(list((tmp_path / "run" / "samples" / "0000002").glob("*.mp4"))) == 2
+    assert [r["step"] for r in fvd] == [2] and fvd[0]["fvd"] > 0 and fvd[0]["fvd_clips"] == 2
