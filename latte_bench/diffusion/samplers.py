@@ -64,9 +64,20 @@ def epsilon_part(model_output: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"model output has {model_output.shape[2]} channels; expected {channels} or {2 * channels}")
 
 
-def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_steps: int = 1000):
-    """diffusers' DPM-Solver++ (2M) on the training betas, stepping 999 → 0 in ``steps`` steps."""
+DPM_SPACINGS = ("linspace", "logsnr")
+
+
+def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_steps: int = 1000, spacing: str = "linspace"):
+    """diffusers' DPM-Solver++ (2M) on the training betas, stepping from t = 999 to x_0 in ``steps`` steps.
+
+    ``spacing``: ``"linspace"`` (default; evenly spaced timesteps, diffusers' default) or
+    ``"logsnr"`` (evenly spaced log-SNR, diffusers' ``use_lu_lambdas``; more steps near t = 0 —
+    see docs/diffusion.md for when it helps).
+    """
     from diffusers import DPMSolverMultistepScheduler
+
+    if spacing not in DPM_SPACINGS:
+        raise ValueError(f"unknown DPM-Solver spacing {spacing!r}; use one of {DPM_SPACINGS}")
 
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=diffusion_steps,
@@ -78,6 +89,7 @@ def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_s
         lower_order_final=True,  # first order on the last steps: more stable below ~15 steps
         final_sigmas_type="zero",  # the last step lands on the x_0 prediction
         timestep_spacing="linspace",
+        use_lu_lambdas=spacing == "logsnr",
     )
     scheduler.set_timesteps(steps)
     return scheduler
@@ -91,9 +103,10 @@ def dpm_solver_sample_loop(
     progress: bool = False,
     noise_schedule: str = "linear",
     diffusion_steps: int = 1000,
+    spacing: str = "linspace",
 ) -> torch.Tensor:
     """DPM-Solver++ (2M) from x_T = ``noise`` (B, F, C, H, W) to x_0; deterministic."""
-    scheduler = dpm_solver_scheduler(steps, noise_schedule, diffusion_steps)
+    scheduler = dpm_solver_scheduler(steps, noise_schedule, diffusion_steps, spacing)
     x = noise * scheduler.init_noise_sigma
     timesteps = scheduler.timesteps
     if progress:
