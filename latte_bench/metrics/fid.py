@@ -83,14 +83,14 @@ def compute_fid(
     real,
     fake,
     *,
-    mode: str = "stylegan",
-    num_videos: int = 2048,
+    fid_mode: str = "stylegan",
+    num_clips: int = 2048,
     num_frames: int = 16,
     max_real_frames: int | None = None,
     covariance: str = "biased",
-    batch_size: int = 32,
+    batch_size: int = 8,
     device: str | None = "cpu",
-    weights: str | None = None,
+    inception_weights: str | None = None,
     net: InceptionV3 | None = None,
     skip_bad: bool = False,
     cache: bool = True,
@@ -100,21 +100,25 @@ def compute_fid(
     progress: bool = True,
 ) -> FIDResult:
     """FID between every frame of the videos at ``real`` and the first ``num_frames`` frames of the
-    first ``num_videos`` videos at ``fake`` (folders, video files or arrays; see data.video).
+    first ``num_clips`` videos at ``fake`` (folders, video files or arrays; see data.video).
 
-    ``weights``: Inception TorchScript file (default: registry entry ``inception``); ``net``: an
-    already-loaded network (its sha256 is then unknown to the record unless ``weights`` names it).
+    ``fid_mode``: ``stylegan`` | ``clean`` | ``legacy_pytorch``. ``inception_weights``: Inception
+    TorchScript file (default: registry entry ``inception``); ``net``: an already-loaded network; name
+    its file in ``inception_weights`` too, otherwise the record has no detector sha256 and the
+    real-statistics cache is not used.
     """
+    mode = fid_mode
     start = time.time()
     if covariance not in ("biased", "unbiased"):
         raise UserError(f"--covariance must be biased or unbiased, got {covariance!r}")
-    if num_videos < 1 or num_frames < 1 or batch_size < 1:
+    if num_clips < 1 or num_frames < 1 or batch_size < 1:
         raise UserError("FID: --num-clips, --num-frames and --batch-size must be >= 1")
     device = resolve_device(device)
     dist.init(device)
-    detector_sha = None
     if net is None:
-        net, detector_sha = load_inception(weights, device)
+        net, detector_sha = load_inception(inception_weights, device)
+    else:  # already loaded: the file it came from (if named) gives the sha256 for the record and the cache
+        detector_sha = _file_sha256(inception_weights) if inception_weights is not None else None
     net = net.to(device)
     pre = frame_preprocess(mode)
     common = dict(batch_size=batch_size, device=device, keep_features=keep_features, num_workers=num_workers,
@@ -123,7 +127,7 @@ def compute_fid(
     real_source = open_videos(real, skip_bad=skip_bad)
     fake_source = open_videos(fake, skip_bad=False)
     real_list = real_frames(real_source, max_real_frames)
-    fake_list, fake_info = fake_frames(fake_source, num_videos, num_frames)
+    fake_list, fake_info = fake_frames(fake_source, num_clips, num_frames)
     if len(real_list) < 2 or len(fake_list) < 2:
         raise UserError(f"FID needs at least 2 real and 2 generated frames, got {len(real_list)} and {len(fake_list)}")
 
@@ -160,7 +164,7 @@ def compute_fid(
         "protocol": "StyleGAN-V fid50k_full on frames (real: all frames; fake: first num_frames of each clip)",
         "real": str(real),
         "fake": str(fake),
-        "mode": mode,
+        "fid_mode": mode,
         "mode_detail": MODE_DETAIL[mode],
         "detector": "Inception-v3 2015-12-05 pool3 (2048-d)",
         "detector_sha256": detector_sha,
@@ -197,3 +201,10 @@ def _default_cache_root() -> Path:
     from latte_bench.metrics.weights import cache_dir
 
     return cache_dir() / "fid_stats"
+
+
+def _file_sha256(path) -> str:
+    from latte_bench.fsutil import sha256_file
+    from latte_bench.metrics.weights import resolve
+
+    return sha256_file(resolve("inception", path))

@@ -71,12 +71,12 @@ def clip_preprocess(clips):
 def compute_is(
     fake,
     *,
-    protocol: str = "stylegan_v",
+    is_protocol: str = "stylegan_v",
     num_clips: int | None = None,
-    splits: int | None = None,
-    seed: int | None = None,
-    weights=None,
-    mean=None,
+    is_splits: int | None = None,
+    is_shuffle_seed: int | None = None,
+    c3d_weights=None,
+    c3d_mean=None,
     batch_size: int = 8,
     device: str | None = "cpu",
     num_workers: int = 0,
@@ -84,10 +84,12 @@ def compute_is(
 ) -> dict:
     """Video IS of the generated videos at ``fake``: frames 0..15 of the first ``num_clips`` videos.
 
-    ``protocol`` picks the defaults (``stylegan_v``: 2048 clips, 10 splits, shuffle seed 42;
-    ``tgan2``: 10,000 clips, 1 split); ``num_clips``/``splits``/``seed`` override them. Returns
+    ``is_protocol`` picks the defaults (``stylegan_v``: 2048 clips, 10 splits, shuffle seed 42;
+    ``tgan2``: 10,000 clips, 1 split); ``num_clips``/``is_splits``/``is_shuffle_seed`` override them.
+    ``c3d_weights``/``c3d_mean``: see :func:`latte_bench.metrics.c3d.load_c3d`. Returns
     ``{"metric": "is", "value", "std", "provenance"}``.
     """
+    protocol = is_protocol
     import time
 
     from latte_bench.data.clips import sample_fake_clips
@@ -103,13 +105,13 @@ def compute_is(
         raise UserError(f"--is-protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     cfg = dict(PROTOCOLS[protocol])
     num_clips = cfg["num_clips"] if num_clips is None else num_clips
-    splits = cfg["splits"] if splits is None else splits
-    seed = cfg["shuffle_seed"] if seed is None else seed
+    splits = cfg["splits"] if is_splits is None else is_splits
+    seed = cfg["shuffle_seed"] if is_shuffle_seed is None else is_shuffle_seed
     if num_clips < 2 * splits:
         raise UserError(f"Inception Score: {num_clips} clips are too few for {splits} splits (need at least {2 * splits})")
     device = resolve_device(device)
     dist.init(device)
-    detector, detector_info = load_c3d(weights, mean, device)
+    detector, detector_info = load_c3d(c3d_weights, c3d_mean, device)
     source = open_videos(fake)
     clips, info = sample_fake_clips(source, num_clips, NUM_FRAMES, 1)
     stats, extract = extract_stats(source, clips, detector, clip_preprocess, batch_size=batch_size, device=device,
@@ -120,6 +122,7 @@ def compute_is(
         "fake": str(fake),
         "detector": detector_info,
         "num_clips": score["num_samples"],
+        "fake_clips": score["num_samples"],
         "num_clips_requested": num_clips,
         "num_frames": NUM_FRAMES,
         "splits": splits,

@@ -67,3 +67,47 @@ def kid(
         total += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
     value = float(total / num_subsets / m)
     return {"kid": value, "kid_x1000": value * 1000.0, "subset_size": m, "num_subsets": num_subsets, "seed": seed}
+
+
+def kvd_record(fvd_result) -> dict:
+    """``{"metric": "kvd", "value", "provenance"}`` from an FVD run that kept its I3D logits.
+
+    ``fvd_result``: :class:`latte_bench.metrics.fvd.FVDResult` computed with ``keep_features=True``
+    (the same real and generated clips as the FVD number).
+    """
+    real, fake = fvd_result.real_stats, fvd_result.fake_stats
+    if real is None or fake is None or not real.keep_features or not fake.keep_features:
+        raise ValueError("KVD needs the I3D features: run compute_fvd(..., keep_features=True)")
+    fvd_prov = fvd_result.provenance
+    provenance = {
+        "protocol": "TATS polynomial_mmd on I3D logits: k(x,y)=(x.y/d+1)^3, unbiased MMD^2, all samples",
+        "features": "TF-Hub I3D 400-d time-averaged logits (the FVD features of the same run)",
+        "real_clips": real.n,
+        "fake_clips": fake.n,
+        **{k: fvd_prov.get(k) for k in ("detector_sha256", "num_frames", "real_stride", "seed", "resize", "real_sampling",
+                                        "fake_sampling")},
+    }
+    return {"metric": "kvd", "value": kvd(real.features, fake.features), "provenance": provenance}
+
+
+def kid_record(fid_result, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0) -> dict:
+    """``{"metric": "kid", "value" (×1000), "provenance"}`` from an FID run that kept its Inception features."""
+    real, fake = fid_result.real_stats, fid_result.fake_stats
+    if real is None or fake is None or not real.keep_features or not fake.keep_features:
+        raise ValueError("KID needs the Inception features: run compute_fid(..., keep_features=True)")
+    out = kid(real.features, fake.features, num_subsets, max_subset_size, seed)
+    fid_prov = fid_result.provenance
+    provenance = {
+        "protocol": "StyleGAN-V kid: 100 subsets of m=min(n_real, n_gen, 1000), cubic polynomial kernel, reported x1000",
+        "value_unit": "KID x 1000",
+        "kid_raw": out["kid"],
+        "subset_size": out["subset_size"],
+        "num_subsets": num_subsets,
+        "seed": seed,
+        "rng": "numpy.random.RandomState(seed).choice without replacement: generated rows, then real rows, per subset",
+        "features": "Inception-v3 2015-12-05 pool3 (the FID features of the same run)",
+        "real_frames": real.n,
+        "fake_frames": fake.n,
+        **{k: fid_prov.get(k) for k in ("detector_sha256", "fid_mode", "num_frames", "fake_videos")},
+    }
+    return {"metric": "kid", "value": out["kid_x1000"], "provenance": provenance}
