@@ -241,3 +241,26 @@ def _recording_model(calls):
 def test_gaussian_diffusion_rejects_bad_betas():
     with pytest.raises(ValueError):
         GaussianDiffusion(np.array([0.1, 1.5]))
+
+
+def test_cond_fn_shifts_the_mean_as_in_adm():
+    """Classifier guidance: p_sample's mean moves by variance · gradient; DDIM's eps by −sqrt(1 − ᾱ) · gradient."""
+    diffusion = create_diffusion("10")
+    x, t = torch.zeros(2, 1, 1, 2, 2), torch.tensor([5, 5])
+    model = _constant_model(0.0, 0.0)
+    seen = []
+
+    def cond_fn(x, timestep, **kwargs):
+        seen.append(timestep.tolist())
+        return torch.full_like(x, 2.0)
+
+    base = diffusion.p_mean_variance(model, x, t)
+    guided = diffusion.p_sample(model, x, t, cond_fn=cond_fn, generator=torch.Generator().manual_seed(0))
+    plain = diffusion.p_sample(model, x, t, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(guided["sample"] - plain["sample"], 2.0 * base["variance"], atol=1e-6)
+    assert seen == [[diffusion.timestep_map[5]] * 2]  # the model's timestep, not the index
+    step = diffusion.ddim_sample(model, x, t, cond_fn=cond_fn)["sample"]
+    ab, ab_prev = diffusion.alphas_cumprod[5], diffusion.alphas_cumprod_prev[5]
+    eps = -math.sqrt(1 - ab) * 2.0  # x = 0, eps_model = 0
+    expected = math.sqrt(ab_prev) * (-math.sqrt(1 / ab - 1) * eps) + math.sqrt(1 - ab_prev) * eps
+    assert torch.allclose(step, torch.full_like(x, expected), atol=1e-5)

@@ -282,11 +282,19 @@ class GaussianDiffusion:
         t: torch.Tensor,
         clip_denoised: bool = True,
         denoised_fn: Callable | None = None,
+        cond_fn: Callable | None = None,
         model_kwargs: dict | None = None,
         generator=None,
     ) -> dict:
-        """One ancestral step x_t -> x_{t−1} = mean + σ z (no noise at t = 0). Returns ``sample``, ``pred_xstart``."""
+        """One ancestral step x_t -> x_{t−1} = mean + σ z (no noise at t = 0). Returns ``sample``, ``pred_xstart``.
+
+        ``cond_fn(x, timestep, **model_kwargs)`` (classifier guidance, as in ADM) returns
+        ∇_x log p(y | x_t); the mean moves by ``variance · gradient``.
+        """
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        if cond_fn is not None:
+            gradient = cond_fn(x, self.model_timesteps(t), **(model_kwargs or {}))
+            out["mean"] = out["mean"] + out["variance"] * gradient.float()
         noise = _randn(x.shape, generator, x)
         keep_noise = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
         sample = out["mean"] + keep_noise * torch.exp(0.5 * out["log_variance"]) * noise
@@ -299,6 +307,7 @@ class GaussianDiffusion:
         noise: torch.Tensor | None = None,
         clip_denoised: bool = True,
         denoised_fn: Callable | None = None,
+        cond_fn: Callable | None = None,
         model_kwargs: dict | None = None,
         device=None,
         progress: bool = False,
@@ -307,13 +316,13 @@ class GaussianDiffusion:
         """Ancestral (DDPM) sampling through every step of this schedule; returns x_0 of ``shape``."""
         final = None
         for out in self.p_sample_loop_progressive(
-            model, shape, noise, clip_denoised, denoised_fn, model_kwargs, device, progress, generator
+            model, shape, noise, clip_denoised, denoised_fn, cond_fn, model_kwargs, device, progress, generator
         ):
             final = out
         return final["sample"]
 
     def p_sample_loop_progressive(
-        self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
+        self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, cond_fn=None, model_kwargs=None,
         device=None, progress=False, generator=None,
     ):
         """Yield the ``p_sample`` output of every step, from t = T−1 down to 0."""
@@ -321,7 +330,7 @@ class GaussianDiffusion:
         for i in _steps(self.num_timesteps, progress, "DDPM"):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
             with torch.no_grad():
-                out = self.p_sample(model, x, t, clip_denoised, denoised_fn, model_kwargs, generator)
+                out = self.p_sample(model, x, t, clip_denoised, denoised_fn, cond_fn, model_kwargs, generator)
             yield out
             x = out["sample"]
 
@@ -332,6 +341,7 @@ class GaussianDiffusion:
         t: torch.Tensor,
         clip_denoised: bool = True,
         denoised_fn: Callable | None = None,
+        cond_fn: Callable | None = None,
         model_kwargs: dict | None = None,
         eta: float = 0.0,
         generator=None,
@@ -342,6 +352,11 @@ class GaussianDiffusion:
         """
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])
+        if cond_fn is not None:  # score-based conditioning (Song et al. 2020), as in ADM
+            gradient = cond_fn(x, self.model_timesteps(t), **(model_kwargs or {}))
+            eps = eps - gather(self.sqrt_one_minus_alphas_cumprod, t, x) * gradient.float()
+            out["pred_xstart"] = self.predict_xstart_from_eps(x, t, eps)
+            eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])
         alpha_bar = gather(self.alphas_cumprod, t, x)
         alpha_bar_prev = gather(self.alphas_cumprod_prev, t, x)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
@@ -359,6 +374,7 @@ class GaussianDiffusion:
         noise: torch.Tensor | None = None,
         clip_denoised: bool = True,
         denoised_fn: Callable | None = None,
+        cond_fn: Callable | None = None,
         model_kwargs: dict | None = None,
         device=None,
         progress: bool = False,
@@ -370,7 +386,7 @@ class GaussianDiffusion:
         for i in _steps(self.num_timesteps, progress, "DDIM"):
             t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
             with torch.no_grad():
-                x = self.ddim_sample(model, x, t, clip_denoised, denoised_fn, model_kwargs, eta, generator)["sample"]
+                x = self.ddim_sample(model, x, t, clip_denoised, denoised_fn, cond_fn, model_kwargs, eta, generator)["sample"]
         return x
 
     # ----------------------------------------------------------------------------------------- training
