@@ -152,6 +152,9 @@ def test_inception_accepts_a_supplied_nvidia_file(cache, tmp_path, monkeypatch):
     monkeypatch.setenv("LATTE_BENCH_INCEPTION", str(nvidia))
     assert weights.resolve("inception") == nvidia
     assert weights.status("inception")["sha256"] == sha256_file(nvidia)
+    with pytest.raises(UserError, match="LATTE_BENCH_INCEPTION"):  # it is not installed as default_1.pt
+        weights.install("inception", nvidia)
+    assert not (cache / "default_1.pt").exists()
 
 
 def _small_checkpoint():

@@ -533,7 +533,10 @@ def install(name: str, source: str | os.PathLike) -> Path:
     src = Path(source).expanduser()
     if not src.is_file():
         raise UserError(f"{src}: no such file (given for '{name}')")
-    _verify_source(spec, src, user=True, check_sha1=True)
+    sha = _verify_source(spec, src, user=True, check_sha1=True)
+    if spec.sha256 and sha != spec.sha256:  # an accepted alternative (e.g. NVIDIA's Inception) stays where it is
+        raise UserError(f"{src}: sha256 {sha} is not the pinned {spec.filename}; use it in place with "
+                        f"{spec.env_var}={src} instead of installing it into the cache")
     if spec.convert:
         return _ready_from_source(spec, src)
     dest = cache_dir() / spec.cache_filename
