@@ -49,7 +49,7 @@ class DemoSettings:
     curve_points: int = 3
     clips: int = 16  # clips per set for FVD / KVD, and videos per set for FID
     fid_frames: int = 4  # first frames of each video scored by FID (the Inception is the slowest stage on CPU)
-    sample_steps: int = 20  # DDIM steps
+    sample_steps: int = 10  # DDIM steps
     bootstrap: int = 200
     analysis_videos: int = 8
 
