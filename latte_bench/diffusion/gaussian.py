@@ -112,7 +112,8 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
 
 def gather(schedule: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``schedule[t]`` as float32 on ``like``'s device, shaped (B, 1, 1, ...) to broadcast against ``like``."""
-    values = torch.from_numpy(schedule).to(t.device)[t].float().to(like.device)
+    # Index on the CPU: float64 is not available on every accelerator (MPS).
+    values = torch.from_numpy(schedule)[t.cpu()].float().to(like.device)
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
