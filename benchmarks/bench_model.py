@@ -13,7 +13,7 @@ Two measurements:
   same function). Reports seconds/step, tokens/s and achieved FLOP/s
   (forward+backward FLOPs counted as above, divided by the step time).
 
-Examples::
+Examples (``--interleave`` alternates the implementations step by step against load drift)::
 
     python benchmarks/bench_model.py --flops
     python benchmarks/bench_model.py --models Latte-S/2 Latte-B/2 --batch 1 --steps 2
@@ -136,7 +136,8 @@ def check_official_style() -> float:
         return (model(x, t) - OfficialStyle(model)(x, t)).abs().max().item()
 
 
-def time_step(name: str, attention: str, args) -> dict:
+def make_step(name: str, attention: str, args):
+    """A training-step closure (forward + backward + AdamW) for one model and attention implementation."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     impl = "math" if attention == "official" else attention
@@ -150,41 +151,60 @@ def time_step(name: str, attention: str, args) -> dict:
     target = torch.randn(args.batch, args.frames, 8, args.size, args.size, device=device)
     t = torch.randint(0, 1000, (args.batch,), device=device)
 
-    def step():
+    def step() -> float:
+        start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=args.bf16):
             loss = ((step_model(x, t) - target) ** 2).mean()
         loss.backward()
         opt.step()
-
-    def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
+        return time.perf_counter() - start
 
-    for _ in range(args.warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
+    return step, model.patch_size
+
+
+def report(name: str, attention: str, times: list[float], patch: int, args) -> dict:
     seconds = min(times)
     flops = count_flops(name, args.batch, args.frames, args.size, backward=True)
-    tokens = args.batch * args.frames * (args.size // model.patch_size) ** 2
-    row = {
+    tokens = args.batch * args.frames * (args.size // patch) ** 2
+    print(
+        f"{name:12s} {attention:8s} batch {args.batch}: {seconds:8.3f} s/step  {tokens / seconds:9.1f} tokens/s  "
+        f"{flops / seconds / 1e9:8.1f} GFLOP/s  (steps {', '.join(f'{s:.3f}' for s in times)})",
+        flush=True,
+    )
+    return {
         "model": name, "attention": attention, "batch": args.batch, "frames": args.frames, "latent": args.size,
         "seconds_per_step": seconds, "all_step_seconds": times, "tokens_per_s": tokens / seconds,
         "fwd_bwd_flops": flops, "achieved_tflops": flops / seconds / 1e12,
     }  # fmt: skip
-    print(
-        f"{name:12s} {attention:5s} batch {args.batch}: {seconds:8.3f} s/step  {tokens / seconds:9.1f} tokens/s  "
-        f"{flops / seconds / 1e9:8.1f} GFLOP/s  (steps {', '.join(f'{s:.3f}' for s in times)})",
-        flush=True,
-    )
-    del model, opt
-    return row
+
+
+def time_models(args) -> list[dict]:
+    """Time every (model, attention); with ``--interleave`` the implementations of one model take
+    turns step by step, so that a changing machine load hits them alike."""
+    rows = []
+    for name in args.models:
+        steps = {attention: make_step(name, attention, args) for attention in args.attention} if args.interleave else {}
+        times = {attention: [] for attention in args.attention}
+        if args.interleave:
+            for _ in range(args.warmup):
+                for attention in args.attention:
+                    steps[attention][0]()
+            for _ in range(args.steps):
+                for attention in args.attention:
+                    times[attention].append(steps[attention][0]())
+        else:
+            for attention in args.attention:
+                step, patch = make_step(name, attention, args)
+                steps[attention] = (step, patch)
+                for _ in range(args.warmup):
+                    step()
+                times[attention] = [step() for _ in range(args.steps)]
+                del step
+        rows += [report(name, attention, times[attention], steps[attention][1], args) for attention in args.attention]
+    return rows
 
 
 def main(argv=None) -> int:
@@ -198,6 +218,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=32, help="latent height = width")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2, help="timed steps; the fastest is reported")
+    parser.add_argument("--interleave", action="store_true", help="alternate the attention implementations step by step")
     parser.add_argument("--check", action="store_true", help="check that OfficialStyle computes our function, and exit")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
@@ -216,7 +237,7 @@ def main(argv=None) -> int:
         print(f"max |ours - official-style| = {diff:.3g}")
         return 0 if diff <= 1e-5 else 1
     else:
-        rows = [time_step(name, attention, args) for name in args.models for attention in args.attention]
+        rows = time_models(args)
     if args.json:
         from latte_bench.fsutil import write_json
 
