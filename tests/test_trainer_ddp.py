@@ -1,4 +1,4 @@
-"""DDP under torchrun (2 CPU processes, gloo) follows the single-process loss trajectory."""
+"""DDP and FSDP under torchrun (2 CPU processes, gloo) follow the single-process loss trajectory."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ TINY_FLAGS = [
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, strategy):
     train(tiny(tmp_path / "single", batch_size=4), progress=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "latte_bench.cli",
-           "train", "demo", "--out", str(tmp_path / "ddp"), "--batch-size", "2", *TINY_FLAGS]
+           "train", "demo", "--out", str(tmp_path / "ddp"), "--batch-size", "2", "--distributed", strategy, *TINY_FLAGS]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -42,3 +43,21 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     a = load_checkpoint(latest_checkpoint(tmp_path / "single"))
     b = load_checkpoint(latest_checkpoint(tmp_path / "ddp"))
     assert all(torch.allclose(a["ema"][k], b["ema"][k], atol=1e-5) for k in a["ema"])
+    assert all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]  # full, unsharded optimizer state either way
+    assert len(sa) == len(sb) and all(torch.allclose(x["exp_avg"], y["exp_avg"], atol=1e-6) for x, y in zip(sa.values(), sb.values()))
+
+
+@pytest.mark.slow
+def test_fsdp_checkpoint_resumes_in_a_single_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = [f if f != "3" else "2" for f in TINY_FLAGS]  # 2 steps under FSDP
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "latte_bench.cli",
+           "train", "demo", "--out", str(tmp_path / "run"), "--batch-size", "2", "--distributed", "fsdp", *flags]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(tiny(tmp_path / "whole", batch_size=4, steps=3), progress=False)
+    train(tiny(tmp_path / "run", batch_size=4, steps=3), resume=True, progress=False)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert b["step"] == 3 and all(torch.allclose(a["model"][k], b["model"][k], atol=1e-5) for k in a["model"])

@@ -3,7 +3,10 @@
 A checkpoint ``ROOT/checkpoints/{step:07d}.pt`` is a dict of tensors and plain Python values:
 
 - ``model``, ``ema``: state dicts (the bare model, no DDP ``module.`` prefix);
-- ``optimizer``: the AdamW state dict; ``scaler``: the fp16 GradScaler state (or None);
+- ``optimizer``: the AdamW state dict keyed by parameter name
+  (``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` with full state, so
+  DDP, FSDP and single-process runs write the same layout); ``scaler``: the fp16 GradScaler
+  state (or None);
 - ``step``: optimizer steps done; ``config``: the run's config (a dict of plain values);
 - ``rng``: python / numpy / torch (CPU and CUDA) generator states, stored as tensors and
   lists so that ``torch.load(weights_only=True)`` accepts them; the data position is the

@@ -20,6 +20,14 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of an FSDP2 (DTensor) parameter; the tensor itself otherwise.
+
+    The EMA model is sharded exactly like the model, so the shards line up element for element.
+    """
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def create_ema(model: torch.nn.Module) -> torch.nn.Module:
     """A frozen, eval-mode copy of ``model`` (same weights)."""
     ema = copy.deepcopy(unwrap(model)).eval()
@@ -36,10 +44,10 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float = 0.99
     for name, p in model.named_parameters():
         target = ema_params[name]
         if p.requires_grad:
-            averaged.append(target)
-            current.append(p.detach().to(target.dtype))
+            averaged.append(_local(target))
+            current.append(_local(p.detach()).to(target.dtype))
         else:
-            target.copy_(p)
+            _local(target).copy_(_local(p))
     if averaged:
         torch._foreach_mul_(averaged, decay)
         torch._foreach_add_(averaged, current, alpha=1.0 - decay)

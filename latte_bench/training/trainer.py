@@ -1,7 +1,8 @@
 """The Latte training loop: one function, read top to bottom (nanoGPT style).
 
-``train(cfg)`` runs single-process or under ``torchrun`` (DDP; FSDP is not implemented yet,
-see docs/training.md). Per optimizer step: ``grad_accum`` micro-batches of ``batch_size``
+``train(cfg)`` runs single-process or under ``torchrun`` with DDP (default) or FSDP2
+(``--distributed fsdp``: parameters, gradients, optimizer state and EMA sharded per block;
+checkpoints are gathered to full state dicts, so they are the same files either way). Per optimizer step: ``grad_accum`` micro-batches of ``batch_size``
 clips per process → latents (VAE or pixels) → IDDPM hybrid loss at random timesteps →
 backward (under bf16/fp16 autocast if asked) → gradient-norm clipping once the step reaches
 ``start_clip_iter`` → AdamW → EMA.
@@ -133,8 +134,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     device = resolve_device(cfg.device)
     dist.init(device.type)
     rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
-    if cfg.distributed != "ddp":
-        raise UserError(f"--distributed {cfg.distributed}: only ddp is implemented in this version")
+    if cfg.distributed not in ("ddp", "fsdp"):
+        raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
+    fsdp = cfg.distributed == "fsdp" and world > 1
+    if fsdp and (cfg.sample_every or cfg.fvd_every):
+        raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
     amp_dtype = PRECISIONS[cfg.precision]
@@ -172,10 +176,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     step = 0
-    if ckpt is not None:
+    if ckpt is not None:  # full (unsharded) weights go in before any FSDP sharding
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    if fsdp:  # FSDP2: each block is one all-gather unit; the EMA is sharded the same way
+        from torch.distributed.fsdp import fully_shard
+
+        for module in (model, ema):
+            for block in module.blocks:
+                fully_shard(block)
+            fully_shard(module)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if ckpt is not None:  # the optimizer state is stored keyed by parameter name (the same for DDP and FSDP)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, ckpt["optimizer"], options=StateDictOptions(full_state_dict=fsdp))
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step = int(ckpt["step"])
@@ -186,7 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", run_config)
     train_model = model
-    if world > 1:
+    if world > 1 and not fsdp:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
 
@@ -232,7 +248,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                     y_img = batch["image_labels"].to(device)
                     kwargs["y_image"] = torch.where(drop_img.to(device), torch.full_like(y_img, num_classes), y_img)
             sync = micro == cfg.grad_accum - 1
-            with (nullcontext() if sync or world == 1 else train_model.no_sync()):
+            if fsdp:
+                model.set_requires_gradient_sync(sync)
+            with (nullcontext() if sync or world == 1 or fsdp else train_model.no_sync()):
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     losses = diffusion.training_losses(train_model, x, t.to(device), kwargs, noise.to(device))
                 loss = losses["loss"].mean() / cfg.grad_accum
@@ -265,9 +283,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             window_loss, window_steps, window_samples, skipped_total = 0.0, 0, 0, 0
             window_start = time.time()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            states = full_states(model, ema, optimizer, fsdp)  # a collective under FSDP: every rank takes part
             if main:
-                save_checkpoint(checkpoint_path(run_dir, step), model=model, ema=ema, optimizer=optimizer, step=step,
-                                config=run_config, scaler=scaler)
+                save_checkpoint(checkpoint_path(run_dir, step), model=states[0], ema=states[1], optimizer=states[2],
+                                step=step, config=run_config, scaler=scaler)
             dist.barrier()
         if cfg.sample_every and step % cfg.sample_every == 0:
             preview(cfg, ema, latent_space, run_dir / "samples" / f"{step:07d}", cfg.sample_videos, device, (in_channels, input_size))
@@ -276,6 +295,30 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             log.write({"event": "fvd", "step": step, **periodic_fvd(cfg, ema, latent_space, run_dir, step, device, (in_channels, input_size))})
     bar.close()
     return {"step": step, "loss": loss_value, "run_dir": str(run_dir)}
+
+
+class _Stateful:
+    """Stands in for a module/optimizer in :func:`save_checkpoint` with an already gathered state dict."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
+
+
+def full_states(model, ema, optimizer, sharded: bool):
+    """Unsharded state dicts of the model, its EMA and the optimizer (keyed by parameter name).
+
+    With FSDP (``sharded``) the shards are gathered to CPU: a collective, call it on every rank.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    opt_state = _Stateful(get_optimizer_state_dict(model, optimizer, options=options))
+    if not sharded:
+        return model, ema, opt_state
+    return _Stateful(get_model_state_dict(model, options=options)), _Stateful(get_model_state_dict(ema, options=options)), opt_state
 
 
 def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_videos: int, device, latent: tuple[int, int]) -> None:
