@@ -40,7 +40,8 @@ HOW_TO_GET = (
     "get TGAN2's conv3d_deepnetA_ucf.npz and mean2.npz from "
     "https://github.com/rezoo/tgan2/releases/download/v1.0/ (or StyleGAN-V's c3d_ucf101.pt from "
     "https://www.dropbox.com/s/jxpu7avzdc9n97q/c3d_ucf101.pt?dl=1) and install them with "
-    "`latte-bench weights fetch tgan2_c3d --from FILE` (and tgan2_c3d_mean / c3d_ucf101), or pass --c3d-weights PATH"
+    "`latte-bench weights fetch tgan2_c3d --from FILE` (and tgan2_c3d_mean / c3d_ucf101), or set "
+    "LATTE_BENCH_TGAN2_C3D and LATTE_BENCH_TGAN2_C3D_MEAN (or LATTE_BENCH_C3D_UCF101) to the files"
 )
 CONV_NAMES = ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 CONV_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)  # the UCF101 C3D's output channels
