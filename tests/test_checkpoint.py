@@ -22,6 +22,15 @@ from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.trainer import train
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters())

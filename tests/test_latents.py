@@ -15,6 +15,15 @@ from latte_bench.training.latents import LatentShardDataset, LatentSpace, encode
 from latte_bench.training.trainer import train
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def vae_dir(tmp_path_factory):
     from diffusers import AutoencoderKL

@@ -10,11 +10,21 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from latte_bench.cli import main
 from latte_bench.data.video import open_videos
 from latte_bench.training.presets import preset
 from latte_bench.training.trainer import train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

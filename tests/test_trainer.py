@@ -14,6 +14,15 @@ from latte_bench.training.presets import preset
 from latte_bench.training.trainer import train
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(out, **overrides):
     """A seconds-long config: 4 frames of 8x8 pixels, a 2-block Latte, 2 classes."""
     cfg = dataclasses.replace(
@@ -56,7 +65,6 @@ def test_gradient_accumulation_matches_the_same_global_batch(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
-@pytest.mark.slow
 def test_demo_preset_learns(tmp_path):
     train(tiny(tmp_path / "run", steps=40, lr=2e-3, log_every=5, clip_max_norm=1.0), progress=False)
     curve = losses(tmp_path / "run")
