@@ -37,7 +37,10 @@ def main() -> None:
     parser.add_argument("--sample-videos", type=int, default=8)
     parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--sample-steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from latte_bench.training.presets import preset
     from latte_bench.training.sampling import generate_latents

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--model-options", type=json.loads, default=None, help='extra create_model() options as JSON, e.g. \'{"depth": 4}\'')
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest for the demo on a busy machine)")
     p.set_defaults(func=run_train)
 
     e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards")
@@ -67,6 +68,7 @@ def register(subparsers) -> None:
     s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     s.add_argument("--device", default="auto")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     s.set_defaults(func=run_sample)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}")
@@ -89,9 +91,17 @@ def train_config(args: argparse.Namespace):
     return dataclasses.replace(cfg, **overrides)
 
 
+def _set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def run_train(args) -> int:
     from latte_bench.training.trainer import train
 
+    _set_threads(args)
     cfg = train_config(args)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     from latte_bench.training import distributed as dist
@@ -187,6 +197,7 @@ def run_sample(args) -> int:
 
     if args.num_videos < 1 or args.batch_size < 1:
         raise UserError("--num-videos and --batch-size must be >= 1")
+    _set_threads(args)
     device = resolve_device(args.device)
     dist.init(device.type)
     model, info = load_for_sampling(args.ckpt, preset_name=args.preset, model_name=args.model, weights=args.weights, device=device)
