@@ -59,6 +59,7 @@ def generate_latents(
     num_classes: int = 0,
     labels: Sequence[int] | None = None,
     learn_sigma: bool = True,
+    clip_denoised: bool = False,
     device="cpu",
     autocast_dtype: torch.dtype | None = None,
     progress: bool = False,
@@ -67,7 +68,8 @@ def generate_latents(
 
     ``sampler``: ``ddpm`` (ancestral, learned variance; the official evaluation sampler),
     ``ddim`` (eta 0) or ``dpm++`` (DPM-Solver++ 2M) — all from :mod:`latte_bench.diffusion`.
-    ``model`` must be in eval mode.
+    ``clip_denoised`` clamps predicted x_0 to [-1, 1] (DDPM/DDIM): right for pixel-space models
+    (the data is in [-1, 1]), wrong for VAE latents (Latte passes False). ``model`` must be in eval mode.
     """
     from latte_bench.diffusion import sample
 
@@ -84,7 +86,8 @@ def generate_latents(
     with ctx:
         # one generator per video: the DDPM step noise of each video does not depend on the batch
         out = sample(model, x.shape, sampler=sampler, steps=steps, cfg_scale=cfg_scale, y=y, num_classes=num_classes or None,
-                     noise=x, generator=generators, progress=progress, device=device, learn_sigma=learn_sigma)
+                     noise=x, generator=generators, progress=progress, device=device, learn_sigma=learn_sigma,
+                     clip_denoised=clip_denoised)
     return out.float(), (list(labels) if y is not None else None)
 
 
@@ -157,6 +160,7 @@ def sample_videos(
     bar = tqdm(total=len(mine), desc="sample", unit="video", disable=not (progress and dist.is_main()))
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
+        sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
         latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes, **sample_options)
         videos = to_uint8(latent_space.decode(latents))
         for index, frames in zip(chunk, videos):
