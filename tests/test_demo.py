@@ -20,7 +20,7 @@ def test_demo_quick_end_to_end(tmp_path):
         assert math.isfinite(record["metrics"][name])
     assert record["metrics"]["fvd"] > 0 and record["metrics"]["fid"] > 0
     prov = record["results"]["fvd"]["provenance"]
-    assert prov["real_clips"] == prov["fake_clips"] == 3 and len(prov["detector_sha256"]) == 64
+    assert prov["real_clips"] == prov["fake_clips"] == 2 and len(prov["detector_sha256"]) == 64
     boot = record["bootstrap"]["fvd"]
     assert boot["low"] <= boot["high"]
     assert len(record["model"]["checkpoint_sha256"]) == 64
@@ -35,5 +35,5 @@ def test_demo_quick_end_to_end(tmp_path):
     assert not (out / "work").exists()  # scratch removed
 
     # the stored record feeds `report table3` (and its bootstrap from the kept features)
-    assert main(["report", "table3", "--results", str(out / "results"), "--out", str(tmp_path / "t"), "--bootstrap", "10"]) == 0
+    assert main(["report", "table3", "--results", str(out / "results"), "--out", str(tmp_path / "t"), "--bootstrap", "5"]) == 0
     assert "MovingShapes (demo)" in (tmp_path / "t" / "table3.md").read_text()

@@ -43,20 +43,20 @@ class DemoSettings:
     depth: int = 4
     num_heads: int = 4
     classes: int = 4
-    steps: int = 150
+    steps: int = 600
     batch_size: int = 8
     lr: float = 5e-4
     curve_points: int = 3
-    clips: int = 16  # clips per set for FVD / KVD, and videos per set for FID
+    clips: int = 32  # clips per set for FVD / KVD, and videos per set for FID
     fid_frames: int = 4  # first frames of each video scored by FID (the Inception is the slowest stage on CPU)
-    sample_steps: int = 10  # DDIM steps
+    sample_steps: int = 20  # DDIM steps
     bootstrap: int = 200
     analysis_videos: int = 8
 
 
 FULL = DemoSettings()
-QUICK = DemoSettings(train_videos=16, frames=10, steps=4, batch_size=4, curve_points=2, clips=3, fid_frames=2, sample_steps=3,
-                     hidden_size=32, depth=2, num_heads=2, bootstrap=20, analysis_videos=2)
+QUICK = DemoSettings(train_videos=4, frames=9, steps=2, batch_size=2, curve_points=1, clips=2, fid_frames=1,
+                     sample_steps=2, hidden_size=32, depth=2, num_heads=2, bootstrap=5, analysis_videos=1)
 
 
 def _accepted(fn, options: dict) -> dict:
