@@ -43,13 +43,13 @@ class DemoSettings:
     depth: int = 4
     num_heads: int = 4
     classes: int = 4
-    steps: int = 600
+    steps: int = 150
     batch_size: int = 8
     lr: float = 5e-4
     curve_points: int = 3
-    clips: int = 32  # clips per set for FVD / KVD, and videos per set for FID
+    clips: int = 16  # clips per set for FVD / KVD, and videos per set for FID
     fid_frames: int = 4  # first frames of each video scored by FID (the Inception is the slowest stage on CPU)
-    sample_steps: int = 20  # DDIM steps
+    sample_steps: int = 10  # DDIM steps
     bootstrap: int = 200
     analysis_videos: int = 8
 
