@@ -207,6 +207,46 @@ def time_models(args) -> list[dict]:
     return rows
 
 
+def time_blocks(args) -> list[dict]:
+    """Forward+backward of one spatial and one temporal block of the first model, ours vs the official
+    data flow (per-sequence repeated condition, rearranged layout, math attention), interleaved."""
+    from einops import rearrange
+
+    from latte_bench.models.latte import LATTE_SIZES, Latte, TemporalContext, parse_model_name
+
+    size, patch = parse_model_name(args.models[0])
+    dims = LATTE_SIZES[size]
+    torch.manual_seed(0)
+    model = Latte(input_size=args.size, patch_size=patch, hidden_size=dims["hidden_size"], depth=2, num_heads=dims["num_heads"], num_frames=args.frames)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    official = OfficialStyle(model)
+    b, f, n, d = args.batch, args.frames, (args.size // patch) ** 2, dims["hidden_size"]
+    x = torch.randn(b, f, n, d, requires_grad=True)
+    c = torch.randn(b, d)
+    ctx = TemporalContext(f, 0, True, None, False)
+    spatial, temporal = model.blocks
+    cases = {
+        "ours spatial": lambda: spatial(x, c[:, None, None], ctx),
+        "official spatial": lambda: official.block(spatial, x.reshape(b * f, n, d), c.repeat_interleave(f, 0)),
+        "ours temporal": lambda: temporal(x, c[:, None, None], ctx),
+        "official temporal": lambda: official.block(temporal, rearrange(x, "b f n d -> (b n) f d"), c.repeat_interleave(n, 0)),
+    }
+    times = {k: [] for k in cases}
+    for _ in range(args.warmup + args.steps):
+        for key, fn in cases.items():
+            start = time.perf_counter()
+            fn().sum().backward()
+            times[key].append(time.perf_counter() - start)
+    rows = []
+    for key, values in times.items():
+        timed = sorted(values[args.warmup :])
+        rows.append({"case": key, "min_s": timed[0], "median_s": timed[len(timed) // 2], "all_s": values})
+        print(f"{args.models[0]} {key:18s} fwd+bwd: min {timed[0]:.3f} s, median {timed[len(timed) // 2]:.3f} s", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flops", action="store_true", help="count FLOPs of the four XL variants and exit")
@@ -219,6 +259,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2, help="timed steps; the fastest is reported")
     parser.add_argument("--interleave", action="store_true", help="alternate the attention implementations step by step")
+    parser.add_argument("--blocks", action="store_true", help="time one spatial and one temporal block, ours vs official data flow")
     parser.add_argument("--check", action="store_true", help="check that OfficialStyle computes our function, and exit")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
@@ -232,6 +273,8 @@ def main(argv=None) -> int:
 
     if args.flops:
         rows = flops_table(args.frames, args.size)
+    elif args.blocks:
+        rows = time_blocks(args)
     elif args.check:
         diff = check_official_style()
         print(f"max |ours - official-style| = {diff:.3g}")
