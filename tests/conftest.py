@@ -17,3 +17,17 @@ def fixtures_dir() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.fail(f"reference fixtures not found at {SHARED_FIXTURES}")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for the module: tiny models run fastest single-threaded on a shared 2-core box.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,12 +12,7 @@ from latte_bench.models.latte import Latte
 D, HEADS, DIT_DEPTH, P, C = 32, 4, 6, 2, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def dit_state_dict(depth=DIT_DEPTH, hidden=D, num_classes=1000, seed=0) -> dict[str, torch.Tensor]:

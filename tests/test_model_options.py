@@ -12,13 +12,7 @@ from latte_bench.models import create_model
 from latte_bench.models.embeddings import apply_rope, rope_tables
 from latte_bench.models.latte import LATTE_SIZES, Latte
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 TINY = dict(hidden_size=32, depth=4, num_heads=4, input_size=8, num_frames=4, in_channels=4)

@@ -63,15 +63,6 @@ class GaussianOracle:
         return torch.cat([eps, v.expand_as(eps)], dim=2).float()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors run faster on one thread, and the test machine's cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def ddim_expected_std_factor(timestep_map) -> np.ndarray:
     """Per-dimension std of DDIM(eta=0) samples / DATA_STD, by an independent float64 recursion.
 
@@ -104,7 +95,7 @@ DIM_MEAN_TOL, DIM_STD_TOL = 0.08, 0.055
     "sampler, steps",
     [("ddpm", 1000), ("ddpm", 250), ("ddpm", 50), ("ddim", 50), ("dpm++", 25)],
 )
-def test_sampler_recovers_gaussian_data(one_thread, sampler, steps):
+def test_sampler_recovers_gaussian_data(single_thread, sampler, steps):
     diffusion = create_diffusion(str(steps))
     model = GaussianOracle(DATA_MEAN, DATA_STD, diffusion if sampler == "ddpm" else None)
     x = sample(model, (NUM_SAMPLES, *SHAPE), sampler=sampler, steps=steps,
@@ -123,7 +114,7 @@ def test_sampler_recovers_gaussian_data(one_thread, sampler, steps):
     assert (dim_std - expected).abs().max() < DIM_STD_TOL + extra
 
 
-def test_wrong_variance_is_detected(one_thread):
+def test_wrong_variance_is_detected(single_thread):
     """The same check fails for DDPM with the posterior variance β̃ in place of the exact one."""
     model = GaussianOracle(DATA_MEAN, DATA_STD, v=-1.0)
     x = sample(model, (NUM_SAMPLES, *SHAPE), sampler="ddpm", steps=50,
@@ -132,7 +123,7 @@ def test_wrong_variance_is_detected(one_thread):
     assert std < 1 - 3 * POOLED_STD_TOL
 
 
-def test_few_step_ddim_is_detected(one_thread):
+def test_few_step_ddim_is_detected(single_thread):
     """And fails for DDIM with too few steps (10), whose contraction the tolerance must not hide."""
     model = GaussianOracle(DATA_MEAN, DATA_STD)
     x = sample(model, (NUM_SAMPLES, *SHAPE), sampler="ddim", steps=10, generator=torch.Generator().manual_seed(10), progress=False)

@@ -14,13 +14,7 @@ from latte_bench.training.presets import preset
 from latte_bench.training.trainer import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny(out, **overrides):

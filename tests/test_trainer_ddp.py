@@ -15,13 +15,7 @@ from latte_bench.training.trainer import train
 from test_trainer import tiny  # tests/ is on sys.path under pytest
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models run fastest single-threaded, the more so on the shared, oversubscribed machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TINY_FLAGS = [
     "--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--demo-videos", "16", "--num-classes", "2",
