@@ -96,9 +96,9 @@ def test_eval_end_to_end_with_skip_bad_cache_and_ckpt(tmp_path, capsys, monkeypa
 
     _run_error(capsys, common, "broken.mp4", "--skip-bad")
 
-    from latte_bench.metrics import fvd as fvd_module
+    from latte_bench.metrics import extract as extract_module
 
-    monkeypatch.setattr(fvd_module, "_cache_root", lambda cache_dir: tmp_path / "cache")
+    monkeypatch.setattr(extract_module, "stats_cache_root", lambda metric, cache_dir: tmp_path / "cache")
     out_json = tmp_path / "out" / "record.json"
     code = main(["eval", *common, "--skip-bad", "--batch-size", "2", "--json", str(out_json), "--ckpt",
                  str(tmp_path / "model.pt")])

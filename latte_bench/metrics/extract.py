@@ -18,6 +18,9 @@ rank at a time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -26,6 +29,7 @@ import torch
 from latte_bench.data.clips import Clip
 from latte_bench.data.video import VideoSource
 from latte_bench.errors import UserError
+from latte_bench.fsutil import write_json
 from latte_bench.metrics.stats import FeatureStats
 from latte_bench.training import distributed as dist
 
@@ -191,3 +195,51 @@ def _feature_stream(loader, detector, preprocess, device, clips, skip_bad, bar):
                 yield results[pos]
             if bar is not None:
                 bar.update(len(batch))
+
+
+# ------------------------------------------------------------------ cache of real statistics
+
+
+def stats_cache_root(metric: str, cache_dir=None) -> Path:
+    """Folder of cached real statistics: ``cache_dir``, else ``$LATTE_BENCH_CACHE/<metric>_stats``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from latte_bench.metrics.weights import cache_dir as weights_cache_dir
+
+    return weights_cache_dir() / f"{metric}_stats"
+
+
+def real_stats_key(settings: dict) -> str:
+    """sha256 of the canonical JSON of everything that determines the real statistics."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _load_cached(path: Path):
+    meta = path.with_suffix(".json")
+    if not (path.is_file() and meta.is_file()):
+        return None
+    try:
+        info = json.loads(meta.read_text())["extract"]
+        return FeatureStats.load(path), info
+    except (UserError, ValueError, KeyError):
+        return None  # unreadable cache entry: recompute and overwrite it
+
+
+def cached_real_stats(metric: str, settings: dict, compute: Callable[[], tuple], *, cache: bool = True, cache_dir=None):
+    """``(stats, extract_info, cache_hit, key)`` for the real set described by ``settings``.
+
+    With ``cache`` the statistics are read from ``stats_cache_root(metric, cache_dir)/<key>.npz``
+    (+ ``.json``), where ``key`` hashes ``settings``; otherwise, or on a miss, ``compute()``
+    returns ``(stats, extract_info)`` and rank 0 stores them atomically. Under torchrun rank 0 reads the file and broadcasts it.
+    """
+    key = real_stats_key(settings)
+    cache_file = stats_cache_root(metric, cache_dir) / f"{key}.npz"
+    if cache:
+        loaded = dist.broadcast_object(_load_cached(cache_file) if dist.is_main() else None)
+        if loaded is not None:
+            return (*loaded, True, key)
+    stats, info = compute()
+    if cache and dist.is_main():
+        stats.save(cache_file)
+        write_json(cache_file.with_suffix(".json"), {"settings": settings, "extract": info})
+    return stats, info, False, key

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from latte_bench.data.clips import Clip, sample_fake_clips
 from latte_bench.data.video import VideoSource, open_videos
 from latte_bench.errors import UserError
-from latte_bench.fsutil import write_json
-from latte_bench.metrics.extract import extract_stats
-from latte_bench.metrics.fvd import _load_cache, real_stats_key, resolve_device
+from latte_bench.metrics.extract import cached_real_stats, extract_stats
+from latte_bench.metrics.fvd import resolve_device
 from latte_bench.metrics.inception import MODES, InceptionV3, load_inception, preprocess
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
@@ -141,21 +139,14 @@ def compute_fid(
         "skip_bad": skip_bad,
         "keep_features": keep_features,
     }
-    key = real_stats_key(settings)
-    root = Path(cache_dir) if cache_dir is not None else _default_cache_root()
-    cache_file = root / f"{key}.npz"
     use_cache = cache and detector_sha is not None
-    real_stats, real_extract, cache_hit = None, None, False
-    if use_cache:
-        loaded = dist.broadcast_object(_load_cache(cache_file) if dist.is_main() else None)
-        if loaded is not None:
-            (real_stats, real_extract), cache_hit = loaded, True
-    if real_stats is None:
-        real_stats, real_extract = extract_stats(real_source, real_list, net, pre, skip_bad=skip_bad, desc="Inception real",
-                                                 **common)
-        if use_cache and dist.is_main():
-            real_stats.save(cache_file)
-            write_json(cache_file.with_suffix(".json"), {"settings": settings, "extract": real_extract})
+    real_stats, real_extract, cache_hit, key = cached_real_stats(
+        "fid",
+        settings,
+        lambda: extract_stats(real_source, real_list, net, pre, skip_bad=skip_bad, desc="Inception real", **common),
+        cache=use_cache,
+        cache_dir=cache_dir,
+    )
     fake_stats, fake_extract = extract_stats(fake_source, fake_list, net, pre, desc="Inception fake", **common)
 
     unbiased = covariance == "unbiased"
@@ -195,12 +186,6 @@ MODE_DETAIL = {
     "clean": "PIL bicubic (antialiased) per channel in float32 to 299, then (x-128)/128 (clean-fid clean)",
     "legacy_pytorch": "x/255, F.interpolate bilinear align_corners=False to 299, then 2x-1 (pytorch-fid)",
 }
-
-
-def _default_cache_root() -> Path:
-    from latte_bench.metrics.weights import cache_dir
-
-    return cache_dir() / "fid_stats"
 
 
 def _file_sha256(path) -> str:

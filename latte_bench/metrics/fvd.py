@@ -17,12 +17,9 @@ list (names, frame counts, sizes, mtimes); ``cache=False`` recomputes them.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -30,8 +27,7 @@ from latte_bench.data.clips import real_stride as _real_stride
 from latte_bench.data.clips import sample_fake_clips, sample_real_clips
 from latte_bench.data.video import open_videos
 from latte_bench.errors import UserError
-from latte_bench.fsutil import write_json
-from latte_bench.metrics.extract import extract_stats
+from latte_bench.metrics.extract import cached_real_stats, extract_stats
 from latte_bench.metrics.resize import RESIZE_MODES, preprocess_clips
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
@@ -67,23 +63,6 @@ def resolve_device(device: str | None) -> str:
     elif device != "cpu":
         raise UserError(f"--device must be cpu or cuda, got {device!r}")
     return device
-
-
-def _cache_root(cache_dir) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    try:
-        from latte_bench.metrics.weights import cache_dir as weights_cache_dir
-
-        return weights_cache_dir() / "fvd_stats"
-    except ImportError:
-        env = os.environ.get("LATTE_BENCH_CACHE")
-        return (Path(env).expanduser() if env else Path.home() / ".cache" / "latte_bench") / "fvd_stats"
-
-
-def real_stats_key(settings: dict) -> str:
-    """sha256 of the canonical JSON of everything that determines the real statistics."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def compute_fvd(
@@ -158,21 +137,13 @@ def compute_fvd(
         "skip_bad": skip_bad,
         "keep_features": keep_features,
     }
-    key = real_stats_key(settings)
-    cache_file = _cache_root(cache_dir) / f"{key}.npz"
-    real_stats, real_extract, cache_hit = None, None, False
-    if cache:
-        loaded = _load_cache(cache_file) if dist.is_main() else None
-        loaded = dist.broadcast_object(loaded)
-        if loaded is not None:
-            real_stats, real_extract = loaded
-            cache_hit = True
-    if real_stats is None:
-        real_stats, real_extract = extract_stats(real_source, real_clips, detector, preprocess, skip_bad=skip_bad,
-                                                 desc="I3D real", **common)
-        if cache and dist.is_main():
-            real_stats.save(cache_file)
-            write_json(cache_file.with_suffix(".json"), {"settings": settings, "extract": real_extract})
+    real_stats, real_extract, cache_hit, key = cached_real_stats(
+        "fvd",
+        settings,
+        lambda: extract_stats(real_source, real_clips, detector, preprocess, skip_bad=skip_bad, desc="I3D real", **common),
+        cache=cache,
+        cache_dir=cache_dir,
+    )
     fake_stats, fake_extract = extract_stats(fake_source, fake_clips, detector, preprocess, desc="I3D fake", **common)
 
     unbiased = covariance == "unbiased"
@@ -212,13 +183,3 @@ def compute_fvd(
     }
     return FVDResult(fvd, provenance, real_stats, fake_stats)
 
-
-def _load_cache(path: Path):
-    meta = path.with_suffix(".json")
-    if not (path.is_file() and meta.is_file()):
-        return None
-    try:
-        info = json.loads(meta.read_text())["extract"]
-        return FeatureStats.load(path), info
-    except (UserError, ValueError, KeyError):
-        return None  # unreadable cache entry: recompute and overwrite it
