@@ -67,8 +67,8 @@ def main() -> None:
         n = max(args.clips)
         make_videos(data / "real", n, 24, args.size, seed=0)
         make_videos(data / "fake", n, 16, args.size, seed=1)
-        print(f"| real+generated clips | wall s | clips/s | peak RSS MiB | FVD |")
-        print(f"|---|---|---|---|---|")
+        print("| real+generated clips | wall s | clips/s | peak RSS MiB | FVD |")
+        print("|---|---|---|---|---|")
         for n in args.clips:
             cmd = [sys.executable, __file__, "--child", str(n), "--data", str(data), "--size", str(args.size),
                    "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device]

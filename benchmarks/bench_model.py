@@ -23,7 +23,6 @@ Examples (``--interleave`` alternates the implementations step by step against l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time

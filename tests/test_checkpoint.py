@@ -14,7 +14,6 @@ from latte_bench.training.checkpoint import (
     export_official,
     latest_checkpoint,
     load_checkpoint,
-    rng_state,
     save_checkpoint,
     set_rng_state,
 )

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from latte_bench.cli import main
 from latte_bench.data.video import open_videos

@@ -8,6 +8,8 @@ The public names are imported lazily, so ``import latte_bench.diffusion`` is che
 * :func:`classifier_free_guidance`, :func:`space_timesteps`, :class:`GaussianDiffusion`.
 """
 
+from latte_bench.lazy import lazy_getattr
+
 _EXPORTS = {
     "GaussianDiffusion": "gaussian",
     "LossType": "gaussian",
@@ -26,10 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -9,26 +9,22 @@ Public API (imported lazily, so ``import latte_bench.models`` is cheap)::
     init_from_dit(model, dit_state_dict, mapping="by_name")     # ImageNet (DiT) initialisation
 """
 
+from latte_bench.lazy import lazy_getattr
+
 _EXPORTS = {
-    "Latte": "latte_bench.models.latte",
-    "create_model": "latte_bench.models.latte",
-    "parse_model_name": "latte_bench.models.latte",
-    "LATTE_SIZES": "latte_bench.models.latte",
-    "from_official": "latte_bench.models.convert",
-    "load_official_state_dict": "latte_bench.models.convert",
-    "load_checkpoint_file": "latte_bench.models.convert",
-    "extract_state_dict": "latte_bench.models.convert",
-    "export_official": "latte_bench.models.convert",
-    "save_official": "latte_bench.models.convert",
-    "init_from_dit": "latte_bench.models.convert",
+    "Latte": "latte",
+    "create_model": "latte",
+    "parse_model_name": "latte",
+    "LATTE_SIZES": "latte",
+    "from_official": "convert",
+    "load_official_state_dict": "convert",
+    "load_checkpoint_file": "convert",
+    "extract_state_dict": "convert",
+    "export_official": "convert",
+    "save_official": "convert",
+    "init_from_dit": "convert",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'latte_bench.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from latte_bench.reports.leaderboard import build_table, to_markdown, write_table
+    from latte_bench.reports.leaderboard import build_table, write_table
     from latte_bench.reports.store import load_records
 
     records = load_records(args.results)

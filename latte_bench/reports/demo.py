@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 DATASET = "MovingShapes (demo)"
 
 
@@ -103,8 +101,6 @@ def _train_config(s: DemoSettings, run_dir: Path, seed: int):
 def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, quick: bool = False,
              steps: int | None = None, clips: int | None = None, seed: int = 0, keep: bool = False) -> dict:
     """Run the demo; returns ``{"record": path, "wall_s": seconds, "fvd": ..., "files": [...]}``."""
-    import torch
-
     from latte_bench.data.demo import make_demo_videos
     from latte_bench.data.video import write_npz
     from latte_bench.fsutil import sha256_file, write_bytes, write_json
@@ -271,7 +267,7 @@ def _readme(s: DemoSettings, seed: int, record: dict, boot: dict, kvd_value: flo
         f"| sampling | DDIM {s.sample_steps} steps, EMA weights, lossless npz, seed {seed} |",
         f"| FVD | TF-Hub I3D (sha256 `{str(fvd_prov.get('detector_sha256'))[:12]}…`), {fvd_prov.get('real_clips')} real / {fvd_prov.get('fake_clips')} generated clips, "
         f"{s.frames} frames, stride 1, resize `{fvd_prov.get('resize')}`, covariance `{fvd_prov.get('covariance')}` |",
-        f"| KVD | unbiased polynomial-kernel MMD² on the same I3D logits |",
+        "| KVD | unbiased polynomial-kernel MMD² on the same I3D logits |",
         f"| FID | Inception on frames: generated = the first {s.fid_frames} frames of {s.clips} videos; real = the first {s.clips * s.fid_frames} frames of the real set (in video order) |",
         "",
         "## Results",

@@ -146,8 +146,6 @@ def load_for_sampling(ckpt_path: str, *, preset_name: str | None = None, model_n
     The config dict has ``num_frames``, ``latent_channels``, ``latent_size``, ``num_classes``,
     ``learn_sigma``, ``vae``, ``vae_scale``.
     """
-    import torch
-
     from latte_bench.training.checkpoint import FORMAT, latest_checkpoint, load_checkpoint
     from latte_bench.training.presets import TrainConfig, preset
     from latte_bench.training.trainer import build_model, build_model_for_checkpoint
@@ -186,8 +184,6 @@ def load_for_sampling(ckpt_path: str, *, preset_name: str | None = None, model_n
 
 
 def run_sample(args) -> int:
-    import torch
-
     from latte_bench.fsutil import sha256_file, write_json
     from latte_bench.provenance import environment
     from latte_bench.training import distributed as dist

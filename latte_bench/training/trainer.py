@@ -33,7 +33,7 @@ from latte_bench.errors import UserError
 from latte_bench.fsutil import write_json
 from latte_bench.training import distributed as dist
 from latte_bench.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
-from latte_bench.training.ema import create_ema, unwrap, update_ema
+from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
 from latte_bench.training.presets import TrainConfig
 
