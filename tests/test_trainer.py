@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
 
 from latte_bench.errors import UserError
 from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
-from latte_bench.training.presets import preset
+from latte_bench.training.presets import learning_rate, preset
 from latte_bench.training.trainer import train
 
 
@@ -108,3 +109,32 @@ def test_periodic_preview_and_fvd_records(tmp_path):
     fvd = [r for r in records if r.get("event") == "fvd"]
     assert [r["step"] for r in preview] == [2] and len(list((tmp_path / "run" / "samples" / "0000002").glob("*.mp4"))) == 2
     assert [r["step"] for r in fvd] == [2] and fvd[0]["fvd"] > 0 and fvd[0]["fvd_clips"] == 2
+
+
+def test_learning_rate_schedules():
+    cfg = dataclasses.replace(preset("demo"), lr=1e-3, steps=110, warmup_steps=10, lr_schedule="cosine")
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4) and learning_rate(cfg, 9) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 10) == pytest.approx(1e-3)  # warm-up done: the cosine starts at lr
+    assert learning_rate(cfg, 60) == pytest.approx(5e-4)  # half-way through the cosine
+    assert learning_rate(cfg, 109) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert learning_rate(cfg, 500) == pytest.approx(0.0, abs=1e-12)
+    constant = dataclasses.replace(cfg, lr_schedule="constant", warmup_steps=0)
+    assert {learning_rate(constant, s) for s in (0, 55, 109)} == {1e-3}
+    with pytest.raises(UserError, match="--lr-schedule"):
+        learning_rate(dataclasses.replace(cfg, lr_schedule="linear"), 0)
+
+
+def test_cosine_schedule_is_applied_and_resumes_exactly(tmp_path):
+    cfg = dict(steps=4, ckpt_every=2, lr=1e-3, lr_schedule="cosine", warmup_steps=1)
+    train(tiny(tmp_path / "whole", **cfg), progress=False)
+    records = [json.loads(line) for line in open(tmp_path / "whole" / "metrics.jsonl")]
+    logged = [r["lr"] for r in records if "lr" in r]
+    assert logged == pytest.approx([learning_rate(tiny(tmp_path, **cfg), s) for s in range(4)])
+    assert logged[0] == pytest.approx(1e-3) and logged[1] > logged[2] > logged[3] > 0
+
+    train(tiny(tmp_path / "split", **cfg), progress=False)
+    (tmp_path / "split" / "checkpoints" / "0000004.pt").unlink()  # as if killed after step 2
+    train(tiny(tmp_path / "split", **cfg), resume=True, progress=False)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "split"))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

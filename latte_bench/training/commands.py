@@ -12,7 +12,8 @@ from latte_bench.errors import UserError
 # command-line flag → TrainConfig field, for the plain overrides of `train`
 _TRAIN_FIELDS = {
     "data": str, "split": str, "latents": str, "model": str, "variant": int, "out": str, "steps": int,
-    "batch_size": int, "grad_accum": int, "lr": float, "weight_decay": float, "ema_decay": float,
+    "batch_size": int, "grad_accum": int, "lr": float, "lr_schedule": str, "warmup_steps": int, "weight_decay": float,
+    "ema_decay": float,
     "start_clip_iter": int, "clip_max_norm": float, "precision": str, "joint_strategy": str, "num_images": int,
     "num_frames": int, "frame_interval": int, "image_size": int, "num_classes": int, "vae": str, "seed": int,
     "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,

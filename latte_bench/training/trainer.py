@@ -35,7 +35,7 @@ from latte_bench.training import distributed as dist
 from latte_bench.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
-from latte_bench.training.presets import TrainConfig
+from latte_bench.training.presets import TrainConfig, learning_rate
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -137,6 +137,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if cfg.distributed not in ("ddp", "fsdp"):
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
+    learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     if cfg.precision not in PRECISIONS:
@@ -256,6 +257,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 loss = losses["loss"].mean() / cfg.grad_accum
                 scaler.scale(loss).backward()
             step_loss += loss.detach()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
         scaler.unscale_(optimizer)
         max_norm = cfg.clip_max_norm if step >= cfg.start_clip_iter else math.inf  # before: norm only logged
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
