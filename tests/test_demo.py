@@ -26,7 +26,7 @@ def test_demo_quick_end_to_end(tmp_path):
     assert len(record["model"]["checkpoint_sha256"]) == 64
 
     for name in ("README.md", "table3.md", "table3.csv", "table5.md", "table5.csv", "training_curves.png",
-                 "training_curves.pdf", "similarity_matrices.png", "similarity_per_block.png", "similarity.json"):
+                 "training_curves.pdf", "samples.png", "samples.pdf", "similarity_matrices.png", "similarity_per_block.png", "similarity.json"):
         assert (out / name).stat().st_size > 0, name
     table3 = (out / "table3.md").read_text()
     assert "| Latte | reported |" in table3 and "MovingShapes (demo)" in table3 and "measured" in table3

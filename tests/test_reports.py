@@ -10,7 +10,7 @@ import pytest
 
 from latte_bench.errors import UserError
 from latte_bench.reports import leaderboard, published, store
-from latte_bench.reports.figures import training_curves_figure
+from latte_bench.reports.figures import samples_figure, training_curves_figure, video_grid
 
 I3D = "a" * 64
 
@@ -240,3 +240,23 @@ def test_training_log_and_curves(tmp_path):
     (run / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
     with pytest.raises(UserError, match="log.jsonl:2"):
         store.read_training_log(run)
+
+
+def test_video_grid_places_frames_and_separators():
+    videos = np.zeros((3, 10, 4, 5, 3), dtype=np.uint8)
+    for i in range(3):
+        for t in range(10):
+            videos[i, t] = 10 * i + t  # each frame one grey level
+    grid = video_grid(videos, max_videos=2, max_frames=4)  # frames 0, 3, 6, 9 of videos 0 and 1
+    assert grid.shape == (2 * 5 - 1, 4 * 6 - 1, 3) and grid.dtype == np.uint8
+    assert [int(grid[0, 6 * j, 0]) for j in range(4)] == [0, 3, 6, 9]
+    assert [int(grid[5, 6 * j, 0]) for j in range(4)] == [10, 13, 16, 19]
+    assert (grid[4] == 255).all() and (grid[:, 5] == 255).all()  # white separators
+
+
+def test_samples_figure_writes_png_and_pdf(tmp_path):
+    rng = np.random.default_rng(0)
+    sets = {"real": rng.integers(0, 256, (4, 8, 16, 16, 3), dtype=np.uint8),
+            "step 100": rng.integers(0, 256, (2, 8, 16, 16, 3), dtype=np.uint8)}
+    paths = samples_figure(sets, tmp_path / "samples")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)

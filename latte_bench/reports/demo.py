@@ -33,28 +33,32 @@ DATASET = "MovingShapes (demo)"
 
 @dataclass(frozen=True)
 class DemoSettings:
+    """What the demo changes in the ``demo`` training preset, and the sizes of its evaluation.
+
+    The model (Latte-S/2, 4 blocks of width 64), learning rate and EMA are the preset's; the demo
+    trains on 16-frame clips (the I3D needs at least 9 frames) for fewer steps than the preset.
+    ``model_options`` None keeps the preset's sizes.
+    """
+
     train_videos: int = 256
     frames: int = 16
     size: int = 16
-    model: str = "Latte-S/4"
-    hidden_size: int = 96
-    depth: int = 4
-    num_heads: int = 4
+    model_options: dict | None = None
     classes: int = 4
-    steps: int = 150
+    steps: int = 2400
     batch_size: int = 8
-    lr: float = 5e-4
     curve_points: int = 3
     clips: int = 16  # clips per set for FVD / KVD, and videos per set for FID
     fid_frames: int = 4  # first frames of each video scored by FID (the Inception is the slowest stage on CPU)
-    sample_steps: int = 10  # DDIM steps
+    sample_steps: int = 25  # DDIM steps
     bootstrap: int = 200
     analysis_videos: int = 8
 
 
 FULL = DemoSettings()
 QUICK = DemoSettings(train_videos=4, frames=9, steps=2, batch_size=2, curve_points=1, clips=2, fid_frames=1,
-                     sample_steps=2, hidden_size=32, depth=2, num_heads=2, bootstrap=5, analysis_videos=1)
+                     sample_steps=2, model_options={"hidden_size": 32, "depth": 2, "num_heads": 2}, bootstrap=5,
+                     analysis_videos=1)
 
 
 def _accepted(fn, options: dict) -> dict:
@@ -88,14 +92,19 @@ def _train_config(s: DemoSettings, run_dir: Path, seed: int):
     cfg = preset("demo")
     cfg.num_frames, cfg.image_size, cfg.frame_interval = s.frames, s.size, 1
     cfg.demo_videos, cfg.num_classes = s.train_videos, s.classes
-    cfg.model = s.model
-    cfg.model_options = {"hidden_size": s.hidden_size, "depth": s.depth, "num_heads": s.num_heads}
-    cfg.steps, cfg.batch_size, cfg.lr, cfg.seed = s.steps, s.batch_size, s.lr, seed
+    if s.model_options is not None:
+        cfg.model_options = dict(s.model_options)
+    cfg.steps, cfg.batch_size, cfg.seed = s.steps, s.batch_size, seed
     cfg.ckpt_every = max(1, s.steps // s.curve_points)
     cfg.log_every = max(1, min(20, s.steps // 10))
     cfg.fvd_every = cfg.sample_every = 0  # the curve is computed below, with kept features
     cfg.device, cfg.out, cfg.num_workers = "cpu", str(run_dir), 0
     return cfg
+
+
+def _model_description(cfg) -> str:
+    o = cfg.model_options
+    return f"{cfg.model} ({o.get('depth', '?')} blocks, width {o.get('hidden_size', '?')}, {o.get('num_heads', '?')} heads)"
 
 
 def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, quick: bool = False,
@@ -135,7 +144,8 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     # 2. training ------------------------------------------------------------------------
     t = time.time()
     cfg = _train_config(s, run_dir, seed)
-    _say(f"training {s.model} ({s.depth} blocks, width {s.hidden_size}) for {s.steps} steps, batch {s.batch_size}, on CPU")
+    model_name = _model_description(cfg)
+    _say(f"training {model_name} for {s.steps} steps, batch {s.batch_size}, lr {cfg.lr}, on CPU")
     train(cfg, resume=latest_checkpoint(run_dir) is not None, progress=True)
     timings["train"] = time.time() - t
 
@@ -186,7 +196,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     kvd_prov = {"detector_sha256": fvd_prov.get("detector_sha256"), "num_clips": s.clips, "num_frames": s.frames,
                 "real_stride": 1, "features": "I3D logits of the FVD run", "estimator": "unbiased polynomial MMD² (TATS)"}
     record = {
-        "method": f"{s.model} V1 (demo, {s.steps} steps)",
+        "method": f"{cfg.model} V1 (demo, {s.steps} steps)",
         "dataset": DATASET,
         "seed": seed,
         "real": str(real_path),
@@ -199,7 +209,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
         },
         "bootstrap": {"fvd": boot},
         "features": {"fvd": {"real": f"features/demo_seed{seed}_fvd_real.npz", "fake": f"features/demo_seed{seed}_fvd_fake.npz"}},
-        "model": {"name": s.model, "variant": 1, "checkpoint": str(final_ckpt), "checkpoint_sha256": sha256_file(final_ckpt),
+        "model": {"name": cfg.model, "variant": 1, "checkpoint": str(final_ckpt), "checkpoint_sha256": sha256_file(final_ckpt),
                   "train_config": cfg.to_dict()},
         "demo_settings": dataclasses.asdict(s),
         "environment": environment(),
@@ -213,8 +223,15 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     ana = analysis.run_analysis("similarity", str(final_ckpt), out=out, num_videos=s.analysis_videos, seed=seed)
     files += ana["files"]
     timings["analysis"] = time.time() - t
-    runs = {f"{s.model} V1 ({s.clips} clips/point)": read_training_log(run_dir)}
+    runs = {f"{cfg.model} V1 ({s.clips} clips/point)": read_training_log(run_dir)}
     files += figures.training_curves_figure(runs, out / "training_curves", title=f"Demo FVD during training ({s.clips} clips per point)")
+    import numpy as np
+
+    panels = {"real (held out)": np.load(real_path)["videos"]}
+    for ckpt in ckpts:
+        panels[f"step {int(ckpt.stem)}"] = np.load(work / "samples" / ckpt.stem / "videos.npz")["videos"]
+    files += figures.samples_figure(panels, out / "samples",
+                                    title=f"Held-out real clips and EMA samples (DDIM {s.sample_steps}) at each checkpoint")
 
     # 6. leaderboards + README ---------------------------------------------------------------------
     records = load_records(results_dir)
@@ -227,7 +244,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
         files += [md_path, csv_path]
         tables[name] = md
     wall = time.time() - start
-    readme = _readme(s, seed, record, boot, kvd_value, fid.fid, timings, wall, ana["text"], tables, quick)
+    readme = _readme(s, cfg, seed, record, boot, kvd_value, fid.fid, timings, wall, ana["text"], tables, quick)
     write_bytes(out / "README.md", readme.encode("utf-8"))
     files.append(out / "README.md")
     if not keep:
@@ -237,7 +254,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     return {"record": record_path, "wall_s": wall, "fvd": result.fvd, "kvd": kvd_value, "fid": fid.fid, "files": files}
 
 
-def _readme(s: DemoSettings, seed: int, record: dict, boot: dict, kvd_value: float, fid_value: float, timings: dict,
+def _readme(s: DemoSettings, cfg, seed: int, record: dict, boot: dict, kvd_value: float, fid_value: float, timings: dict,
             wall: float, analysis_text: str, tables: dict, quick: bool) -> str:
     import os
 
@@ -262,8 +279,8 @@ def _readme(s: DemoSettings, seed: int, record: dict, boot: dict, kvd_value: flo
         "| setting | value |",
         "|---|---|",
         f"| data | procedural moving shapes, {s.classes} classes; {s.train_videos} training videos (seed {seed}), {s.clips} held-out real videos (seed {seed + 1000}) |",
-        f"| model | {s.model}, Variant 1, {s.depth} blocks, width {s.hidden_size}, {s.num_heads} heads, pixel space (no VAE), class-conditional |",
-        f"| training | {s.steps} steps, batch {s.batch_size}, AdamW lr {s.lr}, EMA (checkpoints every {max(1, s.steps // s.curve_points)} steps) |",
+        f"| model | {_model_description(cfg)}, Variant 1, pixel space (no VAE), class-conditional |",
+        f"| training | {s.steps} steps, batch {s.batch_size}, AdamW lr {cfg.lr}, EMA {cfg.ema_decay} (checkpoints every {cfg.ckpt_every} steps) |",
         f"| sampling | DDIM {s.sample_steps} steps, EMA weights, lossless npz, seed {seed} |",
         f"| FVD | TF-Hub I3D (sha256 `{str(fvd_prov.get('detector_sha256'))[:12]}…`), {fvd_prov.get('real_clips')} real / {fvd_prov.get('fake_clips')} generated clips, "
         f"{s.frames} frames, stride 1, resize `{fvd_prov.get('resize')}`, covariance `{fvd_prov.get('covariance')}` |",
@@ -284,6 +301,8 @@ def _readme(s: DemoSettings, seed: int, record: dict, boot: dict, kvd_value: flo
         tables["table5"],
         "## Figures",
         "",
+        "- Held-out real clips and samples at each checkpoint (rows: videos, columns: frames): "
+        "![samples](samples.png)",
         "- Training curve (FVD at each checkpoint with the same clips, and the loss): "
         "![training curves](training_curves.png)",
         "- Inter-frame cosine similarity of the block outputs of the final model (paper Fig. 6): "

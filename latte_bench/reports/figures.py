@@ -190,3 +190,38 @@ def training_curves_figure(runs: dict, stem: str | Path, title: str = "FVD durin
             ax.grid(alpha=0.3)
             ax.legend(loc="best")
         return save_figure(fig, stem)
+
+
+def video_grid(videos: np.ndarray, max_videos: int = 4, max_frames: int = 8) -> np.ndarray:
+    """Tile uint8 videos (N, T, H, W, 3) into one image: a row per video, a column per frame.
+
+    Frames are taken evenly over T; rows and columns are separated by a 1-pixel white line.
+    Returns uint8 (rows·(H+1)−1, cols·(W+1)−1, 3).
+    """
+    videos = np.asarray(videos)[:max_videos]
+    n, t, h, w, _ = videos.shape
+    frames = np.linspace(0, t - 1, min(t, max_frames)).round().astype(int)
+    grid = np.full((n * (h + 1) - 1, len(frames) * (w + 1) - 1, 3), 255, dtype=np.uint8)
+    for i in range(n):
+        for j, f in enumerate(frames):
+            grid[i * (h + 1) : i * (h + 1) + h, j * (w + 1) : j * (w + 1) + w] = videos[i, f]
+    return grid
+
+
+def samples_figure(sets: dict, stem: str | Path, title: str = "Samples", max_videos: int = 4, max_frames: int = 8) -> list[Path]:
+    """Side-by-side video grids, one panel per set (e.g. real clips, then samples at each checkpoint).
+
+    ``sets`` maps a panel label to uint8 videos (N, T, H, W, 3); each panel shows up to
+    ``max_videos`` videos (rows) at up to ``max_frames`` evenly spaced frames (columns).
+    """
+    plt = _plt()
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, len(sets), figsize=(2.6 * len(sets), 2.6), squeeze=False)
+        for ax, (label, videos) in zip(axes[0], sets.items()):
+            ax.imshow(video_grid(videos, max_videos, max_frames), interpolation="nearest")
+            ax.set_title(label)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel("frames →")
+        fig.suptitle(title)
+        return save_figure(fig, stem)
