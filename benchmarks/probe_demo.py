@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from latte_bench.diffusion import create_diffusion, sample
+    from latte_bench.errors import UserError
     from latte_bench.reports.figures import video_grid
     from latte_bench.training.commands import load_for_sampling
     from latte_bench.training.latents import to_uint8
@@ -46,15 +48,14 @@ def main() -> None:
     model, info = load_for_sampling(args.run)
     cfg = TrainConfig.from_dict(info)
     if not cfg.pixel_space:
-        raise SystemExit("probe_demo.py: the run must be in pixel space (--vae none)")
+        raise UserError("the run must be in pixel space (--vae none)")
     dataset = build_dataset(dataclasses.replace(cfg, num_images=0))
     step = max(1, len(dataset) // args.videos)
     items = [dataset[(i * step + i) % len(dataset)] for i in range(args.videos)]  # + i: not all one class
     real = torch.stack([item["video"] for item in items])  # (B, F, C, H, W) in [-1, 1]
     y = torch.stack([item["label"] for item in items]) if cfg.num_classes else None
     kwargs = {"y": y} if y is not None else {}
-    channels = real.shape[2]
-    alphas = torch.tensor(create_diffusion("").alphas_cumprod, dtype=torch.float32)
+    diffusion = create_diffusion("", learn_sigma=cfg.learn_sigma)
     g = torch.Generator().manual_seed(0)
 
     print(f"trivial x0-MSE (predict 0): {float((real**2).mean()):.4f}")
@@ -62,10 +63,10 @@ def main() -> None:
     with torch.no_grad():
         for t in (900, 700, 500, 300, 100, 30, 10):
             noise = torch.randn(real.shape, generator=g)
-            a = alphas[t]
-            x_t = a.sqrt() * real + (1 - a).sqrt() * noise
-            eps = model(x_t, torch.full((len(real),), t), **kwargs)[:, :, :channels]
-            x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+            steps = torch.full((len(real),), t)
+            x_t = diffusion.q_sample(real, steps, noise)
+            eps, _ = diffusion.split_output(diffusion.run_model(model, x_t, steps, kwargs), x_t)
+            x0 = diffusion.predict_xstart_from_eps(x_t, steps, eps)
             print(f"{t:5d} {float(((eps - noise) ** 2).mean()):9.4f} {float(((x0 - real) ** 2).mean()):9.4f}")
         x_T = torch.randn(real.shape, generator=g)
         common = dict(y=y, noise=x_T, clip_denoised=True, progress=False, learn_sigma=cfg.learn_sigma)
@@ -89,4 +90,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from latte_bench.errors import UserError
+
+    try:
+        main()
+    except UserError as e:  # a wrong path or an unreadable checkpoint: one line and exit 2, as the CLI
+        print(f"probe_demo.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

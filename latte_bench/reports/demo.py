@@ -110,6 +110,8 @@ def _model_description(cfg) -> str:
 def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, quick: bool = False,
              steps: int | None = None, clips: int | None = None, seed: int = 0, keep: bool = False) -> dict:
     """Run the demo; returns ``{"record": path, "wall_s": seconds, "fvd": ..., "files": [...]}``."""
+    import numpy as np
+
     from latte_bench.data.demo import make_demo_videos
     from latte_bench.data.video import write_npz
     from latte_bench.fsutil import sha256_file, write_bytes, write_json
@@ -144,8 +146,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     # 2. training ------------------------------------------------------------------------
     t = time.time()
     cfg = _train_config(s, run_dir, seed)
-    model_name = _model_description(cfg)
-    _say(f"training {model_name} for {s.steps} steps, batch {s.batch_size}, lr {cfg.lr}, on CPU")
+    _say(f"training {_model_description(cfg)} for {s.steps} steps, batch {s.batch_size}, lr {cfg.lr}, on CPU")
     train(cfg, resume=latest_checkpoint(run_dir) is not None, progress=True)
     timings["train"] = time.time() - t
 
@@ -155,6 +156,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     curve_log.unlink(missing_ok=True)
     timings["sample"] = timings["fvd"] = 0.0
     result = fake_path = None
+    fake_paths: dict[int, Path] = {}  # step -> its samples, for the samples figure
     fvd_opts = dict(num_clips=s.clips, num_frames=s.frames, real_stride=1, seed=seed, keep_features=True,
                     cache_dir=cache, device="cpu", batch_size=4)
     for ckpt in ckpts:
@@ -167,7 +169,7 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
                       learn_sigma=cfg.learn_sigma, device="cpu")
         timings["sample"] += time.time() - t
         t = time.time()
-        fake_path = fake_dir / "videos.npz"
+        fake_path = fake_paths[step] = fake_dir / "videos.npz"
         result = compute_fvd(real_path, fake_path, **fvd_opts)
         timings["fvd"] += time.time() - t
         with open(curve_log, "a") as f:
@@ -225,11 +227,8 @@ def run_demo(out: str | Path = "reports/demo", work: str | Path | None = None, q
     timings["analysis"] = time.time() - t
     runs = {f"{cfg.model} V1 ({s.clips} clips/point)": read_training_log(run_dir)}
     files += figures.training_curves_figure(runs, out / "training_curves", title=f"Demo FVD during training ({s.clips} clips per point)")
-    import numpy as np
-
     panels = {"real (held out)": np.load(real_path)["videos"]}
-    for ckpt in ckpts:
-        panels[f"step {int(ckpt.stem)}"] = np.load(work / "samples" / ckpt.stem / "videos.npz")["videos"]
+    panels.update({f"step {step}": np.load(path)["videos"] for step, path in fake_paths.items()})
     files += figures.samples_figure(panels, out / "samples",
                                     title=f"Held-out real clips and EMA samples (DDIM {s.sample_steps}) at each checkpoint")
 

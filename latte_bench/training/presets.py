@@ -104,7 +104,7 @@ PRESETS: dict[str, TrainConfig] = {
     "ucf101_img": _official("ucf101", 100_000, True),
     # Trains on 2 CPU cores in minutes: 8 frames of 16x16 pixels, a 4-block Latte, 4 shape classes.
     # lr 2e-3 (not Latte's 1e-4): a model this small learns the high-noise end of the schedule
-    # (where x_0 = (x_t - sqrt(1-ab) eps) / sqrt(ab) amplifies eps errors ~100x) far too slowly at
+    # (where x_0 = (x_t - sqrt(1-ab) eps) / sqrt(ab) amplifies eps errors ~60x at t=900) too slowly at
     # lower rates; at 5e-4 samples were still pixel noise after 2,000 steps. See docs/training.md.
     "demo": TrainConfig(
         dataset="demo",
