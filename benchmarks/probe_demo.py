@@ -40,12 +40,13 @@ def main() -> None:
     from latte_bench.diffusion import create_diffusion, sample
     from latte_bench.errors import UserError
     from latte_bench.reports.figures import video_grid
-    from latte_bench.training.commands import load_for_sampling
+    from latte_bench.training.load import load_model
     from latte_bench.training.latents import to_uint8
     from latte_bench.training.presets import TrainConfig
     from latte_bench.training.trainer import build_dataset
 
-    model, info = load_for_sampling(args.run)
+    loaded = load_model(args.run)
+    model, info = loaded.model, loaded.info
     cfg = TrainConfig.from_dict(info)
     if not cfg.pixel_space:
         raise UserError("the run must be in pixel space (--vae none)")

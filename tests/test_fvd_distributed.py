@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     from latte_bench.metrics.fvd import compute_fvd
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
 
     real, fake, out, batch = sys.argv[1:5]
     # block_size=1: every clip is its own block, so both ranks get clips to compute

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from latte_bench.fsutil import sha256_file, write_json
     from latte_bench.metrics.evaluate import evaluate
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     if not metrics:

@@ -17,7 +17,6 @@ rank at a time.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -28,10 +27,11 @@ import torch
 
 from latte_bench.data.clips import Clip
 from latte_bench.data.video import VideoSource
+from latte_bench.device import exact_fp32
 from latte_bench.errors import UserError
 from latte_bench.fsutil import write_json
 from latte_bench.metrics.stats import FeatureStats
-from latte_bench.training import distributed as dist
+from latte_bench import distributed as dist
 
 Detector = Callable[[torch.Tensor], torch.Tensor]
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -56,18 +56,6 @@ class _ClipDataset(torch.utils.data.Dataset):
 
 def _collate(batch):
     return batch
-
-
-@contextlib.contextmanager
-def _fp32_exact():
-    """TF32 off for matmul and cuDNN (Ampere+ default to TF32 convolutions)."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def extract_stats(
@@ -163,7 +151,7 @@ def _block_stats(stream, count: int, keep_features: bool) -> dict:
 
 def _feature_stream(loader, detector, preprocess, device, clips, skip_bad, bar):
     """Yield (clip name, float32 feature or None if skipped, (H, W)) in clip order."""
-    with _fp32_exact(), torch.inference_mode():
+    with exact_fp32(), torch.inference_mode():
         for batch in loader:
             good, results = [], {}
             for pos, item in batch:

@@ -28,11 +28,11 @@ from latte_bench.data.clips import Clip, sample_fake_clips
 from latte_bench.data.video import VideoSource, open_videos
 from latte_bench.errors import UserError
 from latte_bench.metrics.extract import cached_real_stats, extract_stats
-from latte_bench.metrics.fvd import resolve_device
+from latte_bench.device import resolve_device
 from latte_bench.metrics.inception import MODES, InceptionV3, load_inception, preprocess
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
-from latte_bench.training import distributed as dist
+from latte_bench import distributed as dist
 
 CACHE_VERSION = 1
 
@@ -111,7 +111,7 @@ def compute_fid(
         raise UserError(f"--covariance must be biased or unbiased, got {covariance!r}")
     if num_clips < 1 or num_frames < 1 or batch_size < 1:
         raise UserError("FID: --num-clips, --num-frames and --batch-size must be >= 1")
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     dist.init(device)
     if net is None:
         net, detector_sha = load_inception(inception_weights, device)

@@ -21,17 +21,17 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import torch
 
 from latte_bench.data.clips import real_stride as _real_stride
 from latte_bench.data.clips import sample_fake_clips, sample_real_clips
 from latte_bench.data.video import open_videos
+from latte_bench.device import resolve_device
 from latte_bench.errors import UserError
 from latte_bench.metrics.extract import cached_real_stats, extract_stats
 from latte_bench.metrics.resize import RESIZE_MODES, preprocess_clips
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
-from latte_bench.training import distributed as dist
+from latte_bench import distributed as dist
 
 I3D_SIZE = 224
 MIN_FRAMES = 9  # I3D's VALID (2,7,7) average pool needs >= 9 input frames
@@ -49,20 +49,6 @@ class FVDResult:
 
     def to_dict(self) -> dict:
         return {"metric": "fvd", "value": self.fvd, "provenance": self.provenance}
-
-
-def resolve_device(device: str | None) -> str:
-    """'cpu', 'cuda' or 'cuda:N'; None picks CUDA when present. Under torchrun: this rank's GPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: CUDA is not available here; use --device cpu")
-        if dist.is_torchrun() and device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    elif device != "cpu":
-        raise UserError(f"--device must be cpu or cuda, got {device!r}")
-    return device
 
 
 def compute_fvd(
@@ -108,7 +94,7 @@ def compute_fvd(
         raise UserError(f"--covariance must be biased or unbiased, got {covariance!r}")
     if batch_size < 1 or fake_stride < 1:
         raise UserError("--batch-size and the fake stride must be >= 1")
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     dist.init(device)
 
     real_source = open_videos(real, skip_bad=skip_bad)

@@ -186,8 +186,6 @@ class InceptionI3d(nn.Module):
     def forward(self, x: torch.Tensor, return_endpoints: bool = False):
         # Endpoints may be inspected at any frame size; the logits then need H, W >= 193.
         self.check_input(x, check_size=not return_endpoints)
-        if x.is_cuda:
-            disable_tf32()
         if self.channels_last and x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         endpoints = {}
@@ -216,12 +214,6 @@ def _fused_conv_relu_works() -> bool:
             return bool(torch.allclose(_mkldnn_conv_relu(x, conv), F.relu(conv(x)), rtol=1e-4, atol=1e-5))
     except (AttributeError, RuntimeError, TypeError):
         return False
-
-
-def disable_tf32() -> None:
-    """Full fp32 convolutions and matmuls on CUDA (Ampere+ default to TF32 in cuDNN)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
 
 
 # ---------------------------------------------------------------- weights
@@ -290,8 +282,6 @@ def load_i3d(device: str | torch.device = "cpu", torchscript: str | os.PathLike 
         model = InceptionI3d()
         load_tfhub_tensors(model, weights.load_i3d_state_dict(path))
         model.weights_sha256 = weights.SPECS["i3d"].sha256
-    if torch.device(device).type == "cuda":
-        disable_tf32()
     model = model.to(device).eval().requires_grad_(False)
     if isinstance(model, InceptionI3d) and torch.device(device).type == "cpu":
         model.optimize_for_cpu()
@@ -315,8 +305,6 @@ class TorchScriptI3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         InceptionI3d.check_input(x)
-        if x.is_cuda:
-            disable_tf32()
         out = self.scripted((x + 1.0) * 127.5, rescale=True, resize=False, return_features=True)
         if out.shape != (x.shape[0], NUM_CLASSES):
             raise UserError(f"i3d_torchscript returned shape {tuple(out.shape)}, expected ({x.shape[0]}, 400)")

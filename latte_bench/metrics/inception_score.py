@@ -96,9 +96,9 @@ def compute_is(
     from latte_bench.data.video import open_videos
     from latte_bench.metrics.c3d import NUM_FRAMES, load_c3d
     from latte_bench.metrics.extract import extract_stats
-    from latte_bench.metrics.fvd import resolve_device
+    from latte_bench.device import resolve_device
     from latte_bench.provenance import environment
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
 
     start = time.time()
     if protocol not in PROTOCOLS:
@@ -109,7 +109,7 @@ def compute_is(
     seed = cfg["shuffle_seed"] if is_shuffle_seed is None else is_shuffle_seed
     if num_clips < 2 * splits:
         raise UserError(f"Inception Score: {num_clips} clips are too few for {splits} splits (need at least {2 * splits})")
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     dist.init(device)
     detector, detector_info = load_c3d(c3d_weights, c3d_mean, device)
     source = open_videos(fake)

@@ -105,7 +105,7 @@ def run_train(args) -> int:
     _set_threads(args)
     cfg = train_config(args)
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
 
     if dist.is_main():
         print(f"trained to step {result['step']}  loss {result['loss']:.4f}  run {result['run_dir']}")
@@ -114,10 +114,10 @@ def run_train(args) -> int:
 
 def run_encode(args) -> int:
     from latte_bench.data.datasets import ClipDataset
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
     from latte_bench.training.latents import LatentSpace, encode_dataset, load_vae
     from latte_bench.training.presets import preset
-    from latte_bench.training.trainer import resolve_device
+    from latte_bench.device import resolve_device
 
     cfg = preset(args.preset)
     for name in ("vae", "image_size", "num_frames", "frame_interval", "seed"):
@@ -140,64 +140,23 @@ def run_encode(args) -> int:
     return 0
 
 
-def load_for_sampling(ckpt_path: str, *, preset_name: str | None = None, model_name: str | None = None,
-                      weights: str = "ema", device="cpu"):
-    """``(model in eval mode, config dict)`` from a latte-bench checkpoint/run folder or an official file.
-
-    The config dict has ``num_frames``, ``latent_channels``, ``latent_size``, ``num_classes``,
-    ``learn_sigma``, ``vae``, ``vae_scale``.
-    """
-    from latte_bench.training.checkpoint import FORMAT, latest_checkpoint, load_checkpoint
-    from latte_bench.training.presets import TrainConfig, preset
-    from latte_bench.training.trainer import build_model, build_model_for_checkpoint
-
-    path = Path(ckpt_path)
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise UserError(f"{path}: no checkpoints/NNNNNNN.pt inside; pass a checkpoint file")
-        path = found
-    if path.suffix == ".safetensors":
-        obj = None
-    else:
-        obj = load_checkpoint(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        cfg = TrainConfig.from_dict(obj["config"])
-        model = build_model_for_checkpoint(cfg, obj)
-        model.load_state_dict(obj[weights])
-        info = dict(obj["config"])
-    else:  # official: {"ema": sd} / {"model": sd} / bare state dict (helper C's reader and loader)
-        from latte_bench.models.convert import extract_state_dict, load_checkpoint_file, load_official_state_dict
-
-        if preset_name is None:
-            raise UserError(f"{path} is an official-format checkpoint (no config inside); pass --preset ffs|sky|taichi|ucf101 "
-                            "(and --model if not Latte-XL/2)")
-        cfg = preset(preset_name)
-        if model_name:
-            cfg = dataclasses.replace(cfg, model=model_name, model_options={})
-        state = load_checkpoint_file(path, prefer=weights) if obj is None else extract_state_dict(obj, str(path), prefer=weights)
-        channels = 3 if cfg.pixel_space else 4
-        size = cfg.image_size if cfg.pixel_space else cfg.image_size // 8
-        model = build_model(cfg, channels, size)
-        load_official_state_dict(model, state, source=str(path))
-        info = {**cfg.to_dict(), "latent_channels": channels, "latent_size": size}
-    return model.to(device).eval(), info
-
-
 def run_sample(args) -> int:
-    from latte_bench.fsutil import sha256_file, write_json
+    from latte_bench.fsutil import write_json
     from latte_bench.provenance import environment
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
     from latte_bench.training.latents import LatentSpace, load_vae
+    from latte_bench.training.load import load_model
     from latte_bench.training.sampling import sample_videos
-    from latte_bench.training.trainer import PRECISIONS, resolve_device
+    from latte_bench.device import resolve_device
+    from latte_bench.training.trainer import PRECISIONS
 
     if args.num_videos < 1 or args.batch_size < 1:
         raise UserError("--num-videos and --batch-size must be >= 1")
     _set_threads(args)
     device = resolve_device(args.device)
     dist.init(device.type)
-    model, info = load_for_sampling(args.ckpt, preset_name=args.preset, model_name=args.model, weights=args.weights, device=device)
+    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model, device=device)
+    model, info = loaded.model, loaded.info
     vae_spec = args.vae or info.get("vae", "none")
     space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     shape = (int(info["num_frames"]), int(info["latent_channels"]), int(info["latent_size"]), int(info["latent_size"]))
@@ -206,9 +165,8 @@ def run_sample(args) -> int:
                            cfg_scale=args.cfg_scale, learn_sigma=bool(info.get("learn_sigma", True)), device=device,
                            autocast_dtype=PRECISIONS[args.precision], progress=not args.no_progress)
     if dist.is_main():
-        ckpt = Path(args.ckpt)
         write_json(Path(args.out) / "samples.json", {
-            "checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt) if ckpt.is_file() else None,
+            "checkpoint": loaded.checkpoint["path"], "checkpoint_sha256": loaded.checkpoint["sha256"],
             "weights": args.weights, "num_videos": args.num_videos, "seed": args.seed, "sampler": args.sampler,
             "steps": args.steps, "cfg_scale": args.cfg_scale, "format": args.format, "precision": args.precision,
             "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(), "labels": result["labels"],

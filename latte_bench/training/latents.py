@@ -125,7 +125,7 @@ def encode_dataset(dataset, latent_space: LatentSpace, out: str | os.PathLike, *
     """
     from tqdm.auto import tqdm
 
-    from latte_bench.training import distributed as dist
+    from latte_bench import distributed as dist
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.training import distributed as dist
+from latte_bench import distributed as dist
 from latte_bench.training.latents import LatentSpace, to_uint8
 
 FORMATS = ("mp4", "png", "npz")

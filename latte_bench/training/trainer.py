@@ -31,23 +31,14 @@ import torch
 
 from latte_bench.errors import UserError
 from latte_bench.fsutil import write_json
-from latte_bench.training import distributed as dist
+from latte_bench import distributed as dist
+from latte_bench.device import resolve_device
 from latte_bench.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
 from latte_bench.training.presets import TrainConfig, learning_rate
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda but no CUDA device is visible; use --device cpu")
-        return torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
-    return torch.device(device)
 
 
 def build_dataset(cfg: TrainConfig):

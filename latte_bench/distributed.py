@@ -18,8 +18,9 @@ def is_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device: str = "cpu") -> None:
-    """Start the default process group from torchrun's environment (no-op otherwise)."""
+def init(device="cpu") -> None:
+    """Start the default process group from torchrun's environment (no-op otherwise); ``device``: str or torch.device."""
+    device = str(device)
     if dist.is_available() and is_torchrun() and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)

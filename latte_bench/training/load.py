@@ -1,0 +1,90 @@
+"""``load_model(path_or_run, weights="ema")``: the one way every command loads a trained Latte.
+
+Accepts a latte-bench checkpoint (``checkpoints/NNNNNNN.pt``), a run folder (its latest
+checkpoint is used) or an official file (``{"ema": ...}`` / ``{"model": ...}`` / a bare state
+dict, ``.pt`` or ``.safetensors``; these carry no config, so ``preset`` names the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from latte_bench.errors import UserError
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode and what it needs for sampling.
+
+    ``info``: ``num_frames``, ``latent_channels``, ``latent_size``, ``num_classes``,
+    ``learn_sigma``, ``vae``, ``vae_scale`` (plus the run config for latte-bench checkpoints).
+    ``checkpoint``: ``{"path", "sha256", "step", "weights", "format"}`` of the file actually read.
+    """
+
+    model: torch.nn.Module
+    info: dict
+    checkpoint: dict = field(default_factory=dict)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        """(F, C, h, w) of one sampled latent video."""
+        i = self.info
+        return int(i["num_frames"]), int(i["latent_channels"]), int(i["latent_size"]), int(i["latent_size"])
+
+
+def resolve_checkpoint(path_or_run) -> Path:
+    """The checkpoint file for ``path_or_run`` (a run folder gives its highest-step checkpoint)."""
+    from latte_bench.training.checkpoint import latest_checkpoint
+
+    path = Path(path_or_run)
+    if not path.exists():
+        raise UserError(f"{path}: no such checkpoint file or run folder")
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise UserError(f"{path}: no checkpoints/NNNNNNN.pt inside; pass a checkpoint file or a run folder")
+        return found
+    return path
+
+
+def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, model_name: str | None = None,
+               device="cpu") -> LoadedModel:
+    """Load ``path_or_run`` with its ``weights`` (``ema`` or ``model``) onto ``device``, in eval mode."""
+    from latte_bench.fsutil import sha256_file
+    from latte_bench.training.checkpoint import FORMAT, load_checkpoint
+    from latte_bench.training.presets import TrainConfig
+    from latte_bench.training.presets import preset as get_preset
+    from latte_bench.training.trainer import build_model, build_model_for_checkpoint
+
+    if weights not in ("ema", "model"):
+        raise UserError(f"--weights must be ema or model, got {weights!r}")
+    path = resolve_checkpoint(path_or_run)
+    obj = None if path.suffix == ".safetensors" else load_checkpoint(path)
+    record = {"path": str(path.resolve()), "sha256": sha256_file(path), "weights": weights}
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        cfg = TrainConfig.from_dict(obj["config"])
+        model = build_model_for_checkpoint(cfg, obj)
+        model.load_state_dict(obj[weights])
+        info = dict(obj["config"])
+        record.update(format=FORMAT, step=int(obj.get("step", 0)), model=cfg.model)
+    else:  # official: {"ema": sd} / {"model": sd} / bare state dict
+        from latte_bench.models.convert import extract_state_dict, load_checkpoint_file, load_official_state_dict
+
+        if preset is None:
+            raise UserError(f"{path} is an official-format checkpoint (no config inside); pass --preset ffs|sky|taichi|ucf101 "
+                            "(and --model if not Latte-XL/2)")
+        cfg = get_preset(preset)
+        if model_name:
+            cfg = dataclasses.replace(cfg, model=model_name, model_options={})
+        state = load_checkpoint_file(path, prefer=weights) if obj is None else extract_state_dict(obj, str(path), prefer=weights)
+        channels = 3 if cfg.pixel_space else 4
+        size = cfg.image_size if cfg.pixel_space else cfg.image_size // 8
+        model = build_model(cfg, channels, size)
+        load_official_state_dict(model, state, source=str(path))
+        info = {**cfg.to_dict(), "latent_channels": channels, "latent_size": size}
+        record.update(format="official", step=None, model=cfg.model, preset=preset)
+    return LoadedModel(model.to(device).eval(), info, record)
