@@ -17,6 +17,7 @@ from latte_bench.diffusion.gaussian import (
     LossType,
     ModelVarType,
     discretized_gaussian_log_likelihood,
+    gather,
     linear_betas,
     named_beta_schedule,
     normal_kl,
@@ -264,3 +265,48 @@ def test_cond_fn_shifts_the_mean_as_in_adm():
     eps = -math.sqrt(1 - ab) * 2.0  # x = 0, eps_model = 0
     expected = math.sqrt(ab_prev) * (-math.sqrt(1 / ab - 1) * eps) + math.sqrt(1 - ab_prev) * eps
     assert torch.allclose(step, torch.full_like(x, expected), atol=1e-5)
+
+
+SCHEDULE_NAMES = (
+    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
+    "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "one_minus_alphas_cumprod",
+    "log_betas", "fixed_large_variance", "log_fixed_large_variance",
+)
+
+
+@pytest.mark.parametrize("respacing", ["", "25"])
+def test_device_tables_equal_the_reference_lookup(respacing):
+    """The device-resident float32 tables give bit-identical values to indexing the float64 arrays on the host."""
+    diffusion = create_diffusion(respacing)
+    t = torch.arange(diffusion.num_timesteps).flip(0)
+    like = torch.zeros(len(t), 2, 1, 1, 1)
+    for name in SCHEDULE_NAMES:
+        assert torch.equal(diffusion._gather(name, t, like), gather(getattr(diffusion, name), t, like)), name
+    assert diffusion.schedule_table("betas", "cpu") is diffusion.schedule_table("betas", torch.device("cpu"))  # made once
+    expected = torch.tensor(diffusion.timestep_map)[t]
+    assert torch.equal(diffusion.model_timesteps(t), expected)
+    assert diffusion.fixed_large_variance[0] == diffusion.posterior_variance[1]
+    assert np.array_equal(diffusion.fixed_large_variance[1:], diffusion.betas[1:])
+
+
+def test_sampling_loops_never_copy_to_the_host(monkeypatch):
+    """No step of DDPM/DDIM reads a tensor back to the host (on a GPU each such read waits for the device)."""
+    diffusion = create_diffusion("8")
+    shape = (2, 2, 1, 2, 2)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    reference = diffusion.p_sample_loop(_constant_model(0.3, 0.1), shape, noise=torch.ones(shape), clip_denoised=False,
+                                        generator=generators)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read-back inside a sampling step")
+
+    for name in ("cpu", "item", "tolist", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    out = diffusion.p_sample_loop(_constant_model(0.3, 0.1), shape, noise=torch.ones(shape), clip_denoised=False,
+                                  generator=generators)
+    diffusion.ddim_sample_loop(_constant_model(0.3, 0.1), shape, noise=torch.ones(shape), eta=0.5,
+                               generator=torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    assert torch.equal(out, reference)

@@ -233,3 +233,19 @@ def test_dpm_solver_spacing_on_narrow_data():
         gains[spacing] = ((x[1] - x[0]).flatten() / std.flatten()).tolist()
     assert gains["linspace"][0] < 0.6 and abs(gains["linspace"][1] - 1) < 0.01
     assert abs(gains["logsnr"][0] - 1) < 0.01 and abs(gains["logsnr"][1] - 1) < 0.02
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "dpm++"])
+def test_guidance_is_one_model_call_per_step(sampler):
+    """With guidance, each step evaluates the conditional and null halves in one batched call."""
+    calls = []
+
+    def model(x, t, y):
+        calls.append((x.shape[0], y.tolist()))
+        return torch.cat([x * 0.1 + y.reshape(-1, 1, 1, 1, 1), torch.zeros_like(x)], dim=2)
+
+    y = torch.tensor([0, 2, 1])
+    sample(model, (3, *SHAPE), sampler=sampler, steps=6, y=y, cfg_scale=3.0, num_classes=5,
+           generator=torch.Generator().manual_seed(0), progress=False)
+    assert len(calls) == 6
+    assert all(batch == 6 and labels == [0, 2, 1, 5, 5, 5] for batch, labels in calls)

@@ -111,7 +111,12 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
 
 
 def gather(schedule: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``schedule[t]`` as float32 on ``like``'s device, shaped (B, 1, 1, ...) to broadcast against ``like``."""
+    """``schedule[t]`` as float32 on ``like``'s device, shaped (B, 1, 1, ...) to broadcast against ``like``.
+
+    The reference lookup (indexes on the host, so ``t`` is copied to the CPU: a host-device
+    synchronisation on an accelerator). :class:`GaussianDiffusion` uses its device-resident
+    :meth:`~GaussianDiffusion.schedule_table` instead, with identical results.
+    """
     # Index on the CPU: float64 is not available on every accelerator (MPS).
     values = torch.from_numpy(schedule)[t.cpu()].float().to(like.device)
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
@@ -167,13 +172,48 @@ class GaussianDiffusion:
         )
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
+        self.one_minus_alphas_cumprod = 1.0 - self.alphas_cumprod
+        self.log_betas = np.log(betas)
+        # FIXED_LARGE: β_t, with β̃_1 at t = 0
+        self.fixed_large_variance = np.append(self.posterior_variance[1], betas[1:]) if T > 1 else betas.copy()
+        self.log_fixed_large_variance = np.log(self.fixed_large_variance)
+        self._tables: dict[tuple[str, str], torch.Tensor] = {}  # (schedule name, device) -> float32 tensor
+
+    # ----------------------------------------------------------------------------------------- lookups
+    def schedule_table(self, name: str, device: torch.device | str) -> torch.Tensor:
+        """Schedule array ``name`` (T,) as a float32 tensor on ``device``, made once per device and kept.
+
+        The float64 array is cast to float32 on the CPU (float64 is not available on every
+        accelerator) and copied to the device on first use; every later lookup indexes it there,
+        so a sampling step never copies a schedule value between host and device.
+        ``"timestep_map"`` gives the int64 map of schedule index -> training timestep.
+        """
+        key = (name, str(torch.device(device)))
+        table = self._tables.get(key)
+        if table is None:
+            if name == "timestep_map":
+                table = torch.tensor(self.timestep_map, dtype=torch.long)
+            else:
+                table = torch.from_numpy(np.ascontiguousarray(getattr(self, name))).float()
+            table = table.to(device)
+            self._tables[key] = table
+        return table
+
+    def _gather(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``schedule_table(name)[t]`` on ``like``'s device, shaped (B, 1, 1, ...) to broadcast against ``like``.
+
+        Equal to :func:`gather` (the cast to float32 commutes with indexing), without moving ``t``
+        to the host.
+        """
+        values = self.schedule_table(name, like.device)[t.to(like.device)]
+        return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
     # ----------------------------------------------------------------------------------------- forward
     def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
         """Mean, variance and log variance of q(x_t | x_0)."""
-        mean = gather(self.sqrt_alphas_cumprod, t, x_start) * x_start
-        variance = gather(1.0 - self.alphas_cumprod, t, x_start)
-        log_variance = gather(self.log_one_minus_alphas_cumprod, t, x_start)
+        mean = self._gather("sqrt_alphas_cumprod", t, x_start) * x_start
+        variance = self._gather("one_minus_alphas_cumprod", t, x_start)
+        log_variance = self._gather("log_one_minus_alphas_cumprod", t, x_start)
         return mean, variance, log_variance
 
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,31 +223,31 @@ class GaussianDiffusion:
         if noise.shape != x_start.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} != x_start shape {tuple(x_start.shape)}")
         return (
-            gather(self.sqrt_alphas_cumprod, t, x_start) * x_start
-            + gather(self.sqrt_one_minus_alphas_cumprod, t, x_start) * noise
+            self._gather("sqrt_alphas_cumprod", t, x_start) * x_start
+            + self._gather("sqrt_one_minus_alphas_cumprod", t, x_start) * noise
         )
 
     def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """Mean, variance and clipped log variance of q(x_{t−1} | x_t, x_0)."""
-        mean = gather(self.posterior_mean_coef1, t, x_t) * x_start + gather(self.posterior_mean_coef2, t, x_t) * x_t
-        variance = gather(self.posterior_variance, t, x_t)
-        log_variance = gather(self.posterior_log_variance_clipped, t, x_t)
+        mean = self._gather("posterior_mean_coef1", t, x_t) * x_start + self._gather("posterior_mean_coef2", t, x_t) * x_t
+        variance = self._gather("posterior_variance", t, x_t)
+        log_variance = self._gather("posterior_log_variance_clipped", t, x_t)
         return mean, variance, log_variance
 
     def predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_0 = (x_t − sqrt(1 − ᾱ_t) eps) / sqrt(ᾱ_t)."""
-        return gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - gather(self.sqrt_recipm1_alphas_cumprod, t, x_t) * eps
+        return self._gather("sqrt_recip_alphas_cumprod", t, x_t) * x_t - self._gather("sqrt_recipm1_alphas_cumprod", t, x_t) * eps
 
     def predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor) -> torch.Tensor:
         """eps = (x_t / sqrt(ᾱ_t) − x_0) / sqrt(1/ᾱ_t − 1)."""
-        return (gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - pred_xstart) / gather(
-            self.sqrt_recipm1_alphas_cumprod, t, x_t
+        return (self._gather("sqrt_recip_alphas_cumprod", t, x_t) * x_t - pred_xstart) / self._gather(
+            "sqrt_recipm1_alphas_cumprod", t, x_t
         )
 
     # ----------------------------------------------------------------------------------------- model
     def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """The timesteps the model was trained with for schedule indices ``t`` (no rescaling)."""
-        return torch.tensor(self.timestep_map, device=t.device, dtype=t.dtype)[t]
+        return self.schedule_table("timestep_map", t.device)[t].to(t.dtype)
 
     def run_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None) -> torch.Tensor:
         """Call ``model(x, timestep_map[t], **model_kwargs)``; a ``(output, extra)`` tuple keeps the output."""
@@ -249,19 +289,18 @@ class GaussianDiffusion:
             log_variance = v
             variance = torch.exp(log_variance)
         elif self.model_var_type == ModelVarType.LEARNED_RANGE:
-            min_log = gather(self.posterior_log_variance_clipped, t, x)
-            max_log = gather(np.log(self.betas), t, x)
+            min_log = self._gather("posterior_log_variance_clipped", t, x)
+            max_log = self._gather("log_betas", t, x)
             frac = (v + 1) / 2  # v is used raw (no tanh), as in the official code
             log_variance = frac * max_log + (1 - frac) * min_log
             variance = torch.exp(log_variance)
         else:
             if self.model_var_type == ModelVarType.FIXED_LARGE:
-                fixed = np.append(self.posterior_variance[1], self.betas[1:])  # β_t, with β̃_1 at t = 0
-                log_fixed = np.log(fixed)
+                fixed, log_fixed = "fixed_large_variance", "log_fixed_large_variance"
             else:
-                fixed, log_fixed = self.posterior_variance, self.posterior_log_variance_clipped
-            variance = gather(fixed, t, x).expand_as(x)
-            log_variance = gather(log_fixed, t, x).expand_as(x)
+                fixed, log_fixed = "posterior_variance", "posterior_log_variance_clipped"
+            variance = self._gather(fixed, t, x).expand_as(x)
+            log_variance = self._gather(log_fixed, t, x).expand_as(x)
 
         def finish(x0):
             if denoised_fn is not None:
@@ -355,11 +394,11 @@ class GaussianDiffusion:
         eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])
         if cond_fn is not None:  # score-based conditioning (Song et al. 2020), as in ADM
             gradient = cond_fn(x, self.model_timesteps(t), **(model_kwargs or {}))
-            eps = eps - gather(self.sqrt_one_minus_alphas_cumprod, t, x) * gradient.float()
+            eps = eps - self._gather("sqrt_one_minus_alphas_cumprod", t, x) * gradient.float()
             out["pred_xstart"] = self.predict_xstart_from_eps(x, t, eps)
             eps = self.predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar = gather(self.alphas_cumprod, t, x)
-        alpha_bar_prev = gather(self.alphas_cumprod_prev, t, x)
+        alpha_bar = self._gather("alphas_cumprod", t, x)
+        alpha_bar_prev = self._gather("alphas_cumprod_prev", t, x)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
         sample = mean_pred
@@ -448,18 +487,36 @@ def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tens
     ``generator``: None (the global RNG), one ``torch.Generator`` (drawn on its own device, then
     moved), or a sequence of ``shape[0]`` generators, one per sample, so that every sample's
     noise is independent of how samples are batched.
+
+    Noise drawn on the CPU for an accelerator is stacked on the host and sent in one
+    asynchronous copy from pinned memory (:func:`to_device`), so drawing it does not make the
+    host wait for the device.
     """
     shape = tuple(int(s) for s in shape)
     if generator is None:
         return torch.randn(shape, device=device, dtype=dtype)
     if isinstance(generator, torch.Generator):
-        return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+        return to_device(torch.randn(shape, generator=generator, device=generator.device, dtype=dtype), device)
     generators = list(generator)
     if len(generators) != shape[0]:
         raise ValueError(f"{len(generators)} generators for a batch of {shape[0]}")
-    return torch.stack(
-        [torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype).to(device) for g in generators]
-    )
+    if len({str(g.device) for g in generators}) == 1:
+        return to_device(torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generators]), device)
+    return torch.stack([to_device(torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype), device) for g in generators])
+
+
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """``x`` on ``device``; a CPU tensor goes to a CUDA device through pinned memory without blocking the host.
+
+    The pinned staging buffer comes from PyTorch's caching host allocator, which keeps it until
+    the copy has finished, so the asynchronous copy is safe. Values are unchanged.
+    """
+    if device is None:
+        return x
+    device = torch.device(device)
+    if x.device.type == "cpu" and device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
