@@ -4,8 +4,8 @@
 (``--distributed fsdp``: parameters, gradients, optimizer state and EMA sharded per block;
 checkpoints are gathered to full state dicts, so they are the same files either way). Per optimizer step: ``grad_accum`` micro-batches of ``batch_size``
 clips per process → latents (VAE or pixels) → IDDPM hybrid loss at random timesteps →
-backward (under bf16/fp16 autocast if asked) → gradient-norm clipping once the step reaches
-``start_clip_iter`` → AdamW → EMA.
+backward (under bf16 autocast by default on CUDA, see :func:`resolve_precision`) → gradient-norm
+clipping once the step reaches ``start_clip_iter`` → AdamW (fused on CUDA) → EMA.
 
 Randomness that shapes the loss (clip choice, crop start, flip, timestep, noise, VAE
 posterior sample, label dropout) is drawn per *sample* from generators seeded with
@@ -39,6 +39,45 @@ from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_v
 from latte_bench.training.presets import TrainConfig, learning_rate
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------- fast paths (CUDA)
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run uses: ``"auto"`` is bf16 autocast on CUDA and fp32 elsewhere.
+
+    ``"fp32"`` is the exact mode: no autocast and, on CUDA, TF32 off (see :func:`set_matmul_precision`).
+    """
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+def set_matmul_precision(precision: str, device: torch.device) -> None:
+    """On CUDA: TF32 matmuls and cuDNN convolutions for the mixed-precision runs, off for ``fp32``.
+
+    A process-wide setting made once by the training run (no-op on CPU). Metric code never
+    changes it for the rest of the process: it scopes its own with
+    :func:`latte_bench.device.exact_fp32`.
+    """
+    if torch.device(device).type == "cuda":
+        tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def make_optimizer(params, cfg: TrainConfig, device: torch.device, sharded: bool = False) -> torch.optim.AdamW:
+    """AdamW over ``params``; the fused CUDA kernel (one launch for all parameters) on CUDA, unless FSDP-sharded."""
+    fused = torch.device(device).type == "cuda" and not sharded
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True if fused else None)
+
+
+def compile_for_training(module: torch.nn.Module, cfg: TrainConfig, **options) -> torch.nn.Module:
+    """``torch.compile(module)`` when ``cfg.compile``, else ``module``. Attention stays
+    ``F.scaled_dot_product_attention``, which picks the flash kernel under bf16/fp16 autocast
+    when no mask is given (the default ``only_video`` training)."""
+    return torch.compile(module, **options) if cfg.compile else module
 
 
 def build_dataset(cfg: TrainConfig):
@@ -131,9 +170,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    amp_dtype = PRECISIONS[cfg.precision]
+    precision = resolve_precision(cfg.precision, device)
+    amp_dtype = PRECISIONS[precision]
+    set_matmul_precision(precision, device)
     run_dir = Path(cfg.out)
     ckpt = None
     if resume:
@@ -165,8 +204,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         model.y_embedder.dropout_prob = 0.0  # label dropout is drawn per sample below (world-size independent)
     ema = create_ema(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    optimizer = make_optimizer(params, cfg, device, sharded=fsdp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step = 0
     if ckpt is not None:  # full (unsharded) weights go in before any FSDP sharding
         model.load_state_dict(ckpt["model"])
@@ -179,7 +218,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 fully_shard(block)
             fully_shard(module)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(params, cfg, device, sharded=True)
     if ckpt is not None:  # the optimizer state is stored keyed by parameter name (the same for DDP and FSDP)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
@@ -196,6 +235,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     train_model = model
     if world > 1 and not fsdp:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = compile_for_training(train_model, cfg)
     model.train()
 
     sampler = StepBatchSampler(len(dataset), cfg.batch_size, world=world, rank=rank, accum=cfg.grad_accum,
