@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"  # the copies the tests read (MANIFEST.sha256 says how)
 MANIFEST = FIXTURES / "MANIFEST.sha256"
