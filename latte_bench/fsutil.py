@@ -3,6 +3,12 @@
 Every writer in the package goes through :func:`atomic_path`: the data is written to a
 temporary file in the destination folder, flushed, then moved into place with
 ``os.replace`` (atomic on POSIX), so a crash leaves either the old file or the new one.
+
+The naming rule for what a crash can leave behind: a temporary file of ``atomic_path`` is
+named ``.NAME.XXXXXXXX.tmp.EXT`` — hidden (leading dot) and recognised by
+:func:`is_temporary`. Every reader of data skips hidden names (:func:`is_data_name`), so a
+half-written file is never read as data; :func:`clean_temporaries` removes leftovers.
+Finished files get the permissions ``open()`` would give them (``0o666`` less the umask).
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,17 +33,78 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMP_MARK}{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp creates 0600; a finished file gets what open() would give it, so colleagues
+        # on a shared server (and a shared cache) can read it when the umask allows.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+TEMP_MARK = ".tmp"
+_TEMPORARY = re.compile(r"^\..+\.tmp(\.[^.]+)?$")
+_UMASK_LOCK = threading.Lock()
+
+
+def is_temporary(name: str) -> bool:
+    """True for a file name :func:`atomic_path` gives its temporary files (``.NAME.XXXXXXXX.tmp.EXT``)."""
+    return bool(_TEMPORARY.match(name))
+
+
+def is_data_name(name: str) -> bool:
+    """False for names readers must skip: hidden names, which include every temporary file.
+
+    One filter for every reader and every "already done?" check. Other hidden files
+    (``.DS_Store``, macOS ``._NAME`` resource forks, ``.parts/``) are not data either.
+    """
+    return not name.startswith(".")
+
+
+def clean_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove the temporary files an interrupted :func:`atomic_path` left in ``folder``; return them.
+
+    Only names matching :func:`is_temporary` are touched. Call it when no other process
+    writes into ``folder`` (at the start of a run, on one rank).
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            if is_temporary(name):
+                p = Path(dirpath) / name
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except FileNotFoundError:
+                    pass
+        if not recursive:
+            break
+    return removed
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc on Linux, else set-and-restore under a lock)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -194,3 +194,110 @@ def test_writers_reject_wrong_arrays(tmp_path):
     with pytest.raises(ValueError):
         write_npz(tmp_path / "x.npz", np.zeros((2, 8, 8, 3), np.uint8))
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------ PyAV versus the old way
+
+
+def _write_avi(path, frames, fps=25):
+    """A UCF101-style .avi: MPEG-4 part 2 (what UCF101's xvid files hold), GOP 12."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.codec_context.gop_size = 12
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode(None))
+
+
+@pytest.mark.parametrize("width", [16, 48, 64, 100])
+def test_mp4_every_even_width_roundtrips(tmp_path, width):
+    """16 and 48 px are widths decord 0.6 cannot open; the demo samples 16 px videos."""
+    clip = _smooth_video(t=9, h=32, w=width)
+    write_video(tmp_path / "v.mp4", clip)
+    entry = open_videos(tmp_path / "v.mp4")[0]
+    assert entry.num_frames == 9
+    frames = entry.read(range(9))
+    assert frames.shape == clip.shape
+    assert np.abs(frames.astype(int) - clip.astype(int)).mean() < 3  # CRF 5: a few levels of error
+    np.testing.assert_array_equal(entry.read([8, 2]), frames[[8, 2]])  # any order, any subset
+
+
+def test_pyav_frames_equal_decord_frames(tmp_path):
+    """On every file decord reads (mp4 at several widths, UCF101-style avi), the frames are bit-identical."""
+    decord = pytest.importorskip("decord")
+    files = []
+    for w in (32, 64, 100):
+        write_video(tmp_path / f"w{w}.mp4", _smooth_video(t=10, h=32, w=w))
+        files.append(tmp_path / f"w{w}.mp4")
+    _write_avi(tmp_path / "v_ApplyEyeMakeup_g01_c01.avi", _smooth_video(t=40, h=240, w=320))
+    files.append(tmp_path / "v_ApplyEyeMakeup_g01_c01.avi")
+    for f in files:
+        entry = open_videos(f)[0]
+        vr = decord.VideoReader(str(f), ctx=decord.cpu(0), num_threads=1)
+        assert entry.num_frames == len(vr), f.name
+        idx = list(range(0, entry.num_frames, 3))
+        np.testing.assert_array_equal(entry.read(idx), vr.get_batch(idx).asnumpy(), err_msg=f.name)
+
+
+def test_pyav_writer_equals_latte_imageio_writer(tmp_path):
+    """write_video decodes to the same frames as Latte's imageio.mimwrite(quality=9) at 16..256 px."""
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    for w, h in ((16, 16), (48, 32), (256, 64)):
+        clip = _smooth_video(t=8, h=h, w=w)
+        write_video(tmp_path / f"ours{w}.mp4", clip)
+        imageio.mimwrite(tmp_path / f"latte{w}.mp4", list(clip), fps=8, quality=9, codec="libx264", macro_block_size=1,
+                         ffmpeg_log_level="error", format="FFMPEG")
+        ours, latte = open_videos(tmp_path / f"ours{w}.mp4")[0], open_videos(tmp_path / f"latte{w}.mp4")[0]
+        np.testing.assert_array_equal(ours.read(range(8)), latte.read(range(8)), err_msg=f"{w}x{h}")
+
+
+def test_mp4_writer_is_deterministic_and_refuses_odd_sizes(tmp_path):
+    clip = _smooth_video(t=6, h=16, w=16)
+    write_video(tmp_path / "a.mp4", clip)
+    write_video(tmp_path / "b.mp4", clip)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    with pytest.raises(ValueError, match="even"):
+        write_video(tmp_path / "c.mp4", _smooth_video(t=2, h=16, w=15))
+    assert not (tmp_path / "c.mp4").exists()
+
+
+def test_decoder_noise_stays_off_the_terminal(tmp_path, capfd):
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x17" * 500)
+    write_video(tmp_path / "ok.mp4", _smooth_video(t=4, h=16, w=16))
+    data = (tmp_path / "ok.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["ok.mp4"] and len(src.skipped) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_hidden_and_temporary_files_are_never_read(tmp_path):
+    """A crashed writer's temporary files (and macOS ._ files) are neither frames nor videos."""
+    v = _videos(n=1, t=3)[0]
+    write_frames(tmp_path / "frames" / "a", v)
+    Image.fromarray(v[0]).save(tmp_path / "frames" / "a" / ".000001.png.k2j4_x9q.tmp.png")
+    (tmp_path / "frames" / "a" / "._000002.png").write_bytes(b"\x00\x05\x16\x07")
+    src = open_videos(tmp_path / "frames")
+    assert src[0].num_frames == 3
+    np.testing.assert_array_equal(src[0].read(range(3)), v)
+    write_video(tmp_path / "vids" / "000000.mp4", _smooth_video(t=4, h=16, w=16))
+    (tmp_path / "vids" / ".000001.mp4.ab12cd34.tmp.mp4").write_bytes(b"half a video")
+    (tmp_path / "vids" / ".parts").mkdir()
+    write_video(tmp_path / "vids" / ".parts" / "000002.mp4", _smooth_video(t=4, h=16, w=16))
+    assert [e.name for e in open_videos(tmp_path / "vids").entries] == ["000000.mp4"]
+
+
+def test_symlink_loops_are_named_or_skipped(tmp_path):
+    write_video(tmp_path / "ok.mp4", _smooth_video(t=4, h=16, w=16))
+    os.symlink("loop.mp4", tmp_path / "loop.mp4")
+    os.symlink("selfdir", tmp_path / "selfdir")
+    with pytest.raises(UserError, match="loop") as e:
+        open_videos(tmp_path)
+    assert "\n" not in str(e.value)
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["ok.mp4"] and len(src.skipped) == 2

@@ -37,6 +37,7 @@ import torch
 
 from latte_bench.data.transforms import dataset_transform
 from latte_bench.errors import UserError
+from latte_bench.fsutil import is_data_name
 
 KINDS = ("ffs", "sky", "ucf101", "taichi", "demo")
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -50,9 +51,9 @@ def _frame_folder_sources(root: Path):
     from latte_bench.data.video import open_videos
 
     parents: dict[str, set[str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        if any(f.lower().endswith(_IMAGE_EXTS) for f in filenames) and Path(dirpath) != root:
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are not entered (no loops)
+        dirnames[:] = sorted(d for d in dirnames if is_data_name(d))
+        if any(f.lower().endswith(_IMAGE_EXTS) and is_data_name(f) for f in filenames) and Path(dirpath) != root:
             p = Path(dirpath)
             parents.setdefault(str(p.parent), set()).add(p.name)
     entries, skipped = [], []
@@ -65,6 +66,14 @@ def _frame_folder_sources(root: Path):
                 entries.append(e)
         skipped += source.skipped
     return entries, skipped
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()``, False for a symlink that loops or dangles (open_videos reports those)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _read_split(split: str | os.PathLike) -> set[str]:
@@ -118,7 +127,7 @@ def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | N
         entries, skipped = list(source.entries), list(source.skipped)
         labels = [0] * len(entries)
         if kind == "ucf101":
-            class_names = sorted(d.name for d in os.scandir(root) if d.is_dir())
+            class_names = sorted(d.name for d in os.scandir(root) if is_data_name(d.name) and _is_dir(d))
             index = {c: i for i, c in enumerate(class_names)}
             keep = []
             for e in entries:

@@ -6,8 +6,12 @@ Readers. :func:`open_videos` turns a path into a :class:`VideoSource`, a sorted 
 - a folder of frame folders, ``ROOT/<video>/<frame>.png|jpg`` (StyleGAN-V and Latte's layout;
   frames sorted by file name, videos by folder name);
 - a folder tree of video files (``.mp4 .avi .mov .mkv .webm``, searched recursively, e.g.
-  UCF101's ``ROOT/<Class>/<video>.avi``), decoded with decord; or a single video file;
+  UCF101's ``ROOT/<Class>/<video>.avi``), decoded with PyAV (FFmpeg); or a single video file;
 - a ``.npy`` / ``.npz`` array of uint8 videos shaped (N, T, H, W, 3).
+
+Hidden names (a leading dot) are never read: they include every temporary file a
+crashed writer leaves (:func:`latte_bench.fsutil.is_data_name`). Symbolic links that loop or
+point nowhere are refused with the file named (skipped with ``skip_bad``).
 
 Every frame comes back as uint8 RGB (T, H, W, 3). Grayscale frames (PNG/JPEG mode ``L``,
 or arrays without a channel axis or with one channel) are repeated to 3 channels, as the
@@ -16,7 +20,7 @@ than 8 bits are refused. Anything unreadable raises :class:`UserError` naming th
 with ``skip_bad=True`` videos that cannot be opened are skipped and listed in
 ``VideoSource.skipped`` instead.
 
-Writers (all atomic): :func:`write_video` (H.264 mp4, lossy), :func:`write_frames`
+Writers (all atomic): :func:`write_video` (H.264 mp4 through PyAV, lossy), :func:`write_frames`
 (lossless PNG frames ``000000.png``) and :func:`write_npz` (many videos in one file).
 """
 
@@ -31,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path
+from latte_bench.fsutil import atomic_path, is_data_name
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -90,19 +94,17 @@ def open_videos(path: str | os.PathLike, skip_bad: bool = False) -> VideoSource:
         if root.suffix.lower() in VIDEO_EXTS:
             return _open_video_files(root.parent, [root], skip_bad)
         raise UserError(f"{root}: not a video set (expected a folder, a video file or a .npy/.npz array)")
-    children = sorted(os.scandir(root), key=lambda d: d.name)
+    children = sorted((d for d in os.scandir(root) if is_data_name(d.name)), key=lambda d: d.name)
     if not children:
         raise UserError(f"{root}: folder is empty")
-    subdirs = [d for d in children if d.is_dir() and not d.name.startswith(".")]
-    if any(_has_images(d.path) for d in subdirs):
-        return _open_frame_folders(root, subdirs, skip_bad)
-    videos = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    bad: list[tuple[str, str]] = []
+    subdirs = [d for d in children if _entry_kind(d, skip_bad, bad) == "dir"]
+    if any(_has_images(d.path, skip_bad, bad) for d in subdirs):
+        return _open_frame_folders(root, subdirs, skip_bad, bad)
+    videos = _find_video_files(root, skip_bad, bad)
     if videos:
-        return _open_video_files(root, videos, skip_bad)
-    if any(d.is_file() and d.name.lower().endswith(IMAGE_EXTS) for d in children):
+        return _open_video_files(root, videos, skip_bad, bad)
+    if any(d.name.lower().endswith(IMAGE_EXTS) and _entry_kind(d, True, []) == "file" for d in children):
         raise UserError(f"{root}: holds image files directly; put each video's frames in its own subfolder ROOT/<video>/")
     raise UserError(f"{root}: no frame folders (ROOT/<video>/<frame>.png|jpg) or video files ({' '.join(VIDEO_EXTS)}) found")
 
@@ -110,17 +112,53 @@ def open_videos(path: str | os.PathLike, skip_bad: bool = False) -> VideoSource:
 # ----------------------------------------------------------------------------------------- readers
 
 
-def _has_images(folder: str) -> bool:
+def _entry_kind(entry: os.DirEntry, skip_bad: bool, skipped: list) -> str | None:
+    """``"dir"``, ``"file"`` or None (anything else) for a directory entry, following symlinks.
+
+    A symlink that loops or dangles raises :class:`UserError` naming it, or with ``skip_bad``
+    is added to ``skipped`` (once, under its path) and reported as None.
+    """
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        if entry.is_symlink():
+            os.stat(entry.path)  # raises for a dangling link; otherwise a device/socket/fifo
+        return None
+    except OSError as e:
+        msg = f"{entry.path}: cannot follow ({e.strerror}; a symbolic link that loops or points nowhere?); remove or fix it"
+        if skip_bad:
+            if (entry.path, msg) not in skipped:
+                skipped.append((entry.path, msg))
+            return None
+        raise UserError(msg) from None
+
+
+def _data_files(folder: str, exts: tuple[str, ...], skip_bad: bool, skipped: list) -> list[os.DirEntry]:
+    """The regular files in ``folder`` with one of ``exts``, hidden and temporary names excluded, sorted by name."""
     with os.scandir(folder) as it:
-        return any(d.name.lower().endswith(IMAGE_EXTS) and d.is_file() for d in it)
+        entries = [d for d in it if is_data_name(d.name) and d.name.lower().endswith(exts)]
+    return sorted((d for d in entries if _entry_kind(d, skip_bad, skipped) == "file"), key=lambda d: d.name)
 
 
-def _open_frame_folders(root: Path, subdirs, skip_bad: bool) -> VideoSource:
-    entries, skipped = [], []
+def _has_images(folder: str, skip_bad: bool, skipped: list) -> bool:
+    return bool(_data_files(folder, IMAGE_EXTS, skip_bad, skipped))
+
+
+def _find_video_files(root: Path, skip_bad: bool, skipped: list) -> list[Path]:
+    """Video files below ``root`` (recursive; symlinked folders are not entered), sorted by relative path."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if is_data_name(d))
+        found += [Path(d.path) for d in _data_files(dirpath, VIDEO_EXTS, skip_bad, skipped)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _open_frame_folders(root: Path, subdirs, skip_bad: bool, bad: list | None = None) -> VideoSource:
+    entries, skipped = [], list(bad or [])
     for d in subdirs:
-        frames = sorted(
-            (f for f in os.scandir(d.path) if f.name.lower().endswith(IMAGE_EXTS) and f.is_file()), key=lambda f: f.name
-        )
+        frames = _data_files(d.path, IMAGE_EXTS, skip_bad, skipped)
         if not frames:
             msg = f"{d.path}: video folder has no .png/.jpg frames"
             if skip_bad:
@@ -180,8 +218,8 @@ def _stack_same_size(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
     return np.stack(frames)
 
 
-def _open_video_files(root: Path, paths: list[Path], skip_bad: bool) -> VideoSource:
-    entries, skipped = [], []
+def _open_video_files(root: Path, paths: list[Path], skip_bad: bool, bad: list | None = None) -> VideoSource:
+    entries, skipped = [], list(bad or [])
     for p in paths:
         name = p.relative_to(root).as_posix()
         try:
@@ -201,28 +239,76 @@ def _open_video_files(root: Path, paths: list[Path], skip_bad: bool) -> VideoSou
 
 
 class _VideoFileReader:
-    """decord reader for one file, opened on each call (picklable, no open handles kept)."""
+    """PyAV (FFmpeg) reader for one file, opened on each call (picklable, no open handles kept).
+
+    Frames are decoded in order from the start up to the last one asked for (no seeking, so
+    the frames are those of a full decode, whatever the keyframe layout) and converted to
+    RGB by FFmpeg's swscale, as decord does; one decoding thread, so DataLoader workers do
+    not oversubscribe the machine. FFmpeg's own log lines are silenced.
+    """
 
     def __init__(self, path: str):
         self.path = path
 
     def _open(self):
-        import decord
+        import av
 
+        _quiet_ffmpeg()
         try:
-            return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+            container = av.open(self.path, metadata_errors="ignore")
         except Exception as e:
             raise UserError(f"{self.path}: not a readable video (corrupt, truncated or not a video; use --skip-bad to skip it)") from e
+        if not container.streams.video:
+            container.close()
+            raise UserError(f"{self.path}: holds no video stream (use --skip-bad to skip it)")
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        return container, stream
 
     def num_frames(self) -> int:
-        return len(self._open())
+        """Frame count from the container header, or by reading the packets (no decoding) when it has none."""
+        container, stream = self._open()
+        try:
+            n = int(stream.frames or 0)
+            if n <= 0:
+                n = sum(1 for packet in container.demux(stream) if packet.size)
+            return n
+        except Exception as e:
+            raise UserError(f"{self.path}: not a readable video (corrupt or truncated; use --skip-bad to skip it)") from e
+        finally:
+            container.close()
 
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
-        vr = self._open()
+        wanted = set(indices)
+        if not wanted:
+            return np.zeros((0, 1, 1, 3), np.uint8)
+        from av.video.reformatter import VideoReformatter
+
+        last, got = max(wanted), {}
+        container, stream = self._open()
+        to_rgb = VideoReformatter()  # one swscale context for the whole video (a new one per frame costs 3x)
         try:
-            return vr.get_batch(list(indices)).asnumpy()
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    got[i] = to_rgb.reformat(frame, format="rgb24").to_ndarray()
+                if i >= last:
+                    break
         except Exception as e:
-            raise UserError(f"{self.path}: decoding failed at frames {indices[0]}..{indices[-1]} (corrupt or truncated video)") from e
+            raise UserError(f"{self.path}: decoding failed at frames {min(wanted)}..{last} (corrupt or truncated video)") from e
+        finally:
+            container.close()
+        if len(got) < len(wanted):
+            missing = min(wanted - set(got))
+            raise UserError(f"{self.path}: decoding stopped before frame {missing} (corrupt or truncated video; use --skip-bad to skip it)")
+        return _stack_same_size([got[i] for i in indices], [f"{self.path}[{i}]" for i in indices])
+
+
+def _quiet_ffmpeg() -> None:
+    """Keep FFmpeg's C-level log lines off the terminal (errors reach the user as one UserError line)."""
+    import av.logging
+
+    av.logging.set_level(None)
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -304,18 +390,35 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, quality: int = 9) -> Path:
-    """Write uint8 (T,H,W,3) frames as an H.264 mp4 (lossy, like Latte's samples; H, W even).
+    """Write uint8 (T,H,W,3) frames as an H.264 mp4 (lossy, like Latte's samples; H and W even, >= 2).
 
-    Uses imageio-ffmpeg with ``quality=9`` as Latte's ``sample_ddp.py`` does. The frames read
+    Encodes with PyAV's libx264 exactly as Latte's ``sample_ddp.py`` call
+    ``imageio.mimwrite(..., quality=9)`` does: CRF ``int((1 - quality/10)·51)`` (9 → 5),
+    preset medium, yuv420p by a bicubic swscale conversion, 8 fps; one encoder thread, so
+    the file is the same bytes on every machine with the same FFmpeg build. The frames read
     back differ from the input by compression error; use :func:`write_frames` for exactness.
     """
-    import imageio.v2 as imageio
+    import av
+    from av.video.reformatter import VideoReformatter
 
     frames = _check_frames(frames)
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"H.264 yuv420p needs even frame sizes, got {frames.shape[2]}x{frames.shape[1]}")
+    if not 1 <= quality <= 10:
+        raise ValueError(f"quality must be in 1..10, got {quality}")
+    crf = int((1 - quality / 10.0) * 51)  # imageio-ffmpeg's mapping
+    _quiet_ffmpeg()
     path = Path(path)
     with atomic_path(path) as tmp:
-        imageio.mimwrite(tmp, list(frames), fps=fps, quality=quality, codec="libx264", macro_block_size=1,
-                         ffmpeg_log_level="error", format="FFMPEG")
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+            to_yuv = VideoReformatter()
+            for frame in frames:
+                yuv = to_yuv.reformat(av.VideoFrame.from_ndarray(frame, format="rgb24"), format="yuv420p", interpolation="BICUBIC")
+                container.mux(stream.encode(yuv))
+            container.mux(stream.encode(None))
     return path
 
 
