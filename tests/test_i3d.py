@@ -190,3 +190,28 @@ def test_torchscript_wrapper_maps_the_interface(tmp_path, monkeypatch):
     # the same file through the environment variable
     monkeypatch.setenv("LATTE_BENCH_I3D_TORCHSCRIPT", str(path))
     assert i3d.load_i3d("cpu", torchscript=True).weights_sha256 == sha256_file(path)
+
+
+def test_channels_last_layout_matches_contiguous():
+    """The GPU layout (NDHWC, no oneDNN fusion) computes the contiguous network's function."""
+    torch.manual_seed(0)
+    plain = i3d.InceptionI3d().eval().requires_grad_(False)
+    for p in plain.parameters():
+        p.data.normal_(0, 0.05)
+    fast = i3d.InceptionI3d().eval().requires_grad_(False)
+    fast.load_state_dict(plain.state_dict())
+    fast.use_channels_last()
+    assert fast.channels_last and not any(u.fused_cpu for u in fast.modules() if isinstance(u, i3d.Unit3D))
+    assert fast.layers["Conv3d_1a_7x7"].conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    x = torch.rand(2, 3, 9, 40, 40) * 2 - 1
+    _, ends_plain = _run(plain, x, return_endpoints=True)
+    _, ends_fast = _run(fast, x, return_endpoints=True)
+    assert ends_fast["Conv3d_1a_7x7"].is_contiguous(memory_format=torch.channels_last_3d)
+    for name in ("Conv3d_1a_7x7", "Mixed_4f", "Mixed_5c"):
+        scale = ends_plain[name].abs().max()
+        assert scale > 0 and (ends_fast[name] - ends_plain[name]).abs().max() <= 1e-5 * scale, name
+
+
+def test_load_i3d_contiguous_option():
+    net = i3d.load_i3d("cpu", channels_last=False)
+    assert not net.channels_last and not any(u.fused_cpu for u in net.modules() if isinstance(u, i3d.Unit3D))

