@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "latte_bench.metrics.commands",  # eval, weights
     "latte_bench.training.commands",  # train, encode, sample
     "latte_bench.reports.commands",  # report, analyze, demo
+    "latte_bench.reports.bench",  # bench
 )
 
 

@@ -1,0 +1,820 @@
+"""``latte-bench bench``: a model's rows of the paper's Table 3 and Table 5 (and FVD-vs-step curves) in one command.
+
+A *plan* lists methods x datasets x checkpoints and any protocol overrides. Every (method,
+dataset, checkpoint) is one evaluation that runs through :func:`latte_bench.metrics.evaluate`
+with a :class:`latte_bench.metrics.CheckpointSource` and the dataset's registered protocol
+(:mod:`latte_bench.data.registry`): the same code as ``latte-bench eval --dataset NAME --ckpt CKPT``.
+
+The plan comes from the command line (``--method NAME --ckpt DATASET=CKPT ...``) or from a
+TOML/YAML file (see ``docs/bench.md``)::
+
+    out = "bench/latte"             # paths are relative to the plan file
+    data_root = "data"              # DIR/<dataset> for every dataset (else $LATTE_BENCH_DATA/<dataset>)
+    [data]                          # or one dataset's own root
+    ucf101 = "/datasets/UCF-101"
+    [protocol]                      # any `eval` setting, for every evaluation
+    num_runs = 3
+    [protocol.ucf101]               # ... or for one dataset
+    cfg_scale = 7.0
+    [methods.Latte]                 # dataset = checkpoint(s): a file, a run folder or a glob
+    ffs = "ckpts/ffs.pt"
+    ucf101 = ["runs/ucf/checkpoints/*"]
+    [methods.Latte.protocol]        # settings for this method only (per dataset too)
+    steps = 250
+
+Order of work: the whole plan is validated first (unknown dataset or setting, missing
+checkpoint, a checkpoint whose frame or class count does not fit its dataset, a missing data
+root: one :class:`UserError` line, before anything is sampled); then each evaluation runs unless
+``OUT/records/`` already holds its record for the same checkpoint sha256 and settings; then
+``OUT/table3.md/.csv``, ``OUT/table5.md/.csv`` (the paper's rows beside the measured ones,
+through :mod:`latte_bench.reports.leaderboard`) and, for a run with several checkpoints on a
+dataset, ``OUT/fvd_vs_step_<dataset>.png/.pdf`` (paper Fig. 5/7) are written, with
+``OUT/bench.json`` listing every evaluation. A killed evaluation resumes from its work folder
+``OUT/work/...`` (the evaluation path's own resume). Under torchrun every rank takes part in
+each evaluation and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latte_bench.errors import UserError
+
+BENCH_SCHEMA = "latte-bench/bench/1"
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+# settings the runner itself sets for every evaluation: never taken from a plan
+RESERVED = frozenset({"method", "dataset", "data_root", "work_dir", "save_samples", "progress", "real", "fake", "json", "ckpt"})
+# settings that cannot change a number (results are independent of batch size and device): not part of a record's key
+NO_EFFECT = frozenset({"batch_size", "device", "num_workers", "cache", "cache_dir", "progress"})
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass
+class Evaluation:
+    """One (method, dataset, checkpoint) of a plan, checked and keyed.
+
+    ``settings``: every override that applies (plan, dataset, method and command line merged), as
+    keyword arguments of :func:`latte_bench.metrics.evaluate` and of its ``CheckpointSource``.
+    ``key``: sha256 of the checkpoint's sha256, the dataset and the resolved settings; a record
+    with the same key is reused instead of evaluated again.
+    """
+
+    method: str
+    dataset: str
+    checkpoint: Path  # the file that is read (a run folder is resolved to its latest checkpoint)
+    sha256: str
+    step: int | None
+    run: Path  # the training run the checkpoint belongs to (its folder)
+    settings: dict
+    data_root: str | None
+    protocol: Any = None  # the latte_bench.metrics.protocol.Protocol these settings give on this dataset
+    format: str = ""  # "latte-bench-train-v1" or "official"
+    label: str = ""  # the leaderboard row: the method, plus the step when a run has several checkpoints
+    key: str = ""
+    record_path: Path = Path()
+    work_dir: Path = Path()
+
+
+@dataclass
+class Plan:
+    out: Path
+    evaluations: list[Evaluation]
+    source: str = "command line"  # the plan file, or "command line"
+
+
+def read_plan_file(path: str | os.PathLike) -> dict:
+    """The raw plan in a TOML (``tomllib``) or YAML (PyYAML, if installed) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: plan file not found")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{path}: not valid TOML ({e})") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise UserError(f"{path}: reading YAML plans needs PyYAML (pip install pyyaml); or write the plan as TOML") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    else:
+        raise UserError(f"{path}: a plan is a .toml or .yaml file")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a plan is a table of settings with a [methods] section")
+    return raw
+
+
+_TOP_KEYS = {"out", "data_root", "data", "protocol", "methods"}
+
+
+def _table(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a table (key = value pairs), got {type(value).__name__}")
+    return value
+
+
+def _split_protocol(table: dict, where: str, datasets) -> tuple[dict, dict]:
+    """``{key: value, dataset: {key: value}}`` -> (common settings, {dataset: settings})."""
+    common, per = {}, {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            if k not in datasets:
+                raise UserError(f"{where}.{k}: unknown dataset {k!r}; choose one of {', '.join(datasets)}")
+            per[k] = dict(v)
+        else:
+            common[k] = v
+    return common, per
+
+
+def _as_list(value, where: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(x, str) and x for x in items):
+        raise UserError(f"{where} must be a checkpoint path (or a list of them)")
+    return items
+
+
+def expand_checkpoints(patterns: list[str], base: Path, where: str) -> list[Path]:
+    """Checkpoint files for ``patterns`` (files, run folders or globs, relative to ``base``), in order, deduplicated.
+
+    A run folder gives its latest checkpoint; a glob gives every checkpoint file it matches
+    (``runs/ffs/checkpoints/*``), sorted; a pattern that matches nothing is an error.
+    """
+    from latte_bench.training.load import resolve_checkpoint
+
+    found: list[Path] = []
+    for pattern in patterns:
+        p = Path(pattern).expanduser()
+        p = p if p.is_absolute() else base / p
+        if glob.has_magic(str(p)):
+            matches = sorted(Path(m) for m in glob.glob(str(p)))
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in CHECKPOINT_SUFFIXES]
+            files += [resolve_checkpoint(m) for m in matches if m.is_dir()]
+            if not files:
+                raise UserError(f"{where}: no checkpoint matches {pattern!r}")
+        else:
+            if not p.exists():
+                raise UserError(f"{where}: {pattern}: no such checkpoint file or run folder")
+            files = [resolve_checkpoint(p)]
+        for f in files:
+            f = f.resolve()
+            if f not in found:
+                found.append(f)
+    return found
+
+
+def _parse_value(text: str):
+    """A command-line value: a TOML literal (``7.0``, ``true``, ``"x"``, ``[1, 2]``) or a bare string."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
+    """(raw plan, base folder for relative paths, where it came from) from the command line."""
+    cli_settings = _cli_settings(args)
+    data, data_root = _data_flags(args)
+    if args.plan:
+        if args.method or args.ckpt:
+            raise UserError("give either a PLAN file or --method/--ckpt, not both")
+        raw = read_plan_file(args.plan)
+        unknown = sorted(set(raw) - _TOP_KEYS)
+        if unknown:
+            raise UserError(f"{args.plan}: unknown plan key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}")
+        base = Path(args.plan).resolve().parent
+        raw = dict(raw)
+        # command-line flags win over the plan's values
+        if args.out is not None:
+            raw["out"] = str(Path(args.out).resolve())
+        if data_root is not None:
+            raw["data_root"] = str(Path(data_root).resolve())
+        if data:
+            raw["data"] = {**_table(raw.get("data"), f"{args.plan}: data"), **{k: str(Path(v).resolve()) for k, v in data.items()}}
+        raw["cli"] = cli_settings
+        return raw, base, str(args.plan)
+    if not args.method or not args.ckpt:
+        raise UserError("pass a PLAN file, or --method NAME and at least one --ckpt DATASET=CKPT")
+    ckpts: dict[str, list[str]] = {}
+    for item in args.ckpt:
+        if "=" not in item:
+            raise UserError(f"--ckpt {item}: expected DATASET=CKPT (e.g. --ckpt ffs=runs/ffs/checkpoints/*)")
+        name, path = item.split("=", 1)
+        ckpts.setdefault(name.strip(), []).append(path)
+    raw = {"out": args.out or "bench", "data_root": data_root, "data": data,
+           "methods": {args.method: ckpts}, "cli": cli_settings}
+    return raw, Path.cwd(), "command line"
+
+
+def _data_flags(args) -> tuple[dict, str | None]:
+    data, root = {}, None
+    for item in args.data_root or []:
+        if "=" in item and not Path(item).exists():
+            name, path = item.split("=", 1)
+            data[name.strip()] = path
+        elif root is not None:
+            raise UserError("--data-root DIR given twice; use --data-root DATASET=DIR for one dataset's own root")
+        else:
+            root = item
+    return data, root
+
+
+def _cli_settings(args) -> dict:
+    out = {}
+    for flag, key in _CLI_SETTING_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None and value is not False:
+            out[key] = value
+    if getattr(args, "metrics", None):
+        out["metrics"] = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise UserError(f"--set {item}: expected KEY=VALUE (e.g. --set cfg_scale=7.0)")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = _parse_value(v.strip())
+    return out
+
+
+def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
+    """Expand and check a raw plan; every problem is a :class:`UserError` before any evaluation runs."""
+    from latte_bench.data.registry import DATASETS
+
+    datasets = tuple(DATASETS)
+    where = source if source != "command line" else "bench"
+    out = Path(raw.get("out") or "bench").expanduser()
+    out = out if out.is_absolute() else base / out
+    data_root = raw.get("data_root")
+    data = {k: str(v) for k, v in _table(raw.get("data"), f"{where}: data").items()}
+    for name in data:
+        if name not in datasets:
+            raise UserError(f"{where}: data.{name}: unknown dataset {name!r}; choose one of {', '.join(datasets)}")
+    common, per_dataset = _split_protocol(_table(raw.get("protocol"), f"{where}: protocol"), f"{where}: protocol", datasets)
+    cli = dict(raw.get("cli") or {})
+    methods = _table(raw.get("methods"), f"{where}: methods")
+    if not methods:
+        raise UserError(f"{where}: the plan lists no methods; add [methods.NAME] with DATASET = CHECKPOINT lines")
+
+    evaluations: list[Evaluation] = []
+    for method, entry in methods.items():
+        entry = dict(_table(entry, f"{where}: methods.{method}"))
+        m_common, m_per = _split_protocol(_table(entry.pop("protocol", None), f"{where}: methods.{method}.protocol"),
+                                          f"{where}: methods.{method}.protocol", datasets)
+        if not entry:
+            raise UserError(f"{where}: methods.{method} lists no checkpoints; add DATASET = \"CHECKPOINT\" lines")
+        for dataset, patterns in entry.items():
+            here = f"{where}: methods.{method}.{dataset}" if source != "command line" else f"--ckpt {dataset}=..."
+            if dataset not in datasets:
+                raise UserError(f"{here}: unknown dataset {dataset!r}; choose one of {', '.join(datasets)}")
+            settings = {**common, **per_dataset.get(dataset, {}), **m_common, **m_per.get(dataset, {}), **cli}
+            protocol = _check_settings(settings, dataset, here)
+            root = _dataset_root(dataset, data, data_root, base, here)
+            for ckpt in expand_checkpoints(_as_list(patterns, here), base, here):
+                evaluations.append(Evaluation(method=str(method), dataset=dataset, checkpoint=ckpt, sha256="", step=None,
+                                              run=_run_folder(ckpt), settings=dict(settings), data_root=root,
+                                              protocol=protocol))
+    if not evaluations:
+        raise UserError(f"{where}: the plan holds no evaluation")
+    for ev in evaluations:  # the costly checks last: every checkpoint is read (memory-mapped) and hashed
+        info = checkpoint_info(ev.checkpoint)
+        check_fits(info, ev.protocol, ev.checkpoint)
+        ev.sha256, ev.step, ev.format = info["sha256"], info["step"], info["format"]
+    _assign_labels(evaluations)
+    for ev in evaluations:
+        ev.key = evaluation_key(ev)
+        slug = _slug(ev.method)
+        stem = f"{_slug(ev.checkpoint.stem)}-{ev.sha256[:8]}-{ev.key[:8]}"
+        ev.record_path = out / "records" / slug / ev.dataset / f"{stem}.json"
+        ev.work_dir = out / "work" / slug / ev.dataset / stem
+    return Plan(out=out, evaluations=evaluations, source=source)
+
+
+def _run_folder(ckpt: Path) -> Path:
+    """``RUN`` for ``RUN/checkpoints/NNNNNNN.pt``; else the file's folder."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -> str | None:
+    """The data root passed to the evaluation: ``data[dataset]``, else ``data_root/<dataset>``, else
+    ``$LATTE_BENCH_DATA/<dataset>`` (returned as None: the evaluation path reads the variable itself).
+    ``demo`` needs none. A root that does not exist is a :class:`UserError`."""
+    from latte_bench.data.registry import DATA_ENV
+
+    if dataset == "demo":
+        return None
+    if dataset in data:
+        root, how = Path(data[dataset]).expanduser(), f"data.{dataset}"
+    elif data_root:
+        root, how = Path(data_root).expanduser() / dataset, "data_root"
+    elif os.environ.get(DATA_ENV):
+        root, how = Path(os.environ[DATA_ENV]) / dataset, f"${DATA_ENV}"
+    else:
+        raise UserError(f"{where}: no data root for {dataset}: pass --data-root DIR (holding {dataset}/) or "
+                        f"--data-root {dataset}=DIR, or set ${DATA_ENV}")
+    if not root.is_absolute():
+        root = base / root
+    if not root.is_dir():
+        raise UserError(f"{where}: {root}: data root of {dataset} not found (from {how}); see docs/datasets.md for the layout")
+    return None if how == f"${DATA_ENV}" else str(root)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(text)).strip("_") or "x"
+
+
+def _source_keys() -> tuple[str, ...]:
+    """The sampling settings: the fields of ``CheckpointSource`` besides the checkpoint and its runtime state."""
+    from latte_bench.metrics.sources import CheckpointSource
+
+    return tuple(f.name for f in dataclasses.fields(CheckpointSource)
+                 if f.name not in ("ckpt", "device") and not f.name.startswith("_"))
+
+
+def _split(settings: dict) -> tuple[dict, dict]:
+    """``settings`` -> (keywords of :func:`latte_bench.metrics.evaluate`, keywords of ``CheckpointSource``).
+
+    A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does.
+    """
+    from latte_bench.metrics.protocol import Protocol, RunOptions
+
+    evaluation = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
+    source = set(_source_keys())
+    src = {k: v for k, v in settings.items() if k in source}
+    ev = {k: v for k, v in settings.items() if k not in source or k in evaluation}
+    return ev, src
+
+
+def _known_settings() -> tuple[str, ...]:
+    """Every setting a plan may give: the protocol, the run options, ``num_runs``, ``metrics`` and the sampling ones."""
+    from latte_bench.metrics.protocol import Protocol, RunOptions
+
+    names = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
+    return tuple(sorted((names | set(_source_keys()) | {"metrics", "num_runs"}) - RESERVED))
+
+
+def _check_settings(settings: dict, dataset: str, where: str):
+    """The :class:`~latte_bench.metrics.protocol.Protocol` that ``settings`` give on ``dataset``.
+
+    An unknown setting, a bad value or one the runner sets itself is a :class:`UserError` naming
+    ``where``; ``settings["metrics"]`` is normalised to a list in place.
+    """
+    from latte_bench.metrics.protocol import split_settings
+    from latte_bench.metrics.sources import CheckpointSource
+
+    reserved = sorted(set(settings) & RESERVED)
+    if reserved:
+        raise UserError(f"{where}: {', '.join(reserved)} is set by the benchmark runner itself; remove it from the plan")
+    metrics = settings.get("metrics")
+    if metrics is not None:
+        if isinstance(metrics, str):
+            metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+        if not isinstance(metrics, list) or not metrics:
+            raise UserError(f"{where}: metrics must be a list of names, e.g. [\"fvd\", \"kvd\"]")
+        settings["metrics"] = list(metrics)
+    known = set(_known_settings())
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    ev, src = _split({k: v for k, v in settings.items() if k != "metrics"})
+    try:
+        CheckpointSource("-", **src)
+        return split_settings({**ev, "dataset": dataset}).protocol
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    except TypeError as e:  # a value of the wrong type
+        raise UserError(f"{where}: {e}") from None
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_info(path: Path) -> dict:
+    """``{"sha256", "step", "num_frames", "num_classes", "format"}`` of a checkpoint file, without building its model.
+
+    latte-bench training checkpoints are read memory-mapped (only the stored config is touched);
+    official files (``{"ema": ...}``, bare state dicts, ``.safetensors``) give their frame and class
+    counts from the shapes of ``temp_embed`` (1, F, D) and ``y_embedder.embedding_table.weight``
+    (classes + 1, D) where present (None otherwise). ``step`` is None for official files.
+    """
+    import torch
+
+    from latte_bench.fsutil import sha256_file
+    from latte_bench.training.checkpoint import FORMAT
+
+    info: dict[str, Any] = {"sha256": sha256_file(path), "step": None, "num_frames": None, "num_classes": None,
+                            "format": "official"}
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:
+            raise UserError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
+        info.update(_official_counts(shapes))
+        return info
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: not a checkpoint (a {type(obj).__name__}, expected a dict of weights)")
+    if obj.get("format") == FORMAT:
+        cfg = obj.get("config") or {}
+        info.update(format=FORMAT, step=int(obj.get("step", 0)), num_frames=int(cfg.get("num_frames", 0)) or None,
+                    num_classes=int(cfg.get("num_classes", 0)))
+        return info
+    state = obj.get("ema") if isinstance(obj.get("ema"), dict) else obj.get("model") if isinstance(obj.get("model"), dict) else obj
+    shapes = {k.removeprefix("module."): tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+    if not shapes:
+        raise UserError(f"{path}: holds no weights; pass a latte-bench checkpoint or an official {{'ema': ...}} file")
+    info.update(_official_counts(shapes))
+    return info
+
+
+def _official_counts(shapes: dict) -> dict:
+    out = {}
+    if "temp_embed" in shapes and len(shapes["temp_embed"]) == 3:
+        out["num_frames"] = int(shapes["temp_embed"][1])
+    table = shapes.get("y_embedder.embedding_table.weight")
+    out["num_classes"] = int(table[0]) - 1 if table else 0
+    return out
+
+
+def check_fits(info: dict, protocol, path: Path) -> None:
+    """A :class:`UserError` when the checkpoint cannot be scored under ``protocol`` (before anything is loaded).
+
+    The rule is the evaluation path's own (``latte_bench.metrics.evaluation``): the model must make
+    videos long enough for the protocol's clips, and its class count must be the dataset's
+    (UCF101: 101; the others: unconditional). A frame count an official file does not reveal is
+    left to the evaluation to check when it loads the model.
+    """
+    from types import SimpleNamespace
+
+    from latte_bench.metrics.evaluation import _check_checkpoint_fits
+
+    frames = info.get("num_frames")
+    if frames is None:
+        frames = (protocol.num_frames - 1) * protocol.fake_stride + 1
+    _check_checkpoint_fits(SimpleNamespace(ckpt=path, num_frames=frames, num_classes=info.get("num_classes") or 0), protocol)
+
+
+def _assign_labels(evaluations: list[Evaluation]) -> None:
+    """Leaderboard rows: the method's name; with several checkpoints on one dataset, one row per checkpoint."""
+    groups: dict[tuple[str, str], list[Evaluation]] = {}
+    for ev in evaluations:
+        groups.setdefault((ev.method, ev.dataset), []).append(ev)
+    for evs in groups.values():
+        if len(evs) == 1:
+            evs[0].label = evs[0].method
+            continue
+        runs = {ev.run for ev in evs}
+        for ev in evs:
+            if ev.step is None:
+                ev.label = f"{ev.method} {ev.checkpoint.name}"
+            elif len(runs) > 1:
+                ev.label = f"{ev.method} {ev.run.name} step {ev.step}"
+            else:
+                ev.label = f"{ev.method} step {ev.step}"
+        labels = [ev.label for ev in evs]
+        for ev in evs:
+            if labels.count(ev.label) > 1:
+                ev.label = f"{ev.method} {ev.checkpoint.name} {ev.sha256[:8]}"
+
+
+def evaluation_key(ev: Evaluation) -> str:
+    """sha256 over what decides the numbers: the checkpoint's bytes, the dataset, the metrics, the
+    protocol in force (defaults filled in, stride resolved), the sampling settings and ``num_runs``.
+
+    Settings that cannot move a number (batch sizes, device, workers, cache) are left out, so a
+    rerun with another batch size reuses the records; a plan that spells out a default and one
+    that leaves it out share them too.
+    """
+    from latte_bench.data.registry import get_dataset
+    from latte_bench.metrics.sources import CheckpointSource
+
+    _, src = _split(ev.settings)
+    source = CheckpointSource(str(ev.checkpoint), **src)
+    sampling = {k: getattr(source, k) for k in _source_keys() if k not in NO_EFFECT}
+    protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
+    payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset,
+               "metrics": list(ev.settings.get("metrics") or get_dataset(ev.dataset).metrics),
+               "protocol": protocol, "sampling": sampling, "num_runs": int(ev.settings.get("num_runs") or 1)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- running
+
+
+def stored_record(ev: Evaluation) -> dict | None:
+    """The record of ``ev`` in ``OUT/records`` when it was made from the same checkpoint and settings, else None."""
+    if not ev.record_path.is_file():
+        return None
+    try:
+        raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    bench = raw.get("bench") or {}
+    ckpt = ((raw.get("fake") or {}).get("checkpoint") or {}) if isinstance(raw.get("fake"), dict) else {}
+    sha = ckpt.get("sha256") or bench.get("checkpoint_sha256")
+    if bench.get("key") != ev.key or sha != ev.sha256:
+        return None
+    return raw
+
+
+def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
+    """Run one evaluation through :func:`latte_bench.metrics.evaluate`; returns its JSON record (with a ``bench`` entry).
+
+    The generated side is a ``CheckpointSource`` of ``ev.checkpoint`` (an official file is read
+    with the dataset's preset unless the plan names one); the real side is the dataset's
+    registered split under ``ev.data_root``; partial work goes to ``ev.work_dir``.
+    """
+    from latte_bench import metrics
+
+    evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"})
+    if ev.format == "official" and src.get("preset") is None:
+        src["preset"] = ev.dataset
+    if ev.settings.get("metrics"):
+        evaluation["metrics"] = tuple(ev.settings["metrics"])
+    result = metrics.evaluate(None, metrics.CheckpointSource(str(ev.checkpoint), **src), dataset=ev.dataset,
+                              data_root=ev.data_root, method=ev.label, work_dir=str(ev.work_dir), progress=progress,
+                              **evaluation)
+    record = dict(result.record)
+    record["bench"] = _bench_entry(ev)
+    return record
+
+
+def _bench_entry(ev: Evaluation) -> dict:
+    return {"schema": BENCH_SCHEMA, "key": ev.key, "method": ev.method, "label": ev.label,
+            "checkpoint": str(ev.checkpoint), "checkpoint_sha256": ev.sha256, "step": ev.step, "run": str(ev.run),
+            "settings": ev.settings}
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _metric_value(v) -> float | None:
+    if isinstance(v, dict):
+        v = v.get("value")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _metrics_text(record: dict) -> str:
+    parts = []
+    for name, v in (record.get("metrics") or {}).items():
+        value = _metric_value(v)
+        if value is not None:
+            parts.append(f"{name} {value:.2f}")
+    return ", ".join(parts)
+
+
+def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
+    """Evaluate every evaluation of ``plan`` not already recorded, then write the tables and curves.
+
+    Returns ``{"evaluated": [...], "reused": [...], "files": [...]}`` (records as paths). Under
+    torchrun all ranks must call this with the same plan; only rank 0 writes and logs.
+    """
+    from latte_bench import distributed as dist
+    from latte_bench.fsutil import write_json
+
+    main = dist.is_main()
+    say = log if main else (lambda *a, **k: None)
+    n = len(plan.evaluations)
+    # which evaluations to run is decided once, on rank 0, so that every rank runs the same ones
+    todo = dist.broadcast_object([stored_record(ev) is None for ev in plan.evaluations] if main else None)
+    to_run = sum(todo)
+    say(f"bench: {n} evaluation(s) in {plan.out}: {n - to_run} already recorded, {to_run} to run")
+    evaluated, reused, times = [], [], []
+    for i, (ev, needed) in enumerate(zip(plan.evaluations, todo), 1):
+        what = f"{ev.label} on {ev.dataset}, {ev.checkpoint.name}" + (f" (step {ev.step})" if ev.step is not None else "")
+        if not needed:
+            if main:
+                _refresh_label(ev)
+            say(f"[bench] evaluation {i} of {n}: {what}: recorded in {ev.record_path.name}, not run again")
+            reused.append(ev.record_path)
+            continue
+        say(f"[bench] evaluation {i} of {n}: {what}: running")
+        start = time.time()
+        record = evaluate_one(ev, progress=progress)
+        if main:
+            write_json(ev.record_path, record)
+        times.append(time.time() - start)
+        evaluated.append(ev.record_path)
+        left = to_run - len(times)
+        eta = f"; about {_fmt_duration(sum(times) / len(times) * left)} left for {left} more" if left else ""
+        say(f"[bench] evaluation {i} of {n} done in {_fmt_duration(times[-1])}: {_metrics_text(record)}{eta}")
+    files: list[Path] = []
+    if main:
+        files = write_outputs(plan, log=say)
+    dist.barrier()
+    return {"evaluated": evaluated, "reused": reused, "files": files}
+
+
+def _refresh_label(ev: Evaluation) -> None:
+    """A reused record keeps its numbers; only its row name follows the plan (no re-evaluation)."""
+    from latte_bench.fsutil import write_json
+
+    raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
+    if raw.get("method") != ev.label:
+        raw["method"] = ev.label
+        raw.setdefault("bench", {})["label"] = ev.label
+        write_json(ev.record_path, raw)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def write_outputs(plan: Plan, log=print) -> list[Path]:
+    """``OUT/table3.md/.csv``, ``OUT/table5.md/.csv``, the FVD-vs-step figures and ``OUT/bench.json``."""
+    from latte_bench.fsutil import write_json
+    from latte_bench.reports.leaderboard import build_table, write_table
+    from latte_bench.reports.store import load_record
+
+    records = [load_record(ev.record_path) for ev in plan.evaluations]
+    files: list[Path] = []
+    for table in ("table3", "table5"):
+        df = build_table(table, records)
+        md_path, csv_path, md = write_table(df, table, plan.out)
+        files += [md_path, csv_path]
+        log(md)
+    files += write_curves(plan, log=log)
+    summary = {
+        "schema": BENCH_SCHEMA,
+        "plan": plan.source,
+        "evaluations": [
+            {"method": ev.method, "label": ev.label, "dataset": ev.dataset, "checkpoint": str(ev.checkpoint),
+             "sha256": ev.sha256, "step": ev.step, "record": str(ev.record_path.relative_to(plan.out)),
+             "metrics": {k: _metric_value(v) for k, v in rec.raw.get("metrics", {}).items()}}
+            for ev, rec in zip(plan.evaluations, records)
+        ],
+    }
+    write_json(plan.out / "bench.json", summary)
+    files.append(plan.out / "bench.json")
+    log("wrote " + ", ".join(str(p) for p in files))
+    return files
+
+
+def fvd_series(plan: Plan) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """``{dataset: {line label: (steps, FVDs)}}`` for every run with two or more checkpoints on a dataset.
+
+    A line is one (method, run); its label is the method (plus the run's folder name when a
+    method has several runs on that dataset). Values are the records' FVD (the mean over
+    ``num_runs``), sorted by training step.
+    """
+    from latte_bench.reports.store import metric_family
+
+    lines: dict[tuple[str, str, Path], list[tuple[int, float]]] = {}
+    for ev in plan.evaluations:
+        if ev.step is None or not ev.record_path.is_file():
+            continue
+        raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
+        fvd = next((v for k, v in (raw.get("metrics") or {}).items() if metric_family(k) == "fvd"), None)
+        value = _metric_value(fvd)
+        if value is not None and math.isfinite(value):
+            lines.setdefault((ev.dataset, ev.method, ev.run), []).append((ev.step, value))
+    out: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    runs_per_method: dict[tuple[str, str], int] = {}
+    for (dataset, method, _run), points in lines.items():
+        if len(points) >= 2:
+            runs_per_method[(dataset, method)] = runs_per_method.get((dataset, method), 0) + 1
+    for (dataset, method, run), points in lines.items():
+        if len(points) < 2:
+            continue
+        label = method if runs_per_method[(dataset, method)] == 1 else f"{method} ({run.name})"
+        points.sort()
+        out.setdefault(dataset, {})[label] = ([p[0] for p in points], [p[1] for p in points])
+    return out
+
+
+def write_curves(plan: Plan, log=print) -> list[Path]:
+    """``OUT/fvd_vs_step_<dataset>.png/.pdf`` for each dataset with a run of several checkpoints (paper Fig. 5/7)."""
+    from latte_bench.data.registry import get_dataset
+    from latte_bench.reports.figures import training_curves_figure
+
+    files: list[Path] = []
+    for dataset, runs in fvd_series(plan).items():
+        title = f"FVD during training: {get_dataset(dataset).title}"
+        files += training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, plan.out / f"fvd_vs_step_{dataset}", title=title)
+        for label, (steps, values) in runs.items():
+            log(f"{label} on {dataset}: FVD by step " + ", ".join(f"{s}: {v:.1f}" for s, v in zip(steps, values)))
+    return files
+
+
+# ---------------------------------------------------------------- command line
+
+# (flag, settings key) of the `eval` settings the command line sets directly; --set KEY=VALUE sets any other
+_CLI_SETTING_FLAGS = (
+    ("--num-clips", "num_clips"), ("--num-frames", "num_frames"), ("--num-runs", "num_runs"), ("--seed", "seed"),
+    ("--allow-fewer", "allow_fewer"), ("--batch-size", "batch_size"), ("--device", "device"),
+    ("--sampler", "sampler"), ("--steps", "steps"), ("--cfg-scale", "cfg_scale"), ("--weights", "weights"),
+    ("--labels", "labels"), ("--precision", "precision"),
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
+        description="Evaluate methods x datasets x checkpoints with each dataset's own protocol (the same path as "
+        "`eval --dataset NAME --ckpt CKPT`), skip evaluations already recorded in --out, and write the paper's "
+        "Table 3 and Table 5 with the new rows beside the published ones, plus FVD against training step for a run "
+        "given with several checkpoints. PLAN: a .toml or .yaml file (docs/bench.md); or use --method and --ckpt.",
+    )
+    p.add_argument("plan", nargs="?", default=None, metavar="PLAN", help="plan file (.toml, or .yaml with PyYAML)")
+    p.add_argument("--method", default=None, help="leaderboard row name of the checkpoints given with --ckpt")
+    p.add_argument("--ckpt", action="append", default=None, metavar="DATASET=CKPT",
+                   help="a checkpoint file, run folder (its latest checkpoint) or quoted glob for one dataset "
+                   "(demo, ffs, sky, ucf101, taichi); repeat for more, e.g. --ckpt 'ffs=runs/ffs/checkpoints/*'")
+    p.add_argument("--data-root", action="append", default=None, metavar="DIR|DATASET=DIR",
+                   help="folder holding one sub-folder per dataset (DIR/ucf101, ...); or DATASET=DIR for one dataset "
+                   "(default: $LATTE_BENCH_DATA/<dataset>)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="records, work folders, tables and figures (default: the plan's `out`, else bench/)")
+    p.add_argument("--num-runs", type=int, default=None, metavar="K", help="K sampling seeds per evaluation: mean ± std rows (default 1)")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics (default: the ones the paper reports per dataset)")
+    p.add_argument("--num-clips", type=int, default=None, help="clips per set (default 2048, the paper's)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per clip (default 16)")
+    p.add_argument("--allow-fewer", action="store_true", default=None,
+                   help="score with fewer clips than asked when the data has fewer (the record is tagged nonstandard)")
+    p.add_argument("--seed", type=int, default=None, help="seed of sampling and real-clip selection (default 0)")
+    p.add_argument("--batch-size", type=int, default=None, help="videos per sampling / detector batch (does not change results)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None, help="sampler (default ddpm, the paper's)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default 250)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance (default: the dataset's, 7.0 for UCF101)")
+    p.add_argument("--weights", choices=("ema", "model"), default=None, help="which weights to sample (default ema)")
+    p.add_argument("--labels", choices=("random", "balanced"), default=None, help="class labels per video (default random)")
+    p.add_argument("--precision", default=None, help="sampling precision (default fp32)")
+    p.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="any other evaluation setting, e.g. --set resize=tf (values are TOML literals)")
+    p.add_argument("--dry-run", action="store_true", help="check the plan and list its evaluations; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no per-evaluation progress bars")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from latte_bench import distributed as dist
+
+    raw, base, source = plan_from_args(args)
+    device = (raw.get("cli") or {}).get("device")
+    if dist.is_torchrun():
+        from latte_bench.device import resolve_device
+
+        dist.init(resolve_device(device))
+    try:
+        # the plan is checked (and checkpoints hashed) once, on rank 0; a bad plan stops every rank
+        outcome = None
+        if dist.is_main():
+            try:
+                outcome = build_plan(raw, base, source)
+            except UserError as e:
+                outcome = e
+        outcome = dist.broadcast_object(outcome)
+        if isinstance(outcome, UserError):
+            raise outcome
+        plan = outcome
+        if args.dry_run:
+            if dist.is_main():
+                for i, ev in enumerate(plan.evaluations, 1):
+                    state = "recorded" if stored_record(ev) is not None else "to run"
+                    print(f"{i}. {ev.label} on {ev.dataset}: {ev.checkpoint} (sha256 {ev.sha256[:12]}, "
+                          f"step {ev.step}) -> {ev.record_path} [{state}]")
+            return 0
+        run_plan(plan, progress=not args.no_progress)
+    finally:
+        if dist.active():
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    return 0
+
