@@ -1,1 +1,27 @@
-"""latte_bench.metrics."""
+"""Evaluation: FVD, FID, Inception Score, KVD and KID with the published protocols.
+
+Public API (imported lazily, so ``import latte_bench.metrics`` stays cheap):
+
+* :func:`evaluate` — several metrics, one record: ``evaluate(real, fake, metrics=("fvd", "kvd"), **settings)``;
+* :func:`compute_fvd`, :func:`compute_fid`, :func:`compute_is` — one metric each;
+* :class:`EvalResult` (``.value``, ``.fvd``/``.fid``/..., ``.record``), :class:`Protocol`, :class:`RunOptions`;
+* :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory.
+"""
+
+from latte_bench.lazy import lazy_getattr
+
+_EXPORTS = {
+    "evaluate": "evaluation",
+    "compute_fvd": "evaluation",
+    "compute_fid": "evaluation",
+    "compute_is": "evaluation",
+    "EvalResult": "evaluation",
+    "build_record": "evaluation",
+    "Protocol": "protocol",
+    "RunOptions": "protocol",
+    "CheckpointSource": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

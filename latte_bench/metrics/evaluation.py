@@ -1,114 +1,574 @@
-"""``evaluate(real, fake, metrics=("fvd",), **protocol)``: several metrics, one record.
+"""``evaluate(real, fake, metrics, **settings)``: the one evaluation path, data in, record out.
 
-``METRICS`` maps a metric name to a function ``fn(real, fake, **protocol) -> dict`` that
-returns at least ``{"value": float | dict, "provenance": dict}``. Each function receives all
-protocol keyword arguments and must ignore those it does not use (see :func:`_accepted`);
-new metrics (fid, is, kvd, kid) are added by adding entries.
+source -> clips -> one pass per detector -> statistics -> distances -> record
+
+* Sources (:mod:`latte_bench.metrics.sources`): paths, uint8 arrays/tensors (N, T, H, W, 3),
+  iterables of batches, and for the generated side a :class:`CheckpointSource` sampled in memory.
+* Settings (:mod:`latte_bench.metrics.protocol`): a frozen :class:`Protocol` (everything that can
+  move a number) and :class:`RunOptions` (everything that cannot); an unknown name is refused.
+* Passes (:func:`latte_bench.metrics.extract.run_pass`): each detector runs once per side —
+  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score — and the
+  generated videos are read (or sampled) once for all detectors.
+* Record (:func:`build_record`): the protocol that ran, the detectors' sha256, the counts, the
+  sources, ``nonstandard`` tags for anything short of the protocol, the environment.
+
+The process's TF32 flags and thread count are what they were before, after any call.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+
+from latte_bench import distributed as dist
+from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
+from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import UserError
+from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
+from latte_bench.metrics.protocol import METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
+from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
+from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
 
-MetricFn = Callable[..., dict]
+SCHEMA = "latte-bench/eval-record/2"
+DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d"}
+I3D_SIZE = 224
+CACHE_VERSION = 2  # bump when anything that moves cached real statistics changes
 
 
-def _accepted(fn: Callable, protocol: dict) -> dict:
-    """The subset of ``protocol`` that ``fn`` takes as keyword arguments."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(protocol)
-    return {k: v for k, v in protocol.items() if k in params}
+@dataclass
+class EvalResult:
+    """``value`` (the first metric), ``metrics`` ({name: value}), ``record`` (JSON-ready).
 
-
-def _fvd(real, fake, **protocol) -> dict:
-    return _i3d_pass(real, fake, protocol, keep=False).to_dict()
-
-
-# --- fid, is, kvd, kid (helper F). Within one evaluate() call, one I3D pass serves fvd+kvd and one
-# Inception pass fid+kid; features are kept only when kvd/kid is requested. Outside evaluate()
-# (a direct METRICS[name](...) call) nothing is shared, so nothing can be stale.
-_SHARED: dict = {}
-
-
-def _shared_pass(name: str, compute):
-    if "requested" not in _SHARED:
-        return compute()
-    if name not in _SHARED:
-        _SHARED[name] = compute()
-    return _SHARED[name]
-
-
-def _i3d_pass(real, fake, protocol, keep: bool):
-    from latte_bench.metrics.fvd import compute_fvd
-
-    kwargs = _accepted(compute_fvd, protocol)
-    kwargs["keep_features"] = keep or "kvd" in _SHARED.get("requested", ())
-    return _shared_pass("i3d", lambda: compute_fvd(real, fake, **kwargs))
-
-
-def _inception_pass(real, fake, protocol, keep: bool):
-    from latte_bench.metrics.fid import compute_fid
-
-    kwargs = _accepted(compute_fid, protocol)
-    kwargs["keep_features"] = keep or "kid" in _SHARED.get("requested", ())
-    return _shared_pass("inception", lambda: compute_fid(real, fake, **kwargs))
-
-
-def _fid(real, fake, **protocol) -> dict:
-    return _inception_pass(real, fake, protocol, keep=False).to_dict()
-
-
-def _kvd(real, fake, **protocol) -> dict:
-    from latte_bench.metrics.kernel import kvd_record
-
-    return kvd_record(_i3d_pass(real, fake, protocol, keep=True))
-
-
-def _kid(real, fake, **protocol) -> dict:
-    from latte_bench.metrics.kernel import kid_record
-
-    return kid_record(_inception_pass(real, fake, protocol, keep=True), seed=protocol.get("seed") or 0)
-
-
-def _is(real, fake, **protocol) -> dict:
-    from latte_bench.metrics.inception_score import compute_is
-
-    return compute_is(fake, **_accepted(compute_is, protocol))
-
-
-METRICS: dict[str, MetricFn] = {"fvd": _fvd, "fid": _fid, "is": _is, "kvd": _kvd, "kid": _kid}
-
-
-def evaluate(real, fake, metrics=("fvd",), **protocol) -> dict:
-    """Run each metric in ``metrics`` on (real, fake); returns a JSON-ready record.
-
-    Record: ``{"real", "fake", "metrics": {name: value}, "results": {name: full result},
-    "protocol": the keyword arguments given, "environment", "wall_time_s"}``.
+    Each metric that ran is also an attribute (``result.fvd``, ``result.kid``, ...; ``is`` is
+    ``result.is_``). ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
+    last run, for bootstrapping; they are not part of the record.
     """
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise UserError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(METRICS))}")
+
+    metrics: dict
+    record: dict
+    stats: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def value(self):
+        return next(iter(self.metrics.values()))
+
+    @property
+    def provenance(self) -> dict:
+        """The first metric's provenance (its part of the record)."""
+        return next(iter(self.record["results"].values()))["provenance"]
+
+    def __getattr__(self, name: str):
+        metrics = self.__dict__.get("metrics", {})
+        key = "is" if name == "is_" else name
+        if key in metrics:
+            value = metrics[key]
+            return value["value"] if isinstance(value, dict) else value
+        raise AttributeError(name)
+
+
+def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
+    """Score ``fake`` against ``real`` with ``metrics`` (fvd, kvd, fid, kid, is) under one protocol.
+
+    ``real``: a source, or None with ``dataset=NAME`` (the registry's real split; data root from
+    ``data_root=`` or ``$LATTE_BENCH_DATA/NAME``; ``demo`` needs none). ``fake``: a source or a
+    :class:`CheckpointSource`. Settings: the fields of :class:`Protocol` and :class:`RunOptions`,
+    plus ``method``, ``work_dir`` (resumable per-block features), ``num_runs`` (K sampling seeds,
+    mean ± std; checkpoints only), ``data_root`` and ``save_samples`` (a folder to write the sampled
+    videos to as PNG frames). Fewer usable clips than ``num_clips`` is an error unless ``allow_fewer``.
+    """
     start = time.time()
-    results = {}
-    _SHARED.clear()
-    _SHARED["requested"] = set(metrics)
+    cfg = split_settings(settings)
+    metrics = _check_metrics(metrics)
+    proto = cfg.protocol.resolved()
+    device = resolve_device(cfg.run.device)
+    dist.init(device)
+    if cfg.save_samples is not None or cfg.num_runs > 1:
+        if not isinstance(fake, CheckpointSource):
+            raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
+    if any(DETECTOR_OF[m] != "c3d" for m in metrics) and real is None:
+        if proto.dataset is None:
+            raise UserError("no real videos: pass --real PATH or --dataset NAME")
+        from latte_bench.data.registry import real_videos
+
+        real = real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips)
+    with torch_threads(proto.torch_threads):
+        return _evaluate(real, fake, metrics, proto, cfg, device, start)
+
+
+def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start) -> EvalResult:
+    detectors = sorted({DETECTOR_OF[m] for m in metrics})
+    if "i3d" in detectors:
+        from latte_bench.metrics.i3d import MIN_FRAMES
+
+        if proto.num_frames < MIN_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
+    if "c3d" in detectors and proto.num_frames < 16:
+        from latte_bench.metrics.c3d import NUM_FRAMES
+
+        raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+    real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
+    fake_src = as_source(fake, side="fake")
+    if isinstance(fake_src, CheckpointSource):
+        fake_src.load(device)
+        _check_checkpoint_fits(fake_src, proto)
+    counts = _head_counts(metrics, proto)
+    fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
+    _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
+    nets = _load_detectors(detectors, cfg, device)
+    if cfg.save_samples is not None:
+        _check_writable(Path(cfg.save_samples), "--save-samples")
+
+    stage = _Stages(cfg.run.progress and dist.is_main(), 1 + len([d for d in detectors if d != "c3d"]) + (cfg.num_runs > 1))
+    real_results = {}
+    for det in detectors:
+        if det == "c3d":
+            continue
+        stage.next(f"real statistics ({det})")
+        real_results[det] = _real_pass(det, real_src, nets[det], metrics, proto, cfg, device)
+
+    runs = []
+    for k in range(cfg.num_runs):
+        source = fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k)
+        stage.next("generated videos" + (f", run {k + 1} of {cfg.num_runs} (seed {source.seed})" if cfg.num_runs > 1 else "")
+                   + (" (sampling the checkpoint)" if isinstance(source, CheckpointSource) else ""))
+        fake_pass = _fake_pass(source, fake_clips, nets, counts, metrics, proto, cfg, device)
+        runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
+
+    record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    values, fake_pass, _ = runs[-1]
+    stats = {det: (real_results.get(det, {}).get("stats"), fake_pass.stats.get(det)) for det in detectors}
+    return EvalResult(dict(record["metrics"]), record, stats)
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def _check_metrics(metrics) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    metrics = tuple(dict.fromkeys(metrics))
+    unknown = [m for m in metrics if m not in METRIC_NAMES]
+    if unknown or not metrics:
+        raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
+    return metrics
+
+
+def _check_checkpoint_fits(src: CheckpointSource, proto: Protocol) -> None:
+    """A checkpoint whose frame count or class count does not fit the protocol/dataset is refused."""
+    span = (proto.num_frames - 1) * proto.fake_stride + 1
+    if src.num_frames < span:
+        raise UserError(f"{src.ckpt}: the model makes {src.num_frames}-frame videos; the protocol needs {span} "
+                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass --num-frames {src.num_frames} "
+                        "(tagged nonstandard) or a checkpoint trained on longer clips")
+    if proto.dataset is not None:
+        from latte_bench.data.registry import get_dataset
+
+        want = get_dataset(proto.dataset).num_classes
+        if src.num_classes != want:
+            what = f"{src.num_classes} classes" if src.num_classes else "unconditional"
+            need = f"{want} classes" if want else "an unconditional model"
+            raise UserError(f"{src.ckpt}: the model is {what} but {proto.dataset} needs {need}; "
+                            "pass the checkpoint trained on this dataset")
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Create ``path`` (a folder) now, so that a late failure cannot lose finished work."""
     try:
-        for name in metrics:
-            results[name] = METRICS[name](real, fake, **protocol)
-    finally:
-        _SHARED.clear()
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{flag} {path}: not writable ({e.strerror}); choose a folder you can write") from e
+
+
+def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
+    if have < want and not proto.allow_fewer:
+        where = getattr(src, "description", {}).get("path") or side
+        raise UserError(f"{where}: only {have} usable {side} clips for --num-clips {want}; pass --allow-fewer to score "
+                        f"{have} (the record is tagged nonstandard) or supply more videos")
+
+
+def _head_counts(metrics, proto: Protocol) -> dict[str, int]:
+    counts = {}
+    for m in metrics:
+        det = DETECTOR_OF[m]
+        counts[det] = proto.num_clips if det != "c3d" else (
+            proto.num_clips if proto.is_protocol == "stylegan_v" else proto.is_settings["num_clips"])
+    return counts
+
+
+# -------------------------------------------------------------------------------------- detectors
+
+
+def _load_detectors(detectors, cfg: Settings, device) -> dict:
+    """``{name: (network, sha256 or info)}`` for the detectors the metrics need (loaded once)."""
+    nets = {}
+    if "i3d" in detectors:
+        from latte_bench.metrics.i3d import load_i3d
+
+        net = load_i3d(device=device, path=cfg.run.i3d_weights)
+        nets["i3d"] = (net, getattr(net, "weights_sha256", None))
+    if "inception" in detectors:
+        from latte_bench.metrics.inception import load_inception
+
+        nets["inception"] = load_inception(cfg.run.inception_weights, device)
+    if "c3d" in detectors:
+        from latte_bench.metrics.c3d import load_c3d
+
+        net, info = load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
+        nets["c3d"] = (net, info.get("sha256"), info)
+    return nets
+
+
+def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head:
+    net = nets[det][0]
+    if det == "i3d":
+        from latte_bench.metrics.resize import preprocess_clips
+
+        return Head("i3d", net, lambda x: preprocess_clips(x, size=I3D_SIZE, mode=proto.resize), lambda c: c, count, keep)
+    if det == "inception":
+        from latte_bench.metrics.fid import frame_preprocess
+
+        return Head("inception", net, frame_preprocess(proto.fid_mode),
+                    lambda c: c.reshape(-1, 1, *c.shape[2:]), count, keep, unit="frame")
+    from latte_bench.metrics.c3d import NUM_FRAMES
+    from latte_bench.metrics.inception_score import clip_preprocess
+
+    return Head("c3d", net, clip_preprocess, lambda c: c[:, :NUM_FRAMES], count, True)
+
+
+def _keep(det: str, metrics) -> bool:
+    return (det == "i3d" and "kvd" in metrics) or (det == "inception" and "kid" in metrics) or det == "c3d"
+
+
+# -------------------------------------------------------------------------------------------- passes
+
+
+def _real_pass(det, src, net, metrics, proto: Protocol, cfg: Settings, device) -> dict:
+    """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
+    if det == "i3d":
+        clips, sampling = _real_clips(src, proto)
+        _check_fewer("real", len(clips), proto.num_clips, proto, src)
+    else:
+        if src.stream:
+            raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
+        from latte_bench.metrics.fid import real_frames
+
+        clips = real_frames(src.videos, proto.max_real_frames)
+        sampling = {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames}
+    keep = _keep(det, metrics)
+    head = _head(det, {det: net}, proto, len(clips), keep)
+
+    def compute():
+        res = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
+                       skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc=f"{det} real",
+                       progress=cfg.run.progress)
+        return res.stats[det], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
+
+    fingerprint = src.fingerprint()
+    settings = {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1], "real_fingerprint": fingerprint,
+                "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
+                "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
+                "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
+    use_cache = cfg.run.cache and fingerprint is not None and net[1] is not None
+    stats, info, hit, key = cached_real_stats(det, settings, compute, keep_features=keep, cache=use_cache,
+                                              cache_dir=cfg.run.cache_dir)
+    if det == "i3d":
+        _check_fewer("real", stats.n, proto.num_clips, proto, src)
+    return {"stats": stats, "info": info, "sampling": sampling,
+            "cache": {"key": key, "hit": hit, "enabled": use_cache}}
+
+
+def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
+    if src.stream:  # no random access: offset 0 of the first videos, recorded and tagged
+        span = proto.num_frames * proto.stride
+        clips = [Clip(i, f"real[{i:06d}]", tuple(range(0, span, proto.stride))) for i in range(proto.num_clips)]
+        return clips, {"offsets": "0 (stream source: no random offsets)", "stride": proto.stride}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer clips are handled (refused or tagged) by the caller
+        return sample_real_clips(src.videos, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+
+
+def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
+    if isinstance(src, FileSource):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sample_fake_clips(src.videos, n, proto.num_frames, proto.fake_stride)[0]
+    idx = tuple(proto.fake_stride * k for k in range(proto.num_frames))
+    return [Clip(i, f"{i:06d}", idx) for i in range(n)]
+
+
+def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device):
+    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics)) for det in sorted(counts)]
+    read_options, work_dir = {}, None
+    if isinstance(src, CheckpointSource):
+        read_options["dataset"] = proto.dataset
+        if cfg.save_samples is not None:
+            read_options["on_video"] = _sample_writer(Path(cfg.save_samples))
+        work_dir = _work_dir(src, heads, proto, cfg)
+    elif cfg.work_dir is not None:
+        work_dir = _work_dir(src, heads, proto, cfg)
+    result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
+                      num_workers=cfg.run.num_workers, desc="sample + detectors" if isinstance(src, CheckpointSource) else "generated",
+                      progress=cfg.run.progress, work_dir=work_dir, read_options=read_options)
+    for det, head in zip(sorted(counts), heads):
+        _check_fewer("generated", result.stats[det].n // (proto.num_frames if det == "inception" else 1), head.count, proto, src)
+    result.work_dir = work_dir
+    return result
+
+
+def _sample_writer(folder: Path):
+    from latte_bench.data.video import write_frames
+
+    def write(index: int, video: np.ndarray) -> None:
+        write_frames(folder / f"{index:06d}", video)
+
+    return write
+
+
+def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
+    """The folder of finished blocks; a folder made with other settings is refused, naming the difference."""
+    import json
+
+    from latte_bench.fsutil import write_json
+    from latte_bench.metrics.extract import real_stats_key, stats_cache_root
+
+    fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
+    if isinstance(src, FileSource) and fake["fingerprint"] is None:
+        return None
+    manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
+                "heads": {h.name: {"count": h.count, "keep_features": h.keep_features} for h in heads},
+                "batch_independent": True}
+    manifest["protocol"].pop("allow_fewer")
+    if cfg.work_dir is not None:
+        root = Path(cfg.work_dir) / (f"seed{src.seed}" if isinstance(src, CheckpointSource) and cfg.num_runs > 1 else "")
+    else:
+        root = stats_cache_root("eval_work", cfg.run.cache_dir) / real_stats_key(manifest)[:32]
+    path = root / "manifest.json"
+    if dist.is_main():
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = None
+            if old is not None and old != json.loads(json.dumps(manifest)):
+                diffs = _differences(old, json.loads(json.dumps(manifest)))
+                raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
+                                "use another --work-dir or delete that folder")
+        else:
+            _check_writable(root, "--work-dir")
+            write_json(path, manifest)
+    dist.barrier()
+    return root
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k} ({va!r} there, {vb!r} now)")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- distances
+
+
+def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
+    """``{metric: {"value", "real_count", "fake_count", "unit", "detail"}}``."""
+    out = {}
+    unbiased = proto.covariance == "unbiased"
+    for m in metrics:
+        det = DETECTOR_OF[m]
+        f = fake_pass.stats[det]
+        r = real.get(det, {}).get("stats")
+        if m in ("fvd", "fid"):
+            value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
+            detail = {}
+        elif m == "kvd":
+            from latte_bench.metrics.kernel import kvd
+
+            value, detail = kvd(r.features, f.features), {}
+        elif m == "kid":
+            from latte_bench.metrics.kernel import kid
+
+            out_kid = kid(r.features, f.features, proto.kid_subsets, proto.kid_subset_size, proto.seed)
+            value, detail = out_kid["kid_x1000"], {"kid_raw": out_kid["kid"], "subset_size": out_kid["subset_size"]}
+        else:
+            from latte_bench.metrics.inception_score import inception_score
+
+            s = proto.is_settings
+            score = inception_score(f.features, splits=s["splits"], shuffle_seed=s["shuffle_seed"])
+            value, detail = score["mean"], {"std": score["std"], "per_split": score["per_split"]}
+        unit = "frames" if det == "inception" else "clips"
+        out[m] = {"value": float(value), "real_count": None if r is None else int(r.n), "fake_count": int(f.n),
+                  "unit": unit, "detail": detail}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- record
+
+
+METRIC_PROTOCOL = {
+    "fvd": "StyleGAN-V fvd2048_16f (Latte): Fréchet distance of TF-Hub I3D 400-d logits, float64",
+    "kvd": "TATS polynomial_mmd on the I3D logits of the FVD pass: k(x,y)=(x.y/d+1)^3, unbiased MMD^2, all samples",
+    "fid": "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of the generated clips",
+    "kid": "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of min(n_real, n_gen, subset size), x1000",
+    "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
+}
+
+
+def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool = False) -> list[str]:
+    """What makes a run differ from its metrics' published protocol, as short tags (``[]`` = standard)."""
+    tags = []
+    video_metrics = [m for m in metrics if m != "fid" and m != "kid"]
+    if proto.num_clips != STANDARD_CLIPS:
+        tags.append(f"{proto.num_clips} clips")
+    if proto.num_frames != STANDARD_FRAMES:
+        tags.append(f"{proto.num_frames} frames")
+    if proto.dataset is not None and any(m in ("fvd", "kvd") for m in metrics):
+        from latte_bench.data.registry import get_dataset
+
+        if proto.stride != get_dataset(proto.dataset).stride:
+            tags.append(f"stride {proto.stride}")
+    for side in ("real", "fake"):
+        n = counts.get(f"{side}_clips")
+        if n is not None and n < proto.num_clips and video_metrics:
+            tags.append(f"{n} {side} clips")
+    if proto.covariance != "biased":
+        tags.append("unbiased covariance")
+    if proto.resize != "pytorch" and any(m in ("fvd", "kvd") for m in metrics):
+        tags.append(f"{proto.resize} resize")
+    if proto.fid_mode != "stylegan" and any(m in ("fid", "kid") for m in metrics):
+        tags.append(f"fid mode {proto.fid_mode}")
+    if proto.fake_stride != 1:
+        tags.append(f"generated stride {proto.fake_stride}")
+    if real_stream:
+        tags.append("real clips at offset 0")
+    return list(dict.fromkeys(tags))
+
+
+def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, real_results, runs, nets, device, start) -> dict:
+    """The JSON record of an evaluation (schema ``latte-bench/eval-record/2``; docs/evaluation.md)."""
+    last, fake_pass, _ = runs[-1]
+    counts = {}
+    if "i3d" in real_results:
+        counts["real_clips"] = int(real_results["i3d"]["stats"].n)
+    if "inception" in real_results:
+        counts["real_frames"] = int(real_results["inception"]["stats"].n)
+    for det, s in fake_pass.stats.items():
+        if det == "inception":
+            counts["fake_frames"] = int(s.n)
+        else:
+            counts["fake_clips"] = max(counts.get("fake_clips", 0), int(s.n))
+    if len(runs) == 1:
+        values = {m: last[m]["value"] for m in metrics}
+    else:
+        values = {}
+        for m in metrics:
+            per_run = [r[m]["value"] for r, _, _ in runs]
+            values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run)), "runs": per_run,
+                         "seeds": [src.seed for _, _, src in runs]}
+    detectors = {det: entry[1] for det, entry in nets.items()}
+    results = {}
+    for m in metrics:
+        det = DETECTOR_OF[m]
+        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det),
+                **last[m]["detail"]}
+        if det in real_results:
+            rr = real_results[det]
+            prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),
+                        real_resolution=rr["info"].get("resolution"), real_stats_cache=rr["cache"])
+        prov.update(fake_resolution=fake_pass.resolution, fake_skipped=fake_pass.skipped)
+        if det == "c3d":
+            prov["c3d"] = nets["c3d"][2]
+            prov.update(proto.is_settings)
+        results[m] = {"metric": m, "value": values[m]["value"] if isinstance(values[m], dict) else values[m],
+                      "real_count": last[m]["real_count"], "fake_count": last[m]["fake_count"], "unit": last[m]["unit"],
+                      "provenance": prov}
+    fake_desc = dict(fake_src.description)
+    if isinstance(fake_src, CheckpointSource):
+        fake_desc.update(fake_src.settings(proto.dataset))
+        fake_desc["checkpoint"] = dict(fake_src.loaded.checkpoint)
+        if cfg.save_samples is not None:
+            fake_desc["saved_samples"] = str(cfg.save_samples)
     return {
-        "real": str(real),
-        "fake": str(fake),
-        "metrics": {name: r["value"] for name, r in results.items()},
+        "schema": SCHEMA,
+        "method": cfg.method or default_method(fake_src),
+        "dataset": proto.dataset,
+        "metrics": values,
         "results": results,
-        "protocol": {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in protocol.items()},
+        "protocol": {**proto.to_dict(), "real_stride": proto.stride, "is": proto.is_settings if "is" in metrics else None},
+        "detectors": detectors,
+        "counts": counts,
+        "nonstandard": nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream)),
+        "real": None if real_src is None else dict(real_src.description),
+        "fake": fake_desc,
+        "seed": proto.seed,
+        "runs": len(runs),
+        "run": {"batch_size": cfg.run.batch_size, "device": str(device), "world_size": dist.world_size(),
+                "num_workers": cfg.run.num_workers, "resumed_blocks": fake_pass.resumed_blocks},
         "environment": environment(),
         "wall_time_s": round(time.time() - start, 3),
     }
+
+
+def default_method(fake_src) -> str:
+    """The row name when none is given: ``<model> step <N>`` for a checkpoint, else the generated folder's name."""
+    if isinstance(fake_src, CheckpointSource):
+        ck = fake_src.loaded.checkpoint
+        return f"{ck.get('model') or 'Latte'}" + (f" step {ck['step']}" if ck.get("step") is not None else "")
+    desc = fake_src.description
+    if desc.get("kind") == "path":
+        p = Path(desc["path"])
+        return p.parent.name if p.name in ("videos.npz",) else p.stem
+    return f"{desc.get('kind', 'generated')} videos"
+
+
+class _Stages:
+    """Prints ``[i/n] stage`` lines (flushed) with the elapsed time, for long multi-stage runs."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.i, self.t0 = enabled, total, 0, time.time()
+
+    def next(self, what: str) -> None:
+        self.i += 1
+        if self.enabled:
+            import sys
+
+            print(f"[{self.i}/{self.total}] {what} (elapsed {time.time() - self.t0:.0f} s)", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------- one-metric calls
+
+
+def compute_fvd(real, fake, **settings) -> EvalResult:
+    """FVD alone (StyleGAN-V protocol); see :func:`evaluate`. ``result.fvd``."""
+    return evaluate(real, fake, metrics=("fvd",), **settings)
+
+
+def compute_fid(real, fake, **settings) -> EvalResult:
+    """FID on frames alone; see :func:`evaluate`. ``result.fid``."""
+    return evaluate(real, fake, metrics=("fid",), **settings)
+
+
+def compute_is(fake, **settings) -> EvalResult:
+    """Video Inception Score (UCF101 C3D) of ``fake`` alone; see :func:`evaluate`. ``result.is_`` (std in the record)."""
+    return evaluate(None, fake, metrics=("is",), **settings)
+
+
+def stats_pair(result: EvalResult, detector: str) -> tuple[FeatureStats, FeatureStats]:
+    """The (real, fake) statistics of ``detector`` from the last run of ``result``."""
+    return result.stats[detector]

@@ -22,6 +22,9 @@ from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path
 
 
+NEGATIVE_TOLERANCE = 1e-6  # relative to Tr(S1) + Tr(S2): below -tol * trace a distance is an error, not round-off
+
+
 class FeatureStats:
     """Running float64 sums of features ``x`` (rows of an (n, dim) array)."""
 
@@ -164,8 +167,12 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         if not np.isfinite(a).all():
             raise UserError("feature statistics contain NaN/inf; the features are not finite")
     diff = mu1 - mu2
-    fd = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
-    return max(float(fd), 0.0)  # tiny negative values are round-off
+    scale = float(np.trace(sigma1) + np.trace(sigma2))
+    fd = float(diff @ diff + scale - 2.0 * trace_sqrt_product(sigma1, sigma2))
+    if fd < -NEGATIVE_TOLERANCE * max(scale, 1.0):
+        raise UserError(f"Fréchet distance came out negative ({fd:.6g}, beyond round-off of the traces {scale:.6g}): "
+                        "the statistics are inconsistent (a tampered or corrupt statistics file?); recompute with --no-cache")
+    return max(fd, 0.0)  # a negative value within round-off of 0 is 0
 
 
 def frechet_distance_from_stats(a: FeatureStats, b: FeatureStats, unbiased: bool = False) -> float:

@@ -30,10 +30,17 @@ import numpy as np
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.fsutil import write_json
+from latte_bench.fsutil import check_writable, write_json
 from latte_bench import distributed as dist
 from latte_bench.device import resolve_device
-from latte_bench.training.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from latte_bench.training.checkpoint import (
+    checkpoint_path,
+    clean_checkpoint_temporaries,
+    latest_checkpoint,
+    resume_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
 from latte_bench.training.presets import TrainConfig, learning_rate
@@ -101,7 +108,7 @@ def build_dataset(cfg: TrainConfig):
 
 
 def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
-    """The Latte model of ``cfg`` (helper C's :func:`latte_bench.models.create_model`)."""
+    """The Latte model of ``cfg`` (:func:`latte_bench.models.create_model`)."""
     from latte_bench.models.latte import create_model
 
     options = dict(
@@ -153,8 +160,13 @@ class JsonlLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train per ``cfg``; returns ``{"step", "loss", "run_dir"}``. See the module docstring."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_config_change: bool = False) -> dict:
+    """Train per ``cfg``; returns ``{"step", "loss", "run_dir"}``. See the module docstring.
+
+    ``resume``: continue from the latest checkpoint in ``cfg.out``; settings that differ from the
+    checkpoint's are refused unless ``allow_config_change`` (then recorded in ``config.json``
+    under ``config_changes`` and in the ``resume`` record of ``metrics.jsonl``).
+    """
     from tqdm.auto import tqdm
 
     from latte_bench.data.datasets import StepBatchSampler, collate
@@ -174,14 +186,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     amp_dtype = PRECISIONS[precision]
     set_matmul_precision(precision, device)
     run_dir = Path(cfg.out)
-    ckpt = None
+    check_writable(run_dir, "--out")  # before any work: a read-only --out is one line, not a lost run
+    ckpt, changed, config_changes = None, {}, []
     if resume:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise UserError(f"{run_dir}: --resume but no checkpoint under {run_dir / 'checkpoints'}; drop --resume to start")
-        ckpt = load_checkpoint(found)
+        found, ckpt, changed = resume_checkpoint(run_dir, {**cfg.to_dict(), "world_size": world}, allow_config_change)
+        config_changes = list(ckpt["config"].get("config_changes", []))
+        if changed:
+            config_changes.append({"step": int(ckpt["step"]), "changed": changed})
     elif latest_checkpoint(run_dir) is not None:
         raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+    if main:
+        clean_checkpoint_temporaries(run_dir)  # left by a save that a crash interrupted
     torch.manual_seed(cfg.seed)  # the same weight init on every rank (and so the same EMA start)
     np.random.seed(cfg.seed % 2**32)
 
@@ -208,8 +223,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step = 0
     if ckpt is not None:  # full (unsharded) weights go in before any FSDP sharding
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+        except RuntimeError as e:
+            first = (str(e).splitlines() or [""])[0]
+            raise UserError(f"{found}: its weights do not fit the model these settings build ({first}); "
+                            "resume with the run's model settings") from None
     if fsdp:  # FSDP2: each block is one all-gather unit; the EMA is sharded the same way
         from torch.distributed.fsdp import fully_shard
 
@@ -229,6 +249,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         set_rng_state(ckpt["rng"])
         del ckpt
     run_config = {**cfg.to_dict(), "latent_channels": in_channels, "latent_size": input_size, "world_size": world}
+    if config_changes:
+        run_config["config_changes"] = config_changes
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", run_config)
@@ -248,7 +270,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if main:
         log.write({"event": "start" if step == 0 else "resume", "step": step, "world_size": world, "clips": len(dataset),
                    "skipped_videos": len(getattr(dataset, "skipped", [])), "global_batch": sampler.global_batch,
-                   "params": sum(p.numel() for p in params), "time": time.time()})
+                   "params": sum(p.numel() for p in params), "time": time.time(),
+                   **({"config_changed": changed} if changed else {})})
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main))
 
     # ---------------------------------------------------------------- loop
@@ -366,19 +389,28 @@ def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_vid
 
 
 def periodic_fvd(cfg: TrainConfig, ema, latent_space: LatentSpace, run_dir: Path, step: int, device, latent) -> dict:
-    """Sample ``fvd_videos`` lossless videos and compute FVD against ``fvd_real`` (helper B's compute_fvd)."""
-    from latte_bench.metrics.fvd import compute_fvd
-    from latte_bench.training.sampling import sample_videos
+    """FVD of ``fvd_videos`` EMA samples against ``fvd_real``, through the evaluation path (sampled in memory).
+
+    The full record goes to ``fvd/{step:07d}.json``; the returned dict is the ``metrics.jsonl`` line.
+    """
+    from latte_bench.fsutil import write_json
+    from latte_bench.metrics import CheckpointSource, evaluate
 
     if not cfg.fvd_real:
         raise UserError("--fvd-every needs --fvd-real, a held-out real video set")
     channels, size = latent
-    fake = run_dir / "fvd" / f"{step:07d}"
-    sample_videos(ema, latent_space, fake, cfg.fvd_videos, (cfg.num_frames, channels, size, size), fmt="png",
-                  batch_size=cfg.batch_size, seed=0, num_classes=cfg.num_classes, sampler=cfg.sample_sampler,
-                  steps=cfg.sample_steps, learn_sigma=cfg.learn_sigma, device=device, progress=False)
-    result = compute_fvd(cfg.fvd_real, fake, num_clips=cfg.fvd_videos, num_frames=min(16, cfg.num_frames),
-                         real_stride=cfg.frame_interval, device=str(device), progress=False)
-    return {"fvd": float(result.fvd) if hasattr(result, "fvd") else float(result.to_dict()["fvd"]),
-            "fvd_clips": cfg.fvd_videos, "fake": str(fake), "real": cfg.fvd_real, "sampler": cfg.sample_sampler,
-            "sampling_steps": cfg.sample_steps}
+    info = {**cfg.to_dict(), "latent_channels": channels, "latent_size": size}
+    fake = CheckpointSource.from_model(ema, latent_space, info, {"path": None, "sha256": None, "step": step,
+                                                                "weights": "ema", "model": cfg.model},
+                                       sampler=cfg.sample_sampler, steps=cfg.sample_steps, device=device)
+    was_training = ema.training
+    result = evaluate(cfg.fvd_real, fake, metrics=("fvd",), num_clips=cfg.fvd_videos, num_frames=min(16, cfg.num_frames),
+                      real_stride=cfg.frame_interval, allow_fewer=True, batch_size=cfg.batch_size, device=str(device),
+                      progress=False, method=f"{cfg.model} step {step}")
+    ema.train(was_training)
+    record_path = run_dir / "fvd" / f"{step:07d}.json"
+    if dist.is_main():
+        write_json(record_path, result.record)
+    return {"fvd": float(result.fvd), "fvd_clips": result.record["counts"]["fake_clips"],
+            "nonstandard": result.record["nonstandard"], "record": str(record_path), "real": cfg.fvd_real,
+            "sampler": cfg.sample_sampler, "sampling_steps": cfg.sample_steps}

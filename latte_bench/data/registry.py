@@ -1,0 +1,129 @@
+"""The evaluation datasets by name: where their real videos are and the protocol the paper scores them with.
+
+``DATASETS[name]`` is a :class:`DatasetSpec`. :func:`real_videos` turns a spec and a data root
+into the real side of an evaluation: a path (the split StyleGAN-V and Latte compute real
+statistics on) or, for ``demo``, the procedural set generated in memory. The data root comes
+from ``--data``, else ``$LATTE_BENCH_DATA/<name>``. ``docs/datasets.md`` describes the layouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latte_bench.errors import UserError
+
+DATA_ENV = "LATTE_BENCH_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One benchmark. ``metrics``: what the paper reports for it (Tables 3 and 5)."""
+
+    name: str
+    title: str  # the paper's name, the leaderboard column
+    real_split: str  # the videos the real statistics use, in words
+    real_subdir: str | None  # below the data root; None = the root itself
+    stride: int  # real-clip frame stride (StyleGAN-V's realdata_subsample_factor as Latte sets it)
+    resolution: int  # frames are square, this many pixels
+    crop: str
+    num_classes: int  # 0 = unconditional
+    metrics: tuple[str, ...]
+    layout: str  # the expected layout below the data root
+    expected_videos: str  # the file counts a complete copy has
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "demo": DatasetSpec(
+        name="demo", title="Demo", real_split="procedural shapes, generated in memory from the demo training preset",
+        real_subdir=None, stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: the preset's
+        layout="none: generated on the fly", expected_videos="as many as --num-clips"),
+    "ffs": DatasetSpec(
+        name="ffs", title="FaceForensics", real_split="training split (the official train/ folder)",
+        real_subdir="train", stride=3, resolution=256, crop="centre crop to square, LANCZOS resize to 256",
+        num_classes=0, metrics=("fvd", "fid"),
+        layout="ROOT/train/<video>.mp4 (or frame folders ROOT/train/<video>/<frame>.png|jpg)",
+        expected_videos="704 training videos (FaceForensics++ original sequences, official split)"),
+    "sky": DatasetSpec(
+        name="sky", title="SkyTimelapse", real_split="training split (sky_train)",
+        real_subdir="sky_train", stride=3, resolution=256, crop="resize to 256 (frames are square already)",
+        num_classes=0, metrics=("fvd",),
+        layout="ROOT/sky_train/<video>/<clip>/<frame>.jpg (frame folders at any depth)",
+        expected_videos="2,392 training videos (DTVNet release), split into frame-folder clips"),
+    "ucf101": DatasetSpec(
+        name="ucf101", title="UCF101", real_split="train + test (all 13,320 videos)",
+        real_subdir=None, stride=3, resolution=256, crop="centre crop to square, resize to 256",
+        num_classes=101, metrics=("fvd", "is"),
+        layout="ROOT/<Class>/v_<Class>_gXX_cYY.avi (101 class folders)",
+        expected_videos="13,320 videos in 101 class folders"),
+    "taichi": DatasetSpec(
+        name="taichi", title="Taichi-HD", real_split="training split (train/)",
+        real_subdir="train", stride=6, resolution=256, crop="resize to 256 (frames are square already)",
+        num_classes=0, metrics=("fvd",),
+        layout="ROOT/train/<video>/<frame>.png (frame folders, first-order-motion release)",
+        expected_videos="about 3,000 training videos (first-order-model's taichi release)"),
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec of ``name`` (``demo``: size and classes of the current demo preset); unknown names are refused."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    if name == "demo":
+        from latte_bench.training.presets import preset
+
+        cfg = preset("demo")
+        spec = dataclasses.replace(spec, resolution=cfg.image_size, num_classes=cfg.num_classes)
+    return spec
+
+
+def data_root(name: str, data: str | os.PathLike | None = None) -> Path:
+    """``data``, else ``$LATTE_BENCH_DATA/<name>``; a missing folder is a one-line error naming both."""
+    if data is not None:
+        root = Path(data)
+        if not root.exists():
+            raise UserError(f"{root}: data root not found; pass --data pointing at the {name} videos")
+        return root
+    env = os.environ.get(DATA_ENV)
+    if env:
+        root = Path(env) / name
+        if root.exists():
+            return root
+        raise UserError(f"{root}: data root not found (from ${DATA_ENV}); pass --data DIR or put the {name} videos there")
+    raise UserError(f"no data root for {name}: pass --data DIR or set ${DATA_ENV} so that ${DATA_ENV}/{name} holds the videos")
+
+
+def real_videos(name: str, data: str | os.PathLike | None = None, *, num_videos: int = 2048):
+    """The real side of an evaluation on ``name``: a path, or for ``demo`` a uint8 array (N, T, H, W, 3).
+
+    ``num_videos`` only matters for ``demo`` (how many procedural videos to make).
+    """
+    spec = get_dataset(name)
+    if name == "demo":
+        return demo_real_videos(num_videos)
+    root = data_root(name, data)
+    if spec.real_subdir and (root / spec.real_subdir).is_dir():
+        return root / spec.real_subdir
+    return root
+
+
+def demo_real_videos(num_videos: int, num_frames: int = 16) -> np.ndarray:
+    """``num_videos`` procedural videos of the demo preset's size and classes, ``num_frames + 4`` frames each.
+
+    Seeded like the demo training set, whose videos are the first ones of this set (the training
+    split, as for the other benchmarks). Returns uint8 (N, T, H, W, 3).
+    """
+    from latte_bench.data.demo import make_demo_videos
+    from latte_bench.training.presets import preset
+
+    cfg = preset("demo")
+    span = (num_frames - 1) * cfg.frame_interval + 1
+    frames = max(span, (cfg.num_frames - 1) * cfg.frame_interval + 1) + 4
+    videos, _ = make_demo_videos(int(num_videos), num_frames=frames, size=cfg.image_size, seed=cfg.seed,
+                                 classes=max(cfg.num_classes, 1))
+    return videos

@@ -1,0 +1,306 @@
+"""The two sides of an evaluation: anything that yields uint8 videos (N, T, H, W, 3).
+
+:func:`as_source` accepts
+
+- a path: frame folders, a video tree, a video file, a ``.npy``/``.npz`` array, or a folder written
+  by ``latte-bench sample`` in any format (``videos.npz`` inside included) → :class:`FileSource`;
+- a uint8 numpy array or torch tensor (N, T, H, W, 3) in memory → :class:`FileSource` over it;
+- an iterable, or a callable returning one, that yields uint8 batches (B, T, H, W, 3)
+  (clean-fid's ``gen=``) → :class:`StreamSource` (read once, in order);
+- for the generated side, a :class:`CheckpointSource`: the model is sampled in memory and its
+  videos are quantised to uint8 exactly as ``latte-bench sample`` writes them losslessly.
+
+Every source reads a list of :class:`~latte_bench.data.clips.Clip` with :meth:`iter_clips`,
+yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, message)`` for an unreadable clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from latte_bench.data.clips import Clip
+from latte_bench.data.video import VideoEntry, VideoSource, open_videos
+from latte_bench.errors import UserError
+
+VIDEO_ARRAY_SHAPE = "uint8 videos (N, T, H, W, 3)"
+
+
+def as_source(obj, *, side: str, skip_bad: bool = False):
+    """The source for ``obj`` (see the module docstring); ``side`` is ``real`` or ``fake`` (for messages)."""
+    if isinstance(obj, CheckpointSource):
+        if side != "fake":
+            raise UserError("a checkpoint can only be the generated side of an evaluation")
+        return obj
+    if isinstance(obj, (FileSource, StreamSource)):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return FileSource(_open_path(Path(obj), skip_bad), description={"kind": "path", "path": str(obj)})
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return FileSource.from_array(obj, side)
+    if callable(obj) or isinstance(obj, Iterable):
+        return StreamSource(obj, side)
+    raise UserError(f"{side}: cannot evaluate a {type(obj).__name__}; pass a path, a {VIDEO_ARRAY_SHAPE} array, "
+                    "an iterable of such batches, or a checkpoint")
+
+
+def check_video_array(arr, name: str) -> np.ndarray:
+    """``arr`` as a uint8 numpy array (N, T, H, W, 3); anything else (a single (T, H, W, 3) video too) is refused."""
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        raise UserError(f"{name}: array dtype is {arr.dtype}; expected {VIDEO_ARRAY_SHAPE} in 0..255")
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        raise UserError(f"{name}: array shape {tuple(arr.shape)} looks like one video (T, H, W, 3); "
+                        f"expected {VIDEO_ARRAY_SHAPE}: pass video[None] for a single video")
+    if arr.ndim != 5 or arr.shape[-1] != 3:
+        raise UserError(f"{name}: array shape {tuple(arr.shape)}; expected {VIDEO_ARRAY_SHAPE}")
+    if 0 in arr.shape:
+        raise UserError(f"{name}: array holds no videos (shape {tuple(arr.shape)})")
+    return arr
+
+
+def _open_path(path: Path, skip_bad: bool) -> VideoSource:
+    if path.is_dir() and (path / "videos.npz").is_file() and not (path / ".parts").exists():
+        return open_videos(path / "videos.npz")  # a `latte-bench sample --format npz` folder
+    if path.is_dir() and (path / ".parts").is_dir() and not (path / "videos.npz").is_file():
+        raise UserError(f"{path}: an unfinished `latte-bench sample --format npz` folder (.parts/ but no videos.npz); "
+                        "rerun the same sample command to finish it")
+    return open_videos(path, skip_bad=skip_bad)
+
+
+# ----------------------------------------------------------------------------------- random access
+
+
+class FileSource:
+    """Random-access videos (a :class:`VideoSource` from disk or memory)."""
+
+    stream = False
+
+    def __init__(self, videos: VideoSource, description: dict):
+        self.videos = videos
+        self.description = {**description, "layout": videos.kind, "videos": len(videos),
+                            "skipped_unreadable": [name for name, _ in videos.skipped]}
+
+    @classmethod
+    def from_array(cls, arr, side: str) -> "FileSource":
+        arr = check_video_array(arr, f"{side} array")
+        digest = hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
+        entries = [VideoEntry(f"{side}[{i:06d}]", arr.shape[1], _MemoryReader(arr, i), digest) for i in range(len(arr))]
+        return cls(VideoSource(Path(f"<{side} array>"), "array", entries),
+                   {"kind": "array", "shape": list(arr.shape), "sha256": digest})
+
+    def fingerprint(self) -> str:
+        return self.videos.fingerprint()
+
+    def iter_clips(self, clips: Sequence[Clip], *, batch_size: int, num_workers: int = 0) -> Iterator[tuple[Clip, object]]:
+        loader = torch.utils.data.DataLoader(_ClipDataset(self.videos, clips), batch_size=batch_size,
+                                             num_workers=num_workers, collate_fn=list)
+        for batch in loader:
+            for pos, item in batch:
+                yield clips[pos], item
+
+
+class _MemoryReader:
+    def __init__(self, arr: np.ndarray, index: int):
+        self.arr, self.index = arr, index
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        return self.arr[self.index, list(indices)]
+
+
+class _ClipDataset(torch.utils.data.Dataset):
+    """Reads clips; a failure comes back as its message (worker tracebacks stay out of the terminal)."""
+
+    def __init__(self, source: VideoSource, clips: Sequence[Clip]):
+        self.source, self.clips = source, list(clips)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        clip = self.clips[i]
+        try:
+            return i, self.source.entries[clip.video].read(clip.indices)
+        except UserError as e:
+            return i, str(e)
+
+
+# ------------------------------------------------------------------------------------------ stream
+
+
+class StreamSource:
+    """Videos from an iterable (or a callable returning one) of uint8 batches (B, T, H, W, 3), read once in order."""
+
+    stream = True
+
+    def __init__(self, gen: Callable[[], Iterable] | Iterable, side: str):
+        self.gen, self.side = gen, side
+        self.description = {"kind": "stream", "type": type(gen).__name__}
+        self._used = False
+
+    def fingerprint(self) -> str | None:
+        return None  # unknown content: never cached
+
+    def iter_clips(self, clips: Sequence[Clip], *, batch_size: int = 8, num_workers: int = 0) -> Iterator[tuple[Clip, object]]:
+        """Clips in video order; stops early when the stream ends (the caller counts what came)."""
+        if self._used:
+            raise UserError(f"{self.side}: a stream of videos can be read only once; pass a callable that returns a new iterator")
+        it = iter(self.gen() if callable(self.gen) else self.gen)
+        self._used = not callable(self.gen)
+        index, pending = 0, iter(clips)
+        clip = next(pending, None)
+        for batch in it:
+            arr = check_video_array(batch, f"{self.side} stream batch")
+            for video in arr:
+                while clip is not None and clip.video == index:
+                    if max(clip.indices) >= len(video):
+                        raise UserError(f"{self.side} stream: video {index} has {len(video)} frames; "
+                                        f"{max(clip.indices) + 1} needed")
+                    yield clip, np.ascontiguousarray(video[list(clip.indices)])
+                    clip = next(pending, None)
+                index += 1
+                if clip is None:
+                    return
+
+
+# -------------------------------------------------------------------------------------- checkpoint
+
+
+@dataclass
+class CheckpointSource:
+    """Generated videos sampled from a checkpoint (a file or a run folder), in memory.
+
+    Video ``i`` depends only on ``(seed, i)`` (its noise and label come from its own generators,
+    :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (7.0 for
+    UCF101, else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
+    or ``balanced`` (video ``i`` gets class ``i % K``). ``batch_size=None``: the evaluation's.
+    """
+
+    ckpt: str | os.PathLike
+    sampler: str = "ddpm"
+    steps: int = 250
+    cfg_scale: float | None = None
+    seed: int = 0
+    weights: str = "ema"
+    labels: str = "random"
+    batch_size: int | None = None
+    precision: str = "fp32"
+    preset: str | None = None
+    model_name: str | None = None
+    vae: str | None = None
+    device: object = field(default=None, repr=False)
+    _loaded: object = field(default=None, repr=False)
+    _space: object = field(default=None, repr=False)
+    stream = False  # random access: any video can be sampled on its own
+
+    def __post_init__(self):
+        from latte_bench.diffusion.samplers import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.labels not in ("random", "balanced"):
+            raise UserError(f"--labels must be random or balanced, got {self.labels!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if int(self.steps) < 1:
+            raise UserError(f"--steps must be >= 1, got {self.steps}")
+
+    @classmethod
+    def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
+        """A source over a model already in memory (e.g. the trainer's EMA); ``info`` as :class:`LoadedModel`'s."""
+        from latte_bench.training.load import LoadedModel
+
+        return cls(ckpt=f"<in-memory model, step {checkpoint.get('step')}>", device=device,
+                   _loaded=LoadedModel(model.eval(), info, checkpoint), _space=latent_space, **options)
+
+    def load(self, device) -> "CheckpointSource":
+        """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error."""
+        if self._loaded is None:
+            from latte_bench.training.latents import LatentSpace, load_vae
+            from latte_bench.training.load import load_model
+
+            self._loaded = load_model(self.ckpt, self.weights, preset=self.preset, model_name=self.model_name, device=device)
+            info = self._loaded.info
+            vae = self.vae or info.get("vae", "none")
+            self._space = LatentSpace(load_vae(vae, device), float(info.get("vae_scale", 0.18215)),
+                                      int(info.get("vae_batch_frames", 64)))
+            self.device = device
+        return self
+
+    @property
+    def loaded(self):
+        if self._loaded is None:
+            raise RuntimeError("CheckpointSource.load(device) must run first")
+        return self._loaded
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.loaded.info.get("num_classes", 0) or 0)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.loaded.info["num_frames"])
+
+    def effective_cfg(self, dataset: str | None) -> float:
+        if self.cfg_scale is not None:
+            return float(self.cfg_scale)
+        return 7.0 if dataset == "ucf101" and self.num_classes else 1.0
+
+    def label_of(self, indices: Sequence[int]) -> list[int] | None:
+        from latte_bench.training.sampling import video_labels
+
+        k = self.num_classes
+        if not k:
+            return None
+        if self.labels == "balanced":
+            return [int(i) % k for i in indices]
+        return video_labels(self.seed, indices, k)
+
+    def settings(self, dataset: str | None) -> dict:
+        """What determines the videos: the checkpoint file and every sampling setting."""
+        return {"checkpoint": dict(self.loaded.checkpoint), "sampler": self.sampler, "steps": int(self.steps),
+                "cfg_scale": self.effective_cfg(dataset), "seed": int(self.seed), "labels": self.labels,
+                "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
+                "latent_shape": list(self.loaded.latent_shape),
+                "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
+
+    def fingerprint(self) -> str:
+        return self.loaded.checkpoint["sha256"]
+
+    @property
+    def description(self) -> dict:
+        return {"kind": "checkpoint", "path": str(self.ckpt)}
+
+    def generate(self, indices: Sequence[int], dataset: str | None) -> np.ndarray:
+        """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``."""
+        from latte_bench.training.latents import to_uint8
+        from latte_bench.training.sampling import generate_latents
+        from latte_bench.training.trainer import PRECISIONS
+
+        lm = self.loaded
+        latents, _ = generate_latents(
+            lm.model, list(indices), lm.latent_shape, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
+            cfg_scale=self.effective_cfg(dataset), num_classes=self.num_classes, labels=self.label_of(indices),
+            learn_sigma=bool(lm.info.get("learn_sigma", True)), clip_denoised=self._space.vae is None,
+            device=self.device, autocast_dtype=PRECISIONS[self.precision])
+        return to_uint8(self._space.decode(latents))
+
+    def iter_clips(self, clips: Sequence[Clip], *, batch_size: int, num_workers: int = 0, dataset: str | None = None,
+                   on_video: Callable[[int, np.ndarray], None] | None = None) -> Iterator[tuple[Clip, object]]:
+        """Sample the videos of ``clips`` in batches; ``on_video(i, video)`` sees every whole video (e.g. to save it)."""
+        bs = int(self.batch_size or batch_size)
+        for start in range(0, len(clips), bs):
+            chunk = clips[start : start + bs]
+            videos = self.generate([c.video for c in chunk], dataset)
+            for c, video in zip(chunk, videos):
+                if on_video is not None:
+                    on_video(c.video, video)
+                yield c, np.ascontiguousarray(video[list(c.indices)])
