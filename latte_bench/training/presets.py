@@ -52,7 +52,7 @@ class TrainConfig:
     start_clip_iter: int = 20_000  # optimizer steps before clipping starts (norm only logged before)
     clip_max_norm: float = 0.1
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 (exact: no autocast, TF32 off) | bf16 | fp16
-    compile: bool = False  # torch.compile the model for training (CUDA; minutes of compilation at start)
+    compile: bool = False  # torch.compile each transformer block for training (seconds to minutes of compilation at start)
     distributed: str = "ddp"  # ddp | fsdp
     seed: int = 3407
     # bookkeeping
