@@ -108,26 +108,83 @@ def _tiny_checkpoint(tmp_path, variant):
         torch.nn.init.normal_(p, std=0.2)
     ema = create_ema(model)
     opt = torch.optim.AdamW(model.parameters())
-    return save_checkpoint(tmp_path / f"v{variant}.pt", model=model, ema=ema, optimizer=opt, step=1, config=cfg.to_dict())
+    return save_checkpoint(tmp_path / f"v{variant}.pt", model=model, ema=ema, optimizer=opt, step=1,
+                           config={**cfg.to_dict(), "latent_channels": 3, "latent_size": cfg.image_size})
 
 
 def test_similarity_analysis_from_checkpoint(tmp_path):
+    import torch
+
     from latte_bench.errors import UserError
 
     ckpt = _tiny_checkpoint(tmp_path, variant=1)
     res = analysis.run_analysis("similarity", str(ckpt), out=tmp_path / "out", num_videos=3)
-    summ = res["numbers"]["summary"]
+    nums = res["numbers"]
+    summ, mats = nums["summary"], {k: np.array(v) for k, v in nums["matrices"].items()}
     assert list(summ) == ["1 spatial", "2 temporal", "3 spatial", "4 temporal"]
-    for s in summ.values():
-        assert -1.0 <= s["mean"] <= 1.0 and s["var"] >= 0 and 0 <= s["inverted_first"] <= 4
-    mats = res["numbers"]["matrices"]
-    assert np.allclose(np.diag(np.array(mats["1 spatial"])), 1.0, atol=1e-5)
+    assert nums["checkpoint_step"] == 1 and nums["weights"] == "ema" and nums["num_videos"] == 3
+
+    # the same numbers, computed here from the model's own block outputs with a direct loop
+    loaded, cfg = analysis.load_analysis_model(str(ckpt))
+    video, labels = analysis.analysis_videos(cfg, num_videos=3, seed=0)
+    feats = analysis.model_features(loaded.model, cfg, video, labels, timestep=250, seed=0)
+    out3 = feats["blocks.2.out"].double().numpy()  # (B, F, N, D) after the third block
+    b, f = out3.shape[:2]
+    expect = np.zeros((f, f))
+    for v in range(b):
+        for i in range(f):
+            for j in range(f):
+                expect[i, j] += _direct_cos(out3[v, i].ravel(), out3[v, j].ravel()) / b
+    np.testing.assert_allclose(mats["3 spatial"], expect, atol=2e-6)
+    off = expect[~np.eye(f, dtype=bool)]
+    assert summ["3 spatial"]["mean"] == pytest.approx(off.mean(), abs=2e-6)
+    assert summ["3 spatial"]["var"] == pytest.approx(off.var(), rel=1e-3, abs=1e-9)
+    # the blocks change the features: the matrices of the first and last block are not the same
+    assert np.abs(mats["1 spatial"] - mats["4 temporal"]).max() > 1e-3
+    assert 0 < summ["1 spatial"]["var"]  # frames are not all equally similar
+    assert torch.is_tensor(feats["blocks.0.out"]) and feats["blocks.0.out"].shape[:2] == (3, 6)
+
     names = {p.name for p in res["files"]}
     assert {"similarity_matrices.png", "similarity_matrices.pdf", "similarity_per_block.png", "similarity.json"} <= names
     with pytest.raises(UserError, match="Variant 1, not --variant 2"):
         analysis.run_analysis("similarity", str(ckpt), out=tmp_path / "out", variant=2)
     with pytest.raises(UserError, match="Variant 4"):
         analysis.run_analysis("fusion", str(ckpt), out=tmp_path / "out")
+
+
+def test_official_checkpoint_branch_of_the_loader(tmp_path):
+    """An official {"ema": state_dict} file (no config) is built from --preset and gives the same
+    analysis as the same weights in a training checkpoint."""
+    import torch
+
+    from latte_bench.errors import UserError
+    from latte_bench.training.checkpoint import save_checkpoint
+    from latte_bench.training.ema import create_ema
+    from latte_bench.training.presets import preset
+    from latte_bench.training.trainer import build_model
+
+    cfg = preset("demo")  # 8 frames of 16x16 pixels, 4 classes, width 64
+    torch.manual_seed(1)
+    model = build_model(cfg, 3, cfg.image_size)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    ema = create_ema(model)
+    official = tmp_path / "official.pt"
+    torch.save({"ema": ema.state_dict()}, official)
+    ours = save_checkpoint(tmp_path / "ours.pt", model=model, ema=ema, optimizer=torch.optim.AdamW(model.parameters()),
+                           step=1,
+                           config={**cfg.to_dict(), "latent_channels": 3, "latent_size": cfg.image_size})
+
+    loaded, got = analysis.load_analysis_model(str(official), preset="demo")
+    assert loaded.checkpoint["format"] == "official" and loaded.latent_shape == (8, 3, 16, 16)
+    assert (got.variant, got.num_frames, got.image_size, got.num_classes) == (1, 8, 16, 4)
+    for k, v in ema.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+    a = analysis.run_analysis("similarity", str(official), out=tmp_path / "a", preset="demo", num_videos=2)["numbers"]
+    b = analysis.run_analysis("similarity", str(ours), out=tmp_path / "b", num_videos=2)["numbers"]
+    assert a["summary"] == b["summary"] and a["matrices"] == b["matrices"]
+    with pytest.raises(UserError, match="--preset"):
+        analysis.run_analysis("similarity", str(official), out=tmp_path / "c")
 
 
 def test_fusion_analysis_from_variant4_checkpoint(tmp_path):

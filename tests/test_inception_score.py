@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from latte_bench.errors import UserError
-from latte_bench.metrics.inception_score import PROTOCOLS, inception_score, split_bounds
+from latte_bench.metrics.inception_score import inception_score, split_bounds
 
 
 def test_uniform_predictions_give_one():
@@ -53,6 +53,19 @@ def test_too_few_samples_is_a_user_error():
         inception_score(np.full(5, 0.2), splits=1)
 
 
-def test_protocol_presets():
-    assert PROTOCOLS["stylegan_v"] == dict(num_clips=2048, splits=10, shuffle_seed=42)
-    assert PROTOCOLS["tgan2"]["num_clips"] == 10000 and PROTOCOLS["tgan2"]["splits"] == 1
+def test_hand_computed_scores_from_known_softmax_outputs():
+    # two confident, opposite predictions: p(y) = (1/2, 1/2), KL = 0.9·ln(0.9/0.5) + 0.1·ln(0.1/0.5)
+    pair = np.array([[0.9, 0.1], [0.1, 0.9]])
+    expected = 1.8**0.9 * 0.2**0.1  # exp(KL) = 1.44497...
+    out = inception_score(pair, splits=1, shuffle_seed=None)
+    assert out["mean"] == pytest.approx(expected, rel=1e-12) and out["per_split"] == [pytest.approx(expected, rel=1e-12)]
+    # unequal marginal: p(y) = (1/4, 1/4, 1/2); both rows have KL = ln 2, so IS = 2
+    rows = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    assert inception_score(rows, splits=1, shuffle_seed=None)["mean"] == pytest.approx(2.0, rel=1e-12)
+    # two splits, rows [i·N/2, (i+1)·N/2): the confident pair (IS 1.44497) and two equal rows (IS 1)
+    four = np.array([[0.9, 0.1], [0.1, 0.9], [1.0, 0.0], [1.0, 0.0]])
+    two = inception_score(four, splits=2, shuffle_seed=None)
+    assert two["per_split"] == [pytest.approx(expected, rel=1e-12), pytest.approx(1.0, rel=1e-12)]
+    assert two["mean"] == pytest.approx((expected + 1) / 2, rel=1e-12)
+    assert two["std"] == pytest.approx((expected - 1) / 2, rel=1e-12)  # population std of two values
+    assert two["num_samples"] == 4 and two["splits"] == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ def _record(method="Latte", dataset="UCF101", seed=0, fvd=400.0, stride=3, clips
         "dataset": dataset,
         "seed": seed,
         "metrics": {"fvd2048_16f": fvd},
-        "protocol": {"num_frames": 16, "real_stride": stride, "resize": "bilinear", "batch_size": 8, "seed": seed},
+        "protocol": {"num_frames": 16, "real_stride": stride, "resize": "pytorch", "batch_size": 8, "seed": seed},
         "detectors": {"i3d": {"sha256": i3d}},
         "counts": {"real_clips": clips, "fake_clips": clips},
     }
@@ -83,10 +85,9 @@ def test_eval_records_use_provenance_and_fallbacks():
     assert row.values == [400.0, 420.0]
     c = store.record_from_dict(_eval_record(seed=2, num_clips=2048, method="Latte"))
     rows = store.group_rows([a, b, c], ["fvd"])
-    assert sorted(r.note for r in rows) == ["fake_clips=2048, num_clips=2048, real_clips=2048",
-                                            "fake_clips=64, num_clips=64, real_clips=64"]
+    assert sorted(r.note for r in rows) == ["", "64 clips"]  # only the short run is tagged
     unlabelled = store.record_from_dict(_eval_record(seed=3))
-    assert unlabelled.method == "? s3"  # the generated folder's name, visibly a fallback
+    assert unlabelled.method == "s3"  # the generated folder's name
 
 
 def test_method_falls_back_to_model_name():
@@ -115,19 +116,26 @@ def test_mismatched_protocols_become_separate_rows_or_are_refused():
     rows = store.group_rows(recs, ["fvd"])
     by_note = {r.note: r for r in rows}
     assert len(rows) == 3
-    assert by_note["detector.i3d=aaaaaaaa, real_stride=3"].values == [400.0, 410.0]
-    assert by_note["detector.i3d=aaaaaaaa, real_stride=6"].values == [300.0]
-    assert by_note["detector.i3d=cccccccc, real_stride=3"].values == [500.0]
-    with pytest.raises(UserError) as e:
+    # UCF101's column uses real stride 3: the stride-6 record is tagged; the two standard rows
+    # differ only in the detector, which their labels name
+    assert by_note["real stride 6"].values == [300.0]
+    assert by_note["detector.i3d=aaaaaaaa"].values == [400.0, 410.0]
+    assert by_note["detector.i3d=cccccccc"].values == [500.0]
+    with pytest.raises(UserError) as e:  # a departure from the column's protocol is refused first
         store.group_rows(recs, ["fvd"], strict=True)
     msg = str(e.value)
-    assert "\n" not in msg and "r3.json" in msg and "r6.json" in msg and "real_stride" in msg
+    assert "\n" not in msg and "r6.json" in msg and "real stride 6" in msg
+    with pytest.raises(UserError) as e:  # standard records that disagree with each other
+        store.group_rows([recs[0], recs[3]], ["fvd"], strict=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "r3.json" in msg and "other_i3d.json" in msg and "detector.i3d" in msg
 
 
 def test_clip_count_mismatch_is_a_protocol_difference():
     recs = [store.record_from_dict(_record(clips=2048)), store.record_from_dict(_record(clips=64))]
     rows = store.group_rows(recs, ["fvd"])
-    assert sorted(r.note for r in rows) == ["fake_clips=2048, real_clips=2048", "fake_clips=64, real_clips=64"]
+    assert sorted(r.note for r in rows) == ["", "64 clips"]
+    assert sorted(tuple(r.nonstandard) for r in rows) == [(), ("64 clips",)]
 
 
 def test_table3_assembly_with_reported_and_measured(tmp_path):
@@ -170,13 +178,189 @@ def test_table5_keeps_fid_on_ffs_and_is_on_ucf():
     assert set(df[df.source == "reported"].column) == {"FaceForensics FID", "UCF101 IS"}
 
 
-def test_unverified_reported_numbers_are_marked():
+# The paper's numbers (paper_tables.md: Tables 3 and 5, and the joint-training numbers of the text),
+# kept here so that the check runs in a fresh clone without ../shared.
+PAPER_TABLE3 = {  # method: (FaceForensics, SkyTimelapse, UCF101, Taichi-HD); None = "-"
+    "MoCoGAN": ("124.7", "206.6", "2886.9", None),
+    "VideoGPT": ("185.9", "222.7", "2880.6", None),
+    "MoCoGAN-HD": ("111.8", "164.1", "1729.6", "128.1"),
+    "DIGAN": ("62.5", "83.11", "1630.2", "156.7"),
+    "StyleGAN-V": ("47.41", "79.52", "1431.0", None),
+    "PVDM": ("355.92", "55.41", "343.6", "540.2"),
+    "MoStGAN-V": ("39.70", "65.30", "1380.3", None),
+    "LVDM": (None, "95.20", "372.0", "99.0"),
+    "VDT": (None, None, "225.7", None),
+    "W.A.L.T": (None, None, "258.1", None),
+    "Latte": ("34.00", "59.82", "477.97", "159.60"),
+    "Latte+IMG": ("27.08", "42.67", "202.23", "97.09"),
+}
+PAPER_TABLE5 = {  # method: (UCF101 IS, FaceForensics FID)
+    "MoCoGAN": ("10.09", "23.97"),
+    "VideoGPT": ("12.61", "22.7"),
+    "MoCoGAN-HD": ("23.39", "7.12"),
+    "DIGAN": ("23.16", "19.1"),
+    "StyleGAN-V": ("23.94", "9.445"),
+    "PVDM": ("60.55", "29.76"),
+    "Latte": ("68.53", "5.02"),
+    "Latte+IMG": ("73.31", "3.87"),
+}
+PAPER_JOINT = {"Only Video": ("705.72", "75.98"), "Temporal Mask": ("589.86", "63.36")}  # UCF101 zero-shot (FVD, FID)
+PAPER_TABLES_MD = Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "paper_tables.md"
+
+
+def _cells(table: str) -> dict[tuple[str, str, str], str]:
+    """{(method, dataset, metric): the number as printed} of published.py, checking value == float(printed)."""
+    cells = {(r.method, r.dataset, r.metric): r.printed for r in published.reported(table)}
+    assert len(cells) == len(published.reported(table)), f"{table}: a cell is listed twice"
+    assert all(r.value == float(r.printed) for r in published.reported(table))
+    return cells
+
+
+def _expected_cells(t3: dict, t5: dict, joint: dict) -> dict[str, dict]:
+    out = {"table3": {}, "table5": {}, "joint": {}}
+    for method, values in t3.items():
+        for dataset, v in zip(published.DATASETS, values):
+            if v is not None:
+                out["table3"][(method, dataset, "fvd")] = v
+    for method, (is_, fid) in t5.items():
+        out["table5"][(method, "UCF101", "is")] = is_
+        out["table5"][(method, "FaceForensics", "fid")] = fid
+    for method, (fvd, fid) in joint.items():
+        out["joint"][(method, "UCF101", "fvd")] = fvd
+        out["joint"][(method, "UCF101", "fid")] = fid
+    return out
+
+
+def _parse_paper_tables(text: str) -> tuple[dict, dict, dict]:
+    """Tables 3 and 5 and the joint-training numbers from paper_tables.md."""
+    def table(heading: str) -> list[list[str]]:
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+        return [r for r in rows[2:]]  # drop the header and the |---| line
+
+    num = lambda c: None if c in ("-", "–", "") else c  # noqa: E731
+    t3 = {r[0]: tuple(num(c) for c in r[1:5]) for r in table("## Table 3")}
+    t5 = {r[0]: (num(r[1]), num(r[2])) for r in table("## Table 5")}
+    joint = {name: (fvd, fid) for name, fvd, fid in
+             re.findall(r'"([^"]+)" FVD ([\d.]+) / FID ([\d.]+)', " ".join(text.split()))}
+    return t3, t5, joint
+
+
+@pytest.mark.parametrize("table", ["table3", "table5", "joint"])
+def test_published_cells_equal_the_paper(table):
+    expected = _expected_cells(PAPER_TABLE3, PAPER_TABLE5, PAPER_JOINT)[table]
+    assert _cells(table) == expected  # every cell, nothing missing, nothing extra
+    for r in published.reported(table):
+        assert {"method", "dataset", "metric", "value"} <= set(vars(r)) and isinstance(r.value, float)
+    # the leaderboard shows each cell as printed (9.445, not 9.45; 34.00, not 34)
+    wide = leaderboard.to_wide(leaderboard.build_table(table, []))
+    for (method, dataset, metric), printed in expected.items():
+        column = dataset if table == "table3" else f"{dataset} {metric.upper()}"
+        assert wide[wide.Method == method].iloc[0][column].split(" ")[0] == printed, (method, column)
+
+
+@pytest.mark.skipif(not PAPER_TABLES_MD.is_file(), reason=f"{PAPER_TABLES_MD} is absent (a clone without ../shared)")
+def test_published_cells_equal_shared_paper_tables():
+    t3, t5, joint = _parse_paper_tables(PAPER_TABLES_MD.read_text(encoding="utf-8"))
+    assert len(t3) == 12 and len(t5) == 8 and set(joint) == {"Only Video", "Temporal Mask"}
+    expected = _expected_cells(t3, t5, joint)
+    for table in ("table3", "table5", "joint"):
+        assert _cells(table) == expected[table], table
+
+
+def test_reported_cells_carry_no_dagger_and_revision_footnotes_name_both():
+    for table in ("table3", "table5", "joint"):
+        md = leaderboard.to_markdown(leaderboard.build_table(table, []), table)
+        assert "†" not in md
     df = leaderboard.build_table("table3", [])
     wide = leaderboard.to_wide(df)
-    latte = wide[wide.Method == "Latte"].iloc[0]
-    assert latte["SkyTimelapse"] == "59.82"  # verified (Latte issue #65)
-    assert latte["Taichi-HD"] == "159.60 †"  # not confirmed
-    assert all(r.evidence for r in published.TABLE3 if r.verified)
+    img = wide[wide.Method == "Latte+IMG"].iloc[0]
+    assert img["UCF101"] == "202.23 ¹" and img["Taichi-HD"] == "97.09"
+    assert list(wide.columns) == ["Method", "Source", "FaceForensics", "SkyTimelapse", "UCF101", "Taichi-HD"]
+    md = leaderboard.to_markdown(df, "table3")
+    note = next(line for line in md.splitlines() if line.startswith("- ¹"))
+    assert "Latte+IMG, UCF101" in note and "202.23" in note and "333.61" in note
+    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97"
+
+
+def test_short_run_is_tagged_beside_the_paper_and_refused_when_strict():
+    three = store.record_from_dict(_eval_record(seed=0, fvd=236.83, num_clips=3, method="Latte-S/2 step 100"), "three.json")
+    df = leaderboard.build_table("table3", [three])
+    wide = leaderboard.to_wide(df)
+    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97"
+    measured = wide[wide.Source == "measured"]
+    assert list(measured.Method) == ["Latte-S/2 step 100 [3 clips]"]
+    assert measured.iloc[0]["UCF101"] == "236.83 (n=1)"
+    assert df[df.source == "measured"].iloc[0]["nonstandard"] == "3 clips"
+    with pytest.raises(UserError, match=r"three.json: .*\(3 clips\).*--strict") as e:
+        leaderboard.build_table("table3", [three], strict=True)
+    assert "\n" not in str(e.value)
+    full = store.record_from_dict(_eval_record(seed=0, num_clips=2048, method="Latte"))
+    assert leaderboard.build_table("table3", [full], strict=True).iloc[-1]["note"] == ""
+
+
+def _v2_record(**over):
+    """A record as `latte-bench eval --json` writes it (schema latte-bench/eval-record/2)."""
+    rec = {
+        "schema": "latte-bench/eval-record/2", "method": "Latte", "dataset": "taichi",
+        "metrics": {"fvd": {"value": 160.0, "std": 2.0, "runs": [158.0, 162.0]}},
+        "results": {"fvd": {"metric": "fvd", "value": 160.0, "real_count": 2048, "fake_count": 2048, "unit": "clips",
+                            "provenance": {"num_clips": 2048, "num_frames": 16, "real_stride": 6, "fake_stride": 1}}},
+        "protocol": {"num_clips": 2048, "num_frames": 16, "real_stride": 6, "fake_stride": 1, "seed": 0,
+                     "resize": "pytorch", "covariance": "biased"},
+        "detectors": {"i3d": I3D}, "counts": {"real_clips": 2048, "fake_clips": 2048},
+        "nonstandard": [], "real": {"path": "/data/taichi/train"},
+        "fake": {"path": "/samples/taichi", "checkpoint": {"path": "run/checkpoints/0050000.pt", "sha256": "b" * 64,
+                                                          "step": 50000, "weights": "ema"}},
+        "seed": 0,
+    }
+    rec.update(over)
+    return rec
+
+
+def test_eval_record_v2_tags_and_names():
+    rec = store.record_from_dict(_v2_record())
+    assert rec.method == "Latte" and rec.dataset == "Taichi-HD" and rec.metrics == {"fvd": 160.0}
+    assert store.nonstandard_tags(rec, "fvd") == []  # Taichi-HD's column uses stride 6
+    # the record's own tags are shown, and column differences it does not state are added
+    stride3 = _v2_record(nonstandard=["resize tf"])
+    stride3["protocol"] = {**stride3["protocol"], "real_stride": 3, "resize": "tf"}
+    stride3["results"]["fvd"]["provenance"]["real_stride"] = 3
+    assert store.nonstandard_tags(store.record_from_dict(stride3), "fvd") == ["resize tf", "real stride 3"]
+    # rows are named from the record: --method, else the checkpoint's model and step, else the folder
+    unnamed = _v2_record(method=None, model={"name": "Latte-XL/2"})
+    assert store.record_from_dict(unnamed).method == "Latte-XL/2"
+    stepped = _v2_record(method=None)
+    stepped["fake"]["checkpoint"]["model"] = "Latte-S/2"
+    assert store.record_from_dict(stepped).method == "Latte-S/2 step 50000"
+    old = {"metrics": {"fvd": 1.0}, "real": "/d/ucf", "fake": "/samples/ucf_run/videos.npz"}
+    assert store.record_from_dict(old).method == "ucf_run"  # never "? videos.npz"
+
+
+def test_real_clip_shortfall_is_tagged_unless_the_real_set_was_exhausted():
+    def rec(videos_long_enough):
+        r = _eval_record(seed=0, num_clips=2048, dataset="ffs", method="Latte")
+        prov = r["results"]["fvd"]["provenance"]
+        prov["real_clips"] = 704
+        prov["real_sampling"] = {"videos_long_enough": videos_long_enough, "clips": 704}
+        return store.record_from_dict(r)
+
+    assert store.nonstandard_tags(rec(704), "fvd") == []  # all 704 training videos: the protocol's min(N, 2048)
+    assert store.nonstandard_tags(rec(5000), "fvd") == ["704 real clips"]
+
+
+def test_joint_table_and_table5_columns():
+    df = leaderboard.build_table("joint", [])
+    wide = leaderboard.to_wide(df)
+    assert list(wide.columns) == ["Method", "Source", "UCF101 FVD", "UCF101 FID"]
+    tm = wide[wide.Method == "Temporal Mask"].iloc[0]
+    assert (tm["UCF101 FVD"], tm["UCF101 FID"]) == ("589.86", "63.36")
+    rec = store.record_from_dict({**_record(dataset="ucf101"), "method": "Temporal Mask",
+                                  "metrics": {"fvd2048_16f": 600.0, "fid": 70.0, "isv2048_ucf": 50.0}})
+    measured = leaderboard.build_table("joint", [rec])
+    assert sorted(measured[measured.source == "measured"].column) == ["UCF101 FID", "UCF101 FVD"]
+    t5 = leaderboard.to_wide(leaderboard.build_table("table5", []))
+    assert t5[t5.Method == "PVDM"].iloc[0][["UCF101 IS", "FaceForensics FID"]].tolist() == ["60.55", "29.76"]
 
 
 def test_bootstrap_ci_contains_point_and_shrinks_with_more_samples():

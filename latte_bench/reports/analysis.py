@@ -145,48 +145,32 @@ def fusion_distributions(pairs: dict, reduce: str = "flatten") -> dict:
 ANALYSIS_TIMESTEP = 250  # diffusion step at which the clean videos are noised before the forward pass
 
 
-def load_model(ckpt: str, variant: int | None = None, model_name: str = "Latte-XL/2", image_size: int = 256,
-               num_frames: int = 16, device: str = "cpu"):
-    """A Latte model in eval mode (EMA weights) and its run config, from a checkpoint file.
+def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "ema", preset: str | None = None,
+                        model_name: str | None = None, device: str = "cpu"):
+    """The model to analyse and its run config, via :func:`latte_bench.training.load.load_model`.
 
-    ``ckpt``: a training checkpoint of ``latte-bench train`` (holds ``config``; its variant, size
-    and data settings are used, and a ``--variant`` that disagrees is refused) or an official
-    ``{"ema": state_dict}`` file (built as ``model_name`` with ``variant``, latent space 4x(H/8)).
-    Returns ``(model, config)`` where ``config`` is a :class:`latte_bench.training.presets.TrainConfig`.
+    ``ckpt``: a ``latte-bench train`` checkpoint or run folder (its config gives variant, size and
+    data settings) or an official ``{"ema": state_dict}`` file, built as ``preset`` (and
+    ``model_name``); ``weights``: ``ema`` (default) or ``model``. A ``variant`` that the checkpoint
+    does not have is refused. Returns ``(LoadedModel, config)`` where ``config`` is a
+    :class:`latte_bench.training.presets.TrainConfig`; the model is in eval mode on ``device``.
     """
-    import torch
-
     from latte_bench.errors import UserError
-    from latte_bench.training.checkpoint import load_checkpoint
+    from latte_bench.training.load import load_model
     from latte_bench.training.presets import TrainConfig
 
-    obj = load_checkpoint(ckpt)
-    if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
-        from latte_bench.training.latents import load_vae
-        from latte_bench.training.trainer import build_model
+    loaded = load_model(ckpt, weights, preset=preset, model_name=model_name, device=device)
+    cfg = TrainConfig.from_dict(loaded.info)
+    if variant is not None and variant != cfg.variant:
+        raise UserError(f"{ckpt}: this checkpoint is Variant {cfg.variant}, not --variant {variant}; drop --variant or pass another checkpoint")
+    return loaded, cfg
 
-        cfg = TrainConfig.from_dict(obj["config"])
-        if variant is not None and variant != cfg.variant:
-            raise UserError(f"{ckpt}: this checkpoint is Variant {cfg.variant}, not --variant {variant}; drop --variant or pass another checkpoint")
-        if cfg.pixel_space:
-            channels, size = 3, cfg.image_size
-        else:
-            vae = load_vae(cfg.vae)
-            channels, size = int(vae.config.latent_channels), cfg.image_size // 2 ** (len(vae.config.block_out_channels) - 1)
-        model = build_model(cfg, channels, size)
-        model.load_state_dict(obj["ema"] if "ema" in obj else obj["model"])
-    else:
-        from latte_bench.models.convert import extract_state_dict, load_official_state_dict
-        from latte_bench.models.latte import create_model
 
-        state = extract_state_dict(obj, source=str(ckpt))
-        num_classes = int(state["y_embedder.embedding_table.weight"].shape[0]) - 1 if "y_embedder.embedding_table.weight" in state else 0
-        cfg = TrainConfig(model=model_name, variant=variant or 1, image_size=image_size, num_frames=num_frames,
-                          num_classes=num_classes)
-        model = create_model(model_name, variant=variant or 1, input_size=image_size // 8, in_channels=4,
-                             num_frames=num_frames, num_classes=num_classes)
-        load_official_state_dict(model, state, source=str(ckpt))
-    return model.to(torch.device(device)).eval(), cfg
+# the name reports/demo.py calls; returns (model, config)
+def load_model(ckpt: str, variant: int | None = None, device: str = "cpu", **kwargs):
+    """``(model, config)`` of :func:`load_analysis_model` (kept for callers of the older name)."""
+    loaded, cfg = load_analysis_model(ckpt, variant=variant, device=device, **kwargs)
+    return loaded.model, cfg
 
 
 def analysis_videos(cfg, data: str | None = None, num_videos: int = 8, seed: int = 0):
@@ -224,7 +208,10 @@ def analysis_videos(cfg, data: str | None = None, num_videos: int = 8, seed: int
 
 
 def model_features(model, cfg, video, labels, timestep: int = ANALYSIS_TIMESTEP, seed: int = 0, device: str = "cpu") -> dict:
-    """Noise the clips to ``timestep`` (fixed seed), run the model once, return C's feature dict.
+    """Noise the clips to ``timestep`` (fixed seed), run the model once, return its feature dict.
+
+    ``video``: (B, F, 3, H, W) in [-1, 1]; ``labels``: (B,). Returns ``{"blocks.{i}.out": (B, F, N, D), ...}``
+    as ``model(..., return_features=True)`` gives it.
 
     The clips are encoded with the run's latent space first (the identity in pixel space).
     """
@@ -275,17 +262,19 @@ def head_pairs(model, features: dict) -> dict:
 
 
 def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: int | None = None,
-                 model_name: str = "Latte-XL/2", image_size: int = 256, data: str | None = None, num_videos: int = 8,
-                 timestep: int | None = None, reduce: str = "flatten", features: str = "out", seed: int = 0,
-                 device: str = "cpu", prefix: str = "") -> dict:
+                 weights: str = "ema", preset: str | None = None, model_name: str | None = None,
+                 data: str | None = None, num_videos: int = 8, timestep: int | None = None, reduce: str = "flatten",
+                 features: str = "out", seed: int = 0, device: str = "cpu", prefix: str = "") -> dict:
     """``kind`` "similarity" (Fig. 6) or "fusion" (Fig. 8) on checkpoint ``ckpt``: figures + JSON in ``out``.
+
+    ``ckpt``/``variant``/``weights``/``preset``/``model_name``: see :func:`load_analysis_model`.
 
     Returns ``{"text": printable summary, "files": [paths], "numbers": the JSON written}``.
     """
     from pathlib import Path
 
     from latte_bench.errors import UserError
-    from latte_bench.fsutil import sha256_file, write_json
+    from latte_bench.fsutil import write_json
     from latte_bench.reports import figures
 
     if kind not in ("similarity", "fusion"):
@@ -297,12 +286,14 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
     timestep = ANALYSIS_TIMESTEP if timestep is None else int(timestep)
     if not 0 <= timestep < 1000:
         raise UserError(f"--timestep {timestep}: must be in 0..999")
-    model, cfg = load_model(ckpt, variant=variant, model_name=model_name, image_size=image_size, device=device)
+    loaded, cfg = load_analysis_model(ckpt, variant=variant, weights=weights, preset=preset, model_name=model_name, device=device)
+    model = loaded.model
     video, labels = analysis_videos(cfg, data=data, num_videos=num_videos, seed=seed)
     feats = model_features(model, cfg, video, labels, timestep=timestep, seed=seed, device=device)
     out = Path(out)
     setting = {
-        "checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "model": cfg.model, "variant": cfg.variant,
+        "checkpoint": loaded.checkpoint["path"], "checkpoint_sha256": loaded.checkpoint["sha256"],
+        "checkpoint_step": loaded.checkpoint.get("step"), "weights": weights, "model": cfg.model, "variant": cfg.variant,
         "videos": data or "procedural demo set", "num_videos": int(video.shape[0]), "num_frames": int(video.shape[1]),
         "frame_interval": cfg.frame_interval, "image_size": cfg.image_size, "timestep": timestep, "seed": seed, "reduce": reduce,
     }

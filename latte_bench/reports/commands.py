@@ -8,53 +8,67 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     # ------------------------------------------------------------ report
-    rep = subparsers.add_parser("report", help="leaderboards (paper Tables 3 and 5) and training curves",
+    rep = subparsers.add_parser("report", help="leaderboards (paper Tables 3 and 5, joint training) and training curves",
                                 description="Gather evaluation records into the paper's tables, or plot training curves.")
     rsub = rep.add_subparsers(dest="report_command", metavar="WHAT")
     for name, help_ in (("table3", "FVD of methods x datasets (paper Table 3)"),
-                        ("table5", "FID on FaceForensics and IS on UCF101 (paper Table 5)")):
-        p = rsub.add_parser(name, help=help_, description=help_ + ": the paper's reported rows beside measured rows "
-                            "(mean ± std over seeds) from the results store. Writes OUT/" + name + ".md and .csv.")
-        p.add_argument("--results", default="results", metavar="DIR", help="results folder of JSON records (default results/)")
-        p.add_argument("--out", default="reports", metavar="DIR", help="where to write the Markdown and CSV (default reports/)")
+                        ("table5", "IS on UCF101 and FID on FaceForensics (paper Table 5)"),
+                        ("joint", "image-video joint training strategies, zero-shot FVD and FID on UCF101 (paper text)")):
+        p = rsub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            description=help_ + ": the paper's reported rows beside measured rows (mean ± std over "
+                            "seeds) from the results store; a measured row that departs from its column's protocol "
+                            "is tagged, e.g. [3 clips]. Writes OUT/" + name + ".md and OUT/" + name + ".csv.")
+        p.add_argument("--results", default="results", metavar="DIR", help="results folder of JSON evaluation records")
+        p.add_argument("--out", default="reports", metavar="DIR", help="where to write the Markdown and CSV")
         p.add_argument("--strict", action="store_true",
-                       help="refuse records that disagree on protocol instead of listing them as separate rows")
+                       help="refuse records that depart from their column's protocol or disagree with each other, "
+                       "instead of showing them as tagged rows")
         p.add_argument("--no-reported", action="store_true", help="leave out the paper's published rows")
         if name == "table3":
             p.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                           help="bootstrap resamples for an FVD confidence interval on single records with stored features")
-            p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+                           help="bootstrap resamples for a 95%% FVD confidence interval on single records with "
+                           "stored features (0: none)")
+            p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap resampling")
         p.set_defaults(func=run_table, table=name)
-    p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)")
+    p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)",
+                        description="Plot FVD (and the loss) against the training step from the JSONL logs of "
+                        "`latte-bench train` runs; writes OUT/NAME.png and OUT/NAME.pdf.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or metrics.jsonl files) of latte-bench train")
-    p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default reports/)")
-    p.add_argument("--name", default="training_curves", help="file stem (default training_curves)")
-    p.add_argument("--labels", default=None, help="comma-separated run labels (default: the folder names)")
+    p.add_argument("--out", default="reports", metavar="DIR", help="output folder")
+    p.add_argument("--name", default="training_curves", help="file stem of the figure")
+    p.add_argument("--labels", default=None, help="comma-separated run labels (None: the folder names)")
     p.set_defaults(func=run_curves)
     rep.set_defaults(func=lambda args: rep.print_help() or 2)
 
     # ------------------------------------------------------------ analyze
-    ana = subparsers.add_parser("analyze", help="feature analyses: inter-frame similarity (Fig. 6), Variant 4 fusion (Fig. 8)")
+    ana = subparsers.add_parser("analyze", help="feature analyses: inter-frame similarity (Fig. 6), Variant 4 fusion (Fig. 8)",
+                                description="Run a checkpoint on noised clips and analyse its block features.")
     asub = ana.add_subparsers(dest="analyze_command", metavar="WHAT")
     for name, help_ in (("similarity", "inter-frame cosine-similarity matrices after each block (paper Fig. 6)"),
                         ("fusion", "spatial vs temporal head outputs of a Variant 4 model (paper Fig. 8)")):
-        p = asub.add_parser(name, help=help_, description=help_ + ". See docs/reports.md for the exact definitions.")
-        p.add_argument("--ckpt", required=True, metavar="CKPT", help="training checkpoint (latte-bench train) or official {'ema': ...} file")
+        p = asub.add_parser(name, help=help_, description=help_ + ". See docs/reports.md for the exact definitions.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--ckpt", required=True, metavar="CKPT",
+                       help="training checkpoint or run folder (latte-bench train), or an official {'ema': ...} file")
+        p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint to analyse")
+        p.add_argument("--preset", default=None, metavar="NAME",
+                       help="the model of an official checkpoint (ffs, sky, taichi, ucf101, ...; official files carry no "
+                       "config); ignored for latte-bench checkpoints")
+        p.add_argument("--model", default=None, help="model size for an official checkpoint when not the preset's (e.g. Latte-XL/2)")
         p.add_argument("--variant", type=int, choices=(1, 2, 3, 4), default=None,
-                       help="model variant (checked against a training checkpoint; needed for official files)")
-        p.add_argument("--model", default="Latte-XL/2", help="model name for official checkpoints (default Latte-XL/2)")
-        p.add_argument("--image-size", type=int, default=256, help="frame size for official checkpoints (default 256)")
-        p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (default: the procedural demo set)")
-        p.add_argument("--num-videos", type=int, default=8, help="videos averaged over (default 8)")
-        p.add_argument("--timestep", type=int, default=None, help="diffusion step the clips are noised to (default 250)")
+                       help="expected model variant; a checkpoint of another variant is refused (None: any)")
+        p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (None: the procedural demo set)")
+        p.add_argument("--num-videos", type=int, default=8, help="videos averaged over")
+        p.add_argument("--timestep", type=int, default=None, help="diffusion step (0..999) the clips are noised to (None: 250)")
         p.add_argument("--reduce", choices=("flatten", "mean"), default="flatten",
-                       help="frame vector: tokens concatenated (default) or averaged")
+                       help="frame vector: the frame's tokens concatenated (flatten) or averaged (mean)")
         if name == "similarity":
             p.add_argument("--features", choices=("out", "attn"), default="out",
-                           help="block outputs (residual stream, default) or the attention outputs")
-        p.add_argument("--seed", type=int, default=0, help="seed of the noise and the demo videos (default 0)")
-        p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-        p.add_argument("--out", default="reports/analysis", metavar="DIR", help="output folder (default reports/analysis)")
+                           help="block outputs (residual stream) or the attention outputs")
+        p.add_argument("--seed", type=int, default=0, help="seed of the noise and the demo videos")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--out", default="reports/analysis", metavar="DIR", help="output folder")
         p.set_defaults(func=run_analyze, analysis=name)
     ana.set_defaults(func=lambda args: ana.print_help() or 2)
 
@@ -77,10 +91,14 @@ def run_table(args: argparse.Namespace) -> int:
     from latte_bench.reports.leaderboard import build_table, write_table
     from latte_bench.reports.store import load_records
 
+    from latte_bench.errors import UserError
     records = load_records(args.results)
     df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
                      bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
     md_path, csv_path, md = write_table(df, args.table, args.out)
+    if not records:
+        raise UserError(f"{args.results}: no evaluation records (JSON with 'metrics') in this folder; "
+                        f"write some with `latte-bench eval --json {args.results}/NAME.json`")
     print(md)
     print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
     return 0
@@ -110,8 +128,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     from latte_bench.reports.analysis import run_analysis
 
     summary = run_analysis(
-        args.analysis, args.ckpt, out=args.out, variant=args.variant, model_name=args.model, image_size=args.image_size,
-        data=args.data, num_videos=args.num_videos, timestep=args.timestep, reduce=args.reduce,
+        args.analysis, args.ckpt, out=args.out, variant=args.variant, weights=args.weights, preset=args.preset,
+        model_name=args.model, data=args.data, num_videos=args.num_videos, timestep=args.timestep, reduce=args.reduce,
         features=getattr(args, "features", "out"), seed=args.seed, device=args.device,
     )
     print(summary["text"])

@@ -4,9 +4,11 @@ A leaderboard is a tidy :class:`pandas.DataFrame` with one line per (method, col
 ``source`` (``reported`` = the paper's number from :mod:`latte_bench.reports.published`,
 ``measured`` = records from the results store), ``column`` (e.g. ``UCF101`` or
 ``FaceForensics FID``), ``metric``, ``mean``, ``std`` (over seeds, ddof=1; empty for one record),
-``n`` (records), ``seeds``, ``ci_low``/``ci_high`` (bootstrap, when computed), ``note`` (the
-protocol settings that set a measured row apart), ``verified`` (reported rows only) and
-``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
+``n`` (records), ``seeds``, ``ci_low``/``ci_high`` (bootstrap, when computed), ``note`` (what
+the row label shows in brackets: its nonstandard tags, then settings that tell it from a sibling
+row), ``nonstandard`` (``;``-joined tags: where a measured row departs from its column's protocol,
+:func:`latte_bench.reports.store.nonstandard_tags`), ``footnote`` (reported rows: another paper
+revision's value) and ``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
 Markdown and CSV atomically.
 
 :func:`bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
@@ -26,9 +28,15 @@ from latte_bench.reports import published
 from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
 
 TABLES = {
-    # name: (title, metric families, lower_is_better note)
+    # name: (title, metric families)
     "table3": ("Table 3: FVD (fvd2048_16f, lower is better)", ("fvd",)),
-    "table5": ("Table 5: FID on FaceForensics (lower is better), IS on UCF101 (higher is better)", ("fid", "is")),
+    "table5": ("Table 5: IS on UCF101 (higher is better), FID on FaceForensics (lower is better)", ("fid", "is")),
+    "joint": ("Image-video joint training, zero-shot on UCF101: FVD and FID (lower is better)", ("fvd", "fid")),
+}
+# (paper dataset, metric family) cells a table shows; measured numbers on other datasets get their own columns
+PAPER_CELLS = {
+    "table5": {("FaceForensics", "fid"), ("UCF101", "is")},
+    "joint": {("UCF101", "fvd"), ("UCF101", "fid")},
 }
 
 COLUMNS = [
@@ -43,12 +51,15 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "note",
-    "verified",
+    "nonstandard",
+    "footnote",
+    "printed",
     "records",
 ]
 
 
 def _column(table: str, dataset: str, metric: str) -> str:
+    """The column a number goes to: the dataset (Table 3) or dataset and metric (``UCF101 IS``)."""
     if table == "table3":
         return dataset
     return f"{dataset} {metric_family(metric).upper()}"
@@ -70,7 +81,9 @@ def _reported_lines(table: str) -> list[dict]:
                 ci_low=math.nan,
                 ci_high=math.nan,
                 note="",
-                verified=r.verified,
+                nonstandard="",
+                footnote=r.footnote,
+                printed=r.printed,
                 records=published.PAPER,
             )
         )
@@ -102,7 +115,9 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
                 ci_low=r.ci[0] if r.ci else math.nan,
                 ci_high=r.ci[1] if r.ci else math.nan,
                 note=note,
-                verified=math.nan,
+                nonstandard="; ".join(r.nonstandard),
+                footnote="",
+                printed="",
                 records=" ".join(str(p) for p in r.paths),
             )
         )
@@ -111,10 +126,14 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
 
 def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
                 bootstrap: int = 0, bootstrap_seed: int = 0) -> pd.DataFrame:
-    """The tidy leaderboard ``table`` ("table3" or "table5") from ``records`` (+ the paper's rows).
+    """The tidy leaderboard ``table`` ("table3", "table5" or "joint") from ``records`` (+ the paper's rows).
 
+    ``records``: :class:`latte_bench.reports.store.Record` objects (``load_records`` / ``record_from_dict``).
+    A measured row that departs from its column's protocol is labelled with its tags
+    (``Latte [3 clips]``); ``strict=True`` refuses it instead (:class:`UserError`).
     Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
-    as the paper does; measured FID/IS on any other dataset (e.g. the demo set) get their own column.
+    as the paper does, and "joint" FVD and FID on UCF101 only; measured numbers on any other
+    dataset (e.g. the demo set) get their own column.
     ``bootstrap > 0`` adds a 95% bootstrap interval to FVD rows of a single record that stores its
     features (:func:`latte_bench.reports.store.record_features`) and has no stored interval yet.
     """
@@ -131,8 +150,8 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
                 if feats is not None:
                     b = bootstrap_fvd(*feats, n_resamples=bootstrap, seed=bootstrap_seed)
                     row.ci = (b["low"], b["high"])
-    if table == "table5":
-        keep = {("FaceForensics", "fid"), ("UCF101", "is")}
+    if table in PAPER_CELLS:
+        keep = PAPER_CELLS[table]
         paper = set(published.DATASETS)
         rows = [
             r for r in rows
@@ -149,10 +168,22 @@ def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def format_cell(line: pd.Series, digits: int = 2) -> str:
-    """``477.97``; ``412.30 ± 5.10 (n=3)``; ``412.30 (n=1) [95% CI 400.1–430.2]``; ``†`` = unverified."""
+_SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+
+
+def footnotes(df: pd.DataFrame) -> dict[str, str]:
+    """{footnote text: marker} of the reported cells in ``df``, numbered in order of appearance."""
+    texts = [t for t in df["footnote"] if isinstance(t, str) and t]
+    return {t: _SUPERSCRIPTS[i] if i < len(_SUPERSCRIPTS) else f"[{i + 1}]" for i, t in enumerate(dict.fromkeys(texts))}
+
+
+def format_cell(line: pd.Series, digits: int = 2, marks: dict[str, str] | None = None) -> str:
+    """A cell's text: a reported number as the paper prints it (``124.7``, ``9.445``; ``202.23 ¹`` with a
+    footnote); a measured one as ``412.30 ± 5.10 (n=3)`` or ``412.30 (n=1) [CI 400.1–430.2]``."""
     if line["source"] == "reported":
-        return _fmt(line["mean"], digits) + ("" if line["verified"] else " †")
+        note = line["footnote"] if isinstance(line["footnote"], str) else ""
+        text = line["printed"] if isinstance(line["printed"], str) and line["printed"] else _fmt(line["mean"], digits)
+        return text + (f" {(marks or footnotes(pd.DataFrame([line])))[note]}" if note else "")
     text = _fmt(line["mean"], digits)
     if not math.isnan(line["std"]):
         text += " ± " + _fmt(line["std"], digits)
@@ -173,9 +204,10 @@ def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     cols = paper_cols + other_cols
     order = {m: i for i, m in enumerate(published.METHOD_ORDER)}
     keyed: dict[tuple[str, str], dict[str, str]] = {}
+    marks = footnotes(df)
     for _, line in df.iterrows():
         key = (_row_label(line), line["source"])
-        keyed.setdefault(key, {})[line["column"]] = format_cell(line, digits)
+        keyed.setdefault(key, {})[line["column"]] = format_cell(line, digits, marks)
 
     def sort_key(key):
         label, source = key
@@ -189,9 +221,11 @@ def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 def _paper_columns(df: pd.DataFrame) -> list[str]:
-    cols = list(published.DATASETS)
-    cols += [f"{d} {m}" for d in published.DATASETS for m in ("FID", "IS", "KVD")]
-    return cols
+    """The paper's columns in its order: those of the reported rows as they appear, then the rest."""
+    cols = list(dict.fromkeys(df[df["source"] == "reported"]["column"]))
+    cols += list(published.DATASETS)
+    cols += [f"{d} {m}" for d in published.DATASETS for m in ("FVD", "FID", "IS", "KVD")]
+    return list(dict.fromkeys(cols))
 
 
 def markdown_table(wide: pd.DataFrame) -> str:
@@ -206,13 +240,17 @@ def markdown_table(wide: pd.DataFrame) -> str:
 def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: str = "") -> str:
     title = title or TABLES[table][0]
     notes = [
-        "`reported` = number printed in " + published.PAPER + "; `†` = not confirmed against a public source "
-        "(see docs/reports.md). `measured` = mean ± std over seeds (n records) from this results store, "
-        "with a bootstrap confidence interval where computed.",
-        "Measured rows are comparable with reported ones only when they use the full protocol "
-        "(2,048 clips, the paper's strides and splits); rows tagged with `[...]` differ from their "
-        "siblings in the protocol settings named.",
+        "`reported` = number printed in " + published.PAPER + ". `measured` = mean ± std over seeds "
+        "(n records) from this results store, with a bootstrap confidence interval where computed.",
+        "A measured row tagged `[...]` departs from its column's protocol (2,048 clips of 16 frames, the "
+        "paper's strides and resize) in what the tag names, e.g. `[3 clips]`, and is not "
+        "comparable with the reported numbers; untagged rows followed the protocol.",
     ]
+    for lines in df[df["source"] == "reported"].groupby("footnote", sort=False):
+        text = lines[0]
+        if isinstance(text, str) and text:
+            first = lines[1].iloc[0]
+            notes.append(f"{footnotes(df)[text]} {first['method']}, {first['column']}: {text}.")
     if footer:
         notes.append(footer)
     return f"### {title}\n\n" + markdown_table(to_wide(df)) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -1,16 +1,19 @@
-"""The numbers the Latte paper reports, with where each one was checked.
+"""The numbers the Latte paper reports: Table 3, Table 5 and the joint-training numbers of its text.
 
-Source: Ma et al., *Latte: Latent Diffusion Transformer for Video Generation*, arXiv 2401.03048,
-**v1 (January 2024)**: Table 3 (FVD, StyleGAN-V protocol ``fvd2048_16f``, 256x256) and Table 5
-(FID on FaceForensics frames, video IS on UCF101 with the C3D). Later arXiv versions changed some
-Latte rows (Latte issue #115 quotes 97.09 for Taichi-HD, issue #138 about 220 for UCF101), so the
-version matters: these rows are v1's.
+Source: Ma et al., *Latte: Latent Diffusion Transformer for Video Generation* (arXiv 2401.03048), the
+revision whose Table 3 has Latte+IMG at 202.23 FVD on UCF101 — the revision transcribed in the
+project's reference ``paper_tables.md`` (``../shared/docs/`` beside the repository). Every cell here
+equals that file (``tests/test_reports.py`` checks each one, against an in-repository copy and,
+where present, against the file itself).
 
-Every value carries ``verified``: True only when a public source other than memory was found that
-states the same number (recorded in ``evidence``). Unverified values are shown in the tables with a
-trailing ``†`` and listed in docs/reports.md; treat them as the paper's numbers to be confirmed.
-Baseline rows are numbers the Latte authors copied or re-measured; they carry each baseline's own
-protocol differences (see metrics_protocol.md §2), which is why a "reported" row is never averaged
+- ``table3``: FVD (``fvd2048_16f``, StyleGAN-V protocol, 256x256), lower is better.
+- ``table5``: video IS on UCF101 (C3D, higher is better) and FID on FaceForensics frames (lower is better).
+- ``joint``: image-video joint training strategies, zero-shot on UCF101 (numbers stated in the text):
+  FVD and FID of "Only Video" and "Temporal Mask".
+
+A number that another revision of the paper printed differently carries a ``footnote`` naming both
+values. Baseline rows are numbers the Latte authors copied or re-measured; they carry each baseline's
+own protocol differences (see metrics_protocol.md §2), which is why a "reported" row is never averaged
 with a "measured" one.
 """
 
@@ -18,73 +21,80 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PAPER = "Latte (arXiv 2401.03048 v1)"
+PAPER = "Latte (arXiv 2401.03048, revision with Latte+IMG 202.23 on UCF101)"
 DATASETS = ("FaceForensics", "SkyTimelapse", "UCF101", "Taichi-HD")
+TABLES = ("table3", "table5", "joint")
 
 
 @dataclass(frozen=True)
 class Reported:
-    """One published number: ``method`` on ``dataset`` scored ``value`` with ``metric``."""
+    """One published number: ``method`` on ``dataset`` scored ``value`` with ``metric`` (``fvd``, ``fid`` or ``is``).
+
+    ``printed``: the number as the paper prints it (``"34.00"``, ``"9.445"``); ``footnote``: empty, or
+    the value another revision of the paper printed for this cell.
+    """
 
     method: str
     dataset: str
-    metric: str  # "fvd" (Table 3), "fid" or "is" (Table 5)
+    metric: str
     value: float
-    verified: bool
-    evidence: str = ""
+    printed: str
+    footnote: str = ""
 
 
-_EV_MAGI = "UCF101 column reproduced in the MAGI paper's Table 3 (FVD_256,2048), found via the code search"
-_EV_104 = "Vchitect/Latte issue #104 and #135: 'the paper reports an FVD of 34.00' on FaceForensics"
-_EV_65 = "Vchitect/Latte issue #65: 'the FVD result of 59.82 in your paper on the SKY dataset'"
+def _cell(method: str, dataset: str, metric: str, printed: str, table: str) -> "Reported":
+    return Reported(method, dataset, metric, float(printed), printed, FOOTNOTES.get((table, method, dataset), ""))
 
 
-def _fvd(method: str, ffs, sky, ucf, taichi, verified=(False, False, False, False), evidence=("", "", "", "")):
-    out = []
-    for dataset, value, ok, ev in zip(DATASETS, (ffs, sky, ucf, taichi), verified, evidence):
-        if value is not None:
-            out.append(Reported(method, dataset, "fvd", float(value), ok, ev))
-    return out
+# Cells that another revision of the paper printed differently (paper_tables.md names them).
+FOOTNOTES = {
+    ("table3", "Latte+IMG", "UCF101"): "202.23 in the revision followed here; an earlier revision printed 333.61",
+}
 
 
-# Table 3 (v1): FVD, lower is better. None = "-" in the paper (not reported).
+def _fvd_row(method: str, ffs, sky, ucf, taichi) -> list[Reported]:
+    return [_cell(method, d, "fvd", v, "table3") for d, v in zip(DATASETS, (ffs, sky, ucf, taichi)) if v is not None]
+
+
+# Table 3: FVD, lower is better, as printed. None = "-" in the paper (no value printed).
 TABLE3: tuple[Reported, ...] = tuple(
-    _fvd("MoCoGAN", 124.7, 206.6, 2886.9, None, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("VideoGPT", 185.9, 222.7, 2880.6, None, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("MoCoGAN-HD", 111.8, 164.1, 1729.6, 128.1, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("DIGAN", 62.5, 83.11, 1630.2, 156.7, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("StyleGAN-V", 47.41, 79.52, 1431.0, None, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("PVDM", 355.92, 75.48, 1141.9, 540.2, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("MoStGAN-V", 39.70, 65.30, 1380.3, None, (False, False, True, False), ("", "", _EV_MAGI, ""))
-    + _fvd("LVDM", None, 95.20, 372.0, 99.0)
-    + _fvd(
-        "Latte",
-        34.00,
-        59.82,
-        477.97,
-        159.60,
-        (True, True, True, False),
-        (_EV_104, _EV_65, _EV_MAGI + " (rounded there to 477.9); wizwand.com lists 477.9", ""),
-    )
-    + _fvd("Latte+IMG", 27.08, None, 333.61, None)
+    _fvd_row("MoCoGAN", "124.7", "206.6", "2886.9", None)
+    + _fvd_row("VideoGPT", "185.9", "222.7", "2880.6", None)
+    + _fvd_row("MoCoGAN-HD", "111.8", "164.1", "1729.6", "128.1")
+    + _fvd_row("DIGAN", "62.5", "83.11", "1630.2", "156.7")
+    + _fvd_row("StyleGAN-V", "47.41", "79.52", "1431.0", None)
+    + _fvd_row("PVDM", "355.92", "55.41", "343.6", "540.2")
+    + _fvd_row("MoStGAN-V", "39.70", "65.30", "1380.3", None)
+    + _fvd_row("LVDM", None, "95.20", "372.0", "99.0")
+    + _fvd_row("VDT", None, None, "225.7", None)
+    + _fvd_row("W.A.L.T", None, None, "258.1", None)
+    + _fvd_row("Latte", "34.00", "59.82", "477.97", "159.60")
+    + _fvd_row("Latte+IMG", "27.08", "42.67", "202.23", "97.09")
 )
 
-# Table 5 (v1): FID on FaceForensics (lower is better), IS on UCF101 (higher is better).
-# None of these could be confirmed from a stored public source in this session.
-TABLE5: tuple[Reported, ...] = (
-    Reported("MoCoGAN", "UCF101", "is", 12.42, False),
-    Reported("VideoGPT", "UCF101", "is", 24.69, False),
-    Reported("MoCoGAN-HD", "FaceForensics", "fid", 7.12, False),
-    Reported("MoCoGAN-HD", "UCF101", "is", 32.36, False),
-    Reported("DIGAN", "FaceForensics", "fid", 19.1, False),
-    Reported("DIGAN", "UCF101", "is", 29.71, False),
-    Reported("StyleGAN-V", "FaceForensics", "fid", 9.445, False),
-    Reported("StyleGAN-V", "UCF101", "is", 23.94, False),
-    Reported("PVDM", "UCF101", "is", 74.40, False),
-    Reported("Latte", "FaceForensics", "fid", 5.74, False),
-    Reported("Latte", "UCF101", "is", 68.53, False),
-    Reported("Latte+IMG", "FaceForensics", "fid", 3.87, False),
-    Reported("Latte+IMG", "UCF101", "is", 73.31, False),
+
+def _t5_row(method: str, ucf_is: str, ffs_fid: str) -> list[Reported]:
+    return [_cell(method, "UCF101", "is", ucf_is, "table5"), _cell(method, "FaceForensics", "fid", ffs_fid, "table5")]
+
+
+# Table 5: IS on UCF101 (higher is better), FID on FaceForensics (lower is better), as printed.
+TABLE5: tuple[Reported, ...] = tuple(
+    _t5_row("MoCoGAN", "10.09", "23.97")
+    + _t5_row("VideoGPT", "12.61", "22.7")
+    + _t5_row("MoCoGAN-HD", "23.39", "7.12")
+    + _t5_row("DIGAN", "23.16", "19.1")
+    + _t5_row("StyleGAN-V", "23.94", "9.445")
+    + _t5_row("PVDM", "60.55", "29.76")
+    + _t5_row("Latte", "68.53", "5.02")
+    + _t5_row("Latte+IMG", "73.31", "3.87")
+)
+
+# The paper's text: image-video joint training strategies, zero-shot on UCF101 (FVD, FID; lower is better).
+JOINT: tuple[Reported, ...] = (
+    _cell("Only Video", "UCF101", "fvd", "705.72", "joint"),
+    _cell("Only Video", "UCF101", "fid", "75.98", "joint"),
+    _cell("Temporal Mask", "UCF101", "fvd", "589.86", "joint"),
+    _cell("Temporal Mask", "UCF101", "fid", "63.36", "joint"),
 )
 
 METHOD_ORDER = (
@@ -96,11 +106,18 @@ METHOD_ORDER = (
     "PVDM",
     "MoStGAN-V",
     "LVDM",
+    "VDT",
+    "W.A.L.T",
     "Latte",
     "Latte+IMG",
+    "Only Video",
+    "Temporal Mask",
 )
 
 
 def reported(table: str) -> tuple[Reported, ...]:
-    """The published rows of ``table`` ("table3" or "table5")."""
-    return {"table3": TABLE3, "table5": TABLE5}[table]
+    """The published cells of ``table`` ("table3", "table5" or "joint"), each with method, dataset, metric, value."""
+    tables = {"table3": TABLE3, "table5": TABLE5, "joint": JOINT}
+    if table not in tables:
+        raise ValueError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+    return tables[table]

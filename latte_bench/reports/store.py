@@ -6,8 +6,9 @@ files without a ``metrics`` object are ignored. A record is a JSON object with
 
 - ``metrics``: ``{name: value}`` (a number, or an object with a ``value``), e.g.
   ``{"fvd": 412.3, "fid": 30.1}``; required;
-- ``method`` and ``dataset``: the row and column of a leaderboard (fallbacks: ``model.name`` /
-  the generated folder's name; ``protocol.dataset`` / the real folder's name);
+- ``method`` and ``dataset``: the row and column of a leaderboard (fallbacks: ``"<model> step <N>"``
+  of the checkpoint / the generated folder's name; ``protocol.dataset`` / the real folder's name);
+- ``nonstandard``: tags the evaluation wrote where it departs from its protocol (``["3 clips"]``);
 - ``seed`` (else ``protocol.seed``): the seed that mean ± std is taken over;
 - the settings: ``results.<metric>.provenance`` (what `latte-bench eval` writes: clip counts,
   frames, strides, resize mode, covariance, detector sha256, resolutions, ...), and/or
@@ -15,11 +16,15 @@ files without a ``metrics`` object are ignored. A record is a JSON object with
 - optional ``bootstrap.<metric>`` (a stored confidence interval) and ``features.<metric>``
   (``{"real": npz, "fake": npz}`` kept detector features, for :func:`record_features`).
 
+Column protocol. A record whose settings depart from its leaderboard column's protocol (fewer clips,
+another stride, resize, ...) is labelled with tags naming what differs (:func:`nonstandard_tags`,
+e.g. ``Latte [3 clips]``), or refused with ``strict=True``.
+
 Protocol agreement. Two records are averaged only when their *protocol key* for that metric is
 identical: the metric name and every setting above except the ones that cannot move the number
 (:data:`IGNORED_PROTOCOL_KEYS`: paths, seeds, batch size, device, timings). Records that
-disagree are kept as **separate rows** whose label names the differing settings (e.g.
-``Latte [real_stride=6]``); with ``strict=True`` they are refused with one :class:`UserError`
+disagree are kept as **separate rows**; where their tags do not tell them apart, the label names the
+differing settings (e.g. ``Latte [detector.i3d=aaaaaaaa]``); with ``strict=True`` they are refused with one :class:`UserError`
 line naming the records and the settings. Nothing is ever silently averaged across protocols.
 """
 
@@ -112,7 +117,8 @@ class Row:
     seeds: list[int | None]
     paths: list[Path]
     protocol: dict[str, Any]
-    note: str = ""  # which settings set this row apart from its siblings
+    note: str = ""  # the label's bracket: nonstandard tags, then settings that set it apart from siblings
+    nonstandard: list[str] = field(default_factory=list)  # where it departs from its column's protocol
     ci: tuple[float, float] | None = field(default=None)  # bootstrap CI of a single record
 
     @property
@@ -202,24 +208,51 @@ def _first(raw: dict, *keys: str) -> Any:
     return None
 
 
+def _source_path(source: Any) -> str | None:
+    """The path of a ``real``/``fake`` entry: a string (old records) or ``{"path": ...}`` (eval-record/2)."""
+    if isinstance(source, dict):
+        source = source.get("path")
+    return str(source) if source else None
+
+
+def _folder_name(path: str) -> str:
+    """``samples/ucf`` -> ``ucf``; ``samples/ucf/videos.npz`` -> ``ucf`` (a file names its folder)."""
+    p = Path(path)
+    return p.parent.name if p.suffix and p.parent.name else p.name
+
+
+def _model_method(raw: dict) -> str | None:
+    """``"<model> step <N>"`` from a checkpoint description (``fake.checkpoint`` or ``model``), else the model name."""
+    for ckpt in (_first(raw, "fake.checkpoint"), raw.get("model")):
+        if isinstance(ckpt, str):
+            return ckpt
+        if isinstance(ckpt, dict):
+            name = ckpt.get("name") or ckpt.get("model") or (ckpt.get("train_config") or {}).get("model")
+            step = ckpt.get("step")
+            if name and isinstance(step, int) and not isinstance(step, bool):
+                return f"{name} step {step}"
+            if name:
+                return str(name)
+    return None
+
+
 def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
     """Normalise one record; :class:`UserError` naming ``path`` when it cannot be used.
 
-    ``method`` falls back to ``model.name``, then to the generated set's folder name (``fake``);
-    ``dataset`` to ``protocol.dataset``, then to the real set's folder name (``real``). Set
-    both explicitly for leaderboards: the fallbacks only keep unlabelled records apart.
+    ``method`` (the row name) falls back to ``"<model> step <N>"`` of the checkpoint the videos
+    were sampled from (``fake.checkpoint``, or ``model``), then to the generated set's folder name;
+    ``dataset`` to ``protocol.dataset``, then to the real set's folder name. ``real``/``fake`` may
+    be paths (older records) or ``{"path": ...}`` objects (``latte-bench/eval-record/2``).
     """
     path = Path(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a results record must be a JSON object")
-    method = _first(raw, "method", "model.name", "model.label", "label")
-    if method is None and isinstance(raw.get("model"), str):
-        method = raw["model"]
-    if method is None and raw.get("fake"):
-        method = f"? {Path(str(raw['fake'])).name}"
+    method = _first(raw, "method", "model.label", "label") or _model_method(raw)
+    if method is None and _source_path(raw.get("fake")):
+        method = _folder_name(_source_path(raw["fake"]))
     dataset = _first(raw, "dataset", "data.dataset", "protocol.dataset")
-    if dataset is None and raw.get("real"):
-        dataset = Path(str(raw["real"])).name
+    if dataset is None and _source_path(raw.get("real")):
+        dataset = _folder_name(_source_path(raw["real"]))
     if method is None or dataset is None:
         missing = " and ".join(n for n, v in (("'method'", method), ("'dataset'", dataset)) if v is None)
         raise UserError(f"{path}: record has no {missing}; add it (e.g. \"method\": \"Latte\", \"dataset\": \"UCF101\")")
@@ -327,12 +360,125 @@ def _short(key: str, value: Any) -> str:
     return f"{name}={value}"
 
 
+# ---------------------------------------------------------------- the paper's protocol per column
+
+def column_protocol(family: str) -> dict[str, Any]:
+    """What a number in a paper column of metric ``family`` was measured with: the evaluation
+    defaults of :class:`latte_bench.metrics.protocol.Protocol` (2,048 generated clips of 16
+    frames, generated stride 1, resize, covariance, FID mode) and the StyleGAN-V IS splits.
+    ``clips`` counts generated clips (for FID: videos whose first ``frames`` frames are scored)."""
+    from latte_bench.metrics.inception_score import PROTOCOLS
+    from latte_bench.metrics.protocol import STANDARD_CLIPS, STANDARD_FRAMES, Protocol
+
+    p = Protocol()
+    clips = {"clips": STANDARD_CLIPS, "frames": STANDARD_FRAMES}
+    return {
+        "fvd": {**clips, "fake_stride": p.fake_stride, "resize": p.resize, "covariance": p.covariance},
+        "kvd": {**clips, "fake_stride": p.fake_stride, "resize": p.resize},
+        "fid": {**clips, "fid_mode": p.fid_mode, "covariance": p.covariance},
+        "kid": {**clips, "fid_mode": p.fid_mode},
+        "is": {"clips": PROTOCOLS["stylegan_v"]["num_clips"], "splits": PROTOCOLS["stylegan_v"]["splits"]},
+    }.get(family, {})
+
+
+_NAME_PROTOCOL = re.compile(r"^(?:fvd|kvd|fid|kid|isv?)(\d+)(?=_|$)(?:_(\d+)f)?")
+
+
+def _paper_real_stride(dataset: str) -> int | None:
+    """The real-clip stride of a paper dataset's column (3; Taichi-HD 6), None for other columns."""
+    from latte_bench.data.clips import DATASET_STRIDES
+
+    for name, stride in DATASET_STRIDES.items():
+        if canonical_dataset(name) == dataset:
+            return stride
+    return None
+
+
+def _count(record: Record, metric: str, side: str) -> int | None:
+    """Clips of ``side`` ("real"/"fake") behind ``metric``: the record's ``results.<m>.<side>_count``
+    (when counted in clips), else the metric's provenance, else ``counts``, else the requested number."""
+    res = (record.raw.get("results") or {}).get(metric)
+    if isinstance(res, dict) and res.get("unit", "clips") == "clips" and isinstance(res.get(f"{side}_count"), int):
+        return int(res[f"{side}_count"])
+    proto = record.protocol(metric)
+    keys = (f"{side}_clips", f"{side}_videos", f"counts.{side}_clips") + (("num_clips",) if side == "fake" else ())
+    for key in keys:
+        v = proto.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+def _real_set_exhausted(record: Record, metric: str, real: int) -> bool:
+    """True when every long-enough real video was used: the protocol's min(#videos, 2048)."""
+    res = (record.raw.get("results") or {}).get(metric)
+    prov = res.get("provenance") if isinstance(res, dict) else None
+    sampling = prov.get("real_sampling") if isinstance(prov, dict) else None
+    return isinstance(sampling, dict) and sampling.get("videos_long_enough") == real
+
+
+def column_differences(record: Record, metric: str) -> list[str]:
+    """Where ``record``'s ``metric`` departs from its leaderboard column's protocol, as short tags.
+
+    Checked against :func:`column_protocol` of the metric's family: the number of generated clips
+    (``"3 clips"``), of real clips (``"700 real clips"``; fewer than 2,048 is the protocol only when
+    every long-enough real video was used, as for FaceForensics' 704 training videos), frames per
+    clip, the real stride of a paper dataset (3; Taichi-HD 6), the generated stride, resize,
+    covariance, FID mode and IS splits. A setting the record does not state is not guessed, except
+    clips/frames spelled in the metric name (``fvd2048_128f``); the real split is the evaluation's
+    to judge (its ``nonstandard`` tags).
+    """
+    family = metric_family(metric)
+    want = column_protocol(family)
+    if not want:
+        return []
+    proto = record.protocol(metric)
+    named = _NAME_PROTOCOL.match(metric.lower())
+    tags = []
+    fake = _count(record, metric, "fake")
+    if fake is None and named:
+        fake = int(named.group(1))
+    if fake is not None and fake != want["clips"]:
+        tags.append(f"{fake} clips")
+    if family in ("fvd", "kvd"):
+        real = _count(record, metric, "real")
+        if real is not None and real < want["clips"] and real != fake and not _real_set_exhausted(record, metric, real):
+            tags.append(f"{real} real clips")
+    if "frames" in want:
+        frames = proto.get("num_frames")
+        if frames is None and named and named.group(2):
+            frames = int(named.group(2))
+        if frames is not None and frames != want["frames"]:
+            tags.append(f"{frames} frames")
+    if family in ("fvd", "kvd"):
+        stride = _paper_real_stride(record.dataset)
+        if stride is not None and proto.get("real_stride") not in (None, stride):
+            tags.append(f"real stride {proto['real_stride']}")
+    for key, tag in (("fake_stride", "fake stride {}"), ("resize", "resize {}"), ("covariance", "{} covariance"),
+                     ("fid_mode", "FID mode {}"), ("splits", "{} IS splits")):
+        if key in want and proto.get(key) not in (None, want[key]):
+            tags.append(tag.format(proto[key]))
+    return tags
+
+
+def nonstandard_tags(record: Record, metric: str) -> list[str]:
+    """The record's own ``nonstandard`` tags (written by ``latte-bench eval``), then the column
+    differences (:func:`column_differences`) that they do not already state."""
+    own = [str(t) for t in record.raw.get("nonstandard") or [] if str(t)]
+    shape = {re.sub(r"[-\d.]+", "#", t) for t in own}
+    extra = [t for t in column_differences(record, metric) if t not in own and re.sub(r"[-\d.]+", "#", t) not in shape]
+    return own + extra
+
+
 def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict: bool = False) -> list[Row]:
     """Group records into rows of (method, dataset, metric, protocol).
 
-    ``metric_families`` selects metrics by family (``fvd``, ``fid``, ``is``, ...). Within one
-    (method, dataset, metric) cell, records with different protocol keys become separate rows
-    labelled with the settings that differ; ``strict=True`` raises :class:`UserError` instead.
+    ``metric_families`` selects metrics by family (``fvd``, ``fid``, ``is``, ...). A row's label
+    carries its :func:`nonstandard_tags` in brackets (``Latte [3 clips]``). Within one
+    (method, dataset, metric) cell, records with different protocol keys become separate rows;
+    where their tags do not tell them apart, the settings that differ are added to the label
+    (``real_stride=3``). ``strict=True`` raises :class:`UserError` instead, both for a record
+    that departs from its column's protocol and for records that disagree with each other.
     """
     fams = set(metric_families)
     cells: dict[tuple[str, str, str], list[Record]] = {}
@@ -342,10 +488,18 @@ def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict
                 cells.setdefault((r.method, r.dataset, name), []).append(r)
     rows: list[Row] = []
     for (method, dataset, metric), recs in sorted(cells.items()):
-        by_proto: dict[str, list[Record]] = {}
+        by_proto: dict[tuple[str, tuple[str, ...]], list[Record]] = {}
         for r in recs:
-            by_proto.setdefault(r.protocol_key(metric), []).append(r)
+            by_proto.setdefault((r.protocol_key(metric), tuple(nonstandard_tags(r, metric))), []).append(r)
         groups = list(by_proto.values())
+        tags = [list(key[1]) for key in by_proto]
+        if strict:
+            for g, t in zip(groups, tags):
+                if t:
+                    raise UserError(
+                        f"{g[0].path}: {method} on {dataset} ({metric}) departs from the column's protocol "
+                        f"({', '.join(t)}); evaluate with the full protocol or drop --strict to show it tagged"
+                    )
         differing = _differing([g[0].protocol(metric) for g in groups]) if len(groups) > 1 else []
         if differing and strict:
             names = ", ".join(str(g[0].path) for g in groups)
@@ -356,8 +510,11 @@ def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict
                 f"records for {method} on {dataset} ({metric}) disagree on protocol ({what}): {names}; "
                 "evaluate them with the same settings or drop --strict to list them as separate rows"
             )
-        for g in groups:
-            note = ", ".join(_short(k, g[0].protocol(metric).get(k)) for k in differing)
+        for g, t in zip(groups, tags):
+            parts = list(t)
+            twins = [h for h, u in zip(groups, tags) if u == t]
+            if len(twins) > 1:  # tags alone do not tell these rows apart: name the settings that do
+                parts += [_short(k, g[0].protocol(metric).get(k)) for k in _differing([h[0].protocol(metric) for h in twins])]
             rows.append(
                 Row(
                     method=method,
@@ -368,7 +525,8 @@ def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict
                     paths=[r.path for r in g],
                     protocol=dict(g[0].protocol(metric)),
                     ci=_stored_ci(g, metric),
-                    note=note,
+                    note=", ".join(parts),
+                    nonstandard=list(t),
                 )
             )
     return rows
