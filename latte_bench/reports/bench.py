@@ -55,6 +55,8 @@ BENCH_SCHEMA = "latte-bench/bench/1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 # settings the runner itself sets for every evaluation: never taken from a plan
 RESERVED = frozenset({"method", "dataset", "data_root", "work_dir", "save_samples", "progress", "real", "fake", "json", "ckpt"})
+# settings that name files: relative to the plan file (to the working folder on the command line)
+PATH_SETTINGS = frozenset({"cache_dir", "i3d_weights", "inception_weights", "c3d_weights", "c3d_mean"})
 # settings that cannot change a number (results are independent of batch size and device): not part of a record's key
 NO_EFFECT = frozenset({"batch_size", "device", "num_workers", "cache", "cache_dir", "progress"})
 
@@ -197,7 +199,7 @@ def _parse_value(text: str):
 
 def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
     """(raw plan, base folder for relative paths, where it came from) from the command line."""
-    cli_settings = _cli_settings(args)
+    cli_settings = _resolve_paths(_cli_settings(args), Path.cwd())
     data, data_root = _data_flags(args)
     if args.plan:
         if args.method or args.ckpt:
@@ -289,7 +291,8 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
             here = f"{where}: methods.{method}.{dataset}" if source != "command line" else f"--ckpt {dataset}=..."
             if dataset not in datasets:
                 raise UserError(f"{here}: unknown dataset {dataset!r}; choose one of {', '.join(datasets)}")
-            settings = {**common, **per_dataset.get(dataset, {}), **m_common, **m_per.get(dataset, {}), **cli}
+            settings = _resolve_paths({**common, **per_dataset.get(dataset, {}), **m_common, **m_per.get(dataset, {})}, base)
+            settings.update(cli)
             protocol = _check_settings(settings, dataset, here)
             root = _dataset_root(dataset, data, data_root, base, here)
             for ckpt in expand_checkpoints(_as_list(patterns, here), base, here):
@@ -310,6 +313,16 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
         ev.record_path = out / "records" / slug / ev.dataset / f"{stem}.json"
         ev.work_dir = out / "work" / slug / ev.dataset / stem
     return Plan(out=out, evaluations=evaluations, source=source)
+
+
+def _resolve_paths(settings: dict, base: Path) -> dict:
+    """``settings`` with the file settings (:data:`PATH_SETTINGS`) made absolute against ``base``."""
+    out = dict(settings)
+    for k in PATH_SETTINGS & set(out):
+        if isinstance(out[k], str):
+            p = Path(out[k]).expanduser()
+            out[k] = str(p if p.is_absolute() else base / p)
+    return out
 
 
 def _run_folder(ckpt: Path) -> Path:

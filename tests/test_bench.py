@@ -1,0 +1,185 @@
+"""`latte-bench bench`: two checkpoints of one tiny demo run -> two records, Table 3 with both rows beside the
+paper's, an FVD-vs-step curve; a rerun evaluates nothing; a killed run evaluates only what is missing, resuming
+from its work folder; a bad plan is refused in one line before anything is sampled."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+import latte_bench.metrics as metrics
+from latte_bench.cli import main
+from latte_bench.fsutil import sha256_file
+from latte_bench.reports.bench import build_plan, fvd_series, read_plan_file
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TINY = '{"hidden_size": 32, "depth": 2, "num_heads": 2}'
+# the shortest protocol the I3D takes (2 clips of 9 frames), 2 sampling steps
+PROTOCOL = 'num_clips = 2\nnum_frames = 9\nsteps = 2\nmetrics = ["fvd"]\nbatch_size = 2\n'
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 2-step demo run with a checkpoint after each step: 9-frame 16x16 videos, 4 classes, a 2-block Latte."""
+    out = tmp_path_factory.mktemp("bench_run") / "run"
+    assert main(["train", "demo", "--steps", "2", "--ckpt-every", "1", "--log-every", "1", "--out", str(out),
+                 "--model-options", TINY, "--num-frames", "9", "--demo-videos", "8", "--batch-size", "2",
+                 "--no-progress"]) == 0
+    return out
+
+
+def write_plan(path, run_dir, methods=None):
+    methods = methods or f'[methods.tiny]\ndemo = "{run_dir}/checkpoints/*"\n'
+    path.write_text(f'out = "out"\n\n[protocol]\n{PROTOCOL}cache_dir = "cache"\n\n{methods}')
+    return path
+
+
+@pytest.fixture(scope="module")
+def benched(run_dir, tmp_path_factory):
+    """The plan, its output folder and the two records (step 1, step 2), after one bench run."""
+    plan = write_plan(tmp_path_factory.mktemp("bench") / "plan.toml", run_dir)
+    assert main(["bench", str(plan), "--no-progress"]) == 0
+    out = plan.parent / "out"
+    summary = json.loads((out / "bench.json").read_text())
+    return plan, out, [out / e["record"] for e in summary["evaluations"]]
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """Fail the test if anything is evaluated or a model is loaded for sampling."""
+    from latte_bench.metrics.sources import CheckpointSource
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("an evaluation started")
+
+    monkeypatch.setattr(metrics, "evaluate", tripwire)
+    monkeypatch.setattr(CheckpointSource, "load", tripwire)
+
+
+def test_two_checkpoints_give_two_records_both_rows_and_a_curve(run_dir, benched):
+    plan, out, paths = benched
+    records = [json.loads(p.read_text()) for p in paths]
+    fvds = []
+    for step, record in zip((1, 2), records):
+        ckpt = run_dir / "checkpoints" / f"{step:07d}.pt"
+        assert record["fake"]["checkpoint"]["sha256"] == sha256_file(ckpt)
+        assert record["fake"]["checkpoint"]["step"] == step and record["fake"]["steps"] == 2
+        assert record["method"] == f"tiny step {step}" and record["dataset"] == "demo"
+        assert record["protocol"]["num_clips"] == 2 and record["protocol"]["num_frames"] == 9
+        assert record["counts"]["real_clips"] == record["counts"]["fake_clips"] == 2
+        assert record["bench"]["checkpoint_sha256"] == record["fake"]["checkpoint"]["sha256"]
+        fvds.append(record["metrics"]["fvd"])
+    assert all(math.isfinite(v) and v > 0 for v in fvds) and fvds[0] != fvds[1]  # two models, two numbers
+
+    # Table 3: the paper's rows, and one measured row per checkpoint with its record's number
+    md = (out / "table3.md").read_text()
+    assert "| Latte | reported | 34.00 | 59.82 | 477.97 | 159.60 |" in md
+    assert "| tiny step 1 [" in md and "| tiny step 2 [" in md  # tagged: 2 clips of 9 frames is not the protocol
+    with open(out / "table3.csv") as f:
+        measured = {r["method"]: float(r["mean"]) for r in csv.DictReader(f) if r["source"] == "measured"}
+    assert measured == pytest.approx({"tiny step 1": fvds[0], "tiny step 2": fvds[1]}, rel=1e-5)
+    assert "| Latte | reported | 5.02 | 68.53 |" in (out / "table5.md").read_text()
+
+    # FVD against training step, one line for the run (paper Fig. 5/7)
+    assert fvd_series(build_plan(read_plan_file(plan), plan.parent, str(plan))) == {"demo": {"tiny": ([1, 2], fvds)}}
+    for ext in ("png", "pdf"):
+        assert (out / f"fvd_vs_step_demo.{ext}").stat().st_size > 1000
+
+
+def test_rerun_evaluates_nothing_and_a_killed_run_only_what_is_missing(benched, monkeypatch, capsys):
+    plan, out, paths = benched
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    calls = []
+    evaluate = metrics.evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["method"])
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "evaluate", counting)
+    capsys.readouterr()
+    assert main(["bench", str(plan), "--no-progress", "--batch-size", "1"]) == 0  # a batch size moves no number
+    assert calls == [] and [p.stat().st_mtime_ns for p in paths] == stamps
+    assert "2 already recorded, 0 to run" in capsys.readouterr().out
+
+    # killed during the second evaluation: its record is missing, its finished blocks are in the work folder
+    before = json.loads(paths[1].read_text())
+    paths[1].unlink()
+    assert main(["bench", str(plan), "--no-progress"]) == 0
+    assert calls == ["tiny step 2"] and paths[0].stat().st_mtime_ns == stamps[0]
+    after = json.loads(paths[1].read_text())
+    assert after["run"]["resumed_blocks"] > 0  # the evaluation path resumed from OUT/work/...
+    assert after["metrics"]["fvd"] == before["metrics"]["fvd"]
+
+
+def test_record_key_follows_the_protocol_not_the_batch_size(benched):
+    plan, _, _ = benched
+    raw = read_plan_file(plan)
+
+    def keys(**settings):
+        changed = {**raw, "protocol": {**raw["protocol"], **settings}}
+        return [ev.key for ev in build_plan(changed, plan.parent, str(plan)).evaluations]
+
+    base = keys()
+    assert base[0] != base[1]  # two checkpoints
+    assert keys(batch_size=1) == base and keys(seed=0) == base  # no effect / the default spelled out
+    for change in ({"seed": 1}, {"steps": 3}, {"resize": "tf"}, {"num_runs": 2}, {"metrics": ["fvd", "kvd"]}):
+        assert keys(**change)[0] != base[0], change
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ckpt", "imagenet={run}"], "unknown dataset 'imagenet'"),
+    (["--ckpt", "demo={run}/checkpoints/0000009.pt"], "no such checkpoint"),
+    (["--ckpt", "demo={run}/nothing/*"], "no checkpoint matches"),
+    (["--ckpt", "demo={run}"], "9-frame videos"),  # the default protocol scores 16-frame clips
+    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}"], "ucf101 needs 101 classes"),
+    (["--ckpt", "ffs={run}", "--num-frames", "9", "--data-root", "{tmp}/nowhere"], "data root of ffs not found"),
+    (["--ckpt", "ffs={run}", "--num-frames", "9"], "no data root for ffs"),
+    (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "num_clip=3"], "unknown setting(s) num_clip"),
+    (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "work_dir=x"], "set by the benchmark runner"),
+])
+def test_bad_plan_is_one_line_exit_2_before_any_work(run_dir, tmp_path, monkeypatch, capsys, no_evaluation, args, message):
+    monkeypatch.delenv("LATTE_BENCH_DATA", raising=False)
+    out = tmp_path / "out"
+    argv = ["bench", "--method", "tiny", "--out", str(out), *(a.format(run=run_dir, tmp=tmp_path) for a in args)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_one_bad_entry_stops_the_whole_plan(run_dir, tmp_path, capsys, no_evaluation):
+    good = f'[methods.tiny]\ndemo = "{run_dir}/checkpoints/*"\n'
+    plan = write_plan(tmp_path / "plan.toml", run_dir, good + '\n[methods.other]\ndemo = "missing.pt"\n')
+    assert main(["bench", str(plan)]) == 2
+    assert "methods.other.demo: missing.pt: no such checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "typo.toml").write_text(plan.read_text().replace("[protocol]", "[protocols]"))
+    assert main(["bench", str(tmp_path / "typo.toml")]) == 2
+    assert "unknown plan key(s) protocols" in capsys.readouterr().err
+
+
+def test_yaml_plan_reads_as_the_toml_one(run_dir, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    toml = read_plan_file(write_plan(tmp_path / "plan.toml", run_dir))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(toml))
+    assert read_plan_file(tmp_path / "plan.yaml") == toml
+
+
+def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, no_evaluation):
+    """An official {"ema": state_dict} file carries no config: frames and classes come from the tensor shapes."""
+    from latte_bench.reports.bench import checkpoint_info
+
+    official = tmp_path / "ema.pt"
+    assert main(["export-official", "--ckpt", str(run_dir / "checkpoints" / "0000002.pt"), "--out", str(official)]) == 0
+    info = checkpoint_info(official)
+    assert info["format"] == "official" and info["step"] is None
+    assert (info["num_frames"], info["num_classes"]) == (9, 4)
+    assert info["sha256"] == sha256_file(official)
+    assert main(["bench", "--method", "tiny", "--ckpt", f"ucf101={official}", "--num-frames", "9",
+                 "--data-root", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
+    assert "ucf101 needs 101 classes" in capsys.readouterr().err
