@@ -118,13 +118,13 @@ def test_mismatched_protocols_become_separate_rows_or_are_refused():
     assert len(rows) == 3
     # UCF101's column uses real stride 3: the stride-6 record is tagged; the two standard rows
     # differ only in the detector, which their labels name
-    assert by_note["real stride 6"].values == [300.0]
+    assert by_note["stride 6"].values == [300.0]
     assert by_note["detector.i3d=aaaaaaaa"].values == [400.0, 410.0]
     assert by_note["detector.i3d=cccccccc"].values == [500.0]
     with pytest.raises(UserError) as e:  # a departure from the column's protocol is refused first
         store.group_rows(recs, ["fvd"], strict=True)
     msg = str(e.value)
-    assert "\n" not in msg and "r6.json" in msg and "real stride 6" in msg
+    assert "\n" not in msg and "r6.json" in msg and "stride 6" in msg
     with pytest.raises(UserError) as e:  # standard records that disagree with each other
         store.group_rows([recs[0], recs[3]], ["fvd"], strict=True)
     msg = str(e.value)
@@ -323,10 +323,12 @@ def test_eval_record_v2_tags_and_names():
     assert rec.method == "Latte" and rec.dataset == "Taichi-HD" and rec.metrics == {"fvd": 160.0}
     assert store.nonstandard_tags(rec, "fvd") == []  # Taichi-HD's column uses stride 6
     # the record's own tags are shown, and column differences it does not state are added
-    stride3 = _v2_record(nonstandard=["resize tf"])
+    stride3 = _v2_record(nonstandard=["tf resize", "64 fake clips"])
     stride3["protocol"] = {**stride3["protocol"], "real_stride": 3, "resize": "tf"}
     stride3["results"]["fvd"]["provenance"]["real_stride"] = 3
-    assert store.nonstandard_tags(store.record_from_dict(stride3), "fvd") == ["resize tf", "real stride 3"]
+    stride3["results"]["fvd"]["fake_count"] = 64
+    # "64 clips" is not repeated beside the record's "64 fake clips"; the stride it does not tag is added
+    assert store.nonstandard_tags(store.record_from_dict(stride3), "fvd") == ["tf resize", "64 fake clips", "stride 3"]
     # rows are named from the record: --method, else the checkpoint's model and step, else the folder
     unnamed = _v2_record(method=None, model={"name": "Latte-XL/2"})
     assert store.record_from_dict(unnamed).method == "Latte-XL/2"

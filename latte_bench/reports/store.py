@@ -453,21 +453,31 @@ def column_differences(record: Record, metric: str) -> list[str]:
     if family in ("fvd", "kvd"):
         stride = _paper_real_stride(record.dataset)
         if stride is not None and proto.get("real_stride") not in (None, stride):
-            tags.append(f"real stride {proto['real_stride']}")
-    for key, tag in (("fake_stride", "fake stride {}"), ("resize", "resize {}"), ("covariance", "{} covariance"),
-                     ("fid_mode", "FID mode {}"), ("splits", "{} IS splits")):
+            tags.append(f"stride {proto['real_stride']}")
+    for key, tag in (("fake_stride", "generated stride {}"), ("resize", "{} resize"), ("covariance", "{} covariance"),
+                     ("fid_mode", "fid mode {}"), ("splits", "{} IS splits")):
         if key in want and proto.get(key) not in (None, want[key]):
             tags.append(tag.format(proto[key]))
     return tags
 
 
+# the setting a tag is about, by its words (the phrasing of latte_bench.metrics.evaluation.nonstandard_tags)
+_TAG_KINDS = (("real clips", "real count"), ("fake clips", "fake count"), ("generated stride", "fake stride"),
+              ("fake stride", "fake stride"), ("stride", "real stride"), ("clips", "fake count"), ("frames", "frames"),
+              ("resize", "resize"), ("covariance", "covariance"), ("fid mode", "fid mode"), ("splits", "splits"))
+
+
+def _tag_kind(tag: str) -> str:
+    low = tag.lower()
+    return next((kind for words, kind in _TAG_KINDS if words in low), low)
+
+
 def nonstandard_tags(record: Record, metric: str) -> list[str]:
     """The record's own ``nonstandard`` tags (written by ``latte-bench eval``), then the column
-    differences (:func:`column_differences`) that they do not already state."""
+    differences (:func:`column_differences`) about settings that they do not already tag."""
     own = [str(t) for t in record.raw.get("nonstandard") or [] if str(t)]
-    shape = {re.sub(r"[-\d.]+", "#", t) for t in own}
-    extra = [t for t in column_differences(record, metric) if t not in own and re.sub(r"[-\d.]+", "#", t) not in shape]
-    return own + extra
+    kinds = {_tag_kind(t) for t in own}
+    return own + [t for t in column_differences(record, metric) if t not in own and _tag_kind(t) not in kinds]
 
 
 def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict: bool = False) -> list[Row]:
