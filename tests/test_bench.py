@@ -136,14 +136,18 @@ def test_record_key_follows_the_protocol_not_the_batch_size(benched):
     (["--ckpt", "demo={run}/checkpoints/0000009.pt"], "no such checkpoint"),
     (["--ckpt", "demo={run}/nothing/*"], "no checkpoint matches"),
     (["--ckpt", "demo={run}"], "9-frame videos"),  # the default protocol scores 16-frame clips
-    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}"], "ucf101 needs 101 classes"),
+    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}"], "no UCF101 C3D weights"),
+    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}", "--metrics", "fvd"],
+     "ucf101 needs 101 classes"),
     (["--ckpt", "ffs={run}", "--num-frames", "9", "--data-root", "{tmp}/nowhere"], "data root of ffs not found"),
     (["--ckpt", "ffs={run}", "--num-frames", "9"], "no data root for ffs"),
     (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "num_clip=3"], "unknown setting(s) num_clip"),
     (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "work_dir=x"], "set by the benchmark runner"),
 ])
 def test_bad_plan_is_one_line_exit_2_before_any_work(run_dir, tmp_path, monkeypatch, capsys, no_evaluation, args, message):
-    monkeypatch.delenv("LATTE_BENCH_DATA", raising=False)
+    for var in ("LATTE_BENCH_DATA", "LATTE_BENCH_TGAN2_C3D", "LATTE_BENCH_C3D_UCF101"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LATTE_BENCH_CACHE", str(tmp_path / "empty_cache"))  # no C3D weights installed
     out = tmp_path / "out"
     argv = ["bench", "--method", "tiny", "--out", str(out), *(a.format(run=run_dir, tmp=tmp_path) for a in args)]
     assert main(argv) == 2
@@ -181,5 +185,5 @@ def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, n
     assert (info["num_frames"], info["num_classes"]) == (9, 4)
     assert info["sha256"] == sha256_file(official)
     assert main(["bench", "--method", "tiny", "--ckpt", f"ucf101={official}", "--num-frames", "9",
-                 "--data-root", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
+                 "--metrics", "fvd", "--data-root", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
     assert "ucf101 needs 101 classes" in capsys.readouterr().err

@@ -84,6 +84,7 @@ class Evaluation:
     data_root: str | None
     protocol: Any = None  # the latte_bench.metrics.protocol.Protocol these settings give on this dataset
     format: str = ""  # "latte-bench-train-v1" or "official"
+    where: str = ""  # the plan entry or flag it came from (for messages)
     label: str = ""  # the leaderboard row: the method, plus the step when a run has several checkpoints
     key: str = ""
     record_path: Path = Path()
@@ -298,9 +299,11 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
             for ckpt in expand_checkpoints(_as_list(patterns, here), base, here):
                 evaluations.append(Evaluation(method=str(method), dataset=dataset, checkpoint=ckpt, sha256="", step=None,
                                               run=_run_folder(ckpt), settings=dict(settings), data_root=root,
-                                              protocol=protocol))
+                                              protocol=protocol, where=here))
     if not evaluations:
         raise UserError(f"{where}: the plan holds no evaluation")
+    for ev in evaluations:
+        _check_c3d_available(ev)
     for ev in evaluations:  # the costly checks last: every checkpoint is read (memory-mapped) and hashed
         info = checkpoint_info(ev.checkpoint)
         check_fits(info, ev.protocol, ev.checkpoint)
@@ -313,6 +316,26 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
         ev.record_path = out / "records" / slug / ev.dataset / f"{stem}.json"
         ev.work_dir = out / "work" / slug / ev.dataset / stem
     return Plan(out=out, evaluations=evaluations, source=source)
+
+
+def _check_c3d_available(ev: Evaluation) -> None:
+    """The Inception Score's C3D weights ship in no package and are never downloaded: refuse a plan that
+    scores IS (UCF101's default) without them now, rather than after hours of other evaluations."""
+    from latte_bench.data.registry import get_dataset
+    from latte_bench.metrics import weights
+    from latte_bench.metrics.c3d import HOW_TO_GET
+
+    if "is" not in (ev.settings.get("metrics") or get_dataset(ev.dataset).metrics):
+        return
+    given = ev.settings.get("c3d_weights")
+    if given is not None:
+        if not Path(given).is_file():
+            raise UserError(f"{ev.where}: c3d_weights {given}: file not found; {HOW_TO_GET}")
+        return
+    found = [n for n in ("tgan2_c3d", "c3d_ucf101") if weights.status(n)["status"] != "missing"]
+    if not found:
+        raise UserError(f"{ev.where}: {ev.dataset} is scored with the Inception Score but no UCF101 C3D weights are "
+                        f"installed; {HOW_TO_GET}; or score without IS (--metrics fvd, or metrics = [\"fvd\"] in a plan)")
 
 
 def _resolve_paths(settings: dict, base: Path) -> dict:
