@@ -195,3 +195,16 @@ def test_fusion_analysis_from_variant4_checkpoint(tmp_path):
     assert d["cross"]["n"] == 2 * f * f * len(res["numbers"]["per_block_means"])
     assert d["spatial"]["n"] == 2 * f * (f - 1) * len(res["numbers"]["per_block_means"])
     assert (tmp_path / "out" / "fusion.png").stat().st_size > 1000
+
+    # block 1's means, computed here from the model's own head outputs with a direct loop
+    loaded, cfg = analysis.load_analysis_model(str(ckpt), variant=4)
+    video, labels = analysis.analysis_videos(cfg, num_videos=2, seed=0)
+    feats = analysis.model_features(loaded.model, cfg, video, labels, timestep=250, seed=0)
+    sp = feats["blocks.0.spatial_attn"].double().numpy()  # (B, F, N, D/2 per half)
+    tp = feats["blocks.0.temporal_attn"].double().numpy()
+    cross = [_direct_cos(sp[b, i].ravel(), tp[b, j].ravel()) for b in range(2) for i in range(f) for j in range(f)]
+    within = [_direct_cos(sp[b, i].ravel(), sp[b, j].ravel()) for b in range(2) for i in range(f) for j in range(f) if i != j]
+    means = res["numbers"]["per_block_means"]["block 1"]
+    assert means["cross"] == pytest.approx(np.mean(cross), abs=2e-6)
+    assert means["spatial"] == pytest.approx(np.mean(within), abs=2e-6)
+    assert abs(means["spatial"] - means["cross"]) > 1e-3  # the two halves are not the same features
