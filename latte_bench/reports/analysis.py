@@ -264,10 +264,11 @@ def head_pairs(model, features: dict) -> dict:
 def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: int | None = None,
                  weights: str = "ema", preset: str | None = None, model_name: str | None = None,
                  data: str | None = None, num_videos: int = 8, timestep: int | None = None, reduce: str = "flatten",
-                 features: str = "out", seed: int = 0, device: str = "cpu", prefix: str = "") -> dict:
+                 features: str = "out", seed: int = 0, device: str | None = "cpu", prefix: str = "") -> dict:
     """``kind`` "similarity" (Fig. 6) or "fusion" (Fig. 8) on checkpoint ``ckpt``: figures + JSON in ``out``.
 
-    ``ckpt``/``variant``/``weights``/``preset``/``model_name``: see :func:`load_analysis_model`.
+    ``ckpt``/``variant``/``weights``/``preset``/``model_name``: see :func:`load_analysis_model`;
+    ``device``: ``cpu``, ``cuda[:N]`` or ``auto``/None (CUDA when available, :mod:`latte_bench.device`).
 
     Returns ``{"text": printable summary, "files": [paths], "numbers": the JSON written}``.
     """
@@ -286,6 +287,9 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
     timestep = ANALYSIS_TIMESTEP if timestep is None else int(timestep)
     if not 0 <= timestep < 1000:
         raise UserError(f"--timestep {timestep}: must be in 0..999")
+    from latte_bench.device import resolve_device
+
+    device = str(resolve_device(device))
     loaded, cfg = load_analysis_model(ckpt, variant=variant, weights=weights, preset=preset, model_name=model_name, device=device)
     model = loaded.model
     video, labels = analysis_videos(cfg, data=data, num_videos=num_videos, seed=seed)

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
             p.add_argument("--features", choices=("out", "attn"), default="out",
                            help="block outputs (residual stream) or the attention outputs")
         p.add_argument("--seed", type=int, default=0, help="seed of the noise and the demo videos")
-        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
         p.add_argument("--out", default="reports/analysis", metavar="DIR", help="output folder")
         p.set_defaults(func=run_analyze, analysis=name)
     ana.set_defaults(func=lambda args: ana.print_help() or 2)
