@@ -163,7 +163,7 @@ def test_official_checkpoint_branch_of_the_loader(tmp_path):
     from latte_bench.training.presets import preset
     from latte_bench.training.trainer import build_model
 
-    cfg = preset("demo")  # 8 frames of 16x16 pixels, 4 classes, width 64
+    cfg = preset("demo")  # a small pixel-space model with classes
     torch.manual_seed(1)
     model = build_model(cfg, 3, cfg.image_size)
     for p in model.parameters():
@@ -176,8 +176,9 @@ def test_official_checkpoint_branch_of_the_loader(tmp_path):
                            config={**cfg.to_dict(), "latent_channels": 3, "latent_size": cfg.image_size})
 
     loaded, got = analysis.load_analysis_model(str(official), preset="demo")
-    assert loaded.checkpoint["format"] == "official" and loaded.latent_shape == (8, 3, 16, 16)
-    assert (got.variant, got.num_frames, got.image_size, got.num_classes) == (1, 8, 16, 4)
+    size = cfg.image_size  # pixel space: the latent is the frame
+    assert loaded.checkpoint["format"] == "official" and loaded.latent_shape == (cfg.num_frames, 3, size, size)
+    assert (got.variant, got.num_frames, got.image_size, got.num_classes) == (1, cfg.num_frames, size, cfg.num_classes)
     for k, v in ema.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[k], v), k
     a = analysis.run_analysis("similarity", str(official), out=tmp_path / "a", preset="demo", num_videos=2)["numbers"]
