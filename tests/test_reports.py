@@ -336,7 +336,11 @@ def test_eval_record_v2_tags_and_names():
     stepped["fake"]["checkpoint"]["model"] = "Latte-S/2"
     assert store.record_from_dict(stepped).method == "Latte-S/2 step 50000"
     old = {"metrics": {"fvd": 1.0}, "real": "/d/ucf", "fake": "/samples/ucf_run/videos.npz"}
-    assert store.record_from_dict(old).method == "ucf_run"  # never "? videos.npz"
+    old_rec = store.record_from_dict(old)
+    assert old_rec.method == "ucf_run"  # never "? videos.npz"
+    assert store.nonstandard_tags(old_rec, "fvd") == ["clip count not recorded"]  # never shown as standard
+    named = store.record_from_dict({**old, "metrics": {"fvd2048_16f": 1.0}})
+    assert store.nonstandard_tags(named, "fvd2048_16f") == []  # the metric name states clips and frames
 
 
 def test_real_clip_shortfall_is_tagged_unless_the_real_set_was_exhausted():

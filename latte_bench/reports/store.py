@@ -424,7 +424,8 @@ def column_differences(record: Record, metric: str) -> list[str]:
     (``"3 clips"``), of real clips (``"700 real clips"``; fewer than 2,048 is the protocol only when
     every long-enough real video was used, as for FaceForensics' 704 training videos), frames per
     clip, the real stride of a paper dataset (3; Taichi-HD 6), the generated stride, resize,
-    covariance, FID mode and IS splits. A setting the record does not state is not guessed, except
+    covariance, FID mode and IS splits. A record that states no clip count at all is tagged
+    ``"clip count not recorded"``; other settings a record does not state are not guessed, except
     clips/frames spelled in the metric name (``fvd2048_128f``); the real split is the evaluation's
     to judge (its ``nonstandard`` tags).
     """
@@ -438,7 +439,9 @@ def column_differences(record: Record, metric: str) -> list[str]:
     fake = _count(record, metric, "fake")
     if fake is None and named:
         fake = int(named.group(1))
-    if fake is not None and fake != want["clips"]:
+    if fake is None:
+        tags.append("clip count not recorded")  # nothing shows the protocol was followed
+    elif fake != want["clips"]:
         tags.append(f"{fake} clips")
     if family in ("fvd", "kvd"):
         real = _count(record, metric, "real")
