@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from latte_bench.errors import UserError
 from latte_bench.models.embeddings import (
     FramePatchEmbed,
     LabelEmbedder,
@@ -65,18 +66,20 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 # --------------------------------------------------------------------------- attention
-def dot_product_attention(q, k, v, mask=None, impl: str = "sdpa") -> torch.Tensor:
-    """``q, k, v (S, H, L, hd)`` -> ``(S, H, L, hd)``; ``mask (L, L)`` bool, True = may attend.
+def sdpa_attention(q, k, v, mask=None) -> torch.Tensor:
+    """``q, k, v (S, H, L, hd)`` -> ``(S, H, L, hd)`` with ``F.scaled_dot_product_attention``; ``mask (L, L)`` bool, True = may attend."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-    ``impl="sdpa"`` uses ``F.scaled_dot_product_attention``; ``"math"`` computes
-    ``softmax(q k^T * hd^-0.5) v`` explicitly, the way the official code runs.
-    """
-    if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+def math_attention(q, k, v, mask=None) -> torch.Tensor:
+    """The same function computed as the official code does: ``softmax(q k^T * hd^-0.5) v``."""
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1) @ v
+
+
+ATTENTION_FUNCTIONS = {"sdpa": sdpa_attention, "math": math_attention}
 
 
 class Attention(nn.Module):
@@ -85,10 +88,11 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, impl: str = "sdpa"):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"hidden size {dim} is not divisible by {num_heads} heads")
+            raise UserError(f"hidden size {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.impl = impl
+        self.attend = ATTENTION_FUNCTIONS[impl]
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
@@ -99,7 +103,7 @@ class Attention(nn.Module):
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = dot_product_attention(q, k, v, mask, self.impl)
+        out = self.attend(q, k, v, mask)
         return self.proj(out.transpose(1, 2).reshape(s, length, dim))
 
 
@@ -114,6 +118,11 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
+
+
+class Tap(nn.Identity):
+    """A named point in the network (no parameters): ``Latte.forward(..., return_features=True)``
+    records what passes through it under its module name, e.g. ``blocks.3.temporal_attn``."""
 
 
 @dataclass
@@ -137,8 +146,7 @@ class TemporalContext:
             return None
         key = (length, head_dim)
         if key not in self._rope_cache:
-            cos, sin = rope_tables(length, head_dim, device=device)
-            self._rope_cache[key] = (cos, sin)
+            self._rope_cache[key] = rope_tables(length, head_dim, device=device)
         return self._rope_cache[key]
 
 
@@ -170,13 +178,11 @@ def pad_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- blocks
-BLOCK_KINDS = ("spatial", "temporal", "factorised_attention", "factorised_heads")
-
-
 class LatteBlock(nn.Module):
     """One transformer block on ``(B, F, N, D)`` tokens with condition ``c (B, F or 1, 1, D)``.
 
-    ``kind`` selects the attention sub-layer (see the module docstring); ``conditioning``:
+    Subclasses choose the attention sub-layer (``build_attention`` creates its modules, ``mix``
+    runs it); ``conditioning`` chooses, once, how the condition enters (``self.residual``):
 
     * ``"s_adaln"``  adaLN-Zero: LayerNorm without affine, then ``x*(1+scale)+shift``, and a
       gate on each residual branch; ``adaLN_modulation = SiLU, Linear(D, 6D)`` chunked as
@@ -184,104 +190,154 @@ class LatteBlock(nn.Module):
     * ``"adaln"``  the same without gates: ``Linear(D, 4D)`` -> shift_msa, scale_msa, shift_mlp, scale_mlp;
     * ``"all_tokens"``  plain pre-norm block (affine LayerNorms, no modulation); the condition
       enters as extra tokens and ``c`` is None.
+
+    Attention outputs pass through :class:`Tap` modules named ``spatial_attn`` / ``temporal_attn``
+    (after the output projection, before gate and residual) so that features can be recorded.
     """
 
-    def __init__(self, kind: str, hidden_size: int, num_heads: int, mlp_ratio: float, conditioning: str, attention_impl: str, heads_width: str = "full"):
+    kind = ""
+
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, conditioning: str, attention_impl: str):
         super().__init__()
-        self.kind = kind
-        self.conditioning = conditioning
-        self.heads_width = heads_width
         affine = conditioning == "all_tokens"
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=1e-6)
-        if kind == "factorised_heads" and heads_width == "full":
-            # each half of the heads works on the full width (see docs/model.md, Variant 4)
-            spatial_heads = max(num_heads // 2, 1)
-            self.attn = Attention(hidden_size, spatial_heads, attention_impl)
-            self.attn_temporal = Attention(hidden_size, max(num_heads - spatial_heads, 1), attention_impl)
-        else:
-            self.attn = Attention(hidden_size, num_heads, attention_impl)
-            if kind == "factorised_attention":
-                self.attn_temporal = Attention(hidden_size, num_heads, attention_impl)
+        self.build_attention(hidden_size, num_heads, attention_impl)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=affine, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
-        if conditioning != "all_tokens":
-            chunks = 6 if conditioning == "s_adaln" else 4
-            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, chunks * hidden_size, bias=True))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None, ctx: TemporalContext, features: dict | None = None, name: str = "") -> torch.Tensor:
-        if self.kind == "temporal" and ctx.slice_images and x.shape[1] > ctx.num_video:
-            # "only video": the images skip the whole temporal block (official latte_img.py)
-            n_video = ctx.num_video
-            c_video = c if c is None or c.shape[1] == 1 else c[:, :n_video]
-            video = self._forward(x[:, :n_video], c_video, ctx, features, name, total_frames=x.shape[1])
-            return torch.cat([video, x[:, n_video:]], dim=1)
-        return self._forward(x, c, ctx, features, name, total_frames=x.shape[1])
-
-    def _forward(self, x, c, ctx, features, name, total_frames):
-        if self.conditioning == "all_tokens":
-            shift_msa = scale_msa = shift_mlp = scale_mlp = None
-            gate_msa = gate_mlp = None
-        elif self.conditioning == "s_adaln":
-            shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
+        if conditioning == "s_adaln":
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size, bias=True))
+            self.residual = self._adaln_zero
+        elif conditioning == "adaln":
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 4 * hidden_size, bias=True))
+            self.residual = self._adaln
         else:
-            shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=-1)
-            gate_msa = gate_mlp = None
+            self.residual = self._plain
 
-        h = self.norm1(x)
-        if shift_msa is not None:
-            h = modulate(h, shift_msa, scale_msa)
-        a = self._mix(h, ctx, features, name, total_frames)
-        x = x + (a if gate_msa is None else gate_msa * a)
+    def build_attention(self, hidden_size: int, num_heads: int, impl: str) -> None:
+        raise NotImplementedError
 
-        h = self.norm2(x)
-        if shift_mlp is not None:
-            h = modulate(h, shift_mlp, scale_mlp)
-        m = self.mlp(h)
-        x = x + (m if gate_mlp is None else gate_mlp * m)
-        return x
+    def mix(self, h: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
+        """The attention sub-layer: ``(B, F, N, D) -> (B, F, N, D)``."""
+        raise NotImplementedError
 
-    def _mix(self, h, ctx, features, name, total_frames):
-        """The attention sub-layer; records ``{name}.spatial_attn`` / ``{name}.temporal_attn`` in ``features``."""
-        if self.kind == "spatial":
-            a = spatial_attention(self.attn, h)
-            _record(features, f"{name}.spatial_attn", a)
-            return a
-        if self.kind == "temporal":
-            a = temporal_attention(self.attn, h, ctx)
-            _record(features, f"{name}.temporal_attn", pad_frames(a, total_frames))
-            return a
-        if self.kind == "factorised_attention":
-            s = spatial_attention(self.attn, h)
-            t = temporal_attention(self.attn_temporal, s, ctx)
-            _record(features, f"{name}.spatial_attn", s)
-            _record(features, f"{name}.temporal_attn", pad_frames(t, total_frames))
-            if t.shape[1] < s.shape[1]:  # images: spatial output passes through
-                t = torch.cat([t, s[:, t.shape[1] :]], dim=1)
-            return t
-        if self.heads_width == "split":
-            return self._split_heads(h, ctx, features, name, total_frames)
-        # factorised heads: both halves read the same input, outputs are added
-        s = spatial_attention(self.attn, h)
-        t = pad_frames(temporal_attention(self.attn_temporal, h, ctx), total_frames)
-        _record(features, f"{name}.spatial_attn", s)
-        _record(features, f"{name}.temporal_attn", t)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, ctx: TemporalContext) -> torch.Tensor:
+        return self.residual(x, c, ctx)
+
+    def _adaln_zero(self, x, c, ctx):
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
+        x = x + gate_msa * self.mix(modulate(self.norm1(x), shift_msa, scale_msa), ctx)
+        return x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+    def _adaln(self, x, c, ctx):
+        shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=-1)
+        x = x + self.mix(modulate(self.norm1(x), shift_msa, scale_msa), ctx)
+        return x + self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+    def _plain(self, x, c, ctx):
+        x = x + self.mix(self.norm1(x), ctx)
+        return x + self.mlp(self.norm2(x))
+
+
+class SpatialBlock(LatteBlock):
+    """Attention over the tokens of each frame (Variants 1 and 2)."""
+
+    kind = "spatial"
+
+    def build_attention(self, hidden_size, num_heads, impl):
+        self.attn = Attention(hidden_size, num_heads, impl)
+        self.spatial_attn = Tap()
+
+    def mix(self, h, ctx):
+        return self.spatial_attn(spatial_attention(self.attn, h))
+
+
+class TemporalBlock(LatteBlock):
+    """Attention over the frames at each spatial position (Variants 1 and 2).
+
+    Under "only video" the image frames skip the whole block, attention and MLP (official
+    ``latte_img.py``).
+    """
+
+    kind = "temporal"
+
+    def build_attention(self, hidden_size, num_heads, impl):
+        self.attn = Attention(hidden_size, num_heads, impl)
+        self.temporal_attn = Tap()
+
+    def forward(self, x, c, ctx):
+        if ctx.slice_images and x.shape[1] > ctx.num_video:
+            n = ctx.num_video
+            c_video = c if c is None or c.shape[1] == 1 else c[:, :n]
+            return torch.cat([self.residual(x[:, :n], c_video, ctx), x[:, n:]], dim=1)
+        return self.residual(x, c, ctx)
+
+    def mix(self, h, ctx):
+        return self.temporal_attn(temporal_attention(self.attn, h, ctx))
+
+
+class FactorisedAttentionBlock(LatteBlock):
+    """Variant 3: spatial attention (``attn``), then temporal attention (``attn_temporal``) on its
+    output, in one residual branch. Images skipping temporal attention keep the spatial output."""
+
+    kind = "factorised_attention"
+
+    def build_attention(self, hidden_size, num_heads, impl):
+        self.attn = Attention(hidden_size, num_heads, impl)
+        self.attn_temporal = Attention(hidden_size, num_heads, impl)
+        self.spatial_attn = Tap()
+        self.temporal_attn = Tap()
+
+    def mix(self, h, ctx):
+        s = self.spatial_attn(spatial_attention(self.attn, h))
+        t = self.temporal_attn(temporal_attention(self.attn_temporal, s, ctx))
+        if t.shape[1] < s.shape[1]:  # images: the spatial output passes through
+            t = torch.cat([t, s[:, t.shape[1] :]], dim=1)
+        return t
+
+
+class FactorisedHeadsBlock(LatteBlock):
+    """Variant 4, ``heads_width="full"``: two full-width attention modules with half of the heads
+    each (``attn`` spatial, ``attn_temporal`` temporal) read the same input; outputs are added."""
+
+    kind = "factorised_heads"
+
+    def build_attention(self, hidden_size, num_heads, impl):
+        spatial_heads = max(num_heads // 2, 1)
+        self.attn = Attention(hidden_size, spatial_heads, impl)
+        self.attn_temporal = Attention(hidden_size, max(num_heads - spatial_heads, 1), impl)
+        self.spatial_attn = Tap()
+        self.temporal_attn = Tap()
+
+    def mix(self, h, ctx):
+        s = self.spatial_attn(spatial_attention(self.attn, h))
+        t = self.temporal_attn(pad_frames(temporal_attention(self.attn_temporal, h, ctx), h.shape[1]))
         return s + t
 
 
-    def _split_heads(self, h, ctx, features, name, total_frames):
-        """Factorised heads inside one standard MHA: heads ``[:H/2]`` spatial, ``[H/2:]`` temporal.
+class SplitHeadsBlock(LatteBlock):
+    """Variant 4, ``heads_width="split"``: one standard MHA (``attn``, the Variant-1 parameters)
+    whose heads ``[:H/2]`` attend spatially and ``[H/2:]`` temporally.
 
-        One ``qkv`` and one ``proj`` (the Variant-1 parameters); the concatenated heads go through
-        ``proj``, which equals ``proj`` applied to each half (its weight columns) and added. The
-        recorded halves exclude ``proj.bias``: ``spatial_attn + temporal_attn + proj.bias`` is the output.
-        """
+    The concatenated heads go through ``proj``, which equals ``proj``'s weight columns applied to
+    each half and added; the tapped halves exclude ``proj.bias``
+    (``spatial_attn + temporal_attn + proj.bias`` is the output).
+    """
+
+    kind = "factorised_heads"
+
+    def build_attention(self, hidden_size, num_heads, impl):
+        self.attn = Attention(hidden_size, num_heads, impl)
+        self.spatial_attn = Tap()
+        self.temporal_attn = Tap()
+
+    def mix(self, h, ctx):
         attn = self.attn
         b, f, n, d = h.shape
         hs, hd = attn.num_heads // 2, attn.head_dim
         ht = attn.num_heads - hs
         qkv = attn.qkv(h).reshape(b, f, n, 3, attn.num_heads, hd)
         q, k, v = qkv[..., :hs, :].permute(3, 0, 1, 4, 2, 5).reshape(3, b * f, hs, n, hd).unbind(0)
-        o_s = dot_product_attention(q, k, v, None, attn.impl)  # (B*F, hs, N, hd)
+        o_s = attn.attend(q, k, v, None)  # (B*F, hs, N, hd)
         o_s = o_s.reshape(b, f, hs, n, hd).transpose(2, 3).reshape(b, f, n, hs * hd)
         temporal = qkv[..., hs:, :]
         if ctx.slice_images:
@@ -291,18 +347,25 @@ class LatteBlock(nn.Module):
         rope = ctx.rope_for(fv, hd, h.device)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        o_t = dot_product_attention(q, k, v, ctx.mask, attn.impl)  # (B*N, ht, F, hd)
+        o_t = attn.attend(q, k, v, ctx.mask)  # (B*N, ht, F, hd)
         o_t = o_t.reshape(b, n, ht, fv, hd).permute(0, 3, 1, 2, 4).reshape(b, fv, n, ht * hd)
-        s = F.linear(o_s, attn.proj.weight[:, : hs * hd])
-        t = pad_frames(F.linear(o_t, attn.proj.weight[:, hs * hd :]), total_frames)
-        _record(features, f"{name}.spatial_attn", s)
-        _record(features, f"{name}.temporal_attn", t)
+        s = self.spatial_attn(F.linear(o_s, attn.proj.weight[:, : hs * hd]))
+        t = self.temporal_attn(pad_frames(F.linear(o_t, attn.proj.weight[:, hs * hd :]), f))
         return s + t + attn.proj.bias
 
 
-def _record(features: dict | None, key: str, value: torch.Tensor) -> None:
-    if features is not None:
-        features[key] = value
+def block_classes(variant: int, depth: int, factorised_depth: int | None, heads_width: str | None) -> list[type[LatteBlock]]:
+    """The block of each position: V1 alternates spatial/temporal, V2 all spatial then all temporal,
+    V3/V4 ``factorised_depth`` factorised blocks (default ``round(depth*9/11)``; ``depth`` for split heads)."""
+    if variant == 1:
+        return [SpatialBlock, TemporalBlock] * (depth // 2)
+    if variant == 2:
+        return [SpatialBlock] * (depth // 2) + [TemporalBlock] * (depth // 2)
+    if variant == 3:
+        return [FactorisedAttentionBlock] * (factorised_depth or max(1, round(depth * 9 / 11)))
+    if heads_width == "split":
+        return [SplitHeadsBlock] * (factorised_depth or depth)
+    return [FactorisedHeadsBlock] * (factorised_depth or max(1, round(depth * 9 / 11)))
 
 
 class FinalLayer(nn.Module):
@@ -315,33 +378,44 @@ class FinalLayer(nn.Module):
 
     def __init__(self, hidden_size: int, patch_size: int, out_channels: int, conditioning: str, temporal_patch_size: int = 1):
         super().__init__()
-        self.conditioning = conditioning
         self.patch_size = patch_size
         self.temporal_patch_size = temporal_patch_size
         self.out_channels = out_channels
         self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=conditioning == "all_tokens", eps=1e-6)
         if temporal_patch_size == 1:
             self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels, bias=True)
+            self.unpatchify = self._frames
         else:
             kernel = (temporal_patch_size, patch_size, patch_size)
             self.deconv = nn.ConvTranspose3d(hidden_size, out_channels, kernel_size=kernel, stride=kernel)
-        if conditioning != "all_tokens":
+            self.unpatchify = self._tubes
+        if conditioning == "all_tokens":
+            self.normalise = self._plain_norm
+        else:
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size, bias=True))
+            self.normalise = self._modulated_norm
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
-        """``(B, F', N, D) -> (B, F, C_out, H, W)`` with ``F = F' * nt``."""
-        x = self.norm_final(x)
-        if self.conditioning != "all_tokens":
-            shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
-            x = modulate(x, shift, scale)
+        """``(B, F', N, D) -> (B, F, C_out, H, W)`` with ``F = F' * nt``; ``c`` as the blocks'."""
+        return self.unpatchify(self.normalise(x, c), grid)
+
+    def _plain_norm(self, x, c):
+        return self.norm_final(x)
+
+    def _modulated_norm(self, x, c):
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return modulate(self.norm_final(x), shift, scale)
+
+    def _frames(self, x, grid):
+        b, f = x.shape[:2]
+        (gh, gw), p, co = grid, self.patch_size, self.out_channels
+        x = self.linear(x).reshape(b, f, gh, gw, p, p, co)
+        x = torch.einsum("bfhwpqc->bfchpwq", x)
+        return x.reshape(b, f, co, gh * p, gw * p)
+
+    def _tubes(self, x, grid):
         b, f, n, d = x.shape
-        gh, gw = grid
-        p, co = self.patch_size, self.out_channels
-        if self.temporal_patch_size == 1:
-            x = self.linear(x).reshape(b, f, gh, gw, p, p, co)
-            x = torch.einsum("bfhwpqc->bfchpwq", x)
-            return x.reshape(b, f, co, gh * p, gw * p)
-        x = x.reshape(b, f, gh, gw, d).permute(0, 4, 1, 2, 3)  # (B, D, F', gh, gw)
+        x = x.reshape(b, f, *grid, d).permute(0, 4, 1, 2, 3)  # (B, D, F', gh, gw)
         return self.deconv(x).transpose(1, 2)  # (B, F, C_out, H, W)
 
 
@@ -363,6 +437,7 @@ class Latte(nn.Module):
         variant: 1 interleaved, 2 late fusion, 3 factorised attention, 4 factorised heads.
         patch_embed: "uniform" (per-frame Conv2d) or "compression" (Conv3d tubes of
             ``temporal_patch_size`` frames; a ConvTranspose3d restores the frames at the output).
+        temporal_patch_size: frames per tube, "compression" only (default 2).
         conditioning: "s_adaln" (adaLN-Zero), "adaln" (shift/scale only) or "all_tokens".
         temporal_pos: "absolute" (sin-cos table added once before the first temporal mixing)
             or "rope" (rotary embedding of the frame index on q and k of temporal attention).
@@ -371,14 +446,17 @@ class Latte(nn.Module):
             tokens see only video tokens and each image token only itself).
         attention: "sdpa" (``F.scaled_dot_product_attention``) or "math" (explicit, as official).
         gradient_checkpointing: recompute each block in the backward pass (training only).
-        factorised_depth: number of blocks for variants 3 and 4; default ``round(depth * 9 / 11)``,
+        factorised_depth: variants 3 and 4 only: number of blocks; default ``round(depth * 9 / 11)``,
             which matches the Variant-1 parameter budget (a factorised block holds 22 D^2 weights,
             an interleaved one 18 D^2); 23 blocks for XL (676.36M vs the paper's 676.33M/676.44M).
             With ``heads_width="split"`` the default is ``depth``.
-        heads_width: Variant 4 only. "full": each half of the heads is its own full-width
+        heads_width: Variant 4 only. "full" (default): each half of the heads is its own full-width
             attention module (``attn`` spatial, ``attn_temporal`` temporal; H/2 heads of size 2D/H);
             "split": one standard MHA (``attn``) whose first H/2 heads attend spatially and the
             others temporally, concatenated before the output projection (Variant-1 parameters).
+
+    Options a configuration does not use (``heads_width`` outside Variant 4, ``factorised_depth``
+    outside variants 3/4, ``temporal_patch_size`` with uniform patches) raise :class:`UserError`.
     """
 
     def __init__(
@@ -396,14 +474,14 @@ class Latte(nn.Module):
         learn_sigma: bool = True,
         variant: int = 1,
         patch_embed: str = "uniform",
-        temporal_patch_size: int = 2,
+        temporal_patch_size: int | None = None,
         conditioning: str = "s_adaln",
         temporal_pos: str = "absolute",
         joint_strategy: str = "only_video",
         attention: str = "sdpa",
         gradient_checkpointing: bool = False,
         factorised_depth: int | None = None,
-        heads_width: str = "full",
+        heads_width: str | None = None,
     ):
         super().__init__()
         _check_choice("variant", variant, VARIANTS)
@@ -412,9 +490,16 @@ class Latte(nn.Module):
         _check_choice("temporal_pos", temporal_pos, TEMPORAL_POS)
         _check_choice("joint_strategy", joint_strategy, JOINT_STRATEGIES)
         _check_choice("attention", attention, ATTENTION_IMPLS)
-        _check_choice("heads_width", heads_width, HEADS_WIDTHS)
+        if heads_width is not None:
+            if variant != 4:
+                raise UserError(f"heads_width={heads_width!r} applies to Variant 4 only (this is variant={variant}); drop it")
+            _check_choice("heads_width", heads_width, HEADS_WIDTHS)
+        if factorised_depth is not None and variant not in (3, 4):
+            raise UserError(f"factorised_depth={factorised_depth} applies to variants 3 and 4 only (this is variant={variant}); set depth instead")
+        if temporal_patch_size is not None and patch_embed != "compression":
+            raise UserError(f"temporal_patch_size={temporal_patch_size} applies to patch_embed='compression' only; drop it or use compression")
         if variant in (1, 2) and depth % 2:
-            raise ValueError(f"variants 1 and 2 need an even depth (spatial + temporal blocks), got {depth}")
+            raise UserError(f"variants 1 and 2 need an even depth (spatial + temporal blocks), got {depth}")
         self.input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.patch_size = patch_size
         self.in_channels = in_channels
@@ -429,18 +514,19 @@ class Latte(nn.Module):
         self.conditioning = conditioning
         self.temporal_pos = temporal_pos
         self.joint_strategy = joint_strategy
+        self.heads_width = (heads_width or "full") if variant == 4 else None
         self.gradient_checkpointing = gradient_checkpointing
-        self.temporal_patch_size = temporal_patch_size if patch_embed == "compression" else 1
+        self.temporal_patch_size = (temporal_patch_size or 2) if patch_embed == "compression" else 1
         if num_frames % self.temporal_patch_size:
-            raise ValueError(f"num_frames={num_frames} is not divisible by temporal_patch_size={temporal_patch_size}")
+            raise UserError(f"num_frames={num_frames} is not divisible by temporal_patch_size={self.temporal_patch_size}")
         for side in self.input_size:
             if side % patch_size:
-                raise ValueError(f"latent size {self.input_size} is not divisible by patch size {patch_size}")
+                raise UserError(f"latent size {self.input_size} is not divisible by patch size {patch_size}")
 
         if patch_embed == "uniform":
             self.x_embedder = FramePatchEmbed(patch_size, in_channels, hidden_size)
         else:
-            self.x_embedder = TubePatchEmbed(patch_size, temporal_patch_size, in_channels, hidden_size)
+            self.x_embedder = TubePatchEmbed(patch_size, self.temporal_patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
         if num_classes > 0:
             self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
@@ -452,17 +538,17 @@ class Latte(nn.Module):
             table = temporal_sincos_table(hidden_size, num_frames // self.temporal_patch_size)
             self.register_buffer("temp_embed", table[None])
 
-        if factorised_depth is None and variant == 4 and heads_width == "split":
-            factorised_depth = depth
-        kinds = _block_kinds(variant, depth, factorised_depth)
-        self.block_kinds = kinds
-        self.heads_width = heads_width
-        self.blocks = nn.ModuleList(
-            [LatteBlock(kind, hidden_size, num_heads, mlp_ratio, conditioning, attention, heads_width) for kind in kinds]
-        )
+        classes = block_classes(variant, depth, factorised_depth, self.heads_width)
+        self.blocks = nn.ModuleList([cls(hidden_size, num_heads, mlp_ratio, conditioning, attention) for cls in classes])
+        self.block_kinds = [block.kind for block in self.blocks]
         # the absolute temporal table is added right before the first block that mixes frames
-        self.temp_embed_at = next(i for i, k in enumerate(kinds) if k != "spatial") if temporal_pos == "absolute" else None
+        self.temp_embed_at = next(i for i, k in enumerate(self.block_kinds) if k != "spatial") if temporal_pos == "absolute" else None
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, conditioning, self.temporal_patch_size)
+
+        # choices made once, so that forward() runs without checking option names
+        self.condition = self._condition_tokens if conditioning == "all_tokens" else self._condition_vector
+        self.images_skip_temporal = joint_strategy == "only_video"
+        self.rope = temporal_pos == "rope"
         self.initialize_weights()
 
     # ----------------------------------------------------------------------- init
@@ -521,9 +607,9 @@ class Latte(nn.Module):
         ``use_image_num`` K: the last K frames are independent images (joint training);
         ``y_image (B, K)`` their labels (class models; default: the video label).
 
-        With ``return_features=True`` returns ``(out, features)``: an ordered dict of
-        ``(B, F'+K, N, D)`` tensors (F' = frames after temporal compression; patch tokens only),
-        per block ``i`` in order:
+        With ``return_features=True`` returns ``(out, features)``: an ordered dict, in execution
+        order, of ``(B, F'+K, N, D)`` tensors (F' = frames after temporal compression; patch tokens
+        only), per block ``i``:
 
         * ``blocks.{i}.spatial_attn``  output of the spatial attention (Variant 4: of the
           spatial half of the heads), before gate and residual;
@@ -532,6 +618,7 @@ class Latte(nn.Module):
         * ``blocks.{i}.out``  the token features after the block (residual stream).
 
         Variants 1/2 blocks have one of the two ``*_attn`` entries; variants 3/4 blocks both.
+        They are recorded by forward hooks on the blocks and their :class:`Tap` modules.
         """
         batch, frames = x.shape[:2]
         num_images = int(use_image_num)
@@ -545,32 +632,26 @@ class Latte(nn.Module):
         tokens = self.x_embedder(x) + self._pos_embed(grid, x.device)  # (B, F', N, D)
         n_patches = tokens.shape[2]
         num_video_tokens = num_video // self.temporal_patch_size
-
-        c_frames, label_tokens = self._conditions(t, y, y_image, batch, num_video_tokens, num_images)
-        if self.conditioning == "all_tokens":
-            tokens = torch.cat([tokens, label_tokens], dim=2)  # condition tokens as extra positions
-            c = None
-        else:
-            c = c_frames[:, :, None, :]  # (B, F'+K or 1, 1, D)
-
+        t_emb, y_emb = self._embed_conditions(t, y, y_image, batch, num_video_tokens, num_images)
+        tokens, c = self.condition(tokens, t_emb, y_emb)
         ctx = self._temporal_context(num_video_tokens, num_images, x.device)
-        features = OrderedDict() if return_features else None
-        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not return_features
-        for i, block in enumerate(self.blocks):
-            if i == self.temp_embed_at:
-                tokens = self._add_temp_embed(tokens, num_video_tokens)
-            if checkpointing:
-                tokens = checkpoint(block, tokens, c, ctx, use_reentrant=False)
-            else:
-                block_features = OrderedDict() if features is not None else None
-                tokens = block(tokens, c, ctx, block_features, f"blocks.{i}")
-                if features is not None:
-                    for key, value in block_features.items():
-                        features[key] = value[:, :, :n_patches]
-                    features[f"blocks.{i}.out"] = tokens[:, :, :n_patches]
 
-        tokens = tokens[:, :, :n_patches]
-        out = self.final_layer(tokens, c, grid)
+        features = OrderedDict() if return_features else None
+        hooks = self._record_features(features, n_patches, tokens.shape[1]) if return_features else []
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not return_features
+        try:
+            for i, block in enumerate(self.blocks):
+                if i == self.temp_embed_at:
+                    tokens = self._add_temp_embed(tokens, num_video_tokens)
+                if checkpointing:
+                    tokens = checkpoint(block, tokens, c, ctx, use_reentrant=False)
+                else:
+                    tokens = block(tokens, c, ctx)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+        out = self.final_layer(tokens[:, :, :n_patches], c, grid)
         return (out, features) if return_features else out
 
     def forward_with_cfg(self, x, t, y, cfg_scale: float, use_image_num: int = 0, y_image=None):
@@ -610,63 +691,71 @@ class Latte(nn.Module):
             return video
         return torch.cat([video, tokens[:, num_video:]], dim=1)
 
-    def _conditions(self, t, y, y_image, batch, num_video, num_images):
-        """Per-frame condition vectors ``(B, F'+K or 1, D)`` and, for "all_tokens", the tokens ``(B, F'+K, M, D)``."""
+    def _embed_conditions(self, t, y, y_image, batch, num_video, num_images):
+        """``t_emb (B, D)`` and the per-frame label embeddings ``(B, F'+K or 1, D)`` (None without classes)."""
         t = t.reshape(-1)
         if t.numel() == 1 and batch > 1:
             t = t.expand(batch)
-        t_emb = self.t_embedder(t)  # (B, D)
-        if self.num_classes > 0:
-            if y is None:
-                raise ValueError("this model is class-conditional: pass y (B,) labels (the null class is num_classes)")
-            y_emb = self.y_embedder(y.reshape(-1), self.training)  # (B, D)
-            if num_images:
-                if y_image is None:
-                    y_image = y.reshape(-1, 1).expand(-1, num_images)
-                elif isinstance(y_image, (list, tuple)):
-                    y_image = torch.stack([torch.as_tensor(v).reshape(-1) for v in y_image])
-                y_img_emb = self.y_embedder(y_image.reshape(batch, num_images), self.training)  # (B, K, D)
-                y_frames = torch.cat([y_emb[:, None].expand(-1, num_video, -1), y_img_emb], dim=1)
-            else:
-                y_frames = y_emb[:, None]
-        else:
+        t_emb = self.t_embedder(t)
+        if self.num_classes == 0:
             if y is not None:
                 raise ValueError("this model is unconditional (num_classes=0): pass y=None")
-            y_frames = None
+            return t_emb, None
+        if y is None:
+            raise ValueError("this model is class-conditional: pass y (B,) labels (the null class is num_classes)")
+        y_emb = self.y_embedder(y.reshape(-1), self.training)  # (B, D)
+        if not num_images:
+            return t_emb, y_emb[:, None]
+        if y_image is None:
+            y_image = y.reshape(-1, 1).expand(-1, num_images)
+        elif isinstance(y_image, (list, tuple)):
+            y_image = torch.stack([torch.as_tensor(v).reshape(-1) for v in y_image])
+        y_img_emb = self.y_embedder(y_image.reshape(batch, num_images), self.training)  # (B, K, D)
+        return t_emb, torch.cat([y_emb[:, None].expand(-1, num_video, -1), y_img_emb], dim=1)
 
-        if self.conditioning == "all_tokens":
-            total = num_video + num_images
-            parts = [t_emb[:, None, None, :].expand(-1, total, 1, -1)]
-            if y_frames is not None:
-                parts.append(y_frames[:, :, None, :].expand(-1, total, 1, -1))
-            return None, torch.cat(parts, dim=2)
-        c = t_emb[:, None]
-        if y_frames is not None:
-            c = c + y_frames
-        return c, None
+    def _condition_vector(self, tokens, t_emb, y_emb):
+        """S-AdaLN / adaLN: the condition ``c = t_emb + y_emb`` as ``(B, F'+K or 1, 1, D)``, tokens unchanged."""
+        c = t_emb[:, None] if y_emb is None else t_emb[:, None] + y_emb
+        return tokens, c[:, :, None, :]
+
+    def _condition_tokens(self, tokens, t_emb, y_emb):
+        """"all tokens": the condition becomes M extra positions of every frame, ``(B, F'+K, N+M, D)``; c is None."""
+        b, f, _, d = tokens.shape
+        parts = [tokens, t_emb[:, None, None, :].expand(b, f, 1, d)]
+        if y_emb is not None:
+            parts.append(y_emb[:, :, None, :].expand(b, f, 1, d))
+        return torch.cat(parts, dim=2), None
 
     def _temporal_context(self, num_video: int, num_images: int, device) -> TemporalContext:
-        slice_images = self.joint_strategy == "only_video"
         mask = None
-        if num_images and not slice_images:
+        if num_images and not self.images_skip_temporal:
             total = num_video + num_images
             is_video = torch.arange(total, device=device) < num_video
             mask = (is_video[:, None] & is_video[None, :]) | torch.eye(total, dtype=torch.bool, device=device)
-        return TemporalContext(num_video, num_images, slice_images, mask, self.temporal_pos == "rope")
+        return TemporalContext(num_video, num_images, self.images_skip_temporal, mask, self.rope)
 
+    def _record_features(self, features: dict, n_patches: int, num_frames: int) -> list:
+        """Forward hooks writing every :class:`Tap` output and every block output into ``features``
+        (condition tokens cropped, frames that skipped temporal attention padded with zeros)."""
 
-def _block_kinds(variant: int, depth: int, factorised_depth: int | None) -> list[str]:
-    if variant == 1:
-        return ["spatial", "temporal"] * (depth // 2)
-    if variant == 2:
-        return ["spatial"] * (depth // 2) + ["temporal"] * (depth // 2)
-    n = factorised_depth if factorised_depth is not None else max(1, round(depth * 9 / 11))
-    return ["factorised_attention" if variant == 3 else "factorised_heads"] * n
+        def recorder(name):
+            def hook(module, args, output):
+                features[name] = pad_frames(output[:, :, :n_patches], num_frames)
+
+            return hook
+
+        hooks = []
+        for i, block in enumerate(self.blocks):
+            for name, module in block.named_children():
+                if isinstance(module, Tap):
+                    hooks.append(module.register_forward_hook(recorder(f"blocks.{i}.{name}")))
+            hooks.append(block.register_forward_hook(recorder(f"blocks.{i}.out")))
+        return hooks
 
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
+        raise UserError(f"{name}={value!r} is not one of {choices}")
 
 
 # --------------------------------------------------------------------------- factory
@@ -677,9 +766,9 @@ def parse_model_name(name: str) -> tuple[str, int]:
         size, patch = rest.split("/")
         patch = int(patch)
     except ValueError:
-        raise ValueError(f"model name {name!r} is not like 'Latte-XL/2'") from None
+        raise UserError(f"model name {name!r} is not like 'Latte-XL/2'") from None
     if family not in ("Latte", "LatteIMG") or size not in LATTE_SIZES or patch not in PATCH_SIZES:
-        raise ValueError(f"unknown model {name!r}: sizes {tuple(LATTE_SIZES)}, patch sizes {PATCH_SIZES}")
+        raise UserError(f"unknown model {name!r}: sizes {tuple(LATTE_SIZES)}, patch sizes {PATCH_SIZES}")
     return size, patch
 
 
