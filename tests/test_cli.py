@@ -69,7 +69,7 @@ def test_report_table3_shows_a_short_run_tagged(tmp_path, capsys):
     assert main(["report", "table3", "--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "table3.md").read_text()
     assert "| tiny run [3 clips] | measured | – | – | 236.83 (n=1) | – |" in md
-    assert "| Latte | reported | 34.00 | 59.82 | 477.97 | 159.60 |" in md
+    assert "| Latte | reported | 34.00 | 59.82 | 477.97 ¹ | 159.60 |" in md
     capsys.readouterr()
     assert main(["report", "table3", "--strict", "--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "3 clips" in capsys.readouterr().err

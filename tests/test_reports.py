@@ -275,19 +275,21 @@ def test_reported_cells_carry_no_dagger_and_revision_footnotes_name_both():
     df = leaderboard.build_table("table3", [])
     wide = leaderboard.to_wide(df)
     img = wide[wide.Method == "Latte+IMG"].iloc[0]
-    assert img["UCF101"] == "202.23 ¹" and img["Taichi-HD"] == "97.09"
+    assert img["UCF101"] == "202.23 ²" and img["Taichi-HD"] == "97.09"
     assert list(wide.columns) == ["Method", "Source", "FaceForensics", "SkyTimelapse", "UCF101", "Taichi-HD"]
     md = leaderboard.to_markdown(df, "table3")
-    note = next(line for line in md.splitlines() if line.startswith("- ¹"))
+    note = next(line for line in md.splitlines() if line.startswith("- ²"))
     assert "Latte+IMG, UCF101" in note and "202.23" in note and "333.61" in note
-    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97"
+    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97 ¹"
+    note = next(line for line in md.splitlines() if line.startswith("- ¹"))
+    assert "Latte, UCF101" in note and "477.97" in note and "220" in note
 
 
 def test_short_run_is_tagged_beside_the_paper_and_refused_when_strict():
     three = store.record_from_dict(_eval_record(seed=0, fvd=236.83, num_clips=3, method="Latte-S/2 step 100"), "three.json")
     df = leaderboard.build_table("table3", [three])
     wide = leaderboard.to_wide(df)
-    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97"
+    assert wide[wide.Method == "Latte"].iloc[0]["UCF101"] == "477.97 ¹"
     measured = wide[wide.Source == "measured"]
     assert list(measured.Method) == ["Latte-S/2 step 100 [3 clips]"]
     assert measured.iloc[0]["UCF101"] == "236.83 (n=1)"
