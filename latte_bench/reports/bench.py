@@ -569,20 +569,33 @@ def evaluation_key(ev: Evaluation) -> str:
 # ---------------------------------------------------------------- running
 
 
-def stored_record(ev: Evaluation) -> dict | None:
-    """The record of ``ev`` in ``OUT/records`` when it was made from the same checkpoint and settings, else None."""
-    if not ev.record_path.is_file():
-        return None
+def _matching_record(path: Path, ev: Evaluation) -> dict | None:
     try:
-        raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    bench = raw.get("bench") or {}
-    ckpt = ((raw.get("fake") or {}).get("checkpoint") or {}) if isinstance(raw.get("fake"), dict) else {}
-    sha = ckpt.get("sha256") or bench.get("checkpoint_sha256")
-    if bench.get("key") != ev.key or sha != ev.sha256:
-        return None
-    return raw
+    bench = raw.get("bench") if isinstance(raw.get("bench"), dict) else {}
+    fake = raw.get("fake") if isinstance(raw.get("fake"), dict) else {}
+    sha = (fake.get("checkpoint") or {}).get("sha256") or bench.get("checkpoint_sha256")
+    return raw if bench.get("key") == ev.key and sha == ev.sha256 else None
+
+
+def find_record(ev: Evaluation) -> tuple[Path, dict] | None:
+    """(path, record) of a record in ``OUT/records`` made from the same checkpoint bytes and settings as ``ev``, or None.
+
+    Its own path first; then a record of another file name or method with the same checkpoint
+    sha256 and key (a renamed checkpoint, a renamed method), so that neither is evaluated again.
+    """
+    if ev.record_path.is_file():
+        raw = _matching_record(ev.record_path, ev)
+        if raw is not None:
+            return ev.record_path, raw
+    records = ev.record_path.parents[2]
+    for path in sorted(records.glob(f"*/{ev.dataset}/*-{ev.sha256[:8]}-{ev.key[:8]}.json")):
+        raw = _matching_record(path, ev)
+        if raw is not None:
+            return path, raw
+    return None
 
 
 def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
@@ -648,7 +661,7 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     say = log if main else (lambda *a, **k: None)
     n = len(plan.evaluations)
     # which evaluations to run is decided once, on rank 0, so that every rank runs the same ones
-    todo = dist.broadcast_object([stored_record(ev) is None for ev in plan.evaluations] if main else None)
+    todo = dist.broadcast_object([find_record(ev) is None for ev in plan.evaluations] if main else None)
     to_run = sum(todo)
     say(f"bench: {n} evaluation(s) in {plan.out}: {n - to_run} already recorded, {to_run} to run")
     evaluated, reused, times = [], [], []
@@ -656,13 +669,17 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         what = f"{ev.label} on {ev.dataset}, {ev.checkpoint.name}" + (f" (step {ev.step})" if ev.step is not None else "")
         if not needed:
             if main:
-                _refresh_label(ev)
+                _adopt_record(ev)
             say(f"[bench] evaluation {i} of {n}: {what}: recorded in {ev.record_path.name}, not run again")
             reused.append(ev.record_path)
             continue
         say(f"[bench] evaluation {i} of {n}: {what}: running")
         start = time.time()
-        record = evaluate_one(ev, progress=progress)
+        try:
+            record = evaluate_one(ev, progress=progress)
+        except UserError as e:
+            raise UserError(f"evaluation {i} of {n} ({what}) stopped: {e} [the {len(evaluated) + len(reused)} finished "
+                            "record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
             write_json(ev.record_path, record)
         times.append(time.time() - start)
@@ -677,15 +694,20 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     return {"evaluated": evaluated, "reused": reused, "files": files}
 
 
-def _refresh_label(ev: Evaluation) -> None:
-    """A reused record keeps its numbers; only its row name follows the plan (no re-evaluation)."""
+def _adopt_record(ev: Evaluation) -> None:
+    """Reuse the matching record at ``ev.record_path``: its numbers as they are, its row name from this plan.
+
+    A record found under another name (a renamed checkpoint or method) is copied, not moved, so
+    that a plan naming the same checkpoint twice keeps both rows.
+    """
     from latte_bench.fsutil import write_json
 
-    raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
-    if raw.get("method") != ev.label:
-        raw["method"] = ev.label
-        raw.setdefault("bench", {})["label"] = ev.label
-        write_json(ev.record_path, raw)
+    path, raw = find_record(ev)
+    if path == ev.record_path and raw.get("method") == ev.label:
+        return
+    raw["method"] = ev.label
+    raw["bench"] = {**raw["bench"], "method": ev.method, "label": ev.label, "checkpoint": str(ev.checkpoint)}
+    write_json(ev.record_path, raw)
 
 
 # ---------------------------------------------------------------- outputs
@@ -704,7 +726,8 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
         md_path, csv_path, md = write_table(df, table, plan.out)
         files += [md_path, csv_path]
         log(md)
-    files += write_curves(plan, log=log)
+    curves, curve_files = write_curves(plan, log=log)
+    files += curve_files
     summary = {
         "schema": BENCH_SCHEMA,
         "plan": plan.source,
@@ -714,6 +737,7 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
              "metrics": {k: _metric_value(v) for k, v in rec.raw.get("metrics", {}).items()}}
             for ev, rec in zip(plan.evaluations, records)
         ],
+        "curves": curves,
     }
     write_json(plan.out / "bench.json", summary)
     files.append(plan.out / "bench.json")
@@ -753,18 +777,33 @@ def fvd_series(plan: Plan) -> dict[str, dict[str, tuple[list[int], list[float]]]
     return out
 
 
-def write_curves(plan: Plan, log=print) -> list[Path]:
-    """``OUT/fvd_vs_step_<dataset>.png/.pdf`` for each dataset with a run of several checkpoints (paper Fig. 5/7)."""
+def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
+    """``OUT/fvd_vs_step_<dataset>.png/.pdf`` for each dataset with a run of several checkpoints (paper Fig. 5/7).
+
+    Returns (the plotted series as JSON-ready lists, the figure files). A figure whose series equal
+    the ones recorded in ``OUT/bench.json`` and whose files exist is left as it is (a rerun that
+    evaluated nothing redraws nothing).
+    """
     from latte_bench.data.registry import get_dataset
     from latte_bench.reports.figures import training_curves_figure
 
+    try:
+        before = json.loads((plan.out / "bench.json").read_text(encoding="utf-8")).get("curves") or {}
+    except (OSError, ValueError):
+        before = {}
+    curves: dict = {}
     files: list[Path] = []
     for dataset, runs in fvd_series(plan).items():
-        title = f"FVD during training: {get_dataset(dataset).title}"
-        files += training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, plan.out / f"fvd_vs_step_{dataset}", title=title)
+        curves[dataset] = {label: [list(steps), list(values)] for label, (steps, values) in runs.items()}
+        stem = plan.out / f"fvd_vs_step_{dataset}"
+        paths = [stem.with_name(stem.name + ext) for ext in (".png", ".pdf")]
+        if before.get(dataset) != curves[dataset] or not all(p.is_file() for p in paths):
+            title = f"FVD during training: {get_dataset(dataset).title}"
+            paths = training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, stem, title=title)
+        files += paths
         for label, (steps, values) in runs.items():
             log(f"{label} on {dataset}: FVD by step " + ", ".join(f"{s}: {v:.1f}" for s, v in zip(steps, values)))
-    return files
+    return curves, files
 
 
 # ---------------------------------------------------------------- command line
@@ -842,7 +881,7 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.dry_run:
             if dist.is_main():
                 for i, ev in enumerate(plan.evaluations, 1):
-                    state = "recorded" if stored_record(ev) is not None else "to run"
+                    state = "recorded" if find_record(ev) is not None else "to run"
                     print(f"{i}. {ev.label} on {ev.dataset}: {ev.checkpoint} (sha256 {ev.sha256[:12]}, "
                           f"step {ev.step}) -> {ev.record_path} [{state}]")
             return 0
