@@ -92,6 +92,26 @@ def clean_temporaries(folder: str | os.PathLike, recursive: bool = False) -> lis
     return removed
 
 
+def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
+    """Create ``folder`` if needed and check that files can be written in it (before any work).
+
+    Raises :class:`latte_bench.errors.UserError` naming the folder, the flag it came from and
+    the fix, instead of a traceback after the work is done.
+    """
+    from latte_bench.errors import UserError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=TEMP_MARK, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write there ({e.strerror or type(e).__name__}); "
+                        f"choose another {flag} or make it writable") from None
+    return folder
+
+
 def current_umask() -> int:
     """The process umask (read from /proc on Linux, else set-and-restore under a lock)."""
     try:

@@ -13,7 +13,16 @@ A checkpoint ``ROOT/checkpoints/{step:07d}.pt`` is a dict of tensors and plain P
   step itself (:class:`latte_bench.data.datasets.StepBatchSampler`);
 - ``format``: ``"latte-bench-train-v1"``.
 
-Files are written atomically; ``latest.pt`` is not a link but the highest step found.
+Files are written atomically; the latest checkpoint is the highest step found
+(:func:`latest_checkpoint`). The
+temporary files of a write a crash interrupted (``.0000NNN.pt.XXXXXXXX.tmp.pt``) are removed by
+:func:`clean_checkpoint_temporaries` when the next run starts.
+
+Resume (:func:`resume_checkpoint`) loads the latest checkpoint and compares the run's
+settings with the ones stored in it: any difference in a field that shapes the trajectory
+(everything except :data:`OPERATIONAL_FIELDS`) is refused, naming each field, unless the
+change is explicitly allowed; an allowed change is recorded in the config under
+``config_changes``.
 :func:`export_official` writes the interchange format of the official repository,
 ``{"ema": state_dict}`` (through :func:`latte_bench.models.convert.save_official`), which
 its ``find_model`` and our ``sample --ckpt`` both read.
@@ -21,6 +30,7 @@ its ``find_model`` and our ``sample --ckpt`` both read.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -30,7 +40,7 @@ import numpy as np
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path
+from latte_bench.fsutil import atomic_path, clean_temporaries
 
 FORMAT = "latte-bench-train-v1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
@@ -72,6 +82,11 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
+def clean_checkpoint_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove checkpoint temporaries an interrupted save left in ``run_dir/checkpoints`` (call on one rank)."""
+    return clean_temporaries(Path(run_dir) / "checkpoints")
+
+
 def save_checkpoint(path: str | os.PathLike, *, model, ema, optimizer, step: int, config: dict, scaler=None) -> Path:
     """Atomically write a full training checkpoint (see the module docstring)."""
     state = {
@@ -95,17 +110,87 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found; pass an existing .pt file or run directory")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: checkpoint is empty (0 bytes: an interrupted copy?); delete it or copy it again")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise UserError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {first}); "
                         "is it a PyTorch checkpoint of weights only?") from e
+
+
+# Fields that may differ on resume without changing what the run computes: length (unless the
+# learning rate depends on it), where things are, logging/preview cadence, speed-only switches.
+OPERATIONAL_FIELDS = frozenset({
+    "steps", "out", "num_workers", "log_every", "ckpt_every", "sample_every", "sample_videos", "sample_steps",
+    "sample_sampler", "fvd_every", "fvd_real", "fvd_videos", "device", "distributed", "compile",
+    "gradient_checkpointing", "config_changes",
+})
+
+
+def _comparable(config: dict) -> dict:
+    """The trajectory-defining settings of a run config, with the global batch in place of its factors."""
+    out = {k: json.loads(json.dumps(v)) for k, v in config.items() if k not in OPERATIONAL_FIELDS}
+    if config.get("lr_schedule", "constant") != "constant" and "steps" in config:
+        out["steps"] = config["steps"]  # a cosine schedule is stretched by a new step count
+    if {"batch_size", "grad_accum", "world_size"} <= config.keys():
+        out["global_batch"] = int(config["batch_size"]) * int(config["grad_accum"]) * int(config["world_size"])
+        for k in ("batch_size", "grad_accum", "world_size"):
+            out.pop(k)
+    return out
+
+
+def config_differences(stored: dict, current: dict) -> dict[str, list]:
+    """``{field: [stored, current]}`` for each trajectory-defining setting that differs.
+
+    Fields present in only one of the two (added in a later version) are not compared. The
+    batch is compared as the global batch ``batch_size · grad_accum · world_size`` (the trainer
+    follows the same trajectory for any split of it); when it differs its factors are listed.
+    """
+    a, b = _comparable(stored), _comparable(current)
+    diff = {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]}
+    if "global_batch" in diff:
+        for k in ("batch_size", "grad_accum", "world_size"):
+            if stored.get(k) != current.get(k):
+                diff[k] = [stored.get(k), current.get(k)]
+    return diff
+
+
+def resume_checkpoint(run_dir: str | os.PathLike, current: dict, allow_change: bool = False) -> tuple[Path, dict, dict]:
+    """``(path, checkpoint, changed)``: the latest checkpoint of ``run_dir`` and the settings that changed.
+
+    ``changed`` is ``{field: [old, new]}`` (empty when nothing changed).
+
+    ``current``: the new run's config (``TrainConfig.to_dict()`` plus ``world_size``). Raises
+    :class:`UserError` when there is no checkpoint, when the latest one is empty, corrupt or not a
+    training checkpoint (naming it and the previous one to fall back to), or when settings differ
+    and ``allow_change`` is False (naming each field and the flag that allows it).
+    """
+    run_dir = Path(run_dir)
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise UserError(f"{run_dir}: --resume but no checkpoint under {run_dir / 'checkpoints'}; drop --resume to start")
+    try:
+        ckpt = load_checkpoint(found)
+        if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+            raise UserError(f"{found}: not a latte-bench training checkpoint")
+    except UserError as e:
+        earlier = sorted(p for p in found.parent.iterdir() if _NAME.match(p.name) and p != found)
+        hint = f"delete it to resume from {earlier[-1].name}" if earlier else "delete it and start again without --resume"
+        raise UserError(f"{e}; {hint}") from None
+    diff = config_differences(ckpt.get("config", {}), current)
+    if diff and not allow_change:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
+        raise UserError(f"{found}: --resume with other settings than the run was trained with ({listed}); "
+                        "pass the run's values, or --allow-config-change to continue with the new ones (recorded in config.json)")
+    return found, ckpt, diff
 
 
 def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
     """Write the EMA weights of a training checkpoint as ``{"ema": state_dict}`` (the official format).
 
-    The model is rebuilt from the stored config so that helper C's exporter can check that the
+    The model is rebuilt from the stored config so that the exporter can check that the
     architecture has an official equivalent (Variant 1 with the default design choices).
     """
     from latte_bench.models.convert import save_official

@@ -22,59 +22,158 @@ _TRAIN_FIELDS = {
 }
 
 
+# what each `train` override means (its default is the preset's, listed by _preset_default)
+_TRAIN_HELP = {
+    "data": "data folder of the preset's dataset (videos or frame folders)",
+    "split": "UCF101 split list (trainlist01.txt) to train on a subset",
+    "latents": "pre-encoded latent shards from `latte-bench encode`, instead of --data",
+    "model": "model size, e.g. Latte-XL/2, Latte-S/2",
+    "variant": "Latte model variant 1-4 (paper Sec. 3.2)",
+    "out": "run folder: config.json, metrics.jsonl, checkpoints/",
+    "steps": "optimizer steps to train to (with --resume: the new end)",
+    "batch_size": "clips per process per micro-batch (global batch = batch-size x processes x grad-accum)",
+    "grad_accum": "micro-batches accumulated per optimizer step",
+    "lr": "AdamW learning rate",
+    "lr_schedule": "constant | cosine (to 0 at --steps)",
+    "warmup_steps": "linear learning-rate warm-up steps",
+    "weight_decay": "AdamW weight decay",
+    "ema_decay": "EMA decay per optimizer step",
+    "start_clip_iter": "step from which gradients are clipped (before: norm only logged)",
+    "clip_max_norm": "gradient-norm clipping threshold",
+    "precision": "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16",
+    "joint_strategy": "image-video joint training: only_video | temporal_mask",
+    "num_images": "K single frames per clip for image-video joint training (0: off)",
+    "num_frames": "frames per training clip",
+    "frame_interval": "stride between the frames of a clip",
+    "image_size": "frame size in pixels (square)",
+    "num_classes": "class-conditional model with this many classes (0: unconditional)",
+    "vae": "VAE hub id or folder, or none for pixel space",
+    "seed": "seed of the weights, data order and noise",
+    "num_workers": "DataLoader worker processes",
+    "log_every": "steps between metrics.jsonl records",
+    "ckpt_every": "steps between checkpoints",
+    "sample_every": "steps between preview videos (0: never)",
+    "sample_videos": "preview videos each time",
+    "sample_steps": "sampler steps for previews and periodic FVD",
+    "sample_sampler": "sampler for previews and periodic FVD: ddpm | ddim | dpm++",
+    "fvd_every": "steps between FVD evaluations (0: never; needs --fvd-real)",
+    "fvd_real": "held-out real videos for the periodic FVD",
+    "fvd_videos": "generated clips per periodic FVD",
+    "device": "auto | cpu | cuda | cuda:N",
+    "distributed": "under torchrun: ddp | fsdp",
+    "demo_videos": "size of the generated demo set",
+}
+
+
+def _preset_default(name: str) -> str:
+    """The default of a TrainConfig field across presets, e.g. "0.0001 (demo: 0.002)"."""
+    from latte_bench.training.presets import PRESETS
+
+    groups: dict[str, list[str]] = {}
+    for preset_name, cfg in PRESETS.items():
+        groups.setdefault(repr(getattr(cfg, name)), []).append(preset_name)
+    if len(groups) == 1:
+        return next(iter(groups)).strip("'")
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    first, rest = ordered[0][0].strip("'"), [f"{', '.join(n)}: {v.strip(chr(39))}" for v, n in ordered[1:]]
+    return f"{first} ({'; '.join(rest)})"
+
+
+def default_sample_threads() -> int:
+    """CPU threads for `sample` when --threads is not given: the cores other processes leave free.
+
+    ``OMP_NUM_THREADS`` wins when set (torchrun sets 1). Otherwise ``cpu_count - load average``,
+    at least 1: on the shared 2-core machine (load 5-7) the demo model sampled 4 videos x 50
+    DDPM steps in 10-14 s with 1 thread and 73-106 s with 2 (docs/training.md, "Sampling").
+    """
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy)))
+
+
 def register(subparsers) -> None:
     from latte_bench.training.presets import PRESETS
 
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser("train", help="train Latte from a preset (official configs or the CPU demo)",
-                              description="Train Latte. Presets follow the official configs; flags override single fields.")
+                              description="Train Latte. Presets follow the official configs; each flag overrides one "
+                              "field (defaults below are the presets' values).")
     p.add_argument("preset", choices=sorted(PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
     for name, kind in _TRAIN_FIELDS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None)
-    p.add_argument("--model-options", type=json.loads, default=None, help='extra create_model() options as JSON, e.g. \'{"depth": 4}\'')
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest for the demo on a busy machine)")
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward pass to save memory (default: off)")
+    p.add_argument("--model-options", type=json.loads, default=None,
+                   help='extra create_model() options as JSON, e.g. \'{"depth": 4}\' (default: the preset\'s)')
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --out; other settings than the run's are refused (default: off)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue with changed settings, recorded in config.json and metrics.jsonl (default: off)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads; 1 is fastest for the demo on a busy machine (default: torch's, all cores)")
     p.set_defaults(func=run_train)
 
-    e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards")
+    e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards", formatter_class=fmt,
+                              description="Encode every training clip of a preset's dataset with the VAE once, into "
+                              "latent shards that `train --latents DIR` reads instead of decoding videos each step.")
     e.add_argument("preset", choices=sorted(PRESETS), help="which dataset layout, clip length and stride to use")
-    e.add_argument("--data", required=True)
-    e.add_argument("--out", required=True)
-    e.add_argument("--split", default=None)
-    e.add_argument("--vae", default=None, help="hub id or local AutoencoderKL folder (default: the preset's)")
-    e.add_argument("--image-size", type=int, default=None)
-    e.add_argument("--num-frames", type=int, default=None)
-    e.add_argument("--frame-interval", type=int, default=None)
-    e.add_argument("--shard-size", type=int, default=256)
-    e.add_argument("--batch-size", type=int, default=4)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--seed", type=int, default=None)
+    e.add_argument("--data", required=True, help="the dataset folder")
+    e.add_argument("--out", required=True, help="folder for the latent shards and their meta.json")
+    e.add_argument("--split", default=None, help="UCF101 split list to encode a subset")
+    e.add_argument("--vae", default=None, help="hub id or local AutoencoderKL folder (None: the preset's)")
+    e.add_argument("--image-size", type=int, default=None, help="frame size in pixels (None: the preset's)")
+    e.add_argument("--num-frames", type=int, default=None, help="frames per clip (None: the preset's)")
+    e.add_argument("--frame-interval", type=int, default=None, help="stride between frames (None: the preset's)")
+    e.add_argument("--shard-size", type=int, default=256, help="clips per shard file")
+    e.add_argument("--batch-size", type=int, default=4, help="clips per VAE batch")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    e.add_argument("--seed", type=int, default=None, help="seed of the clip choice (None: the preset's)")
     e.set_defaults(func=run_encode)
 
-    s = subparsers.add_parser("sample", help="sample videos from a checkpoint (deterministic, resumable, torchrun-sharded)")
-    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder, or an official {'ema': ...} file")
-    s.add_argument("--num-videos", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm")
-    s.add_argument("--steps", type=int, default=250)
-    s.add_argument("--cfg-scale", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4")
-    s.add_argument("--vae", default=None, help="override the checkpoint's VAE (hub id, folder or none)")
-    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model (e.g. ucf101)")
-    s.add_argument("--model", default=None, help="for official checkpoints: model name if not the preset's")
-    s.add_argument("--weights", choices=("ema", "model"), default="ema")
-    s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s = subparsers.add_parser("sample", help="sample videos from a checkpoint (deterministic, resumable, torchrun-sharded)",
+                              formatter_class=fmt,
+                              description="Sample videos. Video i depends only on (--seed, i); a rerun of the same command "
+                              "finishes an interrupted set, and a folder made with other settings is refused.")
+    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), or an "
+                   "official {'ema': ...} file")
+    s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
+    s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm", help="diffusion sampler")
+    s.add_argument("--steps", type=int, default=250, help="sampler steps")
+    s.add_argument("--cfg-scale", type=float, default=1.0,
+                   help="classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)")
+    s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
+    s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
+    s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
+                   help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
+    s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (None: the checkpoint's)")
+    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model, e.g. ucf101")
+    s.add_argument("--model", default=None, help="for official checkpoints: the model name if not the preset's")
+    s.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a training checkpoint")
+    s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    s.add_argument("--allow-settings-change", action="store_true",
+                   help="keep videos in --out made with other settings and add these (recorded in samples.json)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (None: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
 
-    x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}")
-    x.add_argument("--ckpt", required=True)
-    x.add_argument("--out", required=True)
+    x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
+                              formatter_class=fmt,
+                              description="Write the EMA weights of a latte-bench training checkpoint in the official "
+                              "Latte format {'ema': state_dict}, which the official sample scripts and `sample --ckpt` read.")
+    x.add_argument("--ckpt", required=True, help="a latte-bench training checkpoint or run folder (its latest checkpoint)")
+    x.add_argument("--out", required=True, help="the .pt file to write")
     x.set_defaults(func=run_export)
 
 
@@ -92,7 +191,7 @@ def train_config(args: argparse.Namespace):
     return dataclasses.replace(cfg, **overrides)
 
 
-def _set_threads(args) -> None:
+def _set_threads(args) -> None:  # train: torch's default unless --threads (a resumed run keeps its numerics)
     if getattr(args, "threads", None):
         import torch
 
@@ -104,7 +203,8 @@ def run_train(args) -> int:
 
     _set_threads(args)
     cfg = train_config(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress,
+                   allow_config_change=getattr(args, "allow_config_change", False))
     from latte_bench import distributed as dist
 
     if dist.is_main():
@@ -141,48 +241,61 @@ def run_encode(args) -> int:
 
 
 def run_sample(args) -> int:
-    from latte_bench.fsutil import write_json
-    from latte_bench.provenance import environment
+    import torch
+
     from latte_bench import distributed as dist
+    from latte_bench.device import resolve_device
+    from latte_bench.fsutil import check_writable
+    from latte_bench.provenance import environment
     from latte_bench.training.latents import LatentSpace, load_vae
     from latte_bench.training.load import load_model
-    from latte_bench.training.sampling import sample_videos
-    from latte_bench.device import resolve_device
+    from latte_bench.training.sampling import begin_record, finish_record, sample_videos
     from latte_bench.training.trainer import PRECISIONS
 
     if args.num_videos < 1 or args.batch_size < 1:
         raise UserError("--num-videos and --batch-size must be >= 1")
-    _set_threads(args)
+    out = Path(args.out)
+    check_writable(out, "--out")  # before the model is loaded or anything is sampled
+    torch.set_num_threads(args.threads or default_sample_threads())
     device = resolve_device(args.device)
     dist.init(device.type)
     loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model, device=device)
     model, info = loaded.model, loaded.info
     vae_spec = args.vae or info.get("vae", "none")
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     shape = (int(info["num_frames"]), int(info["latent_channels"]), int(info["latent_size"]), int(info["latent_size"]))
-    result = sample_videos(model, space, args.out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
+    record = {
+        "checkpoint": loaded.checkpoint["path"], "checkpoint_sha256": loaded.checkpoint["sha256"],
+        "checkpoint_step": loaded.checkpoint.get("step"), "ckpt_argument": str(args.ckpt),
+        "weights": args.weights, "num_videos": args.num_videos, "seed": args.seed, "sampler": args.sampler,
+        "steps": args.steps, "cfg_scale": args.cfg_scale, "format": args.format, "precision": args.precision,
+        "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(),
+        "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
+    }
+    if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
+        record = begin_record(out, record, allow_change=args.allow_settings_change)
+    dist.barrier()
+    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
+    result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, learn_sigma=bool(info.get("learn_sigma", True)), device=device,
                            autocast_dtype=PRECISIONS[args.precision], progress=not args.no_progress)
     if dist.is_main():
-        write_json(Path(args.out) / "samples.json", {
-            "checkpoint": loaded.checkpoint["path"], "checkpoint_sha256": loaded.checkpoint["sha256"],
-            "weights": args.weights, "num_videos": args.num_videos, "seed": args.seed, "sampler": args.sampler,
-            "steps": args.steps, "cfg_scale": args.cfg_scale, "format": args.format, "precision": args.precision,
-            "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(), "labels": result["labels"],
-            "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
-        })
-        where = Path(args.out) / "videos.npz" if args.format == "npz" else Path(args.out)
-        print(f"{args.num_videos} videos in {where} ({result['skipped']} were already there)")
+        finish_record(out, record, result["present"], result["labels"])
+        where = out / "videos.npz" if args.format == "npz" else out
+        print(f"{result['present']} videos in {where} ({result['skipped']} of the {args.num_videos} asked were already there)")
     return 0
 
 
 def run_export(args) -> int:
+    from latte_bench.fsutil import check_writable
     from latte_bench.training.checkpoint import FORMAT, export_official, load_checkpoint
+    from latte_bench.training.load import resolve_checkpoint
 
-    ckpt = load_checkpoint(args.ckpt)
+    path = resolve_checkpoint(args.ckpt)
+    check_writable(Path(args.out).parent, "--out")
+    ckpt = load_checkpoint(path)
     if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
-        raise UserError(f"{args.ckpt}: not a latte-bench training checkpoint")
+        raise UserError(f"{path}: not a latte-bench training checkpoint")
     export_official(args.out, ckpt)
     print(f"wrote {args.out}")
     return 0
