@@ -161,6 +161,7 @@ def test_record_key_follows_the_protocol_not_the_batch_size(benched):
     (["--ckpt", "ffs={run}", "--num-frames", "9"], "no data root for ffs"),
     (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "num_clip=3"], "unknown setting(s) num_clip"),
     (["--ckpt", "demo={run}", "--num-frames", "9", "--set", "work_dir=x"], "set by the benchmark runner"),
+    (["--ckpt", "demo={run}", "--num-frames", "9", "--metrics", "fvd,fdv"], "unknown metric(s) fdv"),
 ])
 def test_bad_plan_is_one_line_exit_2_before_any_work(run_dir, tmp_path, monkeypatch, capsys, no_evaluation, args, message):
     for var in ("LATTE_BENCH_DATA", "LATTE_BENCH_TGAN2_C3D", "LATTE_BENCH_C3D_UCF101"):

@@ -93,6 +93,8 @@ class Evaluation:
 
 @dataclass
 class Plan:
+    """A checked plan: the output folder and its evaluations, in plan order."""
+
     out: Path
     evaluations: list[Evaluation]
     source: str = "command line"  # the plan file, or "command line"
@@ -417,7 +419,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
     An unknown setting, a bad value or one the runner sets itself is a :class:`UserError` naming
     ``where``; ``settings["metrics"]`` is normalised to a list in place.
     """
-    from latte_bench.metrics.protocol import split_settings
+    from latte_bench.metrics.protocol import METRIC_NAMES, split_settings
     from latte_bench.metrics.sources import CheckpointSource
 
     reserved = sorted(set(settings) & RESERVED)
@@ -429,6 +431,9 @@ def _check_settings(settings: dict, dataset: str, where: str):
             metrics = [m.strip() for m in metrics.split(",") if m.strip()]
         if not isinstance(metrics, list) or not metrics:
             raise UserError(f"{where}: metrics must be a list of names, e.g. [\"fvd\", \"kvd\"]")
+        unknown = [m for m in metrics if m not in METRIC_NAMES]
+        if unknown:
+            raise UserError(f"{where}: unknown metric(s) {', '.join(map(str, unknown))}; available: {', '.join(METRIC_NAMES)}")
         settings["metrics"] = list(metrics)
     known = set(_known_settings())
     unknown = sorted(set(settings) - known)
@@ -437,11 +442,15 @@ def _check_settings(settings: dict, dataset: str, where: str):
     ev, src = _split({k: v for k, v in settings.items() if k != "metrics"})
     try:
         CheckpointSource("-", **src)
+        if settings.get("device") is not None:
+            from latte_bench.device import resolve_device
+
+            resolve_device(settings["device"])
         return split_settings({**ev, "dataset": dataset}).protocol
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
-    except TypeError as e:  # a value of the wrong type
-        raise UserError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:  # a value of the wrong type
+        raise UserError(f"{where}: a setting has a value of the wrong type ({e})") from None
 
 
 # ---------------------------------------------------------------- checkpoints
