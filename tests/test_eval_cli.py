@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from latte_bench.cli import build_parser, main
+from latte_bench.cli import main
 from latte_bench.data.video import write_npz, write_video
-from latte_bench.fsutil import sha256_file
 
 
 def _run_error(capsys, argv, *needles):
@@ -57,7 +56,8 @@ def test_short_generated_video_named(tmp_path, capsys, good_npz):
 def test_protocol_flags(tmp_path, capsys, good_npz):
     _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--num-frames", "8"], "at least 9")
     _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--metrics", "fvd,nope"], "nope")
-    _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--ckpt", str(tmp_path / "x.pt")], "x.pt")
+    _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--ckpt", str(tmp_path / "x.pt")], "not both")
+    _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--num-clips", "1"], "--num-clips", ">= 2")
     _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--dataset", "taichi", "--num-clips", "2"], "96 frames")
     import torch
 
@@ -65,9 +65,11 @@ def test_protocol_flags(tmp_path, capsys, good_npz):
         _run_error(capsys, ["--real", good_npz, "--fake", good_npz, "--device", "cuda"], "CUDA")
 
 
-def test_weights_group_registered():
-    args = build_parser().parse_args(["weights", "list"])
-    assert callable(args.func)
+def test_weights_list_names_every_detector(capsys):
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("i3d", "inception", "c3d_ucf101"):
+        assert name in out
 
 
 def _smooth(n, t, seed, h=32, w=32):
@@ -96,22 +98,16 @@ def test_eval_end_to_end_with_skip_bad_cache_and_ckpt(tmp_path, capsys, monkeypa
 
     _run_error(capsys, common, "broken.mp4", "--skip-bad")
 
-    from latte_bench.metrics import extract as extract_module
-
-    monkeypatch.setattr(extract_module, "stats_cache_root", lambda metric, cache_dir: tmp_path / "cache")
     out_json = tmp_path / "out" / "record.json"
-    code = main(["eval", *common, "--skip-bad", "--batch-size", "2", "--json", str(out_json), "--ckpt",
-                 str(tmp_path / "model.pt")])
+    code = main(["eval", *common, "--skip-bad", "--batch-size", "2", "--json", str(out_json), "--method", "my model"])
     stdout = capsys.readouterr().out
     assert code == 0
     record = json.loads(out_json.read_text())
     value = record["metrics"]["fvd"]
     assert np.isfinite(value) and value > 0
-    assert f"{value:.4f}" in stdout and "fvd" in stdout
+    assert f"{value:.4f}" in stdout and "fvd" in stdout and "2 clips" in stdout
     prov = record["results"]["fvd"]["provenance"]
-    assert prov["real_skipped_videos"] == ["Class0/broken.mp4"]
+    assert record["real"]["skipped_unreadable"] == ["Class0/broken.mp4"]
     assert prov["real_sampling"]["skipped_unreadable"] == 1
-    assert prov["real_clips"] == 2 and prov["fake_clips"] == 2 and prov["real_stats_cache"]["hit"] is False
-    assert record["ckpt"]["sha256"] == sha256_file(tmp_path / "model.pt")
-    assert record["command"][0] == "latte-bench"
-
+    assert record["counts"] == {"real_clips": 2, "fake_clips": 2} and record["method"] == "my model"
+    assert record["protocol"]["skip_bad"] is True and record["nonstandard"] == ["2 clips", "9 frames"]

@@ -90,6 +90,9 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if cfg.save_samples is not None or cfg.num_runs > 1:
         if not isinstance(fake, CheckpointSource):
             raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
+    if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
+        fake.load(device)
+        _check_checkpoint_fits(fake, proto)
     if any(DETECTOR_OF[m] != "c3d" for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
@@ -113,23 +116,19 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
-    if isinstance(fake_src, CheckpointSource):
-        fake_src.load(device)
-        _check_checkpoint_fits(fake_src, proto)
     counts = _head_counts(metrics, proto)
     fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
-    nets = _load_detectors(detectors, cfg, device)
+    plans = {det: _real_plan(det, real_src, proto) for det in detectors if det != "c3d"}  # cheap: no decoding
     if cfg.save_samples is not None:
         _check_writable(Path(cfg.save_samples), "--save-samples")
+    nets = _load_detectors(detectors, cfg, device)
 
-    stage = _Stages(cfg.run.progress and dist.is_main(), 1 + len([d for d in detectors if d != "c3d"]) + (cfg.num_runs > 1))
+    stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
     real_results = {}
-    for det in detectors:
-        if det == "c3d":
-            continue
-        stage.next(f"real statistics ({det})")
-        real_results[det] = _real_pass(det, real_src, nets[det], metrics, proto, cfg, device)
+    for det, (clips, sampling) in plans.items():
+        stage.next(f"real statistics ({det}, {len(clips)} {'clips' if det == 'i3d' else 'frames'})")
+        real_results[det] = _real_pass(det, real_src, nets[det], clips, sampling, metrics, proto, cfg, device)
 
     runs = []
     for k in range(cfg.num_runs):
@@ -250,18 +249,22 @@ def _keep(det: str, metrics) -> bool:
 # -------------------------------------------------------------------------------------------- passes
 
 
-def _real_pass(det, src, net, metrics, proto: Protocol, cfg: Settings, device) -> dict:
-    """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
+def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
+    """The real clips (I3D) or frames (Inception) of the protocol, and how they were chosen; too few is refused."""
     if det == "i3d":
         clips, sampling = _real_clips(src, proto)
         _check_fewer("real", len(clips), proto.num_clips, proto, src)
-    else:
-        if src.stream:
-            raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
-        from latte_bench.metrics.fid import real_frames
+        return clips, sampling
+    if src.stream:
+        raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
+    from latte_bench.metrics.fid import real_frames
 
-        clips = real_frames(src.videos, proto.max_real_frames)
-        sampling = {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames}
+    clips = real_frames(src.videos, proto.max_real_frames)
+    return clips, {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames}
+
+
+def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Settings, device) -> dict:
+    """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
     keep = _keep(det, metrics)
     head = _head(det, {det: net}, proto, len(clips), keep)
 

@@ -123,7 +123,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                     if resolution is None:
                         resolution = res
                     elif res != resolution:
-                        raise UserError(f"{part['example']}: {res[1]}x{res[0]} frames, but other videos are "
+                        raise UserError(f"{part['example']}: mixed resolutions, {res[1]}x{res[0]} frames but other videos are "
                                         f"{resolution[1]}x{resolution[0]}; resize them to one size")
                 for h in heads:
                     total[h.name].merge(part["stats"][h.name])
@@ -169,7 +169,7 @@ def _block(it, block_clips: list[Clip], first_pos: int, heads, batch_size, devic
         if resolution is None:
             resolution, example = res, got_clip.name
         elif res != resolution:
-            raise UserError(f"{got_clip.name}: {res[1]}x{res[0]} frames, but {example} is {resolution[1]}x{resolution[0]}; "
+            raise UserError(f"{got_clip.name}: mixed resolutions, {res[1]}x{res[0]} frames but {example} is {resolution[1]}x{resolution[0]}; "
                             "resize all videos to one size")
         pending.append((first_pos + k, item))
         count += 1
