@@ -13,6 +13,12 @@ posterior sample, label dropout) is drawn per *sample* from generators seeded wi
 a process-global stream. So (1) a run resumed from a checkpoint continues bit-exactly, and
 (2) 2 processes × batch 4 follow the same loss trajectory as 1 process × batch 8.
 
+Crashes: checkpoints are written atomically and a save's leftover temporary file is removed
+at the next start; ``--resume`` refuses settings that differ from the checkpoint's (see
+:func:`latte_bench.training.checkpoint.resume_checkpoint`) and drops what the crashed run
+logged after that checkpoint, so a killed and resumed run ends bit-identical to an
+uninterrupted one (tests/test_faults.py).
+
 Outputs in ``cfg.out``: ``config.json``, ``metrics.jsonl`` (one JSON record per line; see
 docs/training.md), ``checkpoints/{step:07d}.pt``, ``samples/{step:07d}/*.mp4`` and
 ``fvd/{step:07d}/`` when periodic sampling / FVD are on.
@@ -30,7 +36,7 @@ import numpy as np
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.fsutil import check_writable, write_json
+from latte_bench.fsutil import check_writable, write_bytes, write_json
 from latte_bench import distributed as dist
 from latte_bench.device import resolve_device
 from latte_bench.training.checkpoint import (
@@ -172,6 +178,26 @@ class JsonlLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def rewind(self, step: int) -> int:
+        """Drop what a crashed run logged after ``step`` (records with a later step, a half-written
+        last line), so a resumed log reads like an uninterrupted one; returns the records dropped."""
+        if not (self.enabled and self.path.is_file()):
+            return 0
+        kept, dropped = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                dropped += 1
+                continue
+            if int(record.get("step", 0)) > step:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+        return dropped
+
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_config_change: bool = False) -> dict:
     """Train per ``cfg``; returns ``{"step", "loss", "run_dir"}``. See the module docstring.
@@ -281,6 +307,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     diffusion = create_diffusion("", learn_sigma=cfg.learn_sigma)
     log = JsonlLog(run_dir / "metrics.jsonl", main)
     if main:
+        log.rewind(step)  # a crashed run's records after the checkpoint it resumes from
         log.write({"event": "start" if step == 0 else "resume", "step": step, "world_size": world, "clips": len(dataset),
                    "skipped_videos": len(getattr(dataset, "skipped", [])), "global_batch": sampler.global_batch,
                    "params": sum(p.numel() for p in params), "time": time.time(),
