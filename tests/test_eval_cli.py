@@ -9,6 +9,7 @@ import pytest
 
 from latte_bench.cli import main
 from latte_bench.data.video import write_npz, write_video
+from latte_bench.errors import UserError
 
 
 def _run_error(capsys, argv, *needles):
@@ -111,3 +112,55 @@ def test_eval_end_to_end_with_skip_bad_cache_and_ckpt(tmp_path, capsys, monkeypa
     assert prov["real_sampling"]["skipped_unreadable"] == 1
     assert record["counts"] == {"real_clips": 2, "fake_clips": 2} and record["method"] == "my model"
     assert record["protocol"]["skip_bad"] is True and record["nonstandard"] == ["2 clips", "9 frames"]
+
+
+def test_single_video_file_refused_not_misread(tmp_path, capsys, good_npz):
+    np.save(tmp_path / "one.npy", np.zeros((16, 8, 8, 3), np.uint8))  # one video (T, H, W, 3), not 16 grayscale videos
+    _run_error(capsys, ["--real", good_npz, "--fake", str(tmp_path / "one.npy")], "one.npy", "one video", "[None]")
+
+
+@pytest.mark.slow
+def test_tampered_real_statistics_cache_is_recomputed(tmp_path):
+    from latte_bench.metrics import evaluate
+
+    real, fake = _smooth(2, 9, seed=0), _smooth(2, 9, seed=1)
+    kw = dict(num_clips=2, num_frames=9, cache_dir=str(tmp_path / "cache"), device="cpu", progress=False)
+    first = evaluate(real, fake, **kw)
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    with np.load(entry) as z:
+        arrays = dict(z)
+    arrays["s2"] = arrays["s2"] * 3.0  # scale the stored second moments, keep the old checksum
+    np.savez(entry, **arrays)
+    with pytest.warns(UserWarning, match="checksum"):
+        second = evaluate(real, fake, **kw)
+    assert second.provenance["real_stats_cache"]["hit"] is False and second.fvd == first.fvd
+    third = evaluate(real, fake, **kw)  # the recomputed entry was stored again, intact
+    assert third.provenance["real_stats_cache"]["hit"] is True and third.fvd == first.fvd
+
+
+def test_data_check_counts_and_names_unreadable_videos(tmp_path, capsys):
+    root = tmp_path / "ucf"
+    for i, video in enumerate(_smooth(2, 50, seed=0)):
+        write_video(root / f"Class{i}" / f"v{i}.mp4", video)
+    (root / "Class0" / "broken.avi").write_bytes(b"\x00" * 64)
+    code = main(["data", "check", "ucf101", "--data", str(root)])
+    out = capsys.readouterr().out
+    assert code == 1  # something is wrong with this copy
+    assert "2 readable listed, 1 could not be opened" in out and "broken.avi" in out
+    assert "2 videos have >= 48 frames" in out
+    code = main(["data", "check", "demo"])
+    out = capsys.readouterr().out
+    assert code == 0 and "generated in memory" in out
+
+
+def test_data_root_from_flag_or_environment(tmp_path, monkeypatch):
+    from latte_bench.data.registry import data_root, get_dataset
+
+    monkeypatch.setenv("LATTE_BENCH_DATA", str(tmp_path))
+    (tmp_path / "sky").mkdir()
+    assert data_root("sky") == tmp_path / "sky"
+    assert data_root("sky", tmp_path) == tmp_path
+    with pytest.raises(UserError, match="taichi"):
+        data_root("taichi")
+    assert get_dataset("ucf101").metrics == ("fvd", "is") and get_dataset("taichi").stride == 6
+    assert get_dataset("ffs").metrics == ("fvd", "fid") and get_dataset("ucf101").num_classes == 101

@@ -144,3 +144,12 @@ def test_covariance_convention_changes_the_number():
     k = 20 / 19
     expected = frechet_distance(sx.mean(), sx.cov() * k, sy.mean(), sy.cov() * k)
     assert unbiased == pytest.approx(expected, rel=1e-12) and unbiased != pytest.approx(biased, rel=1e-6)
+
+
+def test_negative_distance_beyond_round_off_is_an_error_not_zero():
+    """A non-PSD covariance (a tampered or corrupt statistics file) must not come out as FVD 0."""
+    mu = np.zeros(3)
+    with pytest.raises(UserError, match="negative"):
+        frechet_distance(mu, -2 * np.eye(3), mu, np.eye(3))
+    # round-off below the tolerance is still 0, not an error
+    assert frechet_distance(mu, np.eye(3), mu, np.eye(3) * (1 + 1e-12)) == pytest.approx(0, abs=1e-9)

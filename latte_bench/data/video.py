@@ -311,6 +311,29 @@ def _quiet_ffmpeg() -> None:
     av.logging.set_level(None)
 
 
+def check_video_array(arr, name: str) -> np.ndarray:
+    """``arr`` as uint8 videos (N, T, H, W, C), C = 3 or 1; grayscale (N, T, H, W) gets C = 1.
+
+    A 4-D array whose last axis is 3 is one RGB video (T, H, W, 3), not T grayscale videos: it is
+    refused with the fix (``video[None]``) instead of being misread. ``name`` names it in errors.
+    """
+    if hasattr(arr, "detach"):  # a torch tensor
+        arr = arr.detach().cpu().numpy()
+    arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+    if arr.dtype != np.uint8:
+        raise UserError(f"{name}: array dtype is {arr.dtype}; expected uint8 videos (N,T,H,W,3) in 0..255")
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        raise UserError(f"{name}: array shape {tuple(arr.shape)} looks like one video (T,H,W,3); expected uint8 videos "
+                        "(N,T,H,W,3): save or pass video[None] for a single video")
+    if arr.ndim == 4:  # grayscale without a channel axis
+        arr = arr[..., None]
+    if arr.ndim != 5 or arr.shape[-1] not in (1, 3):
+        raise UserError(f"{name}: array shape is {tuple(arr.shape)}; expected uint8 videos (N,T,H,W,3)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise UserError(f"{name}: array holds no videos (shape {tuple(arr.shape)})")
+    return arr
+
+
 def _load_array(path: Path) -> np.ndarray:
     """The uint8 video array in ``path`` (memory-mapped for .npy), cached per process."""
     key = str(path)
@@ -329,14 +352,7 @@ def _load_array(path: Path) -> np.ndarray:
             raise
         except Exception as e:
             raise UserError(f"{path}: cannot load array ({type(e).__name__}); expected uint8 videos (N,T,H,W,3)") from e
-        if arr.dtype != np.uint8:
-            raise UserError(f"{path}: array dtype is {arr.dtype}; expected uint8 videos (N,T,H,W,3) in 0..255")
-        if arr.ndim == 4:  # grayscale without a channel axis
-            arr = arr[..., None]
-        if arr.ndim != 5 or arr.shape[-1] not in (1, 3):
-            raise UserError(f"{path}: array shape is {tuple(arr.shape)}; expected uint8 videos (N,T,H,W,3)")
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise UserError(f"{path}: array holds no videos (shape {tuple(arr.shape)})")
+        arr = check_video_array(arr, str(path))
         _ARRAYS.clear()  # keep at most one array per process
         _ARRAYS[key] = arr
     return _ARRAYS[key]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
-from latte_bench.data.video import VideoEntry, VideoSource, open_videos
+from latte_bench.data.video import VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
 
 VIDEO_ARRAY_SHAPE = "uint8 videos (N, T, H, W, 3)"
@@ -48,23 +48,6 @@ def as_source(obj, *, side: str, skip_bad: bool = False):
         return StreamSource(obj, side)
     raise UserError(f"{side}: cannot evaluate a {type(obj).__name__}; pass a path, a {VIDEO_ARRAY_SHAPE} array, "
                     "an iterable of such batches, or a checkpoint")
-
-
-def check_video_array(arr, name: str) -> np.ndarray:
-    """``arr`` as a uint8 numpy array (N, T, H, W, 3); anything else (a single (T, H, W, 3) video too) is refused."""
-    if isinstance(arr, torch.Tensor):
-        arr = arr.detach().cpu().numpy()
-    arr = np.asarray(arr)
-    if arr.dtype != np.uint8:
-        raise UserError(f"{name}: array dtype is {arr.dtype}; expected {VIDEO_ARRAY_SHAPE} in 0..255")
-    if arr.ndim == 4 and arr.shape[-1] == 3:
-        raise UserError(f"{name}: array shape {tuple(arr.shape)} looks like one video (T, H, W, 3); "
-                        f"expected {VIDEO_ARRAY_SHAPE}: pass video[None] for a single video")
-    if arr.ndim != 5 or arr.shape[-1] != 3:
-        raise UserError(f"{name}: array shape {tuple(arr.shape)}; expected {VIDEO_ARRAY_SHAPE}")
-    if 0 in arr.shape:
-        raise UserError(f"{name}: array holds no videos (shape {tuple(arr.shape)})")
-    return arr
 
 
 def _open_path(path: Path, skip_bad: bool) -> VideoSource:
@@ -159,6 +142,8 @@ class StreamSource:
         clip = next(pending, None)
         for batch in it:
             arr = check_video_array(batch, f"{self.side} stream batch")
+            if arr.shape[-1] == 1:
+                arr = np.repeat(arr, 3, axis=-1)
             for video in arr:
                 while clip is not None and clip.video == index:
                     if max(clip.indices) >= len(video):
