@@ -4,7 +4,10 @@ Two measurements:
 
 * ``--flops``: FLOPs of one forward pass of the four Latte-XL/2 variants (16 frames, 32x32
   latents, batch 1), counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta
-  device (nothing is allocated). FlopCounterMode counts 2 FLOPs per multiply-add.
+  device (nothing is allocated; 2 FLOPs per multiply-add) and checked against the analytic
+  count of ``latte_bench.models.flops.forward_macs``; printed beside the paper's Table 1 with
+  three forward passes in multiply-adds, the counting that reproduces the paper's Variants 1-3
+  (docs/model.md).
 * timing (default): one training step = forward + backward + AdamW step on random latents,
   for each model and each of: ``sdpa`` (this model, ``F.scaled_dot_product_attention``),
   ``math`` (this model, explicit ``softmax(q k^T) v`` as the official code computes attention)
@@ -28,25 +31,14 @@ import platform
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from latte_bench.models import create_model
-
-VARIANTS = (1, 2, 3, 4)
-
+from latte_bench.models.flops import PAPER_TABLE1, counted_flops, forward_macs
 
 def count_flops(name: str, batch: int, frames: int, size: int, backward: bool = False, **options) -> int:
-    """FLOPs of one forward (or forward+backward) pass, counted on the meta device."""
+    """FLOPs of one forward (or forward+backward) pass, counted by ``FlopCounterMode`` on the meta device."""
     with torch.device("meta"):
         model = create_model(name, num_frames=frames, input_size=size, attention="math", **options)
-        x = torch.randn(batch, frames, 4, size, size)
-        t = torch.zeros(batch, dtype=torch.long)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        out = model(x, t)
-        if backward:
-            out.sum().backward()
-    return counter.get_total_flops()
+    return counted_flops(model, frames, batch=batch, backward=backward)
 
 
 def trainable_params(name: str, **options) -> int:
@@ -55,13 +47,38 @@ def trainable_params(name: str, **options) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+# (label, create_model options, frames) of the rows of the docs/model.md FLOPs table
+FLOPS_ROWS = [
+    ("1 interleaved", dict(variant=1), None),
+    ("2 late fusion", dict(variant=2), None),
+    ("3 factorised attention", dict(variant=3), None),
+    ("4 factorised heads", dict(variant=4), None),
+    ("4, heads_width=split", dict(variant=4, heads_width="split"), None),
+    ("4 on 4 frames", dict(variant=4), 4),
+]
+
+
 def flops_table(frames: int, size: int) -> list[dict]:
+    """Latte-XL/2, batch 1: parameters, forward FLOPs (FlopCounterMode and the analytic count),
+    and three forward passes in multiply-accumulates beside the paper's Table 1 "FLOPs (G)"."""
     rows = []
-    for variant in VARIANTS:
-        flops = count_flops("Latte-XL/2", 1, frames, size, variant=variant)
-        params = trainable_params("Latte-XL/2", variant=variant, num_frames=frames, input_size=size)
-        rows.append({"variant": variant, "params": params, "forward_flops": flops, "forward_gmacs": flops / 2e9})
-        print(f"Variant {variant}: params {params / 1e6:.2f}M, forward {flops / 1e9:.1f} GFLOPs ({flops / 2e9:.1f} GMACs)", flush=True)
+    for label, options, row_frames in FLOPS_ROWS:
+        f = row_frames or frames
+        flops = count_flops("Latte-XL/2", 1, f, size, **options)
+        with torch.device("meta"):
+            model = create_model("Latte-XL/2", num_frames=f, input_size=size, **options)
+        macs = forward_macs(model, f)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        paper = PAPER_TABLE1.get(options["variant"])
+        row = {"variant": label, "frames": f, "blocks": len(model.blocks), "params": params, "forward_flops": flops,
+               "forward_macs": macs, "train_step_macs": 3 * macs, "paper_params_m": paper[0], "paper_gflops": paper[1]}  # fmt: skip
+        assert flops == 2 * macs, (label, flops, macs)
+        rows.append(row)
+        print(
+            f"Variant {label:24s} {f:2d} frames, {len(model.blocks)} blocks: params {params / 1e6:.2f}M (paper {paper[0]}M), "
+            f"forward {flops / 1e9:.1f} GFLOPs = {macs / 1e9:.1f} GMACs, 3 x forward {3 * macs / 1e9:.1f} GMACs (paper {paper[1]} G)",
+            flush=True,
+        )
     return rows
 
 

@@ -17,6 +17,7 @@ from latte_bench.models import (
     save_official,
 )
 from latte_bench.models.embeddings import spatial_sincos_table, temporal_sincos_table
+from latte_bench.models.flops import PAPER_TABLE1, counted_flops, forward_macs
 
 TOL = 1e-5
 
@@ -115,6 +116,39 @@ def test_parameter_count_variant_4_split_heads():
     assert len(model.blocks) == 28
     assert trainable(model) == 673_681_568
 
+
+
+# --------------------------------------------------------------------------- FLOPs (docs/model.md)
+@pytest.mark.parametrize(
+    "variant,conditioning,patch_embed,num_classes",
+    [(1, "s_adaln", "uniform", 0), (2, "adaln", "compression", 3), (3, "all_tokens", "uniform", 3), (4, "adaln", "uniform", 3), ("4-split", "all_tokens", "compression", 0)],
+)
+def test_analytic_macs_equal_flop_counter(variant, conditioning, patch_embed, num_classes):
+    options = dict(variant=4, heads_width="split") if variant == "4-split" else dict(variant=variant)
+    with torch.device("meta"):
+        model = create_model("Latte-S/2", hidden_size=32, depth=4, num_heads=4, input_size=8, num_frames=4,
+                             conditioning=conditioning, patch_embed=patch_embed, num_classes=num_classes, attention="math", **options)  # fmt: skip
+    assert counted_flops(model, 4, batch=2) == 2 * forward_macs(model, 4, batch=2)
+
+
+def xl_macs(frames=16, **options):
+    with torch.device("meta"):
+        model = create_model("Latte-XL/2", num_frames=frames, **options)
+    return forward_macs(model, frames)
+
+
+def test_xl_flops_table():
+    """The figures of docs/model.md's FLOPs table (Latte-XL/2, batch 1, 16 frames of 32x32 latents)."""
+    v1, v3 = xl_macs(variant=1), xl_macs(variant=3)
+    assert v1 == xl_macs(variant=2) == xl_macs(variant=4, heads_width="split") == 1_862_825_361_408
+    assert v3 == xl_macs(variant=4) == 2_059_833_950_208
+    assert round(2 * v1 / 1e9, 1) == 3725.7 and round(2 * v3 / 1e9, 1) == 4119.7  # forward GFLOPs
+    # the paper's Table 1 "FLOPs (G)" of Variants 1-3 are three forward passes in multiply-adds, within 0.5%
+    for variant, macs in ((1, v1), (2, v1), (3, v3)):
+        assert abs(3 * macs / 1e9 / PAPER_TABLE1[variant][1] - 1) < 0.005
+    # Variant 4's 1545.15 is not any 16-frame Variant 4 (a quarter of it); it is Variant 4 counted on 4 frames
+    assert 3 * xl_macs(variant=4) / 1e9 / PAPER_TABLE1[4][1] > 3.9
+    assert abs(3 * xl_macs(frames=4, variant=4) / 1e9 / PAPER_TABLE1[4][1] - 1) < 0.002
 
 # --------------------------------------------------------------------------- checkpoint files
 @pytest.fixture
