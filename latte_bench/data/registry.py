@@ -27,7 +27,7 @@ class DatasetSpec:
     name: str
     title: str  # the paper's name, the leaderboard column
     real_split: str  # the videos the real statistics use, in words
-    real_subdir: str | None  # below the data root; None = the root itself
+    real_subdirs: tuple[str, ...]  # candidates below the data root, first existing wins; else the root itself
     stride: int  # real-clip frame stride (StyleGAN-V's realdata_subsample_factor as Latte sets it)
     resolution: int  # frames are square, this many pixels
     crop: str
@@ -40,32 +40,32 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     "demo": DatasetSpec(
         name="demo", title="Demo", real_split="procedural shapes, generated in memory from the demo training preset",
-        real_subdir=None, stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: the preset's
+        real_subdirs=(), stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: the preset's
         layout="none: generated on the fly", expected_videos="as many as --num-clips"),
     "ffs": DatasetSpec(
         name="ffs", title="FaceForensics", real_split="training split (the official train/ folder)",
-        real_subdir="train", stride=3, resolution=256, crop="centre crop to square, LANCZOS resize to 256",
-        num_classes=0, metrics=("fvd", "fid"),
-        layout="ROOT/train/<video>.mp4 (or frame folders ROOT/train/<video>/<frame>.png|jpg)",
-        expected_videos="704 training videos (FaceForensics++ original sequences, official split)"),
+        real_subdirs=("train/videos", "train"), stride=3, resolution=256,
+        crop="centre crop to square, LANCZOS resize to 256", num_classes=0, metrics=("fvd", "fid"),
+        layout="ROOT/train/videos/<video>.mp4 (Latte's preprocess_ffs layout; or frame folders)",
+        expected_videos="the FaceForensics training split as Latte preprocesses it (count not verified here)"),
     "sky": DatasetSpec(
         name="sky", title="SkyTimelapse", real_split="training split (sky_train)",
-        real_subdir="sky_train", stride=3, resolution=256, crop="resize to 256 (frames are square already)",
+        real_subdirs=("sky_train",), stride=3, resolution=256, crop="none (frames are 256x256 already)",
         num_classes=0, metrics=("fvd",),
-        layout="ROOT/sky_train/<video>/<clip>/<frame>.jpg (frame folders at any depth)",
-        expected_videos="2,392 training videos (DTVNet release), split into frame-folder clips"),
+        layout="ROOT/sky_train/<video>/<clip>/<frame>.jpg (every folder holding frames is one video)",
+        expected_videos="the sky_timelapse training split (count not verified here)"),
     "ucf101": DatasetSpec(
         name="ucf101", title="UCF101", real_split="train + test (all 13,320 videos)",
-        real_subdir=None, stride=3, resolution=256, crop="centre crop to square, resize to 256",
+        real_subdirs=(), stride=3, resolution=256, crop="centre crop to square, resize to 256",
         num_classes=101, metrics=("fvd", "is"),
         layout="ROOT/<Class>/v_<Class>_gXX_cYY.avi (101 class folders)",
         expected_videos="13,320 videos in 101 class folders"),
     "taichi": DatasetSpec(
         name="taichi", title="Taichi-HD", real_split="training split (train/)",
-        real_subdir="train", stride=6, resolution=256, crop="resize to 256 (frames are square already)",
+        real_subdirs=("frames/train", "train"), stride=6, resolution=256, crop="none (frames are 256x256 already)",
         num_classes=0, metrics=("fvd",),
-        layout="ROOT/train/<video>/<frame>.png (frame folders, first-order-motion release)",
-        expected_videos="about 3,000 training videos (first-order-model's taichi release)"),
+        layout="ROOT/frames/train/<video>/<frame>.png (taichi-256 layout; or ROOT/train/...)",
+        expected_videos="the taichi-256 training split (count not verified here)"),
 }
 
 
@@ -107,8 +107,9 @@ def real_videos(name: str, data: str | os.PathLike | None = None, *, num_videos:
     if name == "demo":
         return demo_real_videos(num_videos)
     root = data_root(name, data)
-    if spec.real_subdir and (root / spec.real_subdir).is_dir():
-        return root / spec.real_subdir
+    for sub in spec.real_subdirs:
+        if (root / sub).is_dir():
+            return root / sub
     return root
 
 

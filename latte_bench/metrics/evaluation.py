@@ -139,6 +139,8 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
+        _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
     values, fake_pass, _ = runs[-1]
     stats = {det: (real_results.get(det, {}).get("stats"), fake_pass.stats.get(det)) for det in detectors}
     return EvalResult(dict(record["metrics"]), record, stats)
@@ -328,6 +330,16 @@ def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings
         _check_fewer("generated", result.stats[det].n // (proto.num_frames if det == "inception" else 1), head.count, proto, src)
     result.work_dir = work_dir
     return result
+
+
+def _remove_work_dirs(dirs) -> None:
+    import shutil
+
+    dist.barrier()
+    if dist.is_main():
+        for d in dirs:
+            if d is not None:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _sample_writer(folder: Path):
