@@ -1,0 +1,347 @@
+"""Fault injection: kill -9 at random moments, leftovers of crashed writes, bad files, read-only
+outputs, changed settings, shared-cache permissions. What is promised: docs/reliability.md.
+
+Every crash test compares the final outputs with an uninterrupted run bit for bit. The kill -9
+tests start the real CLI in a subprocess (about 10 s of start-up each on a busy 2-core machine),
+so they are few and marked slow; the leftovers a crash can leave are also planted directly,
+which is fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latte_bench.cli import main
+from latte_bench.data.video import open_videos, write_video
+from latte_bench.errors import UserError
+from latte_bench.fsutil import atomic_path, check_writable, clean_temporaries, is_data_name, is_temporary, write_json
+from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
+from latte_bench.training.trainer import train
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = '{"hidden_size": 32, "depth": 2, "num_heads": 2}'
+# `train demo` flags of test_trainer.tiny(): 4 frames of 8x8 pixels, a 2-block Latte, 2 classes
+TINY_FLAGS = ["--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--demo-videos", "16",
+              "--model-options", TINY_MODEL, "--num-classes", "2", "--batch-size", "4", "--num-workers", "0",
+              "--ema-decay", "0.9", "--start-clip-iter", "1", "--clip-max-norm", "0.5", "--threads", "1", "--no-progress"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nobody may write into: chmod 555 for a normal user; as root (who ignores modes) a
+    path under /sys, where even root cannot create files."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+    else:
+        yield Path("/sys/fs/latte-bench-read-only")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from test_trainer import tiny  # tests/ is on sys.path under pytest
+
+    out = tmp_path_factory.mktemp("run")
+    train(tiny(out, steps=2), progress=False)
+    return out
+
+
+def _cli(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def _spawn(*argv) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "latte_bench.cli", *map(str, argv)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_when(proc: subprocess.Popen, ready, delay: float, timeout: float = 240) -> bool:
+    """SIGKILL ``proc`` ``delay`` s after ``ready()`` turns true; False when it finished first."""
+    end = time.time() + timeout
+    while not ready():
+        if proc.poll() == 0:
+            return False
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        if time.time() > end:
+            proc.kill()
+            raise AssertionError("never got going")
+        time.sleep(0.05)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative name -> bytes), samples.json excluded."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "samples.json"}
+
+
+# ============================================================================ files
+
+
+def test_atomic_temporaries_are_recognised_and_never_data(tmp_path):
+    names = []
+    for target in ("000001.png", "videos.npz", "0000010.pt", "samples.json", "LICENSE", "a.tar.gz"):
+        with atomic_path(tmp_path / target) as tmp:
+            names.append(tmp.name)
+            assert is_temporary(tmp.name) and not is_data_name(tmp.name), tmp.name
+            tmp.write_bytes(b"x")
+        assert not is_temporary(target) and is_data_name(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["000001.png", "videos.npz", "0000010.pt", "samples.json", "LICENSE", "a.tar.gz"])
+    (tmp_path / names[0]).write_bytes(b"left by a crash")
+    (tmp_path / ".DS_Store").write_bytes(b"")
+    assert clean_temporaries(tmp_path) == [tmp_path / names[0]]
+    assert (tmp_path / ".DS_Store").exists()  # only our own temporaries are removed
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    """mkstemp makes 0600; finished files get 0666 less the umask, so colleagues can read them."""
+    old = os.umask(mask)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        write_video(tmp_path / "v.mp4", np.zeros((2, 16, 16, 3), np.uint8))
+    finally:
+        os.umask(old)
+    for name in ("r.json", "v.mp4"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_unwritable_output_folder_is_one_line(unwritable):
+    with pytest.raises(UserError, match="cannot write there") as err:
+        check_writable(unwritable / "sub", "--out")
+    assert "--out" in str(err.value) and "\n" not in str(err.value)
+
+
+# ============================================================================ sample
+
+
+def test_sample_rerun_finishes_what_a_crash_left(run_dir, tmp_path):
+    """Leftovers of a crash in each format: temp files, a half-written png folder, a truncated npz part."""
+    common = ["--ckpt", run_dir, "--num-videos", 3, "--steps", 4, "--no-progress"]
+    for fmt in ("png", "npz", "mp4"):
+        assert _cli("sample", *common, "--out", tmp_path / f"ref_{fmt}", "--format", fmt) == 0
+    ref = {fmt: _tree(tmp_path / f"ref_{fmt}") for fmt in ("png", "npz", "mp4")}
+
+    png = tmp_path / "png"
+    assert _cli("sample", *common, "--out", png, "--format", "png", "--num-videos", 1) == 0
+    (png / "000001").mkdir()
+    (png / "000001" / "000000.png").write_bytes((png / "000000" / "000000.png").read_bytes())  # half a video
+    (png / "000001" / ".000001.png.k2j4x9q1.tmp.png").write_bytes(b"half a frame")
+    assert len(open_videos(png, skip_bad=True)) == 2  # the half video is listed as a video ...
+    assert _cli("sample", *common, "--out", png, "--format", "png") == 0
+    assert _tree(png) == ref["png"]  # ... and redone, its temporary file gone
+
+    npz = tmp_path / "npz"
+    assert _cli("sample", *common, "--out", npz, "--format", "npz", "--num-videos", 1) == 0
+    parts = npz / ".parts"
+    parts.mkdir()
+    with np.load(npz / "videos.npz") as z:
+        one = z["videos"][0]
+    np.save(parts / "000001.npy", one)
+    (parts / "000001.npy").write_bytes((parts / "000001.npy").read_bytes()[:-50])  # truncated part
+    (parts / ".000002.npy.ab12cd34.tmp.npy").write_bytes(b"\x93NUMPY")
+    assert _cli("sample", *common, "--out", npz, "--format", "npz") == 0
+    assert _tree(npz) == ref["npz"]
+
+    mp4 = tmp_path / "mp4"
+    assert _cli("sample", *common, "--out", mp4, "--format", "mp4", "--num-videos", 2) == 0
+    (mp4 / ".000002.mp4.zz99yy88.tmp.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 half")
+    assert [e.name for e in open_videos(mp4).entries] == ["000000.mp4", "000001.mp4"]  # eval never sees it
+    assert _cli("sample", *common, "--out", mp4, "--format", "mp4") == 0
+    assert _tree(mp4) == ref["mp4"]
+    record = json.loads((mp4 / "samples.json").read_text())
+    assert record["status"] == "complete" and record["num_videos"] == 3 and len(record["labels"]) == 3
+
+
+def test_sample_refuses_other_settings_unless_allowed(run_dir, tmp_path, capsys):
+    out = tmp_path / "s"
+    common = ["--ckpt", run_dir, "--out", out, "--steps", 4, "--no-progress", "--format", "png"]
+    assert _cli("sample", *common, "--num-videos", 2) == 0
+    before = _tree(out)
+    assert _cli("sample", *common, "--num-videos", 3, "--seed", 1, "--sampler", "ddim") == 2
+    err = capsys.readouterr().err
+    assert "seed 0 -> 1" in err and "sampler 'ddpm' -> 'ddim'" in err and err.count("\n") == 1
+    assert _tree(out) == before and not (out / "000002").exists()  # refused before any work
+    assert json.loads((out / "samples.json").read_text())["seed"] == 0
+    assert _cli("sample", *common, "--num-videos", 3, "--seed", 1, "--allow-settings-change") == 0
+    record = json.loads((out / "samples.json").read_text())
+    assert record["seed"] == 1 and record["settings_changes"] == [{"changed": {"seed": [0, 1]}, "videos_before": 2}]
+    # a folder of videos without a record is refused too
+    (out / "samples.json").unlink()
+    assert _cli("sample", *common, "--num-videos", 3) == 2
+    assert "no samples.json" in capsys.readouterr().err
+
+
+def test_sample_records_the_checkpoint_file_of_a_run_folder(run_dir, tmp_path):
+    from latte_bench.fsutil import sha256_file
+
+    assert _cli("sample", "--ckpt", run_dir, "--num-videos", 1, "--out", tmp_path, "--steps", 2, "--no-progress",
+                "--format", "npz") == 0
+    record = json.loads((tmp_path / "samples.json").read_text())
+    ckpt = latest_checkpoint(run_dir)
+    assert record["checkpoint"] == str(ckpt.resolve()) and record["checkpoint_sha256"] == sha256_file(ckpt)
+    assert record["checkpoint_step"] == 2 and record["ckpt_argument"] == str(run_dir)
+
+
+def test_npz_rerun_counts_what_the_file_holds(run_dir, tmp_path, capsys):
+    common = ["--ckpt", run_dir, "--steps", 4, "--no-progress", "--format", "npz"]
+    assert _cli("sample", *common, "--out", tmp_path / "n", "--num-videos", 2) == 0
+    capsys.readouterr()
+    assert _cli("sample", *common, "--out", tmp_path / "n", "--num-videos", 3) == 0
+    assert "3 videos in" in capsys.readouterr().out
+    assert _cli("sample", *common, "--out", tmp_path / "n", "--num-videos", 2) == 0
+    assert "(2 of the 2 asked were already there)" in capsys.readouterr().out
+    with np.load(tmp_path / "n" / "videos.npz") as z:
+        grown = z["videos"]
+    assert _cli("sample", *common, "--out", tmp_path / "direct", "--num-videos", 3) == 0
+    with np.load(tmp_path / "direct" / "videos.npz") as z:
+        assert np.array_equal(grown, z["videos"])
+    assert json.loads((tmp_path / "n" / "samples.json").read_text())["num_videos"] == 3
+
+
+def test_sample_into_unwritable_folder_is_one_line(run_dir, unwritable, capsys):
+    assert _cli("sample", "--ckpt", run_dir, "--num-videos", 1, "--out", unwritable, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, kills", [("png", 2), ("npz", 1), ("mp4", 1)])
+def test_sample_killed_at_random_moments_then_rerun_is_bit_identical(run_dir, tmp_path, fmt, kills):
+    rng = random.Random(f"sample-{fmt}")
+    common = ["sample", "--ckpt", run_dir, "--num-videos", 6, "--steps", 60, "--batch-size", 1, "--format", fmt,
+              "--threads", 1, "--no-progress"]
+    out = tmp_path / "killed"
+    started = lambda: any(out.glob("00000*")) or (out / ".parts").is_dir() or (out / "videos.npz").exists()  # noqa: E731
+    killed = 0
+    for _ in range(kills):
+        killed += _kill_when(_spawn(*common, "--out", out), started, rng.uniform(0.0, 0.6))
+    assert killed, "the run always finished before the kill"
+    assert _cli(*common, "--out", out) == 0
+    assert _cli(*common, "--out", tmp_path / "whole") == 0
+    assert _tree(out) == _tree(tmp_path / "whole")
+    assert not [p for p in out.rglob("*") if is_temporary(p.name)]
+    assert len(open_videos(out if fmt != "npz" else out / "videos.npz")) == 6
+
+
+# ============================================================================ train
+
+
+def _tiny_train(out, *extra):
+    return ["train", "demo", "--out", out, *TINY_FLAGS, *map(str, extra)]
+
+
+def test_resume_refuses_other_settings_unless_allowed(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _cli(*_tiny_train(out, "--steps", 2, "--ckpt-every", 2)) == 0
+    config = (out / "config.json").read_text()
+    assert _cli(*_tiny_train(out, "--steps", 4, "--lr", 0.01, "--seed", 5, "--batch-size", 2, "--resume")) == 2
+    err = capsys.readouterr().err
+    for part in ("lr 0.002 -> 0.01", "seed 0 -> 5", "global_batch 4 -> 2", "batch_size 4 -> 2", "--allow-config-change"):
+        assert part in err, part
+    assert err.count("\n") == 1 and (out / "config.json").read_text() == config
+    assert latest_checkpoint(out).name == "0000002.pt"
+    # more steps is not a change of settings; a changed lr is, when allowed, and then recorded
+    assert _cli(*_tiny_train(out, "--steps", 3, "--ckpt-every", 1, "--lr", 0.01, "--resume", "--allow-config-change")) == 0
+    changes = json.loads((out / "config.json").read_text())["config_changes"]
+    assert changes == [{"step": 2, "changed": {"lr": [0.002, 0.01]}}]
+    assert load_checkpoint(latest_checkpoint(out))["config"]["config_changes"] == changes
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r for r in records if r.get("event") == "resume"][0]["config_changed"] == {"lr": [0.002, 0.01]}
+    assert _cli(*_tiny_train(out, "--steps", 4, "--lr", 0.01, "--resume")) == 0  # the new settings are the run's now
+
+
+def test_bad_checkpoints_on_resume_are_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _cli(*_tiny_train(out, "--steps", 2, "--ckpt-every", 1)) == 0
+    latest = out / "checkpoints" / "0000002.pt"
+    good = latest.read_bytes()
+    for content, expected in ((b"", "is empty"), (good[: len(good) // 3], "cannot load checkpoint")):
+        latest.write_bytes(content)
+        assert _cli(*_tiny_train(out, "--steps", 3, "--resume")) == 2
+        err = capsys.readouterr().err
+        assert str(latest) in err and expected in err and "delete it to resume from 0000001.pt" in err, err
+        assert err.count("\n") == 1
+    latest.write_bytes(good)
+    # a changed architecture, even when changes are allowed, cannot load the weights
+    assert _cli(*_tiny_train(out, "--steps", 3, "--resume", "--allow-config-change", "--model-options",
+                             '{"hidden_size": 48}')) == 2
+    err = capsys.readouterr().err
+    assert "do not fit the model" in err and str(latest) in err and err.count("\n") == 1
+
+
+def test_leftover_checkpoint_temporaries_are_removed_on_start(tmp_path):
+    out = tmp_path / "run"
+    assert _cli(*_tiny_train(out, "--steps", 1)) == 0
+    stale = out / "checkpoints" / ".0000002.pt.q8w7e6r5.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
+    assert _cli(*_tiny_train(out, "--steps", 2, "--resume")) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["0000001.pt", "0000002.pt"]
+
+
+def test_train_into_unwritable_folder_is_one_line(unwritable, capsys):
+    assert _cli(*_tiny_train(unwritable / "run", "--steps", 1)) == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
+    rng = random.Random("train")
+    flags = ["--steps", 40, "--ckpt-every", 5, "--log-every", 1]
+    out = tmp_path / "killed"
+    first = lambda: latest_checkpoint(out) is not None  # noqa: E731
+    killed = 0
+    for attempt in range(2):
+        killed += _kill_when(_spawn(*_tiny_train(out, *flags, *(["--resume"] if attempt else []))), first,
+                             rng.uniform(0.0, 2.0))
+    assert killed, "the run always finished before the kill"
+    assert _cli(*_tiny_train(out, *flags, "--resume")) == 0
+    assert _cli(*_tiny_train(tmp_path / "whole", *flags)) == 0
+    a, b = load_checkpoint(latest_checkpoint(out)), load_checkpoint(latest_checkpoint(tmp_path / "whole"))
+    assert a["step"] == b["step"] == 40
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not [p for p in (out / "checkpoints").iterdir() if is_temporary(p.name)]
+
+    def losses(run):
+        return [(r["step"], r["loss"]) for r in map(json.loads, open(run / "metrics.jsonl")) if "loss" in r]
+
+    assert losses(out) == losses(tmp_path / "whole")  # the crashed runs' extra records were dropped
+
+
+# ============================================================================ evaluation
+# eval fault cases (kill -9 during eval, tampered and shared real-statistics caches, read-only
+# --json / cache folders, eval --ckpt of a non-checkpoint) follow here.
