@@ -1,7 +1,7 @@
 """FVD evaluation throughput (clips/s) and peak RSS as the clip count doubles (CPU or GPU).
 
 Writes N real (24-frame) and N generated (16-frame) mp4 videos of SIZE x SIZE, then runs
-the whole ``compute_fvd`` (decord decoding, resize to 224, TF-Hub I3D, float64 stats) for
+the whole ``compute_fvd`` (PyAV decoding, resize to 224, TF-Hub I3D, float64 stats) for
 each N in a fresh process and reports wall time, clips/s (real + generated clips) and the
 process's peak RSS. Flat RSS across N is the point: the statistics are streamed.
 
@@ -36,13 +36,13 @@ def make_videos(folder: Path, n: int, frames: int, size: int, seed: int) -> None
 
 
 def child(args) -> None:
-    from latte_bench.metrics.fvd import compute_fvd
+    from latte_bench.metrics import compute_fvd
 
     start = time.time()
     r = compute_fvd(args.data / "real", args.data / "fake", num_clips=args.n, real_stride=1, batch_size=args.batch_size,
                     device=args.device, cache=False, num_workers=args.workers, progress=False)
     wall = time.time() - start
-    clips = r.provenance["real_clips"] + r.provenance["fake_clips"]
+    clips = r.record["counts"]["real_clips"] + r.record["counts"]["fake_clips"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"n": args.n, "clips": clips, "wall_s": wall, "clips_per_s": clips / wall, "peak_rss_mb": rss_mb,
                       "fvd": r.fvd}))

@@ -273,7 +273,7 @@ def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Se
     def compute():
         res = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
                        skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc=f"{det} real",
-                       progress=cfg.run.progress)
+                       unit="clip" if det == "i3d" else "frame", progress=cfg.run.progress)
         return res.stats[det], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
 
     fingerprint = src.fingerprint()
@@ -324,8 +324,9 @@ def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings
     elif cfg.work_dir is not None:
         work_dir = _work_dir(src, heads, proto, cfg)
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
-                      num_workers=cfg.run.num_workers, desc="sample + detectors" if isinstance(src, CheckpointSource) else "generated",
-                      progress=cfg.run.progress, work_dir=work_dir, read_options=read_options)
+                      num_workers=cfg.run.num_workers, unit="video", progress=cfg.run.progress, work_dir=work_dir,
+                      desc=("sample + " if isinstance(src, CheckpointSource) else "generated: ") + "+".join(sorted(counts)),
+                      read_options=read_options)
     for det, head in zip(sorted(counts), heads):
         _check_fewer("generated", result.stats[det].n // (proto.num_frames if det == "inception" else 1), head.count, proto, src)
     result.work_dir = work_dir

@@ -72,7 +72,7 @@ class PassResult:
 
 def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size: int = 8, device="cpu",
              block_size: int = 256, skip_bad: bool = False, num_workers: int = 0, desc: str = "features",
-             progress: bool = True, work_dir: str | Path | None = None, read_options: dict | None = None) -> PassResult:
+             unit: str = "clip", progress: bool = True, work_dir: str | Path | None = None, read_options: dict | None = None) -> PassResult:
     """Statistics of every head over ``clips`` of ``source`` (a :mod:`latte_bench.metrics.sources` source), all ranks.
 
     ``work_dir``: finished blocks are stored there and read back on a rerun (resume).
@@ -87,7 +87,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(clips), desc=desc + (f" ({world} ranks)" if world > 1 else ""), unit="clip", dynamic_ncols=True)
+        bar = tqdm(total=len(clips), desc=desc + (f" ({world} ranks)" if world > 1 else ""), unit=unit, dynamic_ncols=True)
     total = {h.name: FeatureStats(keep_features=h.keep_features) for h in heads}
     skipped: list[str] = []
     resolution, seen, resumed = None, 0, 0
