@@ -1,4 +1,4 @@
-"""Latte and its variants (``latte.py``), embeddings, and official/DiT checkpoint conversion (``convert.py``).
+"""Latte and its variants (``latte.py``), embeddings, official/DiT checkpoint conversion (``convert.py``), FLOPs (``flops.py``).
 
 Public API (imported lazily, so ``import latte_bench.models`` is cheap)::
 
@@ -7,6 +7,7 @@ Public API (imported lazily, so ``import latte_bench.models`` is cheap)::
     load_checkpoint_file(path)                                  # official .pt / .safetensors -> state dict
     export_official(model) / save_official(model, path)         # {"ema": state_dict}
     init_from_dit(model, dit_state_dict, mapping="by_name")     # ImageNet (DiT) initialisation
+    forward_macs(model, frames)                                 # multiply-adds of one forward pass (``flops.py``)
 """
 
 from latte_bench.lazy import lazy_getattr
@@ -23,6 +24,7 @@ _EXPORTS = {
     "export_official": "convert",
     "save_official": "convert",
     "init_from_dit": "convert",
+    "forward_macs": "flops",
 }
 
 __all__ = sorted(_EXPORTS)
