@@ -115,20 +115,32 @@ def test_rerun_evaluates_nothing_and_a_killed_run_only_what_is_missing(benched, 
     assert (out / "fvd_vs_step_demo.png").stat().st_mtime_ns == figure  # same numbers: not redrawn
     assert "2 already recorded, 0 to run" in capsys.readouterr().out
 
-    # killed during the second evaluation: its record is missing, its finished blocks are in the work folder
+    # killed during the second evaluation (its passes done, its record not yet written): the rerun runs only
+    # that evaluation, which resumes from its work folder under OUT/work to the same number
+    import latte_bench.metrics.evaluation as evaluation
+
     before = json.loads(paths[1].read_text())
     paths[1].unlink()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluation, "build_record", killed)
+        assert main(["bench", str(plan), "--no-progress"]) == 130
+    ev = build_plan(read_plan_file(plan), plan.parent, str(plan)).evaluations[1]
+    assert not paths[1].exists() and ev.work_dir.parents[2] == out / "work" and any(ev.work_dir.iterdir())
     assert main(["bench", str(plan), "--no-progress"]) == 0
-    assert calls == ["tiny step 2"] and paths[0].stat().st_mtime_ns == stamps[0]
+    assert calls == ["tiny step 2", "tiny step 2"] and paths[0].stat().st_mtime_ns == stamps[0]
     after = json.loads(paths[1].read_text())
-    assert after["run"]["resumed_blocks"] > 0  # the evaluation path resumed from OUT/work/...
-    assert after["metrics"]["fvd"] == before["metrics"]["fvd"]
+    assert after["run"]["resumed_blocks"] > 0 and after["metrics"]["fvd"] == before["metrics"]["fvd"]
+    assert not ev.work_dir.exists()  # removed once the record is written
 
     # a renamed method: same checkpoints, same settings -> the records are copied under the new name, not re-made
     renamed = plan.with_name("renamed.toml")
     renamed.write_text(plan.read_text().replace("[methods.tiny]", "[methods.renamed]"))
     assert main(["bench", str(renamed), "--no-progress"]) == 0
-    assert calls == ["tiny step 2"]
+    assert calls == ["tiny step 2", "tiny step 2"]
     copies = sorted((out / "records" / "renamed" / "demo").glob("*.json"))
     assert [json.loads(p.read_text())["method"] for p in copies] == ["renamed step 1", "renamed step 2"]
     assert [json.loads(p.read_text())["metrics"] for p in copies] == [json.loads(p.read_text())["metrics"] for p in paths]

@@ -30,7 +30,7 @@ root: one :class:`UserError` line, before anything is sampled); then each evalua
 through :mod:`latte_bench.reports.leaderboard`) and, for a run with several checkpoints on a
 dataset, ``OUT/fvd_vs_step_<dataset>.png/.pdf`` (paper Fig. 5/7) are written, with
 ``OUT/bench.json`` listing every evaluation. A killed evaluation resumes from its work folder
-``OUT/work/...`` (the evaluation path's own resume). Under torchrun every rank takes part in
+``OUT/work/...`` (the evaluation path's own resume), which is removed once its record is written. Under torchrun every rank takes part in
 each evaluation and only rank 0 writes.
 """
 
@@ -44,6 +44,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -691,6 +692,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
                             "record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
             write_json(ev.record_path, record)
+            # the work folder only serves a resume of this evaluation; the record now holds its result
+            shutil.rmtree(ev.work_dir, ignore_errors=True)
         times.append(time.time() - start)
         evaluated.append(ev.record_path)
         left = to_run - len(times)
