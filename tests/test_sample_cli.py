@@ -94,3 +94,28 @@ def test_torchrun_shards_give_the_same_videos(run_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_all(tmp_path / "single"), read_all(tmp_path / "ddp")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1 and (a == b).mean() > 0.999
+
+
+def test_every_training_side_option_has_help_with_its_default(capsys):
+    """train / encode / sample / export-official: each option's help states its default (or it is required)."""
+    import argparse
+
+    from latte_bench.training import commands
+
+    parser = argparse.ArgumentParser(prog="latte-bench")
+    sub = parser.add_subparsers(dest="command")
+    commands.register(sub)
+    for name in ("train", "encode", "sample", "export-official"):
+        cmd = sub.choices[name]
+        assert cmd.description, name
+        formatter = cmd._get_formatter()
+        for action in cmd._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            text = formatter._get_help_string(action) if hasattr(formatter, "_get_help_string") else action.help
+            assert action.help, f"{name} {action.option_strings[0]} has no help"
+            assert action.required or "default" in (text or ""), f"{name} {action.option_strings[0]}: {text!r}"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.002))" in " ".join(out.split())

@@ -98,10 +98,22 @@ def default_sample_threads() -> int:
     return max(1, min(cores, int(cores - busy)))
 
 
+class _Defaults(argparse.HelpFormatter):
+    """Appends "(default: X)" to each option's help; "off" for switches; nothing when the help says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
 def register(subparsers) -> None:
     from latte_bench.training.presets import PRESETS
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Defaults
     p = subparsers.add_parser("train", help="train Latte from a preset (official configs or the CPU demo)",
                               description="Train Latte. Presets follow the official configs; each flag overrides one "
                               "field (defaults below are the presets' values).")
@@ -128,15 +140,15 @@ def register(subparsers) -> None:
     e.add_argument("preset", choices=sorted(PRESETS), help="which dataset layout, clip length and stride to use")
     e.add_argument("--data", required=True, help="the dataset folder")
     e.add_argument("--out", required=True, help="folder for the latent shards and their meta.json")
-    e.add_argument("--split", default=None, help="UCF101 split list to encode a subset")
-    e.add_argument("--vae", default=None, help="hub id or local AutoencoderKL folder (None: the preset's)")
-    e.add_argument("--image-size", type=int, default=None, help="frame size in pixels (None: the preset's)")
-    e.add_argument("--num-frames", type=int, default=None, help="frames per clip (None: the preset's)")
-    e.add_argument("--frame-interval", type=int, default=None, help="stride between frames (None: the preset's)")
+    e.add_argument("--split", default=None, help="UCF101 split list to encode a subset (default: every video)")
+    e.add_argument("--vae", default=None, help="hub id or local AutoencoderKL folder (default: the preset's)")
+    e.add_argument("--image-size", type=int, default=None, help="frame size in pixels (default: the preset's)")
+    e.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the preset's)")
+    e.add_argument("--frame-interval", type=int, default=None, help="stride between frames (default: the preset's)")
     e.add_argument("--shard-size", type=int, default=256, help="clips per shard file")
     e.add_argument("--batch-size", type=int, default=4, help="clips per VAE batch")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    e.add_argument("--seed", type=int, default=None, help="seed of the clip choice (None: the preset's)")
+    e.add_argument("--seed", type=int, default=None, help="seed of the clip choice (default: the preset's)")
     e.set_defaults(func=run_encode)
 
     s = subparsers.add_parser("sample", help="sample videos from a checkpoint (deterministic, resumable, torchrun-sharded)",
@@ -155,9 +167,10 @@ def register(subparsers) -> None:
     s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
                    help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
-    s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (None: the checkpoint's)")
-    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model, e.g. ucf101")
-    s.add_argument("--model", default=None, help="for official checkpoints: the model name if not the preset's")
+    s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)")
+    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model, e.g. ucf101 (default: none; "
+                   "latte-bench checkpoints carry their config)")
+    s.add_argument("--model", default=None, help="for official checkpoints: the model name (default: the preset's)")
     s.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a training checkpoint")
     s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -165,7 +178,7 @@ def register(subparsers) -> None:
                    help="keep videos in --out made with other settings and add these (recorded in samples.json)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (None: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
+                   help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
