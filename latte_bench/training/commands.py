@@ -238,6 +238,9 @@ def run_encode(args) -> int:
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
     if cfg.pixel_space:
         raise UserError("encode needs a VAE: pass --vae stabilityai/sd-vae-ft-ema (or a local AutoencoderKL folder)")
+    from latte_bench.fsutil import check_writable
+
+    check_writable(args.out, "--out")  # before the dataset is listed or the VAE loaded
     device = resolve_device(args.device)
     dist.init(device.type)
     dataset = ClipDataset.from_folder(cfg.dataset, args.data, split=args.split, num_frames=cfg.num_frames,
