@@ -164,3 +164,22 @@ def test_data_root_from_flag_or_environment(tmp_path, monkeypatch):
         data_root("taichi")
     assert get_dataset("ucf101").metrics == ("fvd", "is") and get_dataset("taichi").stride == 6
     assert get_dataset("ffs").metrics == ("fvd", "fid") and get_dataset("ucf101").num_classes == 101
+
+
+@pytest.mark.slow  # the real Inception on 96 frames and one 2048-d Fréchet distance
+def test_eval_fid_and_is_through_the_cli(tmp_path, capsys):
+    from test_fid import synthetic_c3d
+
+    weights, mean = synthetic_c3d(tmp_path)
+    write_npz(tmp_path / "real.npz", _smooth(2, 16, seed=0, h=24, w=24))
+    write_npz(tmp_path / "fake.npz", _smooth(4, 16, seed=1, h=24, w=24))
+    code = main(["eval", "--real", str(tmp_path / "real.npz"), "--fake", str(tmp_path / "fake.npz"), "--metrics", "fid,is",
+                 "--num-clips", "4", "--is-splits", "2", "--c3d-weights", str(weights), "--c3d-mean", str(mean),
+                 "--no-progress", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert set(record["metrics"]) == {"fid", "is"} and record["metrics"]["fid"] > 0 and record["metrics"]["is"] >= 1
+    assert record["counts"] == {"real_frames": 32, "fake_frames": 64, "fake_clips": 4}
+    assert "32 frames" in out and "64 frames" in out and "4 clips" in out  # counts for every metric, with units
+    assert record["protocol"]["is"]["splits"] == 2 and record["detectors"]["c3d"] and record["detectors"]["inception"]

@@ -45,6 +45,12 @@ def register(subparsers) -> None:
     pr.add_argument("--max-real-frames", type=int, default=None, help="FID: use only the first N real frames (default: all)")
     pr.add_argument("--is-protocol", choices=("stylegan_v", "tgan2"), default="stylegan_v",
                     help="IS: StyleGAN-V (num-clips clips, 10 splits) or TGAN2 (10,000 clips, 1 split)")
+    pr.add_argument("--is-splits", type=int, default=None, help="IS: number of splits (default: the IS protocol's)")
+    pr.add_argument("--is-shuffle-seed", type=int, default=None, help="IS: row shuffle seed (default: the IS protocol's)")
+    pr.add_argument("--kid-subsets", type=int, default=100, help="KID: number of subsets")
+    pr.add_argument("--kid-subset-size", type=int, default=1000, help="KID: rows per subset (at most)")
+    pr.add_argument("--block-size", type=int, default=256,
+                    help="clips per summation block, the unit of sharding and resume (moves float64 rounding only)")
     pr.add_argument("--allow-fewer", action="store_true",
                     help="score fewer usable clips than --num-clips instead of refusing (the record is tagged nonstandard)")
     pr.add_argument("--skip-bad", action="store_true", help="skip unreadable real videos (listed in the record)")
@@ -103,7 +109,9 @@ def eval_settings(args: argparse.Namespace) -> dict:
     return dict(
         dataset=args.dataset, num_clips=args.num_clips, num_frames=args.num_frames, real_stride=args.real_stride,
         seed=args.seed, resize=args.resize, covariance=args.covariance, fid_mode=args.fid_mode,
-        max_real_frames=args.max_real_frames, is_protocol=args.is_protocol, allow_fewer=args.allow_fewer,
+        max_real_frames=args.max_real_frames, is_protocol=args.is_protocol, is_splits=args.is_splits,
+        is_shuffle_seed=args.is_shuffle_seed, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+        block_size=args.block_size, allow_fewer=args.allow_fewer,
         skip_bad=args.skip_bad, torch_threads=args.threads, batch_size=args.batch_size, device=args.device,
         num_workers=args.workers, cache=not args.no_cache, progress=not args.no_progress,
         i3d_weights=args.i3d_weights, inception_weights=args.inception_weights, c3d_weights=args.c3d_weights,
@@ -123,13 +131,13 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError("nothing to score: pass --fake PATH, or --dataset NAME --ckpt CKPT")
     if args.ckpt is None and (args.save_samples or args.num_runs != 1):
         raise UserError("--save-samples and --num-runs need --ckpt")
-    if args.real is None and args.dataset is None:
-        raise UserError("no real videos: pass --real PATH or --dataset NAME")
     if args.dataset is not None:
         from latte_bench.data.registry import get_dataset
 
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
+    if args.real is None and args.dataset is None and set(metrics.replace(" ", "").split(",")) != {"is"}:
+        raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
         fake = CheckpointSource(args.ckpt, sampler=args.sampler, steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed,

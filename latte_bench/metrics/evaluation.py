@@ -371,20 +371,26 @@ def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
     else:
         root = stats_cache_root("eval_work", cfg.run.cache_dir) / real_stats_key(manifest)[:32]
     path = root / "manifest.json"
+    error = None
     if dist.is_main():
-        if path.is_file():
-            try:
-                old = json.loads(path.read_text())
-            except ValueError:
-                old = None
-            if old is not None and old != json.loads(json.dumps(manifest)):
-                diffs = _differences(old, json.loads(json.dumps(manifest)))
-                raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
-                                "use another --work-dir or delete that folder")
-        else:
-            _check_writable(root, "--work-dir")
-            write_json(path, manifest)
-    dist.barrier()
+        try:
+            if path.is_file():
+                try:
+                    old = json.loads(path.read_text())
+                except ValueError:
+                    old = None
+                if old is not None and old != json.loads(json.dumps(manifest)):
+                    diffs = _differences(old, json.loads(json.dumps(manifest)))
+                    raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
+                                    "use another --work-dir or delete that folder")
+            else:
+                _check_writable(root, "--work-dir")
+                write_json(path, manifest)
+        except UserError as e:
+            error = str(e)
+    error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
+    if error is not None:
+        raise UserError(error)
     return root
 
 
