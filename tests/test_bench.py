@@ -187,6 +187,13 @@ def test_bad_plan_is_one_line_exit_2_before_any_work(run_dir, tmp_path, monkeypa
     assert not out.exists()
 
 
+def test_unwritable_out_is_refused_before_any_work(run_dir, tmp_path, capsys, no_evaluation):
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["bench", "--method", "tiny", "--ckpt", f"demo={run_dir}", "--num-frames", "9",
+                 "--out", str(tmp_path / "file" / "out")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
 def test_one_bad_entry_stops_the_whole_plan(run_dir, tmp_path, capsys, no_evaluation):
     good = f'[methods.tiny]\ndemo = "{run_dir}/checkpoints/*"\n'
     plan = write_plan(tmp_path / "plan.toml", run_dir, good + '\n[methods.other]\ndemo = "missing.pt"\n')

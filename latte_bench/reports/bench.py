@@ -889,6 +889,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_bench)
 
 
+def check_writable(plan: Plan) -> None:
+    """Refuse now (one line) what would fail after hours of sampling: an unwritable ``--out`` or statistics cache."""
+    from latte_bench.metrics.commands import check_outputs
+    from latte_bench.metrics.weights import cache_dir
+
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        probe = plan.out / f".bench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--out {plan.out}: not writable ({e.strerror}); choose a folder you can write") from None
+    roots = {Path(ev.settings["cache_dir"]) if ev.settings.get("cache_dir") else cache_dir()
+             for ev in plan.evaluations if ev.settings.get("cache", True)}
+    for root in sorted(roots):
+        check_outputs(None, root)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from latte_bench import distributed as dist
 
@@ -904,6 +922,8 @@ def run_bench(args: argparse.Namespace) -> int:
         if dist.is_main():
             try:
                 outcome = build_plan(raw, base, source)
+                if not args.dry_run:
+                    check_writable(outcome)
             except UserError as e:
                 outcome = e
         outcome = dist.broadcast_object(outcome)
