@@ -74,3 +74,21 @@ def test_export_official_holds_the_ema_weights(tmp_path):
     official = torch.load(tmp_path / "official.pt", weights_only=True)
     assert set(official) == {"ema"} and official["ema"].keys() == ckpt["ema"].keys()
     assert all(torch.equal(official["ema"][k], ckpt["ema"][k]) for k in ckpt["ema"])
+
+
+def test_config_differences_name_what_changes_the_trajectory():
+    from latte_bench.training.checkpoint import config_differences
+    from latte_bench.training.presets import preset
+
+    old = {**preset("demo").to_dict(), "world_size": 1, "latent_channels": 3}
+    same_run = {**old, "steps": 9000, "out": "elsewhere", "num_workers": 4, "log_every": 1, "device": "cuda",
+                "batch_size": old["batch_size"] // 2, "world_size": 2}  # operational; the global batch is unchanged
+    same_run.pop("latent_channels")  # known only after the data is built: not compared
+    assert config_differences(old, same_run) == {}
+    changed = {**old, "lr": 1.0, "seed": 7, "grad_accum": 2, "model_options": {"depth": 1}}
+    diff = config_differences(old, changed)
+    assert diff == {"lr": [old["lr"], 1.0], "seed": [old["seed"], 7], "model_options": [old["model_options"], {"depth": 1}],
+                    "global_batch": [old["batch_size"], 2 * old["batch_size"]], "grad_accum": [1, 2]}
+    cosine = {**old, "lr_schedule": "cosine"}
+    assert config_differences(cosine, {**cosine, "steps": cosine["steps"] + 1}) == {
+        "steps": [cosine["steps"], cosine["steps"] + 1]}  # the schedule stretches with the step count
