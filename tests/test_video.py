@@ -200,13 +200,14 @@ def test_writers_reject_wrong_arrays(tmp_path):
 
 
 def _write_avi(path, frames, fps=25):
-    """A UCF101-style .avi: MPEG-4 part 2 (what UCF101's xvid files hold), GOP 12."""
+    """A UCF101-style .avi: MPEG-4 part 2 (what UCF101's xvid files hold), GOP 12, B-frames."""
     import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         s.codec_context.gop_size = 12
+        s.codec_context.max_b_frames = 2
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode(None))
