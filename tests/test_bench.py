@@ -70,6 +70,7 @@ def no_evaluation(monkeypatch):
 def test_two_checkpoints_give_two_records_both_rows_and_a_curve(run_dir, benched):
     plan, out, paths = benched
     records = [json.loads(p.read_text()) for p in paths]
+    assert not (out / "work").exists()  # work folders serve a resume only; gone once the records are written
     fvds = []
     for step, record in zip((1, 2), records):
         ckpt = run_dir / "checkpoints" / f"{step:07d}.pt"
