@@ -144,6 +144,28 @@ def test_ucf101_labels_follow_sorted_classes_and_split_list(tmp_path):
     assert ds[(0, 0)]["video"].shape == (4, 3, 16, 16)
 
 
+def test_listing_skips_crash_leftovers_and_reports_symlink_loops(tmp_path):
+    """Temporary files of an interrupted copy/write are not frames or videos; a looping symlink is skipped, named."""
+    import os
+
+    sky = tmp_path / "sky"
+    write_frames(sky / "v1", _index_video(6))
+    shutil.copy(sky / "v1" / "000002.png", sky / "v1" / ".000006.png.a1b2c3d4.tmp.png")
+    (sky / ".hidden").mkdir()
+    write_frames(sky / ".hidden" / "v9", _index_video(6))
+    entries, _, _, _ = list_videos("sky", sky)
+    assert [(e.name, e.num_frames) for e in entries] == [("v1", 6)]
+    root = tmp_path / "UCF-101"
+    write_video(root / "Biking" / "v_Biking_g01_c01.avi", _index_video(8, 32))
+    write_video(root / "Zumba" / "v_Zumba_g01_c01.avi", _index_video(8, 32))
+    os.symlink("loop", root / "loop")  # a class "folder" that points at itself
+    os.symlink("v_x.avi", root / "Biking" / "v_x.avi")
+    (root / "Zumba" / ".v_Zumba_g02_c01.avi.q1w2e3r4.tmp.avi").write_bytes(b"half a video")
+    entries, labels, classes, skipped = list_videos("ucf101", root)
+    assert classes == ["Biking", "Zumba"] and labels == [0, 1] and len(entries) == 2
+    assert sorted(os.path.basename(name) for name, _ in skipped) == ["loop", "v_x.avi"]
+
+
 # ------------------------------------------------------------------------------------ batch order
 
 
