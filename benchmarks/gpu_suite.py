@@ -152,13 +152,15 @@ def tf32(enabled: bool):
 
 
 def _rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    """Proportional set size of ``pid`` (shared pages split between the processes sharing them), else VmRSS."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except OSError:
+            continue
     return 0
 
 
@@ -174,7 +176,11 @@ def _children(pid: int) -> list[int]:
 
 
 class RssSampler:
-    """Peak resident memory (GiB) of this process plus its child processes (DataLoader workers), sampled every 0.2 s."""
+    """Peak memory (GiB) of this process and all its descendants (evaluation child, DataLoader workers), sampled every 0.2 s.
+
+    Each process counts its proportional set size, so pages shared after a fork (the memory-mapped
+    or inherited video arrays) are counted once in the sum.
+    """
 
     def __init__(self):
         self.peak_kib = 0
@@ -363,6 +369,7 @@ class Suite:
         self.results["wall_s"] = round(time.perf_counter() - self.start, 1)
         self.save()
         self.log(f"done in {self.results['wall_s']} s: {self.out / 'gpu_suite.json'}, {self.out / 'gpu_suite.md'}")
+        self.log_file.close()
         return self.results
 
     def run_stage(self, number: int, name: str, fn, nominal: float) -> None:
@@ -401,6 +408,10 @@ class Suite:
         if dominant:
             entry["dominant"] = dominant
         self.results["targets"] = [t for t in self.results["targets"] if t["target"] != name] + [entry]
+
+    def isolated(self, fn, job: dict, budget: Budget) -> dict:
+        """``fn(**job)`` in a fresh process on the GPU (:func:`run_in_child`), in this one in the dry run."""
+        return fn(**job) if self.dry else run_in_child(fn, job, budget.left())
 
     def save(self) -> None:
         from latte_bench.fsutil import write_bytes, write_json
@@ -468,7 +479,6 @@ class Suite:
     # ---- stage 2
     def stage_fvd(self, budget: Budget, rec: dict) -> None:
         from latte_bench.data.video import write_npz
-        from latte_bench.metrics import evaluate
 
         dev, figs, args = self.device, rec["figures"], self.args
         n, frames, size = (2, 9, 32) if self.dry else (args.fvd_clips, 16, 256)
@@ -502,21 +512,20 @@ class Suite:
         budget.need(10 if not self.dry else 2, "the FVD evaluation")
         workers = 0 if self.dry else args.workers
         free_memory(dev)
-        reset_peak(dev)
+        job = dict(real=str(real_dir), fake=str(fake_npz), clips=n, frames=frames, batch=args.eval_batch, workers=workers,
+                   device=str(dev))
         with RssSampler() as rss:
-            t2 = time.perf_counter()
-            result = evaluate(str(real_dir), str(fake_npz), metrics=("fvd",), num_clips=n, num_frames=frames, seed=0,
-                              batch_size=args.eval_batch, device=str(dev), num_workers=workers, cache=False,
-                              progress=False, method="gpu_suite")
-            sync(dev)
-            wall = time.perf_counter() - t2
+            found = self.isolated(_fvd_evaluation, job, budget)
+        wall = found["fvd_wall_s"]
         figs.update(clips=n, num_frames=frames, source_size=size, frame_format=fmt, batch_size=args.eval_batch,
                     workers=workers, fvd_wall_s=round(wall, 2), clips_per_s=round(2 * n / wall, 1),
-                    peak_gpu_gib=peak_gib(dev), peak_host_rss_gib=rss.peak_gib, fvd=round(float(result.value), 3))
+                    peak_gpu_gib=found["peak_gpu_gib"], peak_host_pss_gib=rss.peak_gib, fvd=round(found["fvd"], 3))
+        rec["notes"].append("fvd_wall_s: the evaluate() call alone (detector loading, decoding, I3D, statistics); "
+                            "peak_host_pss_gib: the evaluating process and its decoding workers")
         if self.results["weights"]["i3d"] != "real":
             rec["notes"].append("FVD value from a random-weight I3D: timing only")
         self.log(f"  FVD {n}+{n}: {wall:.1f} s wall, {figs['clips_per_s']} clips/s, peak GPU {figs['peak_gpu_gib']} GiB, "
-                 f"peak RSS {figs['peak_host_rss_gib']} GiB")
+                 f"peak host memory {figs['peak_host_pss_gib']} GiB")
         # targets are computed in the dry run too (the code path runs; its figures mean nothing there)
         self.target("fvd2048_16f_wall", round(wall, 2), TARGETS["fvd_wall_s"], False,
                     f"whole FVD evaluation, {n}+{n} {frames}-frame {size}² clips, decoding included (s)",
@@ -555,8 +564,8 @@ class Suite:
                             "on random latents; MFU counts the model FLOPs once (recomputation not counted)")
 
         def build(compiled: bool):
-            with torch.device(dev):
-                model = build_model(dataclasses.replace(cfg, compile=compiled), channels, h)
+            with torch.device(dev):  # initialised on the device (fast), then anything left on the CPU moved
+                model = build_model(dataclasses.replace(cfg, compile=compiled), channels, h).to(dev)
             model.train()
             options = {"backend": "eager"} if self.dry else {}
             compile_for_training(model, dataclasses.replace(cfg, compile=compiled), **options)
@@ -605,7 +614,6 @@ class Suite:
             if compiled and not model_compiled:
                 del model, optimizer, ema, params
                 free_memory(dev)
-                t0 = time.perf_counter()
                 model, optimizer, ema, params = build(True)
                 model_compiled = True
             model.set_gradient_checkpointing(checkpointing)
@@ -687,7 +695,7 @@ class Suite:
         cfg, shape = self._xl_config()
         cfg_scale = 7.0
         with torch.device(dev):
-            model = build_model(cfg, shape[1], shape[2])
+            model = build_model(cfg, shape[1], shape[2]).to(dev)
         model.eval().requires_grad_(False)
         amp = torch.bfloat16 if dev.type == "cuda" else None
         figs.update(model=cfg.model, latents=list(shape), cfg_scale=cfg_scale, precision="bf16 autocast, TF32" if amp else "fp32")
@@ -758,39 +766,100 @@ class Suite:
 
     # ---- stage 5
     def stage_eval_ckpt(self, budget: Budget, rec: dict) -> None:
-        from latte_bench.cli import main as cli
-
         dev, figs, args = self.device, rec["figures"], self.args
-        run = self.work / "eval_ckpt_run"
-        frames = 9 if self.dry else 16
-        clips = 2 if self.dry else args.eval_ckpt_clips
-        steps = 2 if self.dry else 25
-        t0 = time.perf_counter()
-        code = cli(["train", "demo", "--steps", "2", "--num-frames", str(frames), "--out", str(run), "--device", str(dev),
-                    "--ckpt-every", "2", "--log-every", "1", "--no-progress"])
-        if code != 0:
-            raise RuntimeError(f"latte-bench train demo exited {code}")
-        figs["train_s"] = round(time.perf_counter() - t0, 1)
-        budget.need(3 if self.dry else 15, "latte-bench eval --ckpt")
-        out_json = self.work / "eval_ckpt.json"
-        command = ["eval", "--dataset", "demo", "--ckpt", str(run), "--num-clips", str(clips), "--num-frames", str(frames),
-                   "--sampler", "dpm++", "--steps", str(steps), "--batch-size", str(args.eval_batch), "--device", str(dev),
-                   "--workers", str(0 if self.dry else args.workers), "--no-cache", "--no-progress", "--json", str(out_json)]
-        reset_peak(dev)
-        t1 = time.perf_counter()
-        code = cli(command)
-        wall = time.perf_counter() - t1
-        if code != 0:
-            raise RuntimeError(f"latte-bench {' '.join(command)} exited {code}")
-        record = json.loads(out_json.read_text())
-        figs.update(command="latte-bench " + " ".join(command), model="demo preset (Latte-S/2, width 64, 4 blocks)",
-                    clips=clips, sampler=f"dpm++ {steps} steps", wall_s=round(wall, 2),
-                    generated_clips_per_s=round(clips / wall, 2), peak_gpu_gib=peak_gib(dev),
-                    fvd=round(float(record["metrics"]["fvd"]), 3))
-        self.log(f"  eval --ckpt: {clips} generated + {clips} real clips in {wall:.1f} s ({figs['generated_clips_per_s']} clips/s)")
+        job = dict(run=str(self.work / "eval_ckpt_run"), out_json=str(self.work / "eval_ckpt.json"),
+                   frames=9 if self.dry else 16, clips=2 if self.dry else args.eval_ckpt_clips, steps=2 if self.dry else 25,
+                   batch=args.eval_batch, workers=0 if self.dry else args.workers, device=str(dev))
+        figs.update(self.isolated(_eval_ckpt, job, budget))
+        self.log(f"  eval --ckpt: {figs['clips']} generated + {figs['clips']} real clips in {figs['wall_s']:.1f} s "
+                 f"({figs['generated_clips_per_s']} clips/s)")
 
 
 # ----------------------------------------------------------------------------------------- workers and wrappers
+
+
+def run_in_child(fn, job: dict, seconds: float) -> dict:
+    """``fn(**job)`` (a function of this module returning a dict) in a ``spawn``-ed process, stopped after ``seconds``.
+
+    A fresh process because CUDA is already initialised here (no ``fork``), and because a call
+    over its budget has to be stoppable without losing the suite. Raises :class:`BudgetSpent`
+    on the time limit and ``RuntimeError`` with the child's traceback on a failure.
+    """
+    import queue
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_child_entry, args=(fn.__name__, job, results), daemon=True)
+    child.start()
+    deadline = time.perf_counter() + max(seconds, 1.0)
+    while True:
+        try:
+            found = results.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not child.is_alive():  # died before reporting (killed, or crashed while starting)
+                raise RuntimeError(f"{fn.__name__}: its process exited with code {child.exitcode} without a result") from None
+            if time.perf_counter() > deadline:
+                child.terminate()
+                child.join(10)
+                raise BudgetSpent(f"{fn.__name__} did not finish within the stage budget; stopped") from None
+    child.join(30)
+    if "error" in found:
+        raise RuntimeError(f"{fn.__name__} failed in its process:\n{found['error']}")
+    return found
+
+
+def _child_entry(name: str, job: dict, results) -> None:
+    """Entry point of an isolated stage process: ``results.put(fn(**job))``, or ``{"error": traceback}``."""
+    try:
+        results.put(globals()[name](**job))
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        results.put({"error": traceback.format_exc(limit=12)})
+
+
+def _fvd_evaluation(real: str, fake: str, clips: int, frames: int, batch: int, workers: int, device: str) -> dict:
+    """Stage 2's timed part: one :func:`latte_bench.metrics.evaluate` call (FVD, no statistics cache)."""
+    from latte_bench.metrics import evaluate
+
+    i3d_weights_in_use()  # the same weights as the parent (random ones are installed per process)
+    dev = torch.device(device)
+    reset_peak(dev)
+    t0 = time.perf_counter()
+    result = evaluate(real, fake, metrics=("fvd",), num_clips=clips, num_frames=frames, seed=0, batch_size=batch,
+                      device=device, num_workers=workers, cache=False, progress=False, method="gpu_suite")
+    sync(dev)
+    return {"fvd_wall_s": time.perf_counter() - t0, "fvd": float(result.value), "peak_gpu_gib": peak_gib(dev)}
+
+
+def _eval_ckpt(run: str, out_json: str, frames: int, clips: int, steps: int, batch: int, workers: int, device: str) -> dict:
+    """Stage 5: train the demo preset's model for two steps, then time ``latte-bench eval --dataset demo --ckpt RUN``."""
+    import shutil
+
+    from latte_bench.cli import main as cli
+
+    i3d_weights_in_use()
+    dev = torch.device(device)
+    shutil.rmtree(run, ignore_errors=True)
+    t0 = time.perf_counter()
+    code = cli(["train", "demo", "--steps", "2", "--num-frames", str(frames), "--out", run, "--device", device,
+                "--ckpt-every", "2", "--log-every", "1", "--no-progress"])
+    if code != 0:
+        raise RuntimeError(f"latte-bench train demo exited {code}")
+    train_s = time.perf_counter() - t0
+    command = ["eval", "--dataset", "demo", "--ckpt", run, "--num-clips", str(clips), "--num-frames", str(frames),
+               "--sampler", "dpm++", "--steps", str(steps), "--batch-size", str(batch), "--device", device,
+               "--workers", str(workers), "--no-cache", "--no-progress", "--json", out_json]
+    reset_peak(dev)
+    t1 = time.perf_counter()
+    code = cli(command)
+    wall = time.perf_counter() - t1
+    if code != 0:
+        raise RuntimeError(f"latte-bench {' '.join(command)} exited {code}")
+    record = json.loads(Path(out_json).read_text())
+    return {"train_s": round(train_s, 1), "command": "latte-bench " + " ".join(command),
+            "model": "demo preset (Latte-S/2, width 64, 4 blocks)", "clips": clips, "sampler": f"dpm++ {steps} steps",
+            "wall_s": round(wall, 2), "generated_clips_per_s": round(clips / wall, 2), "peak_gpu_gib": peak_gib(dev),
+            "fvd": round(float(record["metrics"]["fvd"]), 3)}
 
 
 def _write_real_video(job) -> int:
