@@ -664,7 +664,7 @@ def check_network(spec: WeightSpec, path: Path, origin: str | None = None) -> No
         return
     if spec.name in ("i3d_torchscript", "c3d_ucf101", "inception"):
         state = _torchscript_state(spec, path, origin)
-        if spec.name == "c3d_ucf101" and not any(v.ndim == 2 and v.shape[0] == 101 for v in state.values()):
+        if spec.name == "c3d_ucf101" and not any(v.ndim in (1, 2) and v.shape[0] == 101 for v in state.values()):
             raise _refuse(spec, path, origin, "TorchScript without a 101-way (UCF101) classifier")
         if spec.name == "inception" and not any(k.removeprefix("net.").startswith("layers.") for k in state):
             raise _refuse(spec, path, origin, "TorchScript without Inception 'layers.*' tensors")
