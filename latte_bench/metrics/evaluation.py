@@ -110,10 +110,11 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 
         if proto.num_frames < MIN_FRAMES:
             raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
-    if "c3d" in detectors and proto.num_frames < 16:
+    if "c3d" in detectors:
         from latte_bench.metrics.c3d import NUM_FRAMES
 
-        raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+        if proto.num_frames < NUM_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
     counts = _head_counts(metrics, proto)
@@ -141,7 +142,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
     if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
         _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
-    values, fake_pass, _ = runs[-1]
+    fake_pass = runs[-1][1]
     stats = {det: (real_results.get(det, {}).get("stats"), fake_pass.stats.get(det)) for det in detectors}
     return EvalResult(dict(record["metrics"]), record, stats)
 

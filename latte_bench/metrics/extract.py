@@ -220,19 +220,31 @@ def _save_block(work_dir, b: int, payload: dict) -> None:
     write_json(path.with_suffix(".json"), meta)  # written last: a block counts as done only with it
 
 
-def _load_block(work_dir, b: int, heads) -> dict | None:
-    path = _block_path(work_dir, b)
+def _read_checked(path: Path) -> tuple[dict, dict] | None:
+    """``(arrays, meta)`` of ``path`` (.npz) and its ``.json``, or None when either is missing.
+
+    Raises ValueError/OSError/KeyError when the arrays do not match the sha256 stored in the json.
+    """
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
         return None
+    meta = json.loads(meta_path.read_text())
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if _arrays_sha256(arrays) != meta["sha256"]:
+        raise ValueError("its checksum does not match the stored arrays")
+    return arrays, meta
+
+
+def _load_block(work_dir, b: int, heads) -> dict | None:
+    path = _block_path(work_dir, b)
     try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        if _arrays_sha256(arrays) != meta["sha256"]:
-            raise ValueError("checksum mismatch")
+        found = _read_checked(path)
+        if found is None:
+            return None
+        arrays, meta = found
         stats = {h.name: _stats_from_arrays(arrays, f"{h.name}.", h.keep_features) for h in heads}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         warnings.warn(f"{path}: unreadable or altered block ({e}); computing it again", stacklevel=2)
         return None
     res = tuple(int(v) for v in arrays["resolution"])
@@ -296,15 +308,11 @@ def real_stats_key(settings: dict) -> str:
 
 
 def _load_cached(path: Path, keep_features: bool):
-    meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
-        return None
     try:
-        meta = json.loads(meta_path.read_text())
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        if _arrays_sha256(arrays) != meta["sha256"]:
-            raise ValueError("its checksum does not match the stored arrays")
+        found = _read_checked(path)
+        if found is None:
+            return None
+        arrays, meta = found
         return _stats_from_arrays(arrays, "", keep_features), meta["extract"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         warnings.warn(f"{path}: cached real statistics unusable ({e}); recomputing them", stacklevel=2)
