@@ -227,8 +227,8 @@ SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_sca
 def _has_outputs(out: Path) -> bool:
     if (out / "videos.npz").exists() or (out / ".parts").exists():
         return True
-    with os.scandir(out) as it:
-        return any(len(e.name) >= 6 and e.name[:6].isdigit() for e in it)
+    with os.scandir(out) as it:  # NNNNNN.mp4 files or NNNNNN/ frame folders
+        return any(len(e.name) in (6, 10) and e.name[:6].isdigit() and e.name[6:] in ("", ".mp4") for e in it)
 
 
 def begin_record(out: Path, record: dict, allow_change: bool = False) -> dict:
