@@ -82,11 +82,14 @@ def _preset_default(name: str) -> str:
 def default_sample_threads() -> int:
     """CPU threads for `sample` when --threads is not given: the cores other processes leave free.
 
-    ``OMP_NUM_THREADS`` wins when set (torchrun sets 1). Otherwise ``cpu_count - load average``,
-    at least 1: on the shared 2-core machine (load 5-7) the demo model sampled 4 videos x 50
-    DDPM steps in 10-14 s with 1 thread and 73-106 s with 2 (docs/training.md, "Sampling").
+    ``OMP_NUM_THREADS`` wins when set (torchrun sets 1). Otherwise ``cores - load average``, at
+    least 1 and at most torch's default (the physical cores): on the shared 2-core machine (load
+    5-7) the demo model sampled 4 videos x 50 DDPM steps in 10-14 s with 1 thread and 73-106 s
+    with 2 (docs/training.md, "Sampling").
     """
     import os
+
+    import torch
 
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
@@ -95,7 +98,7 @@ def default_sample_threads() -> int:
         busy = os.getloadavg()[0]
     except OSError:
         busy = 0.0
-    return max(1, min(cores, int(cores - busy)))
+    return max(1, min(cores, torch.get_num_threads(), int(cores - busy)))
 
 
 class _Defaults(argparse.HelpFormatter):
