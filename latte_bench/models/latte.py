@@ -19,6 +19,12 @@ how those two are arranged (paper Sec. 3.1; see ``docs/model.md``):
 
 With ``variant=1`` and the default options the parameter names and values are exactly the
 official ones (``blocks.{i}.attn.qkv.weight`` ...), so official checkpoints load unchanged.
+
+In this file, in order: attention (two interchangeable functions, the module); one block class
+per attention arrangement (``SpatialBlock``, ``TemporalBlock``, ``FactorisedAttentionBlock``,
+``FactorisedHeadsBlock``, ``SplitHeadsBlock``; each defines ``mix``), whose conditioning path
+``LatteBlock.__init__`` picks; ``FinalLayer``; ``Latte``, which resolves every option once in
+``__init__`` so that ``forward`` only runs the chosen pieces; the factory.
 """
 
 from __future__ import annotations
