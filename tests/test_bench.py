@@ -114,7 +114,7 @@ def test_rerun_evaluates_nothing_and_a_killed_run_only_what_is_missing(benched, 
     assert main(["bench", str(plan), "--no-progress", "--batch-size", "1"]) == 0  # a batch size moves no number
     assert calls == [] and [p.stat().st_mtime_ns for p in paths] == stamps
     assert (out / "fvd_vs_step_demo.png").stat().st_mtime_ns == figure  # same numbers: not redrawn
-    assert "2 already recorded, 0 to run" in capsys.readouterr().out
+    assert "2 recorded (reused), 0 to run" in capsys.readouterr().out
 
     # killed during the second evaluation (its passes done, its record not yet written): the rerun runs only
     # that evaluation, which resumes from its work folder under OUT/work to the same number
@@ -226,3 +226,13 @@ def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, n
     assert main(["bench", "--method", "tiny", "--ckpt", f"ucf101={official}", "--num-frames", "9",
                  "--metrics", "fvd", "--data-root", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
     assert "ucf101 needs 101 classes" in capsys.readouterr().err
+
+
+def test_one_checkpoint_under_two_methods_is_evaluated_once(run_dir, tmp_path):
+    from latte_bench.reports.bench import _to_run
+
+    ckpt = run_dir / "checkpoints" / "0000002.pt"
+    plan = write_plan(tmp_path / "plan.toml", run_dir, f'[methods.a]\ndemo = "{ckpt}"\n[methods.b]\ndemo = "{run_dir}"\n')
+    built = build_plan(read_plan_file(plan), plan.parent, str(plan))
+    assert [ev.checkpoint for ev in built.evaluations] == [ckpt, ckpt]  # the run folder: its latest checkpoint
+    assert _to_run(built) == [True, False]  # b copies a's record once it is written

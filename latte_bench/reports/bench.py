@@ -676,9 +676,9 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     say = log if main else (lambda *a, **k: None)
     n = len(plan.evaluations)
     # which evaluations to run is decided once, on rank 0, so that every rank runs the same ones
-    todo = dist.broadcast_object([find_record(ev) is None for ev in plan.evaluations] if main else None)
+    todo = dist.broadcast_object(_to_run(plan) if main else None)
     to_run = sum(todo)
-    say(f"bench: {n} evaluation(s) in {plan.out}: {n - to_run} already recorded, {to_run} to run")
+    say(f"bench: {n} evaluation(s) in {plan.out}: {n - to_run} recorded (reused), {to_run} to run")
     evaluated, reused, times = [], [], []
     for i, (ev, needed) in enumerate(zip(plan.evaluations, todo), 1):
         what = f"{ev.label} on {ev.dataset}, {ev.checkpoint.name}" + (f" (step {ev.step})" if ev.step is not None else "")
@@ -714,6 +714,17 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         files = write_outputs(plan, log=say)
     dist.barrier()
     return {"evaluated": evaluated, "reused": reused, "files": files}
+
+
+def _to_run(plan: Plan) -> list[bool]:
+    """Per evaluation: True when it must run. Not when its record exists, nor when an earlier evaluation of
+    this plan has the same checkpoint bytes and key (it copies that one's record once written)."""
+    out, first = [], set()
+    for ev in plan.evaluations:
+        same = (ev.dataset, ev.sha256, ev.key)
+        out.append(same not in first and find_record(ev) is None)
+        first.add(same)
+    return out
 
 
 def _adopt_record(ev: Evaluation) -> None:
