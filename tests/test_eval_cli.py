@@ -137,6 +137,14 @@ def test_tampered_real_statistics_cache_is_recomputed(tmp_path):
     third = evaluate(real, fake, **kw)  # the recomputed entry was stored again, intact
     assert third.provenance["real_stats_cache"]["hit"] is True and third.fvd == first.fvd
 
+    # an entry that cannot be read (another user's file, here a folder in its place) is recomputed, and
+    # when it cannot be stored either the evaluation still ends with its number
+    entry.unlink()
+    entry.mkdir()
+    with pytest.warns(UserWarning, match="unusable|cannot store"):
+        fourth = evaluate(real, fake, **kw)
+    assert fourth.fvd == first.fvd and fourth.provenance["real_stats_cache"]["hit"] is False
+
 
 def test_data_check_counts_and_names_unreadable_videos(tmp_path, capsys):
     root = tmp_path / "ucf"

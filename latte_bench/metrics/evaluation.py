@@ -45,7 +45,7 @@ class EvalResult:
     """``value`` (the first metric), ``metrics`` ({name: value}), ``record`` (JSON-ready).
 
     Each metric that ran is also an attribute (``result.fvd``, ``result.kid``, ...; ``is`` is
-    ``result.is_``). ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
+    ``result.is_`` or ``result.inception_score``). ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
     last run, for bootstrapping; they are not part of the record.
     """
 
@@ -64,7 +64,7 @@ class EvalResult:
 
     def __getattr__(self, name: str):
         metrics = self.__dict__.get("metrics", {})
-        key = "is" if name == "is_" else name
+        key = "is" if name in ("is_", "inception_score") else name
         if key in metrics:
             value = metrics[key]
             return value["value"] if isinstance(value, dict) else value
