@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 
 import pytest
 
@@ -206,11 +207,15 @@ def test_one_bad_entry_stops_the_whole_plan(run_dir, tmp_path, capsys, no_evalua
     assert "unknown plan key(s) protocols" in capsys.readouterr().err
 
 
-def test_yaml_plan_reads_as_the_toml_one(run_dir, tmp_path):
+def test_yaml_plan_reads_as_the_toml_one(run_dir, tmp_path, monkeypatch, capsys):
     yaml = pytest.importorskip("yaml")
     toml = read_plan_file(write_plan(tmp_path / "plan.toml", run_dir))
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(toml))
     assert read_plan_file(tmp_path / "plan.yaml") == toml
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    assert main(["bench", str(tmp_path / "plan.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "needs PyYAML" in err and "TOML" in err and err.count("\n") == 1
 
 
 def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, no_evaluation):
