@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
 
-D = argparse.ArgumentDefaultsHelpFormatter
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "eval", formatter_class=D,
+        "eval", formatter_class=HelpFormatter,
         help="score generated videos or a checkpoint against real videos (FVD, FID, IS, KVD, KID)",
         description="Score generated videos against real ones with the StyleGAN-V/Latte protocol. Either "
         "--real PATH --fake PATH (frame folders ROOT/<video>/<frame>.png|jpg, a video tree, a .npy/.npz uint8 "
@@ -92,7 +92,7 @@ def register(subparsers) -> None:
     d = subparsers.add_parser("data", help="check a local copy of an evaluation dataset",
                               description="Check a local copy of a dataset: the layout found, the video count, unreadable files.")
     dsub = d.add_subparsers(dest="data_action", metavar="ACTION")
-    c = dsub.add_parser("check", formatter_class=D, help="count videos, find unreadable ones, print the layout detected")
+    c = dsub.add_parser("check", formatter_class=HelpFormatter, help="count videos, find unreadable ones, print the layout detected")
     c.add_argument("name", help="demo, ffs, sky, ucf101 or taichi")
     c.add_argument("--data", metavar="ROOT", default=None, help="data root (default: $LATTE_BENCH_DATA/<name>)")
     c.add_argument("--num-frames", type=int, default=16, help="clip length the protocol needs (with the dataset's stride)")
