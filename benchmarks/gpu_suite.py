@@ -253,10 +253,33 @@ def random_i3d_tensors(seed: int = 0) -> dict:
     return tensors
 
 
-def i3d_weights_in_use() -> str:
-    """``"real"`` when the TF-Hub I3D weights can be loaded without a download, else installs random ones.
+FP16_ENV = "LATTE_BENCH_SUITE_I3D_FP16"  # the fp16 copy of the I3D weights, for this process and its children
 
-    With random weights, ``latte_bench.metrics.weights.load_i3d_state_dict`` is replaced for this
+
+def export_i3d_fp16(path: str | os.PathLike) -> Path:
+    """Write the real I3D arrays rounded to float16 (25 MB instead of 51) to ``path``, for carrying to a GPU machine.
+
+    Rounding the weights changes the logits by ~1e-3 (docs: benchmarks/README.md), the same for
+    every compute mode, so the fp32-vs-bf16 comparison of stage 1 stays meaningful; the FVD
+    values computed with them are not the protocol's.
+    """
+    from safetensors.torch import save_file
+
+    from latte_bench.fsutil import atomic_path
+    from latte_bench.metrics import weights
+
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in weights.load_i3d_state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"source_sha256": weights.SPECS["i3d"].sha256, "rounded": "float16"})
+    return Path(path)
+
+
+def i3d_weights_in_use() -> str:
+    """Which I3D weights this process uses: ``"real"``, ``"real, rounded to fp16"`` or ``"random"``.
+
+    Real: the TF-Hub weights can be loaded without a download. Otherwise the fp16 copy named by
+    ``$LATTE_BENCH_SUITE_I3D_FP16`` (:func:`export_i3d_fp16`), else random weights of the same
+    shapes; either way ``latte_bench.metrics.weights.load_i3d_state_dict`` is replaced for this
     process (every I3D the suite and the evaluation path load gets them) and downloads are off.
     """
     from latte_bench.metrics import weights
@@ -264,12 +287,18 @@ def i3d_weights_in_use() -> str:
     try:
         if weights.status("i3d")["status"] != "missing":  # verified when loaded
             return "real"
-    except Exception:  # noqa: BLE001 - an unreadable file: time with random weights instead
+    except Exception:  # noqa: BLE001 - an unreadable file: time with other weights instead
         pass
     os.environ["LATTE_BENCH_OFFLINE"] = "1"
-    tensors = random_i3d_tensors()
+    fp16 = os.environ.get(FP16_ENV)
+    if fp16 and Path(fp16).is_file():
+        from safetensors.torch import load_file
+
+        tensors, kind = {k: v.float() for k, v in load_file(fp16).items()}, "real, rounded to fp16"
+    else:
+        tensors, kind = random_i3d_tensors(), "random"
     weights.load_i3d_state_dict = lambda path=None: tensors
-    return "random"
+    return kind
 
 
 def environment(device: torch.device) -> dict:
@@ -426,9 +455,14 @@ class Suite:
 
         dev, figs = self.device, rec["figures"]
         batch, frames, size = (1, 9, 193) if self.dry else (self.args.i3d_batch, 16, 224)
-        rec["notes"].append(f"input (B={batch}, 3, {frames}, {size}, {size}) uniform in [-1, 1]; I3D weights: "
-                            f"{self.results['weights']['i3d']}")
-        x = (torch.rand(batch, 3, frames, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(dev)
+        from latte_bench.data.demo import make_demo_video
+
+        unique = min(batch, 4)
+        clips = np.stack([make_demo_video(i, i % 4, frames, size, seed=0) for i in range(unique)])  # (u, T, H, W, 3)
+        x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
+        x = x.repeat((batch + unique - 1) // unique, 1, 1, 1, 1)[:batch].contiguous().to(dev)
+        rec["notes"].append(f"input (B={batch}, 3, {frames}, {size}, {size}): {unique} demo clips rendered at {size}², "
+                            f"repeated, in [-1, 1]; I3D weights: {self.results['weights']['i3d']}")
         variants = (  # name, channels_last, autocast dtype, TF32
             ("fp32_protocol_channels_last", True, None, False),
             ("fp32_protocol_contiguous", False, None, False),
@@ -469,7 +503,7 @@ class Suite:
                 f", max |logit diff| {entry['max_abs_logit_diff']:.2e}" if "max_abs_logit_diff" in entry else ""))
             net = None
             free_memory(dev)
-        if self.results["weights"]["i3d"] != "real":
+        if self.results["weights"]["i3d"] == "random":
             rec["notes"].append("logit differences are from random weights: they do not decide whether bf16 may be offered")
         fast, proto = figs["bf16_tf32_channels_last"], figs["fp32_protocol_channels_last"]
         figs["bf16_speedup_vs_protocol"] = round(fast["clips_per_s"] / proto["clips_per_s"], 2)
@@ -523,7 +557,7 @@ class Suite:
         rec["notes"].append("fvd_wall_s: the evaluate() call alone (detector loading, decoding, I3D, statistics); "
                             "peak_host_pss_gib: the evaluating process and its decoding workers")
         if self.results["weights"]["i3d"] != "real":
-            rec["notes"].append("FVD value from a random-weight I3D: timing only")
+            rec["notes"].append(f"FVD value from the {self.results['weights']['i3d']} I3D weights: timing only")
         self.log(f"  FVD {n}+{n}: {wall:.1f} s wall, {figs['clips_per_s']} clips/s, peak GPU {figs['peak_gpu_gib']} GiB, "
                  f"peak host memory {figs['peak_host_pss_gib']} GiB")
         # targets are computed in the dry run too (the code path runs; its figures mean nothing there)
@@ -1043,7 +1077,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train-batch", type=int, default=64)
     parser.add_argument("--max-sample-batch", type=int, default=64)
     parser.add_argument("--eval-ckpt-clips", type=int, default=512)
+    parser.add_argument("--i3d-fp16", default=None, metavar="FILE",
+                        help="I3D weights rounded to fp16 (from --export-i3d-fp16), used when the real ones are absent")
+    parser.add_argument("--export-i3d-fp16", default=None, metavar="FILE",
+                        help="write the real I3D weights rounded to fp16 to FILE (25 MB, to carry) and exit")
     args = parser.parse_args(argv)
+    if args.export_i3d_fp16:
+        print(f"wrote {export_i3d_fp16(args.export_i3d_fp16)}")
+        return 0
+    if args.i3d_fp16:
+        if not Path(args.i3d_fp16).is_file():
+            parser.error(f"--i3d-fp16 {args.i3d_fp16}: no such file; write it with --export-i3d-fp16 where the real weights are")
+        os.environ[FP16_ENV] = str(Path(args.i3d_fp16).resolve())
     try:
         stages = sorted({int(s) for s in args.stages.split(",") if s.strip()})
         if not stages or any(s not in STAGES for s in stages):
