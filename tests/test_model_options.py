@@ -442,3 +442,23 @@ def test_gradient_checkpointing_matches(variant):
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
     assert Latte(**{**TINY, "gradient_checkpointing": True}).gradient_checkpointing
+
+
+def test_deepcopy_keeps_the_chosen_paths_on_the_copy():
+    """The EMA is a deepcopy: its chosen methods must run the copy's weights, not the original's."""
+    import copy
+
+    model = tiny(variant=4, conditioning="adaln", num_classes=3)
+    perturb_zero_init(model)
+    model.eval()
+    ema = copy.deepcopy(model)
+    assert ema.blocks[0].residual.__self__ is ema.blocks[0] and ema.condition.__self__ is ema
+    assert ema.final_layer.normalise.__self__ is ema.final_layer
+    x, t, y, _ = inputs(num_classes=3)
+    before = model(x, t, y)
+    torch.testing.assert_close(ema(x, t, y), before, rtol=0, atol=0)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.mul_(2.0)
+    torch.testing.assert_close(model(x, t, y), before, rtol=0, atol=0)
+    assert not torch.allclose(ema(x, t, y), before)
