@@ -43,9 +43,18 @@ def test_every_report_and_analyze_option_has_help_with_its_default(command, caps
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction) or not action.option_strings:
                 continue
-            assert action.help, f"{command} {name} {action.option_strings[0]}: no help text"
-            if not action.required:
-                assert f"(default: {action.default})" in text, f"{command} {name} {action.option_strings[0]}: default not shown"
+            flag = action.option_strings[0]
+            assert action.help, f"{command} {name} {flag}: no help text"
+            if action.required:
+                continue
+            if isinstance(action, argparse._StoreTrueAction):
+                shown = "(default: off)"
+            elif action.default is None:
+                shown = "default:"  # the help says in words what happens (e.g. "default: the preset's")
+            else:
+                shown = f"(default: {action.default})"
+            line = " ".join(parser._get_formatter()._expand_help(action).split())  # as --help prints it
+            assert shown in line and line in text, f"{command} {name} {flag}: default not shown in {line!r}"
 
 
 def test_report_on_a_folder_without_records_is_one_line_and_exit_2(tmp_path, capsys):
