@@ -91,20 +91,20 @@ def register(subparsers) -> None:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    from latte_bench.errors import UserError
     from latte_bench.reports.leaderboard import build_table, write_table
     from latte_bench.reports.store import load_records
 
-    from latte_bench.errors import UserError
     records = load_records(args.results)
     if not records:
         raise UserError(f"{args.results}: no evaluation records (JSON with 'metrics') in this folder; "
                         f"write some with `latte-bench eval --json {args.results}/NAME.json`")
-    print(md)
-    print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
-    return 0
     df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
                      bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
     md_path, csv_path, md = write_table(df, args.table, args.out)
+    print(md)
+    print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
+    return 0
 
 
 def run_curves(args: argparse.Namespace) -> int:
