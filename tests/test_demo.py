@@ -1,4 +1,4 @@
-"""`latte-bench demo --quick` end to end: data, training, sampling, FVD/KVD/FID with the real detectors, reports."""
+"""`latte-bench demo`: the --quick run end to end (real detectors), its output folder rules, its kept checkpoint."""
 
 from __future__ import annotations
 
@@ -10,30 +10,59 @@ import pytest
 from latte_bench.cli import main
 
 
+def test_demo_refuses_a_non_empty_folder_it_did_not_make(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    assert "not made by `latte-bench demo`" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+
+
+def test_demo_default_folder_is_new_in_the_current_directory(tmp_path, monkeypatch):
+    from latte_bench.reports.demo import DEFAULT_OUT, MARKER, prepare_out
+
+    monkeypatch.chdir(tmp_path)
+    out = prepare_out(None)
+    assert out == tmp_path / DEFAULT_OUT or out.resolve() == (tmp_path / DEFAULT_OUT).resolve()
+    assert (out / MARKER).is_file() and "run/" in (out / ".gitignore").read_text()
+    (out / "README.md").write_text("from an earlier demo run")
+    assert prepare_out(None) == out  # a folder the demo made is re-used
+
+
 @pytest.mark.slow
-def test_demo_quick_end_to_end(tmp_path):
+def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
 
-    record = json.loads((out / "results" / "demo_seed0.json").read_text())
-    for name in ("fvd", "kvd", "fid"):
-        assert math.isfinite(record["metrics"][name])
-    assert record["metrics"]["fvd"] > 0 and record["metrics"]["fid"] > 0
-    prov = record["results"]["fvd"]["provenance"]
-    assert prov["real_clips"] == prov["fake_clips"] == 2 and len(prov["detector_sha256"]) == 64
-    boot = record["bootstrap"]["fvd"]
-    assert boot["low"] <= boot["high"]
-    assert len(record["model"]["checkpoint_sha256"]) == 64
+    record = json.loads((out / "results" / "demo_v1_seed0.json").read_text())
+    assert record["schema"].startswith("latte-bench/eval-record") and record["dataset"] == "demo"
+    for name in ("fvd", "kvd"):
+        assert math.isfinite(record["metrics"][name]) and record["metrics"][name] > 0
+    assert record["counts"]["real_clips"] == record["counts"]["fake_clips"] == 2
+    floor = record["fvd_real_floor"]
+    assert math.isfinite(floor["value"]) and floor["value"] > 0 and floor["real_count"] == 2
+    for key in ("fvd", "fvd_real_floor"):
+        boot = record["bootstrap"][key]
+        assert boot["low"] <= boot["high"] and boot["n_resamples"] == 5
+    assert record["demo"]["fvd"] == record["metrics"]["fvd"] and record["demo"]["fvd_real_floor"] == floor["value"]
+    assert (out / "results" / "demo_v2_seed0.json").is_file()  # the Variant 2 comparison model
 
-    for name in ("README.md", "table3.md", "table3.csv", "table5.md", "table5.csv", "training_curves.png",
-                 "training_curves.pdf", "samples.png", "samples.pdf", "similarity_matrices.png", "similarity_per_block.png", "similarity.json"):
+    for name in ("README.md", "table3.md", "table3.csv", "training_curves.png", "samples.png", "similarity_matrices.png",
+                 "similarity_per_block.png", "v2_similarity_matrices.png", "similarity.json"):
         assert (out / name).stat().st_size > 0, name
-    table3 = (out / "table3.md").read_text()
-    assert "| Latte | reported |" in table3 and "MovingShapes (demo)" in table3 and "measured" in table3
     readme = (out / "README.md").read_text()
-    assert "Not comparable with published numbers" in readme and "wall time" in readme
-    assert not (out / "work").exists()  # scratch removed
+    assert "Not comparable with published numbers" in readme and "real-vs-real floor" in readme
+    assert "measured" in (out / "table3.md").read_text()
 
-    # the stored record feeds `report table3` (and its bootstrap from the kept features)
-    assert main(["report", "table3", "--results", str(out / "results"), "--out", str(tmp_path / "t"), "--bootstrap", "5"]) == 0
-    assert "MovingShapes (demo)" in (tmp_path / "t" / "table3.md").read_text()
+    # the final checkpoint is kept, the next commands name it, and it loads in `eval --dataset demo --ckpt`
+    ckpt = out / "run" / "v1" / "checkpoints" / "0000002.pt"
+    assert ckpt.is_file()
+    assert f"latte-bench eval --dataset demo --ckpt {ckpt}" in printed
+    assert f"latte-bench analyze similarity --ckpt {ckpt}" in printed and "latte-bench report table3" in printed
+    assert main(["eval", "--dataset", "demo", "--ckpt", str(ckpt), "--num-clips", "2", "--sampler", "ddim", "--steps", "2",
+                 "--threads", "1", "--json", str(tmp_path / "eval.json")]) == 0
+    again = json.loads((tmp_path / "eval.json").read_text())
+    assert again["metrics"]["fvd"] == pytest.approx(record["metrics"]["fvd"], rel=1e-9)  # the demo's FVD, reproduced
+

@@ -32,6 +32,18 @@ def test_shapes_move_and_classes_differ():
         make_demo_videos(1, classes=len(SHAPES) + 1)
 
 
+def test_one_large_bright_shape_on_a_plain_dark_background():
+    videos, _ = make_demo_videos(16, num_frames=4, size=16, seed=0, classes=4)
+    v = videos.astype(np.int16)
+    for video in v:
+        corner_colours = {tuple(video[0, y, x]) for y, x in ((0, 0), (0, 15), (15, 0), (15, 15))}
+        background = max(corner_colours, key=lambda c: (video[0] == c).all(-1).sum())  # the commonest corner colour
+        plain = (np.abs(video - np.array(background)).max(-1) <= 1).mean()
+        shape = (np.abs(video - np.array(background)).max(-1) > 100).mean()
+        assert max(background) <= 64  # dark
+        assert 0.4 < plain and 0.1 < shape < 0.5  # plain background, a shape covering 10-50% of the frame
+
+
 @pytest.mark.parametrize("fmt", ["frames", "npz", "mp4"])
 def test_written_set_reads_back_with_labels(tmp_path, fmt):
     root = write_demo_dataset(tmp_path / fmt, n=5, num_frames=6, size=32, seed=1, classes=2, format=fmt)

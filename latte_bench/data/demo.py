@@ -54,17 +54,30 @@ def _bounce(p0: float, v: float, t: np.ndarray, lo: float, hi: float) -> np.ndar
     return lo + np.where(u > span, 2 * span - u, u)
 
 
+# Saturated, bright shape colours: every one of them contrasts with every background below.
+PALETTE = np.array([
+    (1.00, 0.25, 0.25),  # red
+    (0.25, 1.00, 0.35),  # green
+    (0.35, 0.55, 1.00),  # blue
+    (1.00, 0.90, 0.20),  # yellow
+    (0.25, 0.95, 1.00),  # cyan
+    (1.00, 0.35, 1.00),  # magenta
+    (1.00, 1.00, 1.00),  # white
+])
+
+
 def make_demo_video(index: int, label: int, num_frames: int = 16, size: int = 32, seed: int = 0) -> np.ndarray:
-    """Video ``index`` of the set with ``seed``: uint8 (T, H, W, 3) showing shape ``SHAPES[label]``."""
+    """Video ``index`` of the set with ``seed``: uint8 (T, H, W, 3) showing shape ``SHAPES[label]``.
+
+    One large shape (half-size 0.24-0.30 of the frame) of a bright palette colour moves in a
+    straight line, bouncing off the borders, over a plain dark background.
+    """
     rng = np.random.default_rng([seed, index])
     yy, xx = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
-    c0, c1 = rng.uniform(0.0, 0.45, 3), rng.uniform(0.0, 0.45, 3)
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = ((np.cos(angle) * (xx - size / 2) + np.sin(angle) * (yy - size / 2)) / size + 0.5)[..., None]
-    background = c0 * (1 - ramp) + c1 * ramp  # (H, W, 3)
-    color = rng.uniform(0.6, 1.0, 3)
-    r = size * rng.uniform(0.14, 0.22)
-    speed = size * rng.uniform(0.03, 0.08)
+    background = rng.uniform(0.0, 0.25, 3)
+    color = PALETTE[rng.integers(len(PALETTE))]
+    r = size * rng.uniform(0.24, 0.30)
+    speed = size * rng.uniform(0.03, 0.06)
     heading = rng.uniform(0, 2 * np.pi)
     t = np.arange(num_frames, dtype=np.float64)
     cy = _bounce(rng.uniform(r, size - r), speed * np.sin(heading), t, r, size - r)
