@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from latte_bench.cli import HelpFormatter
+
     # ------------------------------------------------------------ report
     rep = subparsers.add_parser("report", help="leaderboards (paper Tables 3 and 5, joint training) and training curves",
                                 description="Gather evaluation records into the paper's tables, or plot training curves.")
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
     for name, help_ in (("table3", "FVD of methods x datasets (paper Table 3)"),
                         ("table5", "IS on UCF101 and FID on FaceForensics (paper Table 5)"),
                         ("joint", "image-video joint training strategies, zero-shot FVD and FID on UCF101 (paper text)")):
-        p = rsub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        p = rsub.add_parser(name, help=help_, formatter_class=HelpFormatter,
                             description=help_ + ": the paper's reported rows beside measured rows (mean ± std over "
                             "seeds) from the results store; a measured row that departs from its column's protocol "
                             "is tagged, e.g. [3 clips]. Writes OUT/" + name + ".md and OUT/" + name + ".csv.")
@@ -27,17 +29,17 @@ def register(subparsers) -> None:
         if name == "table3":
             p.add_argument("--bootstrap", type=int, default=0, metavar="B",
                            help="bootstrap resamples for a 95%% FVD confidence interval on single records with "
-                           "stored features (0: none)")
+                           "stored features; 0: none")
             p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap resampling")
         p.set_defaults(func=run_table, table=name)
     p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)",
                         description="Plot FVD (and the loss) against the training step from the JSONL logs of "
                         "`latte-bench train` runs; writes OUT/NAME.png and OUT/NAME.pdf.",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or metrics.jsonl files) of latte-bench train")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder")
     p.add_argument("--name", default="training_curves", help="file stem of the figure")
-    p.add_argument("--labels", default=None, help="comma-separated run labels (None: the folder names)")
+    p.add_argument("--labels", default=None, help="comma-separated run labels (default: the folder names)")
     p.set_defaults(func=run_curves)
     rep.set_defaults(func=lambda args: rep.print_help() or 2)
 
@@ -48,19 +50,20 @@ def register(subparsers) -> None:
     for name, help_ in (("similarity", "inter-frame cosine-similarity matrices after each block (paper Fig. 6)"),
                         ("fusion", "spatial vs temporal head outputs of a Variant 4 model (paper Fig. 8)")):
         p = asub.add_parser(name, help=help_, description=help_ + ". See docs/reports.md for the exact definitions.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=HelpFormatter)
         p.add_argument("--ckpt", required=True, metavar="CKPT",
                        help="training checkpoint or run folder (latte-bench train), or an official {'ema': ...} file")
         p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint to analyse")
         p.add_argument("--preset", default=None, metavar="NAME",
                        help="the model of an official checkpoint (ffs, sky, taichi, ucf101, ...; official files carry no "
-                       "config); ignored for latte-bench checkpoints")
-        p.add_argument("--model", default=None, help="model size for an official checkpoint when not the preset's (e.g. Latte-XL/2)")
+                       "config; default: none); ignored for latte-bench checkpoints")
+        p.add_argument("--model", default=None,
+                       help="model size for an official checkpoint, e.g. Latte-XL/2 (default: the preset's)")
         p.add_argument("--variant", type=int, choices=(1, 2, 3, 4), default=None,
-                       help="expected model variant; a checkpoint of another variant is refused (None: any)")
-        p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (None: the procedural demo set)")
+                       help="expected model variant; a checkpoint of another variant is refused (default: any)")
+        p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (default: the procedural demo set)")
         p.add_argument("--num-videos", type=int, default=8, help="videos averaged over")
-        p.add_argument("--timestep", type=int, default=None, help="diffusion step (0..999) the clips are noised to (None: 250)")
+        p.add_argument("--timestep", type=int, default=None, help="diffusion step (0..999) the clips are noised to (default: 250)")
         p.add_argument("--reduce", choices=("flatten", "mean"), default="flatten",
                        help="frame vector: the frame's tokens concatenated (flatten) or averaged (mean)")
         if name == "similarity":
@@ -91,17 +94,17 @@ def register(subparsers) -> None:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    from latte_bench.errors import UserError
     from latte_bench.reports.leaderboard import build_table, write_table
     from latte_bench.reports.store import load_records
 
-    from latte_bench.errors import UserError
     records = load_records(args.results)
-    df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
-                     bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
-    md_path, csv_path, md = write_table(df, args.table, args.out)
     if not records:
         raise UserError(f"{args.results}: no evaluation records (JSON with 'metrics') in this folder; "
                         f"write some with `latte-bench eval --json {args.results}/NAME.json`")
+    df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
+                     bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
+    md_path, csv_path, md = write_table(df, args.table, args.out)
     print(md)
     print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
     return 0
