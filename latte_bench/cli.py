@@ -17,7 +17,7 @@ from latte_bench.errors import UserError
 
 # module that defines ``register(subparsers)`` for each group of subcommands, in help order
 COMMAND_MODULES = (
-    "latte_bench.metrics.commands",  # eval, weights
+    "latte_bench.metrics.commands",  # eval, data, weights
     "latte_bench.training.commands",  # train, encode, sample
     "latte_bench.reports.commands",  # report, analyze, demo
     "latte_bench.reports.bench",  # bench
@@ -44,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latte-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # that group is not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
