@@ -390,10 +390,13 @@ class Suite:
         self.log(f"gpu_suite {'dry run ' if self.dry else ''}on {env['device']} | torch {env['torch']} | CUDA {env['cuda']} | "
                  f"I3D weights: {self.results['weights']['i3d']} | work dir {self.work} | out {self.out}")
         self.save()
-        for number in stages:
+        budgets = DRY_BUDGETS if self.dry else BUDGETS
+        for index, number in enumerate(stages):
             name = STAGES[number]
-            nominal = (DRY_BUDGETS if self.dry else BUDGETS)[name] * self.args.budget_scale
-            self.run_stage(number, name, getattr(self, f"stage_{name}"), nominal)
+            nominal = budgets[name] * self.args.budget_scale
+            # time the earlier stages left unused goes to this one, keeping the later stages' shares
+            reserve = sum(budgets[STAGES[later]] * self.args.budget_scale for later in stages[index + 1:])
+            self.run_stage(number, name, getattr(self, f"stage_{name}"), max(nominal, self.total.left() - reserve))
         self.results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.results["wall_s"] = round(time.perf_counter() - self.start, 1)
         self.save()
@@ -538,6 +541,9 @@ class Suite:
             videos = np.empty((n, frames, size, size, 3), np.uint8)
             for i, video in enumerate(pool.imap(_render_fake_video, [(i, frames, size) for i in range(n)], chunksize=8)):
                 videos[i] = video
+                if budget.left() < 0.3 * budget.seconds:
+                    pool.terminate()
+                    raise BudgetSpent(f"rendering {n} generated videos left under 30% of the stage budget ({i + 1} done)")
             write_npz(fake_npz, videos)
             del videos
             figs["write_fake_npz_s"] = round(time.perf_counter() - t1, 1)
@@ -644,7 +650,8 @@ class Suite:
         for index, (name, compiled, checkpointing, weight) in enumerate(variants):
             # each variant gets its share of what is left (compiled ones more: compilation)
             share = Budget(budget.left() * weight / sum(v[3] for v in variants[index:]))
-            budget.need(3 if self.dry else 20, f"training variant {name}")
+            # compilation (tens of seconds per block kind) cannot be interrupted: start it only with time for it
+            budget.need(3 if self.dry else (60 if compiled else 20), f"training variant {name}")
             if compiled and not model_compiled:
                 del model, optimizer, ema, params
                 free_memory(dev)
