@@ -10,6 +10,7 @@ two parts means neither can be understood, tested or imported without the other.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def resolve(node: ast.ImportFrom | ast.Import, importer: str, is_package: bool, 
     return found
 
 
-def import_graph() -> tuple[dict, dict]:
+@functools.cache
+def import_graph() -> tuple[dict, set]:
     """``edges[(part_a, part_b)] = ["path:line", ...]`` for every import from part a to another part b."""
     files = sorted(PACKAGE.rglob("*.py"))
     modules = {module_name(f) for f in files}
