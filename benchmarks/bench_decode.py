@@ -5,8 +5,9 @@ evaluation does per video: open + frame count (listing), then open again and rea
 The best of ``--repeat`` passes is reported, backends interleaved; "equal" says whether
 the frames equal PyAV's bit for bit.
 
-- ``ucf``: UCF101-like ``.avi`` (MPEG-4 part 2, 320x240, 25 fps, 180 frames, GOP 12);
-  a real clip is 16 frames at stride 3 from a seeded random start (``--dataset ucf101``).
+- ``ucf``: UCF101-like ``.avi`` (MPEG-4 part 2 with B-frames, 320x240, 25 fps, 180 frames,
+  GOP 12); a real clip is 16 frames at stride 3 from a seeded random start (``--dataset ucf101``).
+- ``long``: longer real videos (H.264, 480x360, 300 frames, GOP 25), the same clip rule.
 - ``gen256`` / ``gen64``: H.264 ``.mp4`` of 16 frames at 256² / 64² (sampled videos, written by
   :func:`latte_bench.data.video.write_video`); a generated clip is frames 0..15.
 
@@ -34,13 +35,14 @@ def _frames(t: int, h: int, w: int, seed: int) -> np.ndarray:
                      for k in range(t)]).astype(np.uint8)
 
 
-def _write_avi(path: Path, frames: np.ndarray, fps: int = 25) -> None:
+def _write_avi(path: Path, frames: np.ndarray, fps: int = 25, codec: str = "mpeg4", gop: int = 12) -> None:
     import av
 
     with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
+        s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        s.codec_context.gop_size = 12
+        s.codec_context.gop_size = gop
+        s.codec_context.max_b_frames = 2
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode(None))
@@ -56,6 +58,11 @@ def make_sets(root: Path, n: int) -> dict[str, tuple[list[Path], int, int]]:
         p.parent.mkdir(parents=True, exist_ok=True)
         _write_avi(p, _frames(180, 240, 320, i))
     sets["ucf"] = (ucf, 3, 180)
+    long = [root / "long" / f"{i:03d}.mp4" for i in range(n)]
+    for i, p in enumerate(long):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        _write_avi(p, _frames(300, 360, 480, 50 + i), codec="libx264", gop=25)
+    sets["long"] = (long, 3, 300)
     for size in (256, 64):
         files = [root / f"gen{size}" / f"{i:06d}.mp4" for i in range(n)]
         for i, p in enumerate(files):

@@ -241,14 +241,21 @@ def _open_video_files(root: Path, paths: list[Path], skip_bad: bool, bad: list |
 class _VideoFileReader:
     """PyAV (FFmpeg) reader for one file, opened on each call (picklable, no open handles kept).
 
-    Frames are decoded in order from the start up to the last one asked for (no seeking, so
-    the frames are those of a full decode, whatever the keyframe layout) and converted to
-    RGB by FFmpeg's swscale, as decord does; one decoding thread, so DataLoader workers do
-    not oversubscribe the machine. FFmpeg's own log lines are silenced.
+    Frame ``i`` is the ``i``-th frame in presentation order (the packets' timestamps sorted, as
+    decord indexes them). A read seeks to the last keyframe at or before the first frame asked
+    for and decodes forward from it, keeping only frames from that keyframe on (leading frames
+    of an open GOP, which reference the previous GOP, are never used), so the frames equal those
+    of a full decode from the start; files whose packets carry no usable timestamps are decoded
+    from the start. Frames are converted to RGB by FFmpeg's swscale, as decord does; one decoding
+    thread, so DataLoader workers do not oversubscribe the machine. FFmpeg's log lines are silenced.
     """
 
     def __init__(self, path: str):
         self.path = path
+        self._index = None  # (pts -> frame index, keyframe indices, their pts), read once per process
+
+    def __getstate__(self):
+        return {"path": self.path, "_index": None}
 
     def _open(self):
         import av
@@ -279,29 +286,85 @@ class _VideoFileReader:
         finally:
             container.close()
 
+    def _read_index(self, container, stream):
+        """Presentation rank of every packet timestamp and the keyframes, from the packets alone; False if unusable."""
+        pts, keys = [], []
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if packet.pts is None:
+                return False
+            pts.append(int(packet.pts))
+            if packet.is_keyframe:
+                keys.append(int(packet.pts))
+        rank = {t: i for i, t in enumerate(sorted(pts))}
+        if len(rank) != len(pts) or not keys:
+            return False
+        key_rank = sorted(rank[t] for t in keys)
+        return rank, key_rank, {rank[t]: t for t in keys}
+
+    def _index_once(self):
+        if self._index is None:
+            container, stream = self._open()
+            try:
+                self._index = self._read_index(container, stream)
+            except Exception:
+                self._index = False  # unreadable packets: the decode below names the file
+            finally:
+                container.close()
+        return self._index
+
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         wanted = set(indices)
         if not wanted:
             return np.zeros((0, 1, 1, 3), np.uint8)
+        first = min(wanted)
+        index = self._index_once()
+        if index:
+            rank, key_rank, key_pts = index
+            start = max((k for k in key_rank if k <= first), default=0)
+            got = self._decode(wanted, start, key_pts.get(start), rank)
+            if got is None:  # timestamps that do not map to frames: decode everything from the start
+                got = self._decode(wanted, 0, None, None)
+        else:
+            got = self._decode(wanted, 0, None, None)
+        if len(got) < len(wanted):
+            missing = min(wanted - set(got))
+            raise UserError(f"{self.path}: decoding stopped before frame {missing} (corrupt or truncated video; use --skip-bad to skip it)")
+        return _stack_same_size([got[i] for i in indices], [f"{self.path}[{i}]" for i in indices])
+
+    def _decode(self, wanted: set, start: int, seek_pts, rank) -> dict | None:
+        """Frames ``wanted`` as {index: uint8 RGB}, decoding from keyframe ``start`` (at ``seek_pts``).
+
+        ``rank`` maps a frame's pts to its index (None: count decoded frames from the first).
+        Returns None when the decoded timestamps do not match ``rank``.
+        """
         from av.video.reformatter import VideoReformatter
 
         last, got = max(wanted), {}
         container, stream = self._open()
         to_rgb = VideoReformatter()  # one swscale context for the whole video (a new one per frame costs 3x)
         try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
+            if seek_pts is not None and start > 0:
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            for n, frame in enumerate(container.decode(stream)):
+                if rank is None:
+                    i = n
+                elif frame.pts not in rank or (n == 0 and rank[frame.pts] > start):
+                    return None  # unmapped timestamp, or the seek landed past the keyframe
+                else:
+                    i = rank[frame.pts]
+                if i < start:
+                    continue  # before the keyframe in presentation order (an open GOP's leading frames)
+                if i in wanted and i not in got:
                     got[i] = to_rgb.reformat(frame, format="rgb24").to_ndarray()
-                if i >= last:
+                if i >= last:  # frames come in presentation order: nothing asked for follows
                     break
         except Exception as e:
             raise UserError(f"{self.path}: decoding failed at frames {min(wanted)}..{last} (corrupt or truncated video)") from e
         finally:
             container.close()
-        if len(got) < len(wanted):
-            missing = min(wanted - set(got))
-            raise UserError(f"{self.path}: decoding stopped before frame {missing} (corrupt or truncated video; use --skip-bad to skip it)")
-        return _stack_same_size([got[i] for i in indices], [f"{self.path}[{i}]" for i in indices])
+        return got
 
 
 def _quiet_ffmpeg() -> None:
