@@ -252,7 +252,7 @@ class _VideoFileReader:
 
     def __init__(self, path: str):
         self.path = path
-        self._index = None  # (pts -> frame index, keyframe indices, their pts), read once per process
+        self._index = None  # (sorted frame pts, keyframe indices) as int64 arrays, read once per process
 
     def __getstate__(self):
         return {"path": self.path, "_index": None}
@@ -287,7 +287,8 @@ class _VideoFileReader:
             container.close()
 
     def _read_index(self, container, stream):
-        """Presentation rank of every packet timestamp and the keyframes, from the packets alone; False if unusable."""
+        """Every frame's pts in presentation order and the keyframes' frame indices, from the packets
+        alone (no decoding; 8 bytes a frame); False when the timestamps cannot index the frames."""
         pts, keys = [], []
         for packet in container.demux(stream):
             if not packet.size:
@@ -297,11 +298,10 @@ class _VideoFileReader:
             pts.append(int(packet.pts))
             if packet.is_keyframe:
                 keys.append(int(packet.pts))
-        rank = {t: i for i, t in enumerate(sorted(pts))}
-        if len(rank) != len(pts) or not keys:
+        order = np.sort(np.asarray(pts, np.int64))
+        if not keys or (len(order) > 1 and not (np.diff(order) > 0).all()):
             return False
-        key_rank = sorted(rank[t] for t in keys)
-        return rank, key_rank, {rank[t]: t for t in keys}
+        return order, np.sort(np.searchsorted(order, np.asarray(keys, np.int64)))
 
     def _index_once(self):
         if self._index is None:
@@ -321,9 +321,10 @@ class _VideoFileReader:
         first = min(wanted)
         index = self._index_once()
         if index:
-            rank, key_rank, key_pts = index
-            start = max((k for k in key_rank if k <= first), default=0)
-            got = self._decode(wanted, start, key_pts.get(start), rank)
+            order, key_rank = index
+            before = key_rank[key_rank <= first]
+            start = int(before[-1]) if len(before) else 0
+            got = self._decode(wanted, start, int(order[start]), order)
             if got is None:  # timestamps that do not map to frames: decode everything from the start
                 got = self._decode(wanted, 0, None, None)
         else:
@@ -333,11 +334,11 @@ class _VideoFileReader:
             raise UserError(f"{self.path}: decoding stopped before frame {missing} (corrupt or truncated video; use --skip-bad to skip it)")
         return _stack_same_size([got[i] for i in indices], [f"{self.path}[{i}]" for i in indices])
 
-    def _decode(self, wanted: set, start: int, seek_pts, rank) -> dict | None:
+    def _decode(self, wanted: set, start: int, seek_pts, order) -> dict | None:
         """Frames ``wanted`` as {index: uint8 RGB}, decoding from keyframe ``start`` (at ``seek_pts``).
 
-        ``rank`` maps a frame's pts to its index (None: count decoded frames from the first).
-        Returns None when the decoded timestamps do not match ``rank``.
+        ``order``: the sorted frame pts (a frame's index is its position; None: count decoded
+        frames from the first). Returns None when a decoded timestamp is not in ``order``.
         """
         from av.video.reformatter import VideoReformatter
 
@@ -348,12 +349,12 @@ class _VideoFileReader:
             if seek_pts is not None and start > 0:
                 container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
             for n, frame in enumerate(container.decode(stream)):
-                if rank is None:
+                if order is None:
                     i = n
-                elif frame.pts not in rank or (n == 0 and rank[frame.pts] > start):
-                    return None  # unmapped timestamp, or the seek landed past the keyframe
                 else:
-                    i = rank[frame.pts]
+                    i = int(np.searchsorted(order, frame.pts)) if frame.pts is not None else len(order)
+                    if i >= len(order) or order[i] != frame.pts or (n == 0 and i > start):
+                        return None  # unmapped timestamp, or the seek landed past the keyframe
                 if i < start:
                     continue  # before the keyframe in presentation order (an open GOP's leading frames)
                 if i in wanted and i not in got:
