@@ -512,6 +512,9 @@ class Suite:
         figs["bf16_speedup_vs_protocol"] = round(fast["clips_per_s"] / proto["clips_per_s"], 2)
         figs["channels_last_speedup_vs_contiguous_fp32"] = round(
             proto["clips_per_s"] / figs["fp32_protocol_contiguous"]["clips_per_s"], 2)
+        if budget.left() > (2 if self.dry else 10):
+            figs["inception_frames_per_s"] = _time_inception(dev, 1 if self.dry else 64, budget)
+            self.log(f"  Inception frames/s: {figs['inception_frames_per_s']}")
 
     # ---- stage 2
     def stage_fvd(self, budget: Budget, rec: dict) -> None:
@@ -600,6 +603,12 @@ class Suite:
         tokens_per_sample = frames * (h // 2) * (w // 2)
         figs.update(model=cfg.model, latents=list(shape), precision=precision, tokens_per_sample=tokens_per_sample,
                     tf32=bool(torch.backends.cuda.matmul.allow_tf32) if dev.type == "cuda" else None)
+        if dev.type == "cuda":
+            model_for_heads = cfg.model_options or {}
+            from latte_bench.models.latte import LATTE_SIZES, parse_model_name
+
+            size = dict(LATTE_SIZES[parse_model_name(cfg.model)[0]], **model_for_heads)
+            figs["flash_sdpa_runs"] = _flash_attention_check(dev, size["hidden_size"], size["num_heads"])
         rec["notes"].append("step = forward + backward + grad clip + AdamW (fused on CUDA) + EMA update, the trainer's step, "
                             "on random latents; MFU counts the model FLOPs once (recomputation not counted)")
 
@@ -993,6 +1002,54 @@ class _Callable:
         return self.fn(*args, **kwargs)
 
 
+def _time_inception(device: torch.device, batch: int, budget: Budget) -> dict:
+    """Frames/s of the FID Inception-v3 (random weights) at 299², fp32 protocol (channels-last, contiguous) and bf16."""
+    from latte_bench.device import exact_fp32
+    from latte_bench.metrics.inception import InceptionV3
+
+    x = (torch.rand(batch, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    figures = {}
+    variants = (("fp32_channels_last", True, None), ("fp32_contiguous", False, None),
+                ("bf16_tf32_channels_last", True, torch.bfloat16))
+    cpu = device.type == "cpu"
+    for name, channels_last, amp in variants[:2] if cpu else variants:  # CPU bf16 convolutions are slow: GPU only
+        if budget.left() < 3:
+            break
+        net = InceptionV3().to(device)
+        if channels_last:
+            net.use_channels_last()
+        precision = tf32(True) if amp is not None else exact_fp32()
+        with precision, torch.inference_mode(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            if not cpu:
+                net(x)  # warm-up (cuDNN algorithm choice)
+                sync(device)
+            times = []
+            while len(times) < (1 if device.type == "cpu" else 10) and budget.left() > 3:
+                t0 = time.perf_counter()
+                net(x)
+                sync(device)
+                times.append(time.perf_counter() - t0)
+        if times:
+            figures[name] = round(batch / min(times), 1)
+    return figures
+
+
+def _flash_attention_check(device: torch.device, hidden: int, heads: int, lengths=(256, 16)) -> dict:
+    """Whether PyTorch's flash SDPA kernel runs at the model's head size for each sequence length (bf16)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    found = {}
+    for length in lengths:
+        q = torch.randn(2, heads, length, hidden // heads, device=device, dtype=torch.bfloat16)
+        try:
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                torch.nn.functional.scaled_dot_product_attention(q, q, q)
+            found[f"seq_{length}"] = True
+        except RuntimeError:
+            found[f"seq_{length}"] = False
+    return found
+
+
 def _time_vae_decode(device: torch.device, shape, dry: bool, amp) -> dict:
     """Seconds per video to decode (F, 4, h, w) latents with an sd-vae-ft-ema-shaped AutoencoderKL (random weights)."""
     from diffusers import AutoencoderKL
@@ -1019,6 +1076,10 @@ def _time_vae_decode(device: torch.device, shape, dry: bool, amp) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- report
+
+
+# dict-valued figures shown on one row ("key: value, ...") rather than as a table of their own
+ONE_LINE_FIGURES = ("s_per_video_step_by_batch", "host_syncs_per_step", "flash_sdpa_runs", "inception_frames_per_s")
 
 
 def _fmt(value) -> str:
@@ -1054,7 +1115,7 @@ def markdown(results: dict) -> str:
         if stage.get("notes"):
             lines.append("")
         figures = stage.get("figures", {})
-        nested = {k: v for k, v in figures.items() if isinstance(v, dict) and k not in ("s_per_video_step_by_batch", "host_syncs_per_step")}
+        nested = {k: v for k, v in figures.items() if isinstance(v, dict) and k not in ONE_LINE_FIGURES}
         flat = {k: v for k, v in figures.items() if k not in nested}
         if flat:
             lines += ["| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in flat.items()] + [""]
