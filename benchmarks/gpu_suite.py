@@ -713,6 +713,12 @@ class Suite:
             best_batch.setdefault(checkpointing, fitted)
             if compiled:
                 entry["first_step_s_with_compilation"] = round(first_step_s, 2)
+                try:
+                    from torch._dynamo.utils import counters
+
+                    entry["dynamo_unique_graphs"] = int(counters["stats"]["unique_graphs"])
+                except (ImportError, KeyError, TypeError):
+                    pass
             inputs = batch_inputs(fitted)
             times = []
             while len(times) < (2 if self.dry else 5) and (not times or share.left() > 2 * step_s + 2):

@@ -101,6 +101,11 @@ def compile_for_training(model: torch.nn.Module, cfg: TrainConfig, **options) ->
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         return torch.compile(model, **options)
+    from torch._dynamo import config
+
+    # should a torch build key compiled code on the block instance, every block must still fit in the cache
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), 2 * len(blocks)))
     for block in blocks:
         block.compile(**options)
     return model
