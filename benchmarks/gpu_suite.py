@@ -164,15 +164,24 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.extend(int(k) for k in f.read().split())
-    except OSError:
-        pass
-    return kids
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from the parent pids in ``/proc/*/stat``."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # the field after the state, past the comm
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
 
 
 class RssSampler:
@@ -188,15 +197,7 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _total(self) -> int:
-        pids, seen, total = [os.getpid()], set(), 0
-        while pids:
-            pid = pids.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            total += _rss_kib(pid)
-            pids.extend(_children(pid))
-        return total
+        return sum(_rss_kib(pid) for pid in _descendants(os.getpid()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
