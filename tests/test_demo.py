@@ -54,6 +54,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     readme = (out / "README.md").read_text()
     assert "Not comparable with published numbers" in readme and "real-vs-real floor" in readme
+    assert "Fig. 6 reading" in readme and "process CPU time" in readme
     assert "measured" in (out / "table3.md").read_text()
 
     # the final checkpoint is kept, the next commands name it, and it loads in `eval --dataset demo --ckpt`
