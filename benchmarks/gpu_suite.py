@@ -617,10 +617,11 @@ class Suite:
             with torch.device(dev):  # initialised on the device (fast), then anything left on the CPU moved
                 model = build_model(dataclasses.replace(cfg, compile=compiled), channels, h).to(dev)
             model.train()
+            ema = create_ema(model)  # before compiling, as the trainer does (a copy of a compiled block would run the original)
             options = {"backend": "eager"} if self.dry else {}
             compile_for_training(model, dataclasses.replace(cfg, compile=compiled), **options)
             params = [p for p in model.parameters() if p.requires_grad]
-            return model, make_optimizer(params, cfg, dev), create_ema(model), params
+            return model, make_optimizer(params, cfg, dev), ema, params
 
         def batch_inputs(batch: int):
             g = torch.Generator(device=dev).manual_seed(0)
