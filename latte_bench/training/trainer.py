@@ -95,6 +95,7 @@ def compile_for_training(model: torch.nn.Module, cfg: TrainConfig, **options) ->
     the compiled blocks as before. Models without ``blocks`` are compiled whole. Attention stays
     ``F.scaled_dot_product_attention``, which picks the flash kernel under bf16/fp16 autocast
     when no mask is given (the default ``only_video`` training). ``options`` go to ``torch.compile``.
+    Make copies (the EMA) before: a deep copy of a compiled block would still run the original's code.
     """
     if not cfg.compile:
         return model
