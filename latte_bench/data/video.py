@@ -242,11 +242,11 @@ class _VideoFileReader:
     """PyAV (FFmpeg) reader for one file, opened on each call (picklable, no open handles kept).
 
     Frame ``i`` is the ``i``-th frame in presentation order (the packets' timestamps sorted, as
-    decord indexes them). A read seeks to the last keyframe at or before the first frame asked
-    for and decodes forward from it, keeping only frames from that keyframe on (leading frames
-    of an open GOP, which reference the previous GOP, are never used), so the frames equal those
-    of a full decode from the start; files whose packets carry no usable timestamps are decoded
-    from the start. Frames are converted to RGB by FFmpeg's swscale, as decord does; one decoding
+    decord indexes them; the ``i``-th decoded frame). A read that does not start at frame 0
+    seeks to the last keyframe at or before its first frame and decodes forward from it, keeping
+    only frames from that keyframe on (leading frames of an open GOP, which reference the
+    previous GOP, are never used), so the frames equal those of a full decode from the start;
+    files whose packets carry no usable timestamps are decoded from the start. Frames are converted to RGB by FFmpeg's swscale, as decord does; one decoding
     thread, so DataLoader workers do not oversubscribe the machine. FFmpeg's log lines are silenced.
     """
 
@@ -319,7 +319,7 @@ class _VideoFileReader:
         if not wanted:
             return np.zeros((0, 1, 1, 3), np.uint8)
         first = min(wanted)
-        index = self._index_once()
+        index = self._index_once() if first > 0 else False  # from frame 0 no seek is needed (generated clips)
         if index:
             order, key_rank = index
             before = key_rank[key_rank <= first]
