@@ -351,7 +351,7 @@ class Suite:
 
         self.args = args
         self.dry = args.dry_run
-        self.device = resolve_device("cpu" if self.dry else args.device)
+        self.device = resolve_device(args.device or ("cpu" if self.dry else "cuda"))
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.work = Path(args.work or tempfile.mkdtemp(prefix="latte_gpu_suite_"))
@@ -443,8 +443,8 @@ class Suite:
         self.results["targets"] = [t for t in self.results["targets"] if t["target"] != name] + [entry]
 
     def isolated(self, fn, job: dict, budget: Budget) -> dict:
-        """``fn(**job)`` in a fresh process on the GPU (:func:`run_in_child`), in this one in the dry run."""
-        return fn(**job) if self.dry else run_in_child(fn, job, budget.left())
+        """``fn(**job)`` in a fresh process on the GPU (:func:`run_in_child`), in this one on the CPU."""
+        return run_in_child(fn, job, budget.left()) if self.device.type == "cuda" else fn(**job)
 
     def save(self) -> None:
         from latte_bench.fsutil import write_bytes, write_json
@@ -1141,7 +1141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="scratch folder for the generated videos (default: a new temp folder)")
     parser.add_argument("--dry-run", action="store_true", help="every stage at tiny sizes on the CPU")
     parser.add_argument("--stages", default="1,2,3,4,5", help="which stages, e.g. 3,4 (1 i3d, 2 fvd, 3 train, 4 sample, 5 eval_ckpt)")
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default=None, help="cuda (default), cuda:N; with --dry-run: cpu (default) or cuda "
+                        "for a one-minute smoke run of every stage at tiny sizes on the GPU")
     parser.add_argument("--time-budget", type=float, default=530.0, help="seconds for the whole suite (default 530)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every stage budget")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU (default: by device name)")
@@ -1171,10 +1172,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         parser.error(f"--stages: comma-separated numbers from 1..5, got {args.stages!r}")
-    if args.dry_run:
-        torch.set_num_threads(1)
-    elif not torch.cuda.is_available():
+    on_cpu = (args.device or ("cpu" if args.dry_run else "cuda")) == "cpu"
+    if on_cpu and not args.dry_run:
+        parser.error("the full suite needs a GPU; --dry-run runs every stage at tiny sizes on the CPU")
+    if not on_cpu and not torch.cuda.is_available():
         parser.error("no CUDA device visible; run with --dry-run to check the suite on the CPU")
+    if on_cpu:
+        torch.set_num_threads(1)
     Suite(args).run(stages)
     return 0
 
