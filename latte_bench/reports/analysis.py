@@ -166,13 +166,6 @@ def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "e
     return loaded, cfg
 
 
-# the name reports/demo.py calls; returns (model, config)
-def load_model(ckpt: str, variant: int | None = None, device: str = "cpu", **kwargs):
-    """``(model, config)`` of :func:`load_analysis_model` (kept for callers of the older name)."""
-    loaded, cfg = load_analysis_model(ckpt, variant=variant, device=device, **kwargs)
-    return loaded.model, cfg
-
-
 def analysis_videos(cfg, data: str | None = None, num_videos: int = 8, seed: int = 0):
     """Clean clips (B, F, 3, H, W) in [-1, 1] and labels (B,) to feed the model.
 
