@@ -26,6 +26,7 @@ docs/training.md), ``checkpoints/{step:07d}.pt``, ``samples/{step:07d}/*.mp4`` a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -228,6 +229,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
+    cfg = dataclasses.replace(cfg, precision=precision)  # config.json and resume compare the precision that runs
     amp_dtype = PRECISIONS[precision]
     set_matmul_precision(precision, device)
     run_dir = Path(cfg.out)
