@@ -151,17 +151,20 @@ def tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def _rss_kib(pid: int) -> int:
-    """Proportional set size of ``pid`` (shared pages split between the processes sharing them), else VmRSS."""
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """(proportional set size, resident set size) of ``pid`` in KiB; PSS splits shared pages between their sharers."""
+    found = {}
     for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
         try:
             with open(path) as f:
                 for line in f:
                     if line.startswith(key):
-                        return int(line.split()[1])
+                        found[key] = int(line.split()[1])
+                        break
         except OSError:
             continue
-    return 0
+    rss = found.get("VmRSS:", 0)
+    return found.get("Pss:", rss), rss
 
 
 def _descendants(root: int) -> list[int]:
@@ -185,23 +188,26 @@ def _descendants(root: int) -> list[int]:
 
 
 class RssSampler:
-    """Peak memory (GiB) of this process and all its descendants (evaluation child, DataLoader workers), sampled every 0.2 s.
+    """Peak host memory of this process and all its descendants (evaluation child, DataLoader workers), every 0.2 s.
 
-    Each process counts its proportional set size, so pages shared after a fork (the memory-mapped
-    or inherited video arrays) are counted once in the sum.
+    ``peak_gib``: the sum of proportional set sizes (pages shared after a fork, such as an
+    inherited video array, counted once); ``peak_rss_sum_gib``: the sum of resident set sizes
+    (shared pages counted in every process); ``peak_rss_one_gib``: the largest single process.
     """
 
     def __init__(self):
-        self.peak_kib = 0
+        self.peaks = [0, 0, 0]  # KiB: PSS sum, RSS sum, largest RSS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _total(self) -> int:
-        return sum(_rss_kib(pid) for pid in _descendants(os.getpid()))
+    def _sample(self) -> None:
+        sizes = [_memory_kib(pid) for pid in _descendants(os.getpid())]
+        now = (sum(p for p, _ in sizes), sum(r for _, r in sizes), max((r for _, r in sizes), default=0))
+        self.peaks = [max(a, b) for a, b in zip(self.peaks, now)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, self._total())
+            self._sample()
             self._stop.wait(0.2)
 
     def __enter__(self) -> "RssSampler":
@@ -211,11 +217,19 @@ class RssSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_kib = max(self.peak_kib, self._total())
+        self._sample()
 
     @property
     def peak_gib(self) -> float:
-        return round(self.peak_kib / 2**20, 3)
+        return round(self.peaks[0] / 2**20, 3)
+
+    @property
+    def peak_rss_sum_gib(self) -> float:
+        return round(self.peaks[1] / 2**20, 3)
+
+    @property
+    def peak_rss_one_gib(self) -> float:
+        return round(self.peaks[2] / 2**20, 3)
 
 
 def random_i3d_tensors(seed: int = 0) -> dict:
@@ -563,9 +577,11 @@ class Suite:
         wall = found["fvd_wall_s"]
         figs.update(clips=n, num_frames=frames, source_size=size, frame_format=fmt, batch_size=args.eval_batch,
                     workers=workers, fvd_wall_s=round(wall, 2), clips_per_s=round(2 * n / wall, 1),
-                    peak_gpu_gib=found["peak_gpu_gib"], peak_host_pss_gib=rss.peak_gib, fvd=round(found["fvd"], 3))
-        rec["notes"].append("fvd_wall_s: the evaluate() call alone (detector loading, decoding, I3D, statistics); "
-                            "peak_host_pss_gib: the evaluating process and its decoding workers")
+                    peak_gpu_gib=found["peak_gpu_gib"], peak_host_pss_gib=rss.peak_gib,
+                    peak_host_rss_sum_gib=rss.peak_rss_sum_gib, peak_host_rss_largest_process_gib=rss.peak_rss_one_gib,
+                    fvd=round(found["fvd"], 3))
+        rec["notes"].append("fvd_wall_s: the evaluate() call alone (detector loading, decoding, I3D, statistics); host memory: "
+                            "the evaluating process and its decoding workers (PSS sum, RSS sum, largest RSS)")
         if self.results["weights"]["i3d"] != "real":
             rec["notes"].append(f"FVD value from the {self.results['weights']['i3d']} I3D weights: timing only")
         self.log(f"  FVD {n}+{n}: {wall:.1f} s wall, {figs['clips_per_s']} clips/s, peak GPU {figs['peak_gpu_gib']} GiB, "
