@@ -863,7 +863,8 @@ def run_in_child(fn, job: dict, seconds: float) -> dict:
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    child = context.Process(target=_child_entry, args=(fn.__name__, job, results), daemon=True)
+    # not a daemon: the evaluation starts DataLoader worker processes of its own
+    child = context.Process(target=_child_entry, args=(fn.__name__, job, results), daemon=False)
     child.start()
     deadline = time.perf_counter() + max(seconds, 1.0)
     while True:

@@ -135,12 +135,24 @@ def test_training_fast_path_helpers():
 
 
 @pytest.mark.slow
-def test_run_in_child_returns_figures_and_reports_failures(monkeypatch):
+def test_run_in_child_runs_the_evaluation_with_workers(tmp_path, monkeypatch):
+    """Stage 2's evaluate() in a spawned process, with a DataLoader worker (a grandchild process), as on the GPU."""
     monkeypatch.syspath_prepend(str(SUITE.parent))  # a spawned child takes the parent's sys.path
     gpu_suite = _suite_module()
+    import numpy as np
 
-    env = gpu_suite.run_in_child(gpu_suite.environment, {"device": torch.device("cpu")}, 120)
-    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    from latte_bench.data.video import write_npz
+
+    for i in range(2):
+        gpu_suite._write_real_video((str(tmp_path / "real"), i, 9, 32, "jpeg"))
+    write_npz(tmp_path / "fake.npz", np.stack([gpu_suite._render_fake_video((i, 9, 32)) for i in range(2)]))
+    found = gpu_suite.run_in_child(gpu_suite._fvd_evaluation, dict(
+        real=str(tmp_path / "real"), fake=str(tmp_path / "fake.npz"), clips=2, frames=9, batch=2, workers=1,
+        device="cpu"), 240)
+    assert found["fvd_wall_s"] > 0 and math.isfinite(found["fvd"]) and found["fvd"] > 0
+    assert sorted(p.name for p in (tmp_path / "real").iterdir())[0].startswith("000000_")
+    assert len(list((tmp_path / "real").glob("*/*.jpg"))) == 18
+
     import queue
 
     reports = queue.Queue()  # what a failing child reports: its traceback
