@@ -81,10 +81,35 @@ def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, 
         if model_name:
             cfg = dataclasses.replace(cfg, model=model_name, model_options={})
         state = load_checkpoint_file(path, prefer=weights) if obj is None else extract_state_dict(obj, str(path), prefer=weights)
-        channels = 3 if cfg.pixel_space else 4
-        size = cfg.image_size if cfg.pixel_space else cfg.image_size // 8
+        shapes = official_shapes({k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")})
+        if not {"latent_channels", "latent_size"} <= set(shapes):
+            raise UserError(f"{path}: no x_embedder.proj.weight / pos_embed tensors; not a Latte checkpoint")
+        cfg = dataclasses.replace(cfg, **{k: shapes[k] for k in ("num_frames", "num_classes") if k in shapes})
+        channels, size = shapes["latent_channels"], shapes["latent_size"]
         model = build_model(cfg, channels, size)
         load_official_state_dict(model, state, source=str(path))
         info = {**cfg.to_dict(), "latent_channels": channels, "latent_size": size}
         record.update(format="official", step=None, model=cfg.model, preset=preset)
     return LoadedModel(model.to(device).eval(), info, record)
+
+
+def official_shapes(shapes: dict[str, tuple]) -> dict:
+    """What an official state dict's tensor shapes say about its model (keys may carry a ``module.`` prefix).
+
+    ``latent_channels`` and ``latent_size`` from ``x_embedder.proj.weight`` (D, C, p, p) and ``pos_embed``
+    (1, (size/p)², D); ``num_frames`` from ``temp_embed`` (1, F, D); ``num_classes`` from
+    ``y_embedder.embedding_table.weight`` (K + 1 rows with the null class of classifier-free guidance).
+    """
+    shapes = {k.removeprefix("module.").removeprefix("model."): v for k, v in shapes.items()}
+    out = {}
+    proj, pos = shapes.get("x_embedder.proj.weight"), shapes.get("pos_embed")
+    if proj is not None and len(proj) == 4 and pos is not None and len(pos) == 3:
+        out["latent_channels"] = int(proj[1])
+        out["latent_size"] = int(round(pos[1] ** 0.5)) * int(proj[2])
+    if "temp_embed" in shapes and len(shapes["temp_embed"]) == 3:
+        out["num_frames"] = int(shapes["temp_embed"][1])
+    table = shapes.get("y_embedder.embedding_table.weight")
+    if table is not None:
+        out["num_classes"] = int(table[0]) - 1
+    return out
+
