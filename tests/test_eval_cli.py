@@ -191,3 +191,21 @@ def test_eval_fid_and_is_through_the_cli(tmp_path, capsys):
     assert record["counts"] == {"real_frames": 32, "fake_frames": 64, "fake_clips": 4}
     assert "32 frames" in out and "64 frames" in out and "4 clips" in out  # counts for every metric, with units
     assert record["protocol"]["is"]["splits"] == 2 and record["detectors"]["c3d"] and record["detectors"]["inception"]
+
+
+def test_real_clip_counts_against_each_datasets_protocol():
+    from latte_bench.data.registry import real_count_is_standard
+
+    # FaceForensics holds fewer than 2,048 training videos: all of them is StyleGAN-V's min(N, 2048)
+    assert real_count_is_standard("ffs", 704, 704, 2048)
+    assert not real_count_is_standard("ffs", 700, 704, 2048)  # some long-enough videos were skipped
+    assert not real_count_is_standard("ffs", 3, 3, 2048)  # not a complete copy of any benchmark
+    assert not real_count_is_standard("ucf101", 1500, 1500, 2048)  # UCF101 always has 2,048
+    assert not real_count_is_standard(None, 704, 704, 2048) and real_count_is_standard(None, 2048, 5000, 2048)
+    from latte_bench.metrics.evaluation import nonstandard_tags
+    from latte_bench.metrics.protocol import Protocol
+
+    assert nonstandard_tags(Protocol(dataset="ffs").resolved(), {"real_clips": 704, "fake_clips": 2048}, ("fvd",),
+                            real_long_enough=704) == []
+    assert nonstandard_tags(Protocol(dataset="ucf101").resolved(), {"real_clips": 1500, "fake_clips": 2048}, ("fvd",),
+                            real_long_enough=1500) == ["1500 real clips"]

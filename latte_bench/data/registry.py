@@ -35,6 +35,10 @@ class DatasetSpec:
     metrics: tuple[str, ...]
     layout: str  # the expected layout below the data root
     expected_videos: str  # the file counts a complete copy has
+    # StyleGAN-V takes one clip from each of min(N, 2048) long-enough real videos. For a real split that
+    # can hold fewer than 2,048 long-enough videos, using every one of them is the protocol itself, as long
+    # as there are at least this many (a floor that catches incomplete copies); None: fewer is never standard.
+    min_real_clips: int | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -47,13 +51,14 @@ DATASETS: dict[str, DatasetSpec] = {
         real_subdirs=("train/videos", "train"), stride=3, resolution=256,
         crop="centre crop to square, LANCZOS resize to 256", num_classes=0, metrics=("fvd", "fid"),
         layout="ROOT/train/videos/<video>.mp4 (Latte's preprocess_ffs layout; or frame folders)",
-        expected_videos="the FaceForensics training split as Latte preprocesses it (count not verified here)"),
+        expected_videos="the FaceForensics training split as Latte preprocesses it (count not verified here)",
+        min_real_clips=256),
     "sky": DatasetSpec(
         name="sky", title="SkyTimelapse", real_split="training split (sky_train)",
         real_subdirs=("sky_train",), stride=3, resolution=256, crop="none (frames are 256x256 already)",
         num_classes=0, metrics=("fvd",),
         layout="ROOT/sky_train/<video>/<clip>/<frame>.jpg (every folder holding frames is one video)",
-        expected_videos="the sky_timelapse training split (count not verified here)"),
+        expected_videos="the sky_timelapse training split (count not verified here)", min_real_clips=256),
     "ucf101": DatasetSpec(
         name="ucf101", title="UCF101", real_split="train + test (all 13,320 videos)",
         real_subdirs=(), stride=3, resolution=256, crop="centre crop to square, resize to 256",
@@ -65,7 +70,7 @@ DATASETS: dict[str, DatasetSpec] = {
         real_subdirs=("frames/train", "train"), stride=6, resolution=256, crop="none (frames are 256x256 already)",
         num_classes=0, metrics=("fvd",),
         layout="ROOT/frames/train/<video>/<frame>.png (taichi-256 layout; or ROOT/train/...)",
-        expected_videos="the taichi-256 training split (count not verified here)"),
+        expected_videos="the taichi-256 training split (count not verified here)", min_real_clips=256),
 }
 
 
@@ -80,6 +85,20 @@ def get_dataset(name: str) -> DatasetSpec:
         cfg = preset("demo")
         spec = dataclasses.replace(spec, resolution=cfg.image_size, num_classes=cfg.num_classes)
     return spec
+
+
+def real_count_is_standard(name: str | None, clips: int, long_enough: int | None, num_clips: int) -> bool:
+    """Whether ``clips`` real clips meet the protocol of ``name`` for ``num_clips`` requested.
+
+    Yes when there are ``num_clips``; or, for a dataset whose real split may hold fewer long-enough videos
+    than that, when every long-enough video gave its clip and there are at least ``min_real_clips``.
+    """
+    if clips >= num_clips:
+        return True
+    if name is None:
+        return False
+    floor = get_dataset(name).min_real_clips
+    return floor is not None and clips == long_enough and clips >= floor
 
 
 def data_root(name: str, data: str | os.PathLike | None = None) -> Path:

@@ -196,6 +196,14 @@ def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
                         f"{have} (the record is tagged nonstandard) or supply more videos")
 
 
+def _check_fewer_real(have: int, sampling: dict, proto: Protocol, src) -> None:
+    """Real clips: fewer than asked is refused unless it is the dataset's own protocol (every long-enough video)."""
+    from latte_bench.data.registry import real_count_is_standard
+
+    if not real_count_is_standard(proto.dataset, have, sampling.get("videos_long_enough"), proto.num_clips):
+        _check_fewer("real", have, proto.num_clips, proto, src)
+
+
 def _head_counts(metrics, proto: Protocol) -> dict[str, int]:
     counts = {}
     for m in metrics:
@@ -256,7 +264,7 @@ def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
     """The real clips (I3D) or frames (Inception) of the protocol, and how they were chosen; too few is refused."""
     if det == "i3d":
         clips, sampling = _real_clips(src, proto)
-        _check_fewer("real", len(clips), proto.num_clips, proto, src)
+        _check_fewer_real(len(clips), sampling, proto, src)
         return clips, sampling
     if src.stream:
         raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
@@ -286,7 +294,7 @@ def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Se
     stats, info, hit, key = cached_real_stats(det, settings, compute, keep_features=keep, cache=use_cache,
                                               cache_dir=cfg.run.cache_dir)
     if det == "i3d":
-        _check_fewer("real", stats.n, proto.num_clips, proto, src)
+        _check_fewer_real(stats.n, sampling, proto, src)
     return {"stats": stats, "info": info, "sampling": sampling,
             "cache": {"key": key, "hit": hit, "enabled": use_cache}}
 
@@ -453,8 +461,15 @@ METRIC_PROTOCOL = {
 }
 
 
-def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool = False) -> list[str]:
-    """What makes a run differ from its metrics' published protocol, as short tags (``[]`` = standard)."""
+def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool = False,
+                     real_long_enough: int | None = None) -> list[str]:
+    """What makes a run differ from its metrics' published protocol, as short tags (``[]`` = standard).
+
+    ``real_long_enough``: how many real videos could give a clip (a dataset whose real split has fewer
+    than ``num_clips`` of them is standard when every one was used, :func:`latte_bench.data.registry.real_count_is_standard`).
+    """
+    from latte_bench.data.registry import real_count_is_standard
+
     tags = []
     video_metrics = [m for m in metrics if m != "fid" and m != "kid"]
     if proto.num_clips != STANDARD_CLIPS:
@@ -466,10 +481,12 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
 
         if proto.stride != get_dataset(proto.dataset).stride:
             tags.append(f"stride {proto.stride}")
-    for side in ("real", "fake"):
-        n = counts.get(f"{side}_clips")
-        if n is not None and n < proto.num_clips and video_metrics:
-            tags.append(f"{n} {side} clips")
+    n = counts.get("real_clips")
+    if n is not None and not real_count_is_standard(proto.dataset, n, real_long_enough, proto.num_clips):
+        tags.append(f"{n} real clips")
+    n = counts.get("fake_clips")
+    if n is not None and n < proto.num_clips and video_metrics:
+        tags.append(f"{n} fake clips")
     if proto.covariance != "biased":
         tags.append("unbiased covariance")
     if proto.resize != "pytorch" and any(m in ("fvd", "kvd") for m in metrics):
@@ -536,7 +553,8 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
         "protocol": {**proto.to_dict(), "real_stride": proto.stride, "is": proto.is_settings if "is" in metrics else None},
         "detectors": detectors,
         "counts": counts,
-        "nonstandard": nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream)),
+        "nonstandard": nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream),
+                                        real_long_enough=real_results.get("i3d", {}).get("sampling", {}).get("videos_long_enough")),
         "real": None if real_src is None else dict(real_src.description),
         "fake": fake_desc,
         "seed": proto.seed,
