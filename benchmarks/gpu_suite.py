@@ -528,7 +528,7 @@ class Suite:
         figs["channels_last_speedup_vs_contiguous_fp32"] = round(
             proto["clips_per_s"] / figs["fp32_protocol_contiguous"]["clips_per_s"], 2)
         if budget.left() > (2 if self.dry else 10):
-            figs["inception_frames_per_s"] = _time_inception(dev, 1 if self.dry else 64, budget)
+            figs["inception_frames_per_s"] = optional(_time_inception, dev, 1 if self.dry else 64, budget)
             self.log(f"  Inception frames/s: {figs['inception_frames_per_s']}")
 
     # ---- stage 2
@@ -625,7 +625,7 @@ class Suite:
             from latte_bench.models.latte import LATTE_SIZES, parse_model_name
 
             size = dict(LATTE_SIZES[parse_model_name(cfg.model)[0]], **model_for_heads)
-            figs["flash_sdpa_runs"] = _flash_attention_check(dev, size["hidden_size"], size["num_heads"])
+            figs["flash_sdpa_runs"] = optional(_flash_attention_check, dev, size["hidden_size"], size["num_heads"])
         rec["notes"].append("step = forward + backward + grad clip + AdamW (fused on CUDA) + EMA update, the trainer's step, "
                             "on random latents; MFU counts the model FLOPs once (recomputation not counted)")
 
@@ -821,15 +821,15 @@ class Suite:
             self.log(f"  {sampler}-{steps} with CFG at batch {best}: {per_video:.3f} s/video, "
                      f"{per_video * 2048:.0f} s for 2,048 videos (latents)")
         if dev.type == "cuda":
-            figs["host_syncs_per_step"] = {s: _syncs_per_step(model, s, best, shape, cfg, cfg_scale, dev, amp)
+            figs["host_syncs_per_step"] = {s: optional(_syncs_per_step, model, s, best, shape, cfg, cfg_scale, dev, amp)
                                            for s in ("ddpm", "dpm++")}
             self.log(f"  host-device synchronisations per sampling step: {figs['host_syncs_per_step']}")
         model = None
         free_memory(dev)
         if budget.left() > (2 if self.dry else 10):
-            figs["vae_decode"] = _time_vae_decode(dev, shape, self.dry, amp)
-            self.log(f"  VAE decode: {figs['vae_decode']['s_per_video']} s/video")
-        decode = figs.get("vae_decode", {}).get("s_per_video", 0.0)
+            figs["vae_decode"] = optional(_time_vae_decode, dev, shape, self.dry, amp)
+            self.log(f"  VAE decode: {figs['vae_decode']}")
+        decode = figs.get("vae_decode", {}).get("s_per_video", 0.0)  # 0 when it was not measured
         for key in ("dpmpp25", "ddpm250"):
             figs[key]["s_for_2048_videos_with_decode"] = round((figs[key]["s_per_video"] + decode) * 2048, 1)
         total = figs["dpmpp25"]["s_for_2048_videos_with_decode"]
@@ -1025,6 +1025,16 @@ class _Callable:
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
+
+
+def optional(fn, *args):
+    """``fn(*args)`` for a secondary figure: a failure becomes ``{"error": ...}`` instead of failing its stage."""
+    try:
+        return fn(*args)
+    except BudgetSpent:
+        raise
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
 def _time_inception(device: torch.device, batch: int, budget: Budget) -> dict:
