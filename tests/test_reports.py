@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from latte_bench.errors import UserError
+from latte_bench.metrics.stats import bootstrap_fvd
 from latte_bench.reports import leaderboard, published, store
 from latte_bench.reports.figures import samples_figure, training_curves_figure, video_grid
 
@@ -378,7 +379,7 @@ def test_bootstrap_ci_contains_point_and_shrinks_with_more_samples():
     def ci(n):
         real = rng.normal(size=(n, dim))
         fake = rng.normal(loc=1.0, size=(n, dim))
-        return leaderboard.bootstrap_fvd(real, fake, n_resamples=200, seed=1)
+        return bootstrap_fvd(real, fake, n_resamples=200, seed=1)
 
     small, large = ci(50), ci(800)
     for b in (small, large):
@@ -388,8 +389,8 @@ def test_bootstrap_ci_contains_point_and_shrinks_with_more_samples():
     assert 3.0 < large["point"] < 5.0
     # seeded: the same call gives the same interval
     real, fake = rng.normal(size=(30, dim)), rng.normal(size=(30, dim))
-    a = leaderboard.bootstrap_fvd(real, fake, n_resamples=50, seed=3)
-    b = leaderboard.bootstrap_fvd(real, fake, n_resamples=50, seed=3)
+    a = bootstrap_fvd(real, fake, n_resamples=50, seed=3)
+    b = bootstrap_fvd(real, fake, n_resamples=50, seed=3)
     assert a == b
 
 
@@ -408,7 +409,7 @@ def test_bootstrap_from_record_features(tmp_path):
     real, fake = store.record_features(rec, "fvd2048_16f")
     assert real.shape == (64, 3) and fake.shape == (64, 3)
     assert store.record_features(rec, "fid") is None
-    b = leaderboard.bootstrap_fvd(real, fake, n_resamples=30, seed=0)
+    b = bootstrap_fvd(real, fake, n_resamples=30, seed=0)
     assert b["low"] <= b["point"] <= b["high"]
     # a stored interval is shown for a single-record row
     rec.raw["bootstrap"] = {"fvd2048_16f": {"low": 1.0, "high": 2.0}}

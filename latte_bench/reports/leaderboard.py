@@ -11,7 +11,7 @@ row), ``nonstandard`` (``;``-joined tags: where a measured row departs from its 
 revision's value) and ``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
 Markdown and CSV atomically.
 
-:func:`bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
+:func:`latte_bench.metrics.stats.bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
 from latte_bench.fsutil import write_bytes
+from latte_bench.metrics.stats import bootstrap_fvd
 from latte_bench.reports import published
 from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
 
@@ -267,54 +267,3 @@ def write_table(df: pd.DataFrame, table: str, out_dir: str | Path, footer: str =
 
 
 # ---------------------------------------------------------------- bootstrap
-
-
-def bootstrap_fvd(
-    real_features: np.ndarray,
-    fake_features: np.ndarray,
-    n_resamples: int = 200,
-    seed: int = 0,
-    confidence: float = 0.95,
-    unbiased: bool = False,
-) -> dict:
-    """Percentile bootstrap of FVD: resample real and generated features with replacement.
-
-    Each of ``n_resamples`` draws takes ``len(real)`` rows of ``real_features`` and ``len(fake)``
-    rows of ``fake_features`` with replacement (``numpy.random.default_rng(seed)``), and scores them
-    with the package's own statistics and Fréchet distance (:mod:`latte_bench.metrics.stats`).
-    Returns ``point`` (FVD of the full sets), ``low``/``high`` (the ``(1±confidence)/2`` percentiles
-    of the resampled values), ``std`` of the resampled values, ``n_resamples``, ``seed`` and
-    ``confidence``. Note that FVD is biased upward at small n, so the bootstrap distribution is
-    typically shifted above the point estimate; the interval measures spread, not bias.
-    """
-    from latte_bench.metrics.stats import FeatureStats, frechet_distance_from_stats
-
-    real = np.asarray(real_features, np.float32)
-    fake = np.asarray(fake_features, np.float32)
-    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"features must be (n, dim) with equal dim, got {real.shape} and {fake.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be in (0, 1)")
-
-    def fvd(a: np.ndarray, b: np.ndarray) -> float:
-        sa, sb = FeatureStats(), FeatureStats()
-        sa.append(a)
-        sb.append(b)
-        return frechet_distance_from_stats(sa, sb, unbiased=unbiased)
-
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_resamples, np.float64)
-    for i in range(n_resamples):
-        ir = rng.integers(0, len(real), len(real))
-        ig = rng.integers(0, len(fake), len(fake))
-        values[i] = fvd(real[ir], fake[ig])
-    alpha = (1 - confidence) / 2
-    return dict(
-        point=fvd(real, fake),
-        low=float(np.quantile(values, alpha)),
-        high=float(np.quantile(values, 1 - alpha)),
-        std=float(values.std(ddof=1)) if n_resamples > 1 else math.nan,
-        n_resamples=int(n_resamples),
-        seed=int(seed),
-        confidence=float(confidence),
-    )
