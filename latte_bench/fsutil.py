@@ -29,7 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path``.
 
     The temporary name keeps the suffix of ``path`` so that libraries which pick a
-    format from the extension (numpy, safetensors, imageio) behave the same.
+    format from the extension (numpy, safetensors, PyAV) behave the same.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -246,8 +246,9 @@ class _VideoFileReader:
     seeks to the last keyframe at or before its first frame and decodes forward from it, keeping
     only frames from that keyframe on (leading frames of an open GOP, which reference the
     previous GOP, are never used), so the frames equal those of a full decode from the start;
-    files whose packets carry no usable timestamps are decoded from the start. Frames are converted to RGB by FFmpeg's swscale, as decord does; one decoding
-    thread, so DataLoader workers do not oversubscribe the machine. FFmpeg's log lines are silenced.
+    files whose packets carry no usable timestamps are decoded from the start. Frames are
+    converted to RGB by FFmpeg's swscale, as decord does; one decoding thread, so DataLoader
+    workers do not oversubscribe the machine. FFmpeg's log lines are silenced.
     """
 
     def __init__(self, path: str):
