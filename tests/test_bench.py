@@ -241,3 +241,15 @@ def test_one_checkpoint_under_two_methods_is_evaluated_once(run_dir, tmp_path):
     built = build_plan(read_plan_file(plan), plan.parent, str(plan))
     assert [ev.checkpoint for ev in built.evaluations] == [ckpt, ckpt]  # the run folder: its latest checkpoint
     assert _to_run(built) == [True, False]  # b copies a's record once it is written
+
+
+def test_files_that_are_not_latte_checkpoints_are_refused(tmp_path, capsys, no_evaluation):
+    import torch
+
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    for name, message in (("other.pt", "not a Latte checkpoint"), ("text.pt", "cannot be read as a weights-only checkpoint")):
+        assert main(["bench", "--method", "x", "--ckpt", f"demo={tmp_path / name}", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()

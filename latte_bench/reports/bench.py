@@ -480,7 +480,7 @@ def checkpoint_info(path: Path) -> dict:
                 shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         except Exception as e:
             raise UserError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
-        info.update(_official_counts(shapes))
+        info.update(_official_counts(shapes, path))
         return info
     try:
         try:
@@ -497,21 +497,21 @@ def checkpoint_info(path: Path) -> dict:
         info.update(format=FORMAT, step=int(obj.get("step", 0)), num_frames=int(cfg.get("num_frames", 0)) or None,
                     num_classes=int(cfg.get("num_classes", 0)))
         return info
-    state = obj.get("ema") if isinstance(obj.get("ema"), dict) else obj.get("model") if isinstance(obj.get("model"), dict) else obj
-    shapes = {k.removeprefix("module."): tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
-    if not shapes:
-        raise UserError(f"{path}: holds no weights; pass a latte-bench checkpoint or an official {{'ema': ...}} file")
-    info.update(_official_counts(shapes))
+    from latte_bench.models.convert import extract_state_dict
+
+    state = extract_state_dict(obj, str(path))
+    info.update(_official_counts({k: tuple(v.shape) for k, v in state.items()}, path))
     return info
 
 
-def _official_counts(shapes: dict) -> dict:
-    out = {}
-    if "temp_embed" in shapes and len(shapes["temp_embed"]) == 3:
-        out["num_frames"] = int(shapes["temp_embed"][1])
-    table = shapes.get("y_embedder.embedding_table.weight")
-    out["num_classes"] = int(table[0]) - 1 if table else 0
-    return out
+def _official_counts(shapes: dict, path: Path) -> dict:
+    """Frame and class counts of an official state dict from its tensor shapes (``load_model``'s reading)."""
+    from latte_bench.training.load import official_shapes
+
+    found = official_shapes(shapes)
+    if "latent_channels" not in found:
+        raise UserError(f"{path}: not a Latte checkpoint (no x_embedder.proj.weight / pos_embed tensors)")
+    return {"num_frames": found.get("num_frames"), "num_classes": found.get("num_classes", 0)}
 
 
 def check_fits(info: dict, protocol, path: Path) -> None:
