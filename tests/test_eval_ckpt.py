@@ -213,16 +213,18 @@ def test_bad_inputs_refused_in_one_line_before_sampling(run, tmp_path, capsys, m
     refused("--dataset", "demo", "--ckpt", str(tmp_path / "missing"), needles=("missing",))
     refused("--dataset", "demo", "--ckpt", str(run), "--num-frames", "16", needles=("9-frame", "16"))
     refused("--dataset", "nope", "--ckpt", str(run), needles=("unknown dataset", "ucf101"))
-    monkeypatch.delenv("LATTE_BENCH_DATA", raising=False)
-    refused("--dataset", "ffs", "--ckpt", str(run), needles=("--data", "LATTE_BENCH_DATA"))
-    refused("--dataset", "ffs", "--data", str(tmp_path / "nothing"), "--ckpt", str(run), needles=("nothing", "data root"))
     write_npz(tmp_path / "real.npz", _videos(2, 12, seed=0))
+    monkeypatch.delenv("LATTE_BENCH_DATA", raising=False)
+    refused("--dataset", "ffs", "--fake", str(tmp_path / "real.npz"), needles=("--data", "LATTE_BENCH_DATA"))
+    refused("--dataset", "ffs", "--data", str(tmp_path / "nothing"), "--fake", str(tmp_path / "real.npz"),
+            needles=("nothing", "data root"))
+    refused("--dataset", "ffs", "--ckpt", str(run), *FAST, needles=("4 classes", "unconditional"))
     refused("--real", str(tmp_path / "real.npz"), "--dataset", "ucf101", "--ckpt", str(run), "--metrics", "fvd", *FAST,
             needles=("4 classes", "101 classes"))
     refused("--real", str(tmp_path / "real.npz"), "--fake", str(tmp_path / "real.npz"), "--ckpt", str(run),
             needles=("not both",))
     (tmp_path / "file").write_text("")
-    refused("--dataset", "demo", "--ckpt", str(run), "--json", str(tmp_path / "file" / "out.json"), needles=("--json", "not writable"))
+    refused("--dataset", "demo", "--ckpt", str(run), "--json", str(tmp_path / "file" / "out.json"), needles=("--json", "cannot write"))
 
 
 @pytest.mark.slow

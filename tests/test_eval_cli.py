@@ -209,3 +209,16 @@ def test_real_clip_counts_against_each_datasets_protocol():
                             real_long_enough=704) == []
     assert nonstandard_tags(Protocol(dataset="ucf101").resolved(), {"real_clips": 1500, "fake_clips": 2048}, ("fvd",),
                             real_long_enough=1500) == ["1500 real clips"]
+
+
+def test_unfinished_sample_folders_refused(tmp_path, capsys, good_npz):
+    from latte_bench.data.video import write_frames
+
+    folder = tmp_path / "samples"
+    write_frames(folder / "000000", np.zeros((16, 8, 8, 3), np.uint8))
+    (folder / "samples.json").write_text(json.dumps({"status": "sampling", "num_videos": 4}))
+    _run_error(capsys, ["--real", good_npz, "--fake", str(folder), "--num-clips", "2"], "unfinished", "rerun")
+    npz = tmp_path / "npz"
+    (npz / ".parts").mkdir(parents=True)
+    write_npz(npz / "videos.npz", np.zeros((2, 16, 8, 8, 3), np.uint8))  # an interrupted extension of the set
+    _run_error(capsys, ["--real", good_npz, "--fake", str(npz), "--num-clips", "2"], "unfinished")

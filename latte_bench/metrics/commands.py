@@ -169,18 +169,13 @@ def _cache_root() -> Path:
 
 
 def check_outputs(json_path, cache_root) -> None:
-    """Refuse now (one line) what would fail after the work: an unwritable --json or cache folder."""
-    for path, flag, fix in ((Path(json_path).parent if json_path else None, "--json", "choose a writable path"),
-                            (cache_root, "cache folder", "set $LATTE_BENCH_CACHE to a writable folder or pass --no-cache")):
-        if path is None:
-            continue
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".latte-bench-write-test-{__import__('os').getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"{flag} {path}: not writable ({e.strerror}); {fix}") from e
+    """Refuse now (one line) what would fail after the work: an unwritable --json folder or cache folder."""
+    from latte_bench.fsutil import check_writable
+
+    if json_path:
+        check_writable(Path(json_path).parent, "--json")
+    if cache_root is not None:
+        check_writable(cache_root, "$LATTE_BENCH_CACHE (or pass --no-cache)")
 
 
 def format_table(record: dict) -> str:

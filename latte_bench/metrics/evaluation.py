@@ -28,6 +28,7 @@ from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
 from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import UserError
+from latte_bench.fsutil import check_writable
 from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
 from latte_bench.metrics.protocol import METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
@@ -122,7 +123,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
     plans = {det: _real_plan(det, real_src, proto) for det in detectors if det != "c3d"}  # cheap: no decoding
     if cfg.save_samples is not None:
-        _check_writable(Path(cfg.save_samples), "--save-samples")
+        check_writable(cfg.save_samples, "--save-samples")
     nets = _load_detectors(detectors, cfg, device)
 
     stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
@@ -176,17 +177,6 @@ def _check_checkpoint_fits(src: CheckpointSource, proto: Protocol) -> None:
             need = f"{want} classes" if want else "an unconditional model"
             raise UserError(f"{src.ckpt}: the model is {what} but {proto.dataset} needs {need}; "
                             "pass the checkpoint trained on this dataset")
-
-
-def _check_writable(path: Path, flag: str) -> None:
-    """Create ``path`` (a folder) now, so that a late failure cannot lose finished work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{flag} {path}: not writable ({e.strerror}); choose a folder you can write") from e
 
 
 def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
@@ -393,7 +383,7 @@ def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
                     raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
                                     "use another --work-dir or delete that folder")
             else:
-                _check_writable(root, "--work-dir")
+                check_writable(root, "--work-dir")
                 write_json(path, manifest)
         except UserError as e:
             error = str(e)

@@ -51,12 +51,27 @@ def as_source(obj, *, side: str, skip_bad: bool = False):
 
 
 def _open_path(path: Path, skip_bad: bool) -> VideoSource:
-    if path.is_dir() and (path / "videos.npz").is_file() and not (path / ".parts").exists():
-        return open_videos(path / "videos.npz")  # a `latte-bench sample --format npz` folder
-    if path.is_dir() and (path / ".parts").is_dir() and not (path / "videos.npz").is_file():
-        raise UserError(f"{path}: an unfinished `latte-bench sample --format npz` folder (.parts/ but no videos.npz); "
-                        "rerun the same sample command to finish it")
+    if path.is_dir():
+        _refuse_unfinished_samples(path)
+        if (path / "videos.npz").is_file():
+            return open_videos(path / "videos.npz")  # a `latte-bench sample --format npz` folder
     return open_videos(path, skip_bad=skip_bad)
+
+
+def _refuse_unfinished_samples(path: Path) -> None:
+    """A `latte-bench sample` folder that was interrupted is refused, not read as a smaller set."""
+    import json
+
+    unfinished = (path / ".parts").is_dir()
+    record = path / "samples.json"
+    if record.is_file():
+        try:
+            unfinished = unfinished or json.loads(record.read_text()).get("status") == "sampling"
+        except ValueError:
+            raise UserError(f"{record}: unreadable samples record; rerun the sample command that made {path}") from None
+    if unfinished:
+        raise UserError(f"{path}: an unfinished `latte-bench sample` folder (interrupted while sampling); "
+                        "rerun the same sample command to finish it")
 
 
 # ----------------------------------------------------------------------------------- random access
