@@ -82,3 +82,16 @@ def test_report_table3_shows_a_short_run_tagged(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "table3", "--strict", "--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "3 clips" in capsys.readouterr().err
+
+
+def test_report_into_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    import json
+
+    from latte_bench.cli import main
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text(json.dumps({"method": "m", "dataset": "ucf101", "metrics": {"fvd": 1.0}}))
+    (tmp_path / "file").write_text("")
+    code = main(["report", "table3", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "file" / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--out" in err and "cannot write" in err

@@ -95,6 +95,7 @@ def register(subparsers) -> None:
 
 def run_table(args: argparse.Namespace) -> int:
     from latte_bench.errors import UserError
+    from latte_bench.fsutil import check_writable
     from latte_bench.reports.leaderboard import build_table, write_table
     from latte_bench.reports.store import load_records
 
@@ -102,6 +103,7 @@ def run_table(args: argparse.Namespace) -> int:
     if not records:
         raise UserError(f"{args.results}: no evaluation records (JSON with 'metrics') in this folder; "
                         f"write some with `latte-bench eval --json {args.results}/NAME.json`")
+    check_writable(args.out, "--out")
     df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
                      bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
     md_path, csv_path, md = write_table(df, args.table, args.out)
@@ -112,12 +114,14 @@ def run_table(args: argparse.Namespace) -> int:
 
 def run_curves(args: argparse.Namespace) -> int:
     from latte_bench.errors import UserError
+    from latte_bench.fsutil import check_writable
     from latte_bench.reports.figures import training_curves_figure
     from latte_bench.reports.store import read_training_log
 
     labels = args.labels.split(",") if args.labels else [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in args.runs]
     if len(labels) != len(args.runs):
         raise UserError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
+    check_writable(args.out, "--out")
     runs = {label: read_training_log(r) for label, r in zip(labels, args.runs)}
     if not any(r["fvd"][0] for r in runs.values()):
         print("note: no FVD entries in these logs (train with --fvd-every N); plotting the loss only")
