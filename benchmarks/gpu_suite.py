@@ -141,6 +141,17 @@ def is_oom(e: BaseException) -> bool:
 
 
 @contextlib.contextmanager
+def cudnn_benchmark(enabled: bool):
+    """``torch.backends.cudnn.benchmark`` inside the block (cuDNN times its algorithms per shape); restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+@contextlib.contextmanager
 def tf32(enabled: bool):
     """TF32 matmuls and cuDNN convolutions on or off inside the block; restored after."""
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -481,17 +492,20 @@ class Suite:
         x = x.repeat((batch + unique - 1) // unique, 1, 1, 1, 1)[:batch].contiguous().to(dev)
         rec["notes"].append(f"input (B={batch}, 3, {frames}, {size}, {size}): {unique} demo clips rendered at {size}², "
                             f"repeated, in [-1, 1]; I3D weights: {self.results['weights']['i3d']}")
-        variants = (  # name, channels_last, autocast dtype, TF32
-            ("fp32_protocol_channels_last", True, None, False),
-            ("fp32_protocol_contiguous", False, None, False),
-            ("bf16_tf32_channels_last", True, torch.bfloat16, True),
-        )
+        variants = [  # name, channels_last, autocast dtype, TF32, cudnn.benchmark
+            ("fp32_protocol_channels_last", True, None, False, False),
+            ("fp32_protocol_contiguous", False, None, False, False),
+            ("bf16_tf32_channels_last", True, torch.bfloat16, True, False),
+        ]
+        if dev.type == "cuda":  # cuDNN's own algorithm search, scoped to the block (the protocol mode otherwise)
+            variants.append(("fp32_protocol_channels_last_cudnn_benchmark", True, None, False, True))
         reference = None
-        for name, channels_last, amp, allow_tf32 in variants:
+        for name, channels_last, amp, allow_tf32, benchmark in variants:
             budget.need(5 if not self.dry else 2, f"I3D {name}")
             net = load_i3d(dev, channels_last=channels_last)
             precision = exact_fp32() if not allow_tf32 else tf32(True)
-            with precision, torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            with precision, cudnn_benchmark(benchmark), torch.inference_mode(), \
+                    torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                 run = lambda: net(x).float()  # noqa: E731
                 if not self.dry:
                     logits = run()  # warm-up (cuDNN algorithm choice)
