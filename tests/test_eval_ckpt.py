@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -161,43 +155,6 @@ def test_too_few_clips_refused_unless_allowed_then_tagged(tmp_path):
     result = evaluate(tmp_path / "real.npz", fake, allow_fewer=True, **kw)
     assert result.record["nonstandard"] == ["3 clips", "9 frames", "2 real clips"]
     assert result.record["counts"] == {"real_clips": 2, "fake_clips": 3}
-
-
-RESUME_SCRIPT = textwrap.dedent(
-    """
-    import sys
-    from latte_bench.metrics import CheckpointSource, evaluate
-    run, work = sys.argv[1:3]
-    evaluate(None, CheckpointSource(run, sampler="ddim", steps=40), dataset="demo", num_clips=3, num_frames=9,
-             block_size=1, work_dir=work, torch_threads=1, progress=False, metrics=("fvd",))
-    """
-)
-
-
-@pytest.mark.slow
-def test_killed_evaluation_resumes_to_the_same_number(run, tmp_path):
-    work = tmp_path / "work"
-    kw = dict(dataset="demo", num_clips=3, num_frames=9, block_size=1, torch_threads=1, progress=False, metrics=("fvd",))
-    script = tmp_path / "resume.py"
-    script.write_text(RESUME_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(run), str(work)], env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not (work / "block_00000.json").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (work / "block_00002.json").exists()  # killed part-way
-
-    resumed = evaluate(None, CheckpointSource(run, sampler="ddim", steps=40), work_dir=str(work), **kw)
-    assert resumed.record["run"]["resumed_blocks"] >= 1
-    fresh = evaluate(None, CheckpointSource(run, sampler="ddim", steps=40), work_dir=str(tmp_path / "fresh"), **kw)
-    assert fresh.record["run"]["resumed_blocks"] == 0
-    assert resumed.fvd == fresh.fvd
-
-    with pytest.raises(UserError, match=r"work folder of another evaluation.*steps"):
-        evaluate(None, CheckpointSource(run, sampler="ddim", steps=41), work_dir=str(work), **kw)
 
 
 def test_bad_inputs_refused_in_one_line_before_sampling(run, tmp_path, capsys, monkeypatch):

@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from latte_bench.cli import main
 from latte_bench.data.video import open_videos, write_video
 from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, check_writable, clean_temporaries, is_data_name, is_temporary, write_json
+from latte_bench.metrics import CheckpointSource, evaluate
 from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
 from latte_bench.training.trainer import train
 
@@ -343,5 +345,117 @@ def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
 
 
 # ============================================================================ evaluation
-# eval fault cases (kill -9 during eval, tampered and shared real-statistics caches, read-only
-# --json / cache folders, eval --ckpt of a non-checkpoint) follow here.
+# Also tested elsewhere: an unwritable --json folder and `eval --ckpt notes.txt` are one line before any
+# work (test_eval_ckpt.py), an interrupted sample folder is refused (test_eval_cli.py).
+
+
+def _waves(n, t, seed, size=16):
+    """Smooth moving uint8 videos (N, T, size, size, 3)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    out = np.zeros((n, t, size, size, 3), np.uint8)
+    for i in range(n):
+        fx, fy = rng.uniform(0.1, 0.6, 2)
+        for k in range(t):
+            base = 127 + 120 * np.sin(fx * x + fy * y + 0.4 * k + i)
+            out[i, k] = np.stack([base, base.T, 255 - base], -1).astype(np.uint8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A 2-step model of the demo dataset's classes, making 9-frame videos (the I3D's minimum)."""
+    import dataclasses
+
+    from latte_bench.training.presets import preset
+
+    out = tmp_path_factory.mktemp("eval_fault_run") / "run"
+    cfg = dataclasses.replace(preset("demo"), out=str(out), steps=2, num_frames=9, demo_videos=8, ckpt_every=2,
+                              model_options={"hidden_size": 32, "depth": 2, "num_heads": 2})
+    train(cfg, progress=False)
+    return out
+
+
+@pytest.mark.slow
+def test_tampered_real_statistics_cache_is_recomputed(tmp_path):
+
+    real, fake = _waves(2, 9, seed=0), _waves(2, 9, seed=1)
+    kw = dict(num_clips=2, num_frames=9, cache_dir=str(tmp_path / "cache"), device="cpu", progress=False)
+    first = evaluate(real, fake, **kw)
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    with np.load(entry) as z:
+        arrays = dict(z)
+    arrays["s2"] = arrays["s2"] * 3.0  # scale the stored second moments, keep the old checksum
+    np.savez(entry, **arrays)
+    with pytest.warns(UserWarning, match="checksum"):
+        second = evaluate(real, fake, **kw)
+    assert second.provenance["real_stats_cache"]["hit"] is False and second.fvd == first.fvd
+    third = evaluate(real, fake, **kw)  # the recomputed entry was stored again, intact
+    assert third.provenance["real_stats_cache"]["hit"] is True and third.fvd == first.fvd
+
+    # an entry that cannot be read (another user's file, here a folder in its place) is recomputed, and
+    # when it cannot be stored either the evaluation still ends with its number
+    entry.unlink()
+    entry.mkdir()
+    with pytest.warns(UserWarning, match="unusable|cannot store"):
+        fourth = evaluate(real, fake, **kw)
+    assert fourth.fvd == first.fvd and fourth.provenance["real_stats_cache"]["hit"] is False
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from latte_bench.metrics import CheckpointSource, evaluate
+    run, work = sys.argv[1:3]
+    evaluate(None, CheckpointSource(run, sampler="ddim", steps=40), dataset="demo", num_clips=3, num_frames=9,
+             block_size=1, work_dir=work, torch_threads=1, progress=False, metrics=("fvd",))
+    """
+)
+
+
+@pytest.mark.slow
+def test_killed_evaluation_resumes_to_the_same_number(demo_run, tmp_path):
+    work = tmp_path / "work"
+    kw = dict(dataset="demo", num_clips=3, num_frames=9, block_size=1, torch_threads=1, progress=False, metrics=("fvd",))
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(demo_run), str(work)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (work / "block_00000.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "block_00002.json").exists()  # killed part-way
+
+    resumed = evaluate(None, CheckpointSource(demo_run, sampler="ddim", steps=40), work_dir=str(work), **kw)
+    assert resumed.record["run"]["resumed_blocks"] >= 1
+    fresh = evaluate(None, CheckpointSource(demo_run, sampler="ddim", steps=40), work_dir=str(tmp_path / "fresh"), **kw)
+    assert fresh.record["run"]["resumed_blocks"] == 0
+    assert resumed.fvd == fresh.fvd
+
+    with pytest.raises(UserError, match=r"work folder of another evaluation.*steps"):
+        evaluate(None, CheckpointSource(demo_run, sampler="ddim", steps=41), work_dir=str(work), **kw)
+
+
+
+
+@pytest.mark.slow
+def test_eval_killed_at_random_moments_then_rerun_gives_the_same_number(demo_run, tmp_path):
+    rng = random.Random("eval")
+    common = ["eval", "--dataset", "demo", "--ckpt", demo_run, "--num-clips", 3, "--num-frames", 9, "--block-size", 1,
+              "--sampler", "ddim", "--steps", 30, "--threads", 1, "--no-progress", "--metrics", "fvd,kvd"]
+    work = tmp_path / "work"
+    started = lambda: (work / "manifest.json").exists()  # noqa: E731
+    killed = 0
+    for _ in range(2):
+        killed += _kill_when(_spawn(*common, "--work-dir", work, "--json", tmp_path / "killed.json"), started,
+                             rng.uniform(0.0, 2.0))
+    assert killed, "the evaluation always finished before the kill"
+    assert not (tmp_path / "killed.json").exists()
+    assert _cli(*common, "--work-dir", work, "--json", tmp_path / "killed.json") == 0
+    assert _cli(*common, "--work-dir", tmp_path / "whole", "--json", tmp_path / "whole.json") == 0
+    resumed, whole = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("killed", "whole"))
+    assert resumed["metrics"] == whole["metrics"]
+    assert not [p for p in work.rglob("*") if is_temporary(p.name)]
