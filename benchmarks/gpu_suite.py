@@ -797,12 +797,12 @@ class Suite:
         rec["notes"].append("per-step time measured over a few steps of the real sampling loop (generate_latents, "
                             "per-video generators), extrapolated: s/video = s/step x steps / batch")
 
-        def per_step(sampler: str, steps: int, batch: int, warm: int, timed: int) -> float:
+        def per_step(sampler: str, steps: int, batch: int, warm: int, timed: int, autocast=amp) -> float:
             timer = _TimedModel(model, warm, timed, dev)
             with tf32(True):
                 try:
                     generate_latents(timer, range(batch), shape, seed=0, sampler=sampler, steps=steps, cfg_scale=cfg_scale,
-                                     num_classes=cfg.num_classes, device=dev, autocast_dtype=amp)
+                                     num_classes=cfg.num_classes, device=dev, autocast_dtype=autocast)
                 except _StopSampling:
                     pass
             if timer.elapsed is None:
@@ -841,6 +841,11 @@ class Suite:
                          "s_for_2048_videos": round(per_video * 2048, 1)}
             self.log(f"  {sampler}-{steps} with CFG at batch {best}: {per_video:.3f} s/video, "
                      f"{per_video * 2048:.0f} s for 2,048 videos (latents)")
+        if amp is not None and budget.left() > 20:  # the sample command's default precision (fp32; TF32 matmuls here)
+            s = optional(per_step, "dpm++", 25, best, 1, 2, None)
+            figs["dpmpp25_fp32_tf32"] = s if isinstance(s, dict) else {
+                "s_per_step": round(s, 4), "s_per_video": round(s * 25 / best, 4), "s_for_2048_videos": round(s * 25 / best * 2048, 1)}
+            self.log(f"  dpm++-25 without autocast (fp32 weights, TF32): {figs['dpmpp25_fp32_tf32']}")
         if dev.type == "cuda":
             figs["host_syncs_per_step"] = {s: optional(_syncs_per_step, model, s, best, shape, cfg, cfg_scale, dev, amp)
                                            for s in ("ddpm", "dpm++")}
