@@ -145,7 +145,7 @@ def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
     options.update(cfg.model_options)
     try:
         return create_model(cfg.model, **options)
-    except ValueError as e:
+    except (UserError, ValueError) as e:
         raise UserError(f"model {cfg.model} with {cfg.model_options}: {e}") from e
 
 
