@@ -490,8 +490,8 @@ class Suite:
         clips = np.stack([make_demo_video(i, i % 4, frames, size, seed=0) for i in range(unique)])  # (u, T, H, W, 3)
         x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1)
         x = x.repeat((batch + unique - 1) // unique, 1, 1, 1, 1)[:batch].contiguous().to(dev)
-        rec["notes"].append(f"input (B={batch}, 3, {frames}, {size}, {size}): {unique} demo clips rendered at {size}², "
-                            f"repeated, in [-1, 1]; I3D weights: {self.results['weights']['i3d']}")
+        rec["notes"].append(f"input (B={batch}, 3, {frames}, {size}, {size}): demo clips rendered at {size}² ({unique} "
+                            f"distinct, repeated), in [-1, 1]; I3D weights: {self.results['weights']['i3d']}")
         variants = [  # name, channels_last, autocast dtype, TF32, cudnn.benchmark
             ("fp32_protocol_channels_last", True, None, False, False),
             ("fp32_protocol_contiguous", False, None, False, False),
@@ -1196,7 +1196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default="1,2,3,4,5", help="which stages, e.g. 3,4 (1 i3d, 2 fvd, 3 train, 4 sample, 5 eval_ckpt)")
     parser.add_argument("--device", default=None, help="cuda (default), cuda:N; with --dry-run: cpu (default) or cuda "
                         "for a one-minute smoke run of every stage at tiny sizes on the GPU")
-    parser.add_argument("--time-budget", type=float, default=530.0, help="seconds for the whole suite (default 530)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds for the whole suite (default 530; dry run: the sum of its stage budgets)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every stage budget")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU (default: by device name)")
     parser.add_argument("--fvd-clips", type=int, default=2048)
@@ -1225,6 +1226,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         parser.error(f"--stages: comma-separated numbers from 1..5, got {args.stages!r}")
+    if args.time_budget is None:
+        args.time_budget = float(sum(DRY_BUDGETS.values())) if args.dry_run else 530.0
     on_cpu = (args.device or ("cpu" if args.dry_run else "cuda")) == "cpu"
     if on_cpu and not args.dry_run:
         parser.error("the full suite needs a GPU; --dry-run runs every stage at tiny sizes on the CPU")
