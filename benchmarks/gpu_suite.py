@@ -947,7 +947,7 @@ def _eval_ckpt(run: str, out_json: str, frames: int, clips: int, steps: int, bat
     if code != 0:
         raise RuntimeError(f"latte-bench train demo exited {code}")
     train_s = time.perf_counter() - t0
-    command = ["eval", "--dataset", "demo", "--ckpt", run, "--num-clips", str(clips), "--num-frames", str(frames),
+    command = ["eval", "--dataset", "demo", "--ckpt", run, "--metrics", "fvd", "--num-clips", str(clips), "--num-frames", str(frames),
                "--sampler", "dpm++", "--steps", str(steps), "--batch-size", str(batch), "--device", device,
                "--workers", str(workers), "--no-cache", "--no-progress", "--json", out_json]
     reset_peak(dev)
