@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
 
 # command-line flag → TrainConfig field, for the plain overrides of `train`
@@ -101,22 +102,10 @@ def default_sample_threads() -> int:
     return max(1, min(cores, torch.get_num_threads(), int(cores - busy)))
 
 
-class _Defaults(argparse.HelpFormatter):
-    """Appends "(default: X)" to each option's help; "off" for switches; nothing when the help says it."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
-            return text
-        if isinstance(action, argparse._StoreTrueAction):
-            return f"{text} (default: off)"
-        return f"{text} (default: %(default)s)"
-
-
 def register(subparsers) -> None:
     from latte_bench.training.presets import PRESETS
 
-    fmt = _Defaults
+    fmt = HelpFormatter
     p = subparsers.add_parser("train", help="train Latte from a preset (official configs or the CPU demo)",
                               description="Train Latte. Presets follow the official configs; each flag overrides one "
                               "field (defaults below are the presets' values).")
@@ -126,6 +115,8 @@ def register(subparsers) -> None:
                        help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass to save memory (default: off)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile each transformer block (checkpoint names unchanged; default: off)")
     p.add_argument("--model-options", type=json.loads, default=None,
                    help='extra create_model() options as JSON, e.g. \'{"depth": 4}\' (default: the preset\'s)')
     p.add_argument("--resume", action="store_true",
@@ -200,6 +191,8 @@ def train_config(args: argparse.Namespace):
     overrides = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k, None) is not None}
     if getattr(args, "gradient_checkpointing", None):
         overrides["gradient_checkpointing"] = True
+    if getattr(args, "compile", None):
+        overrides["compile"] = True
     if getattr(args, "model_options", None):
         overrides["model_options"] = {**cfg.model_options, **args.model_options}
     if "model" in overrides and "model_options" not in overrides and args.preset == "demo":
