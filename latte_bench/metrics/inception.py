@@ -328,18 +328,3 @@ def preprocess(frames: torch.Tensor, mode: str = "stylegan") -> torch.Tensor:
         x = x if same else F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2.0 * x - 1.0
     raise UserError(f"unknown FID mode {mode!r}; choose one of {', '.join(MODES)}")
-
-
-class InceptionFeatures(nn.Module):
-    """uint8 frames ``[B, 3, H, W]`` → pool3 features ``[B, 2048]`` (float32) for one FID mode."""
-
-    def __init__(self, net: InceptionV3, mode: str = "stylegan"):
-        super().__init__()
-        if mode not in MODES:
-            raise UserError(f"unknown FID mode {mode!r}; choose one of {', '.join(MODES)}")
-        self.net, self.mode = net, mode
-
-    @torch.no_grad()
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = preprocess(frames, self.mode).to(next(self.net.parameters()).device)
-        return self.net(x)
