@@ -7,7 +7,7 @@ import importlib.metadata
 import platform
 import sys
 
-_PACKAGES = ("latte-bench", "torch", "numpy", "scipy", "av", "diffusers", "safetensors", "pillow")
+_PACKAGES = ("latte-bench", "torch", "numpy", "av", "diffusers", "safetensors", "pillow")
 
 
 def package_versions() -> dict[str, str | None]:
