@@ -844,7 +844,7 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
 # The `eval` settings the command line sets directly, as (flag, settings key, add_argument keywords); they
 # override the plan for every evaluation. --set KEY=VALUE sets any other. Defaults: the protocol's and the dataset's.
 _SETTING_FLAGS = (
-    ("--num-runs", "num_runs", dict(type=int, metavar="K", help="K sampling seeds per evaluation: mean ± std rows (default 1)")),
+    ("--num-runs", "num_runs", dict(type=int, metavar="K", help="K sampling seeds per evaluation, recorded as mean ± std (default 1)")),
     ("--num-clips", "num_clips", dict(type=int, help="clips per set (default 2048, the paper's)")),
     ("--num-frames", "num_frames", dict(type=int, help="frames per clip (default 16)")),
     ("--real-stride", "real_stride", dict(type=int, help="frame stride of real clips (default: the dataset's)")),
@@ -878,8 +878,10 @@ _SETTING_FLAGS = (
 
 
 def register(subparsers) -> None:
+    from latte_bench.cli import HelpFormatter
+
     p = subparsers.add_parser(
-        "bench", help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
+        "bench", formatter_class=HelpFormatter, help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
         description="Evaluate methods x datasets x checkpoints with each dataset's own protocol (the same path as "
         "`eval --dataset NAME --ckpt CKPT`), skip evaluations already recorded in --out, and write the paper's "
         "Table 3 and Table 5 with the new rows beside the published ones, plus FVD against training step for a run "
@@ -910,22 +912,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_bench)
 
 
-def check_writable(plan: Plan) -> None:
+def check_outputs(plan: Plan) -> None:
     """Refuse now (one line) what would fail after hours of sampling: an unwritable ``--out`` or statistics cache."""
-    from latte_bench.metrics.commands import check_outputs
+    from latte_bench.fsutil import check_writable
     from latte_bench.metrics.weights import cache_dir
 
-    try:
-        plan.out.mkdir(parents=True, exist_ok=True)
-        probe = plan.out / f".bench-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--out {plan.out}: not writable ({e.strerror}); choose a folder you can write") from None
-    roots = {Path(ev.settings["cache_dir"]) if ev.settings.get("cache_dir") else cache_dir()
+    check_writable(plan.out, "--out")
+    roots = {(Path(ev.settings["cache_dir"]), "cache_dir") if ev.settings.get("cache_dir")
+             else (cache_dir(), "$LATTE_BENCH_CACHE (or pass --no-cache)")
              for ev in plan.evaluations if ev.settings.get("cache", True)}
-    for root in sorted(roots):
-        check_outputs(None, root)
+    for root, flag in sorted(roots):
+        check_writable(root, flag)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -944,7 +941,7 @@ def run_bench(args: argparse.Namespace) -> int:
             try:
                 outcome = build_plan(raw, base, source)
                 if not args.dry_run:
-                    check_writable(outcome)
+                    check_outputs(outcome)
             except UserError as e:
                 outcome = e
         outcome = dist.broadcast_object(outcome)
