@@ -60,9 +60,9 @@ FULL = DemoSettings()
 QUICK = DemoSettings(steps=2, compare_steps=1, compare_model_options=None, curve_points=1, clips=2, sample_steps=2, bootstrap=5, analysis_videos=1,
                      train_videos=4, batch_size=2, model_options={"hidden_size": 32, "depth": 2, "num_heads": 2})
 
-# Seconds per unit on one idle thread of the machine the README was measured on; scaled by the
-# measured speed as stages finish, for the overall ETA.
-UNIT_S = {"train_step": 0.30, "compare_step": 0.4, "sample_step_video": 0.012, "i3d_clip": 0.9, "analysis": 5.0}
+# Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
+# stage"); scaled by the measured speed as long stages finish, for the overall ETA.
+UNIT_S = {"train_step": 0.55, "compare_step": 0.38, "sample_step_video": 0.041, "i3d_clip": 1.09, "analysis": 5.0}
 
 
 def default_threads() -> int:
