@@ -190,5 +190,5 @@ def test_num_runs_report_mean_and_std(run, tmp_path):
                       num_runs=2, torch_threads=1, progress=False, metrics=("fvd",))
     fvd = result.record["metrics"]["fvd"]
     assert fvd["seeds"] == [0, 1] and len(fvd["runs"]) == 2 and fvd["runs"][0] != fvd["runs"][1]
-    assert fvd["value"] == pytest.approx(np.mean(fvd["runs"])) and fvd["std"] == pytest.approx(np.std(fvd["runs"]))
+    assert fvd["value"] == pytest.approx(np.mean(fvd["runs"])) and fvd["std"] == pytest.approx(np.std(fvd["runs"], ddof=1))
     assert result.fvd == fvd["value"] and result.record["runs"] == 2

@@ -453,3 +453,16 @@ def test_samples_figure_writes_png_and_pdf(tmp_path):
             "step 100": rng.integers(0, 256, (2, 8, 16, 16, 3), dtype=np.uint8)}
     paths = samples_figure(sets, tmp_path / "samples")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_num_runs_record_gives_a_row_of_its_runs(tmp_path):
+    import json
+
+    rec = {"schema": "latte-bench/eval-record/2", "method": "m", "dataset": "ucf101",
+           "metrics": {"fvd": {"value": 2.0, "std": 1.0, "runs": [1.0, 2.0, 3.0], "seeds": [0, 1, 2]}},
+           "protocol": {"num_clips": 2048, "num_frames": 16, "real_stride": 3}, "counts": {"real_clips": 2048, "fake_clips": 2048},
+           "nonstandard": []}
+    (tmp_path / "r.json").write_text(json.dumps(rec))
+    (row,) = store.group_rows(store.load_records(tmp_path), ["fvd"])
+    assert row.values == [1.0, 2.0, 3.0] and row.seeds == [0, 1, 2]
+    assert row.mean == 2.0 and row.std == 1.0

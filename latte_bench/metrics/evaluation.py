@@ -509,7 +509,7 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
         values = {}
         for m in metrics:
             per_run = [r[m]["value"] for r, _, _ in runs]
-            values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run)), "runs": per_run,
+            values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run, ddof=1)), "runs": per_run,
                          "seeds": [src.seed for _, _, src in runs]}
     detectors = {det: entry[1] for det, entry in nets.items()}
     results = {}

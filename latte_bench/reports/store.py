@@ -97,6 +97,12 @@ class Record:
     seed: int | None
     metrics: dict[str, float]
     protocols: dict[str, dict[str, Any]]  # per metric, flattened: what must agree to average
+    # per metric, the K values and seeds of an `eval --num-runs K` record (``metrics`` holds their mean)
+    runs: dict[str, tuple[list[float], list[int | None]]] = field(default_factory=dict)
+
+    def values(self, metric: str) -> tuple[list[float], list[int | None]]:
+        """The values of ``metric`` this record holds, with their seeds (one, or K runs)."""
+        return self.runs.get(metric, ([self.metrics[metric]], [self.seed]))
 
     def protocol(self, metric: str) -> dict[str, Any]:
         return self.protocols[metric]
@@ -162,6 +168,17 @@ def _metric_values(raw: dict, path: Path) -> dict[str, float]:
             out[str(name)] = float(v)
     if not out:
         raise UserError(f"{path}: 'metrics' holds no finite numeric value; re-run the evaluation")
+    return out
+
+
+def _metric_runs(raw: dict) -> dict[str, tuple[list[float], list[int | None]]]:
+    """``{name: (values, seeds)}`` for metrics stored as ``{"value", "std", "runs", "seeds"}`` (eval --num-runs)."""
+    out = {}
+    for name, v in (raw.get("metrics") or {}).items():
+        runs = v.get("runs") if isinstance(v, dict) else None
+        if isinstance(runs, list) and runs and all(isinstance(x, (int, float)) and math.isfinite(x) for x in runs):
+            seeds = v.get("seeds") if isinstance(v.get("seeds"), list) and len(v["seeds"]) == len(runs) else [None] * len(runs)
+            out[str(name)] = ([float(x) for x in runs], list(seeds))
     return out
 
 
@@ -266,6 +283,7 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
         seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
         metrics=metrics,
         protocols=_protocols(raw, metrics),
+        runs=_metric_runs(raw),
     )
 
 
@@ -533,8 +551,8 @@ def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict
                     method=method,
                     dataset=dataset,
                     metric=metric,
-                    values=[r.metrics[metric] for r in g],
-                    seeds=[r.seed for r in g],
+                    values=[v for r in g for v in r.values(metric)[0]],
+                    seeds=[sd for r in g for sd in r.values(metric)[1]],
                     paths=[r.path for r in g],
                     protocol=dict(g[0].protocol(metric)),
                     ci=_stored_ci(g, metric),
