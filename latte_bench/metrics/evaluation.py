@@ -93,7 +93,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
             raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device)
-        _check_checkpoint_fits(fake, proto)
+        check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
     if any(DETECTOR_OF[m] != "c3d" for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
@@ -161,21 +161,24 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     return metrics
 
 
-def _check_checkpoint_fits(src: CheckpointSource, proto: Protocol) -> None:
-    """A checkpoint whose frame count or class count does not fit the protocol/dataset is refused."""
+def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
+    """A model (at ``ckpt``, named in the message) whose frame or class count does not fit ``proto`` is refused.
+
+    ``num_frames``: frames of the videos it makes; ``num_classes``: 0 for an unconditional model.
+    """
     span = (proto.num_frames - 1) * proto.fake_stride + 1
-    if src.num_frames < span:
-        raise UserError(f"{src.ckpt}: the model makes {src.num_frames}-frame videos; the protocol needs {span} "
-                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass --num-frames {src.num_frames} "
+    if num_frames < span:
+        raise UserError(f"{ckpt}: the model makes {num_frames}-frame videos; the protocol needs {span} "
+                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass --num-frames {num_frames} "
                         "(tagged nonstandard) or a checkpoint trained on longer clips")
     if proto.dataset is not None:
         from latte_bench.data.registry import get_dataset
 
         want = get_dataset(proto.dataset).num_classes
-        if src.num_classes != want:
-            what = f"{src.num_classes} classes" if src.num_classes else "unconditional"
+        if num_classes != want:
+            what = f"{num_classes} classes" if num_classes else "unconditional"
             need = f"{want} classes" if want else "an unconditional model"
-            raise UserError(f"{src.ckpt}: the model is {what} but {proto.dataset} needs {need}; "
+            raise UserError(f"{ckpt}: the model is {what} but {proto.dataset} needs {need}; "
                             "pass the checkpoint trained on this dataset")
 
 

@@ -522,14 +522,12 @@ def check_fits(info: dict, protocol, path: Path) -> None:
     (UCF101: 101; the others: unconditional). A frame count an official file does not reveal is
     left to the evaluation to check when it loads the model.
     """
-    from types import SimpleNamespace
-
-    from latte_bench.metrics.evaluation import _check_checkpoint_fits
+    from latte_bench.metrics.evaluation import check_checkpoint_fits
 
     frames = info.get("num_frames")
     if frames is None:
         frames = (protocol.num_frames - 1) * protocol.fake_stride + 1
-    _check_checkpoint_fits(SimpleNamespace(ckpt=path, num_frames=frames, num_classes=info.get("num_classes") or 0), protocol)
+    check_checkpoint_fits(path, frames, info.get("num_classes") or 0, protocol)
 
 
 def _assign_labels(evaluations: list[Evaluation]) -> None:
