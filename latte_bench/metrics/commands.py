@@ -32,60 +32,13 @@ def register(subparsers) -> None:
                      help="comma-separated: fvd, kvd, fid, kid, is (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     src.add_argument("--method", default=None, help="row name in the leaderboards (default: model and step for --ckpt, else the --fake folder name)")
 
-    pr = p.add_argument_group("protocol (every setting is recorded)")
-    pr.add_argument("--num-clips", type=int, default=2048, help="clips per set")
-    pr.add_argument("--num-frames", type=int, default=16, help="frames per clip")
-    pr.add_argument("--real-stride", type=int, default=None, help="frame stride of real clips (default: the dataset's, else 1)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the real-clip sampling and, with --ckpt, of the generated videos")
-    pr.add_argument("--resize", choices=("pytorch", "tf"), default="pytorch",
-                    help="I3D resize to 224: pytorch bilinear half-pixel or TF1 legacy resize_bilinear")
-    pr.add_argument("--covariance", choices=("biased", "unbiased"), default="biased", help="1/n as StyleGAN-V, or 1/(n-1)")
-    pr.add_argument("--fid-mode", choices=("stylegan", "clean", "legacy_pytorch"), default="stylegan",
-                    help="FID input pipeline: StyleGAN-V's TF1 resize, clean-fid, or pytorch-fid")
-    pr.add_argument("--max-real-frames", type=int, default=None, help="FID: use only the first N real frames (default: all)")
-    pr.add_argument("--is-protocol", choices=("stylegan_v", "tgan2"), default="stylegan_v",
-                    help="IS: StyleGAN-V (num-clips clips, 10 splits) or TGAN2 (10,000 clips, 1 split)")
-    pr.add_argument("--is-splits", type=int, default=None, help="IS: number of splits (default: the IS protocol's)")
-    pr.add_argument("--is-shuffle-seed", type=int, default=None, help="IS: row shuffle seed (default: the IS protocol's)")
-    pr.add_argument("--kid-subsets", type=int, default=100, help="KID: number of subsets")
-    pr.add_argument("--kid-subset-size", type=int, default=1000, help="KID: rows per subset (at most)")
-    pr.add_argument("--block-size", type=int, default=256,
-                    help="clips per summation block, the unit of sharding and resume (moves float64 rounding only)")
-    pr.add_argument("--allow-fewer", action="store_true",
-                    help="score fewer usable clips than --num-clips instead of refusing (the record is tagged nonstandard)")
-    pr.add_argument("--skip-bad", action="store_true", help="skip unreadable real videos (listed in the record)")
-    pr.add_argument("--threads", type=int, default=None,
-                    help="CPU threads of the detectors (default: torch's current count; recorded: CPU features are "
-                         "bitwise reproducible at equal thread counts)")
-
-    ck = p.add_argument_group("sampling (with --ckpt)")
-    ck.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm", help="sampler (the paper: DDPM)")
-    ck.add_argument("--steps", type=int, default=250, help="sampling steps")
-    ck.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0)")
-    ck.add_argument("--labels", choices=("random", "balanced"), default="random",
-                    help="class labels: uniform per video from the seed (official sample_ddp.py) or balanced over classes")
-    ck.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of the checkpoint")
-    ck.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="sampling precision")
-    ck.add_argument("--preset", default=None, help="official checkpoints (no config inside): the preset describing the model")
-    ck.add_argument("--model", default=None, help="official checkpoints: model name if not the preset's")
-    ck.add_argument("--vae", default=None, help="override the checkpoint's VAE (hub id, folder or none)")
-    ck.add_argument("--num-runs", type=int, default=1, help="K sampling seeds (seed, seed+1, ...), reported as mean ± std")
-    ck.add_argument("--save-samples", metavar="DIR", default=None,
-                    help="also write the sampled videos as lossless PNG frame folders (rescore with --fake DIR)")
-    ck.add_argument("--work-dir", metavar="DIR", default=None,
-                    help="keep per-block features here; a killed evaluation rerun with the same command resumes "
-                         "(default for --ckpt: under $LATTE_BENCH_CACHE/eval_work, removed when done)")
-
-    run = p.add_argument_group("run options (do not change the numbers)")
-    run.add_argument("--batch-size", type=int, default=8, help="clips per detector and sampling batch")
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
-    run.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    groups = {"protocol": p.add_argument_group("protocol (every setting is recorded)"),
+              "sampling": p.add_argument_group("sampling (with --ckpt)"),
+              "run": p.add_argument_group("run options (do not change the numbers)")}
+    add_eval_flags(groups)
+    run = groups["run"]
     run.add_argument("--no-cache", action="store_true", help="recompute the real statistics instead of using the cache")
     run.add_argument("--json", metavar="OUT", default=None, help="write the JSON record with full provenance here")
-    run.add_argument("--i3d-weights", default=None, help="I3D weight file (default: the registry's, $LATTE_BENCH_I3D)")
-    run.add_argument("--inception-weights", default=None, help="Inception TorchScript file (default: $LATTE_BENCH_INCEPTION or the cache)")
-    run.add_argument("--c3d-weights", default=None, help="UCF101 C3D weights for IS (see `latte-bench weights list`)")
-    run.add_argument("--c3d-mean", default=None, help="TGAN2 C3D mean file (default: mean2.npz beside --c3d-weights)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_eval)
 
@@ -104,20 +57,91 @@ def register(subparsers) -> None:
     register_weights(subparsers)
 
 
+# The settings an evaluation takes from the command line, shared by `eval` and `bench`:
+# (group, flag, settings key, default, add_argument keywords). "sampling" keys go to CheckpointSource.
+EVAL_FLAGS = (
+    ("protocol", "--num-clips", "num_clips", 2048, dict(type=int, help="clips per set")),
+    ("protocol", "--num-frames", "num_frames", 16, dict(type=int, help="frames per clip")),
+    ("protocol", "--real-stride", "real_stride", None,
+     dict(type=int, help="frame stride of real clips (default: the dataset's, else 1)")),
+    ("protocol", "--seed", "seed", 0,
+     dict(type=int, help="seed of the real-clip sampling and, with --ckpt, of the generated videos")),
+    ("protocol", "--resize", "resize", "pytorch", dict(choices=("pytorch", "tf"),
+     help="I3D resize to 224: pytorch bilinear half-pixel or TF1 legacy resize_bilinear")),
+    ("protocol", "--covariance", "covariance", "biased", dict(choices=("biased", "unbiased"),
+     help="1/n as StyleGAN-V, or 1/(n-1)")),
+    ("protocol", "--fid-mode", "fid_mode", "stylegan", dict(choices=("stylegan", "clean", "legacy_pytorch"),
+     help="FID input pipeline: StyleGAN-V's TF1 resize, clean-fid, or pytorch-fid")),
+    ("protocol", "--max-real-frames", "max_real_frames", None,
+     dict(type=int, help="FID: use only the first N real frames (default: all)")),
+    ("protocol", "--is-protocol", "is_protocol", "stylegan_v", dict(choices=("stylegan_v", "tgan2"),
+     help="IS: StyleGAN-V (num-clips clips, 10 splits) or TGAN2 (10,000 clips, 1 split)")),
+    ("protocol", "--is-splits", "is_splits", None, dict(type=int, help="IS: number of splits (default: the IS protocol's)")),
+    ("protocol", "--is-shuffle-seed", "is_shuffle_seed", None,
+     dict(type=int, help="IS: row shuffle seed (default: the IS protocol's)")),
+    ("protocol", "--kid-subsets", "kid_subsets", 100, dict(type=int, help="KID: number of subsets")),
+    ("protocol", "--kid-subset-size", "kid_subset_size", 1000, dict(type=int, help="KID: rows per subset (at most)")),
+    ("protocol", "--block-size", "block_size", 256, dict(type=int,
+     help="clips per summation block, the unit of sharding and resume (moves float64 rounding only)")),
+    ("protocol", "--allow-fewer", "allow_fewer", False, dict(action="store_true",
+     help="score fewer usable clips than --num-clips instead of refusing (the record is tagged nonstandard)")),
+    ("protocol", "--skip-bad", "skip_bad", False, dict(action="store_true",
+     help="skip unreadable real videos (listed in the record)")),
+    ("protocol", "--threads", "torch_threads", None, dict(type=int,
+     help="CPU threads of the detectors (default: torch's current count; recorded: CPU features are "
+          "bitwise reproducible at equal thread counts)")),
+    ("sampling", "--sampler", "sampler", "ddpm", dict(choices=("ddpm", "ddim", "dpm++"), help="sampler (the paper: DDPM)")),
+    ("sampling", "--steps", "steps", 250, dict(type=int, help="sampling steps")),
+    ("sampling", "--cfg-scale", "cfg_scale", None,
+     dict(type=float, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0)")),
+    ("sampling", "--labels", "labels", "random", dict(choices=("random", "balanced"),
+     help="class labels: uniform per video from the seed (official sample_ddp.py) or balanced over classes")),
+    ("sampling", "--weights", "weights", "ema", dict(choices=("ema", "model"), help="which weights of the checkpoint")),
+    ("sampling", "--precision", "precision", "fp32", dict(choices=("fp32", "bf16", "fp16"), help="sampling precision")),
+    ("sampling", "--preset", "preset", None,
+     dict(help="official checkpoints (no config inside): the preset describing the model")),
+    ("sampling", "--model", "model_name", None, dict(help="official checkpoints: model name if not the preset's")),
+    ("sampling", "--vae", "vae", None, dict(help="override the checkpoint's VAE (hub id, folder or none)")),
+    ("sampling", "--num-runs", "num_runs", 1,
+     dict(type=int, help="K sampling seeds (seed, seed+1, ...), reported as mean ± std")),
+    ("sampling", "--save-samples", "save_samples", None, dict(metavar="DIR",
+     help="also write the sampled videos as lossless PNG frame folders (rescore with --fake DIR)")),
+    ("sampling", "--work-dir", "work_dir", None, dict(metavar="DIR",
+     help="keep per-block features here; a killed evaluation rerun with the same command resumes "
+          "(default for --ckpt: under $LATTE_BENCH_CACHE/eval_work, removed when done)")),
+    ("run", "--batch-size", "batch_size", 8, dict(type=int, help="clips per detector and sampling batch")),
+    ("run", "--device", "device", None, dict(help="cpu, cuda or cuda:N (default: cuda when available)")),
+    ("run", "--workers", "num_workers", 0, dict(type=int, help="DataLoader worker processes for decoding")),
+    ("run", "--i3d-weights", "i3d_weights", None, dict(help="I3D weight file (default: the registry's, $LATTE_BENCH_I3D)")),
+    ("run", "--inception-weights", "inception_weights", None,
+     dict(help="Inception TorchScript file (default: $LATTE_BENCH_INCEPTION or the cache)")),
+    ("run", "--c3d-weights", "c3d_weights", None, dict(help="UCF101 C3D weights for IS (see `latte-bench weights list`)")),
+    ("run", "--c3d-mean", "c3d_mean", None, dict(help="TGAN2 C3D mean file (default: mean2.npz beside --c3d-weights)")),
+)
+SAMPLING_KEYS = tuple(key for group, _, key, _, _ in EVAL_FLAGS if group == "sampling"
+                      and key not in ("num_runs", "save_samples", "work_dir"))
+
+
+def add_eval_flags(groups: dict, *, with_defaults: bool = True, exclude: tuple[str, ...] = ()) -> None:
+    """Add the :data:`EVAL_FLAGS` to argparse ``groups`` (``{"protocol"|"sampling"|"run": group}``, or one
+    group under every name). ``with_defaults=False`` gives every flag the default None, so that a caller
+    can tell which flags were set (``bench`` lays them over a plan); the help still names the default."""
+    for group, flag, key, default, kwargs in EVAL_FLAGS:
+        if key in exclude:
+            continue
+        kwargs = dict(kwargs)
+        if not with_defaults:
+            if default is not None and default is not False:
+                kwargs["help"] = f"{kwargs['help']} (default: {default})"
+            default = None
+        groups[group].add_argument(flag, dest=key, default=default, **kwargs)
+
+
 def eval_settings(args: argparse.Namespace) -> dict:
     """The keyword settings of :func:`latte_bench.metrics.evaluate` that the flags in ``args`` give."""
-    return dict(
-        dataset=args.dataset, num_clips=args.num_clips, num_frames=args.num_frames, real_stride=args.real_stride,
-        seed=args.seed, resize=args.resize, covariance=args.covariance, fid_mode=args.fid_mode,
-        max_real_frames=args.max_real_frames, is_protocol=args.is_protocol, is_splits=args.is_splits,
-        is_shuffle_seed=args.is_shuffle_seed, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-        block_size=args.block_size, allow_fewer=args.allow_fewer,
-        skip_bad=args.skip_bad, torch_threads=args.threads, batch_size=args.batch_size, device=args.device,
-        num_workers=args.workers, cache=not args.no_cache, progress=not args.no_progress,
-        i3d_weights=args.i3d_weights, inception_weights=args.inception_weights, c3d_weights=args.c3d_weights,
-        c3d_mean=args.c3d_mean, method=args.method, work_dir=args.work_dir, num_runs=args.num_runs,
-        data_root=args.data, save_samples=args.save_samples,
-    )
+    settings = {key: getattr(args, key) for group, _, key, _, _ in EVAL_FLAGS if key not in SAMPLING_KEYS}
+    return {**settings, "dataset": args.dataset, "cache": not args.no_cache, "progress": not args.no_progress,
+            "method": args.method, "data_root": args.data}
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -140,9 +164,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
-        fake = CheckpointSource(args.ckpt, sampler=args.sampler, steps=args.steps, cfg_scale=args.cfg_scale, seed=args.seed,
-                                weights=args.weights, labels=args.labels, precision=args.precision, preset=args.preset,
-                                model_name=args.model, vae=args.vae)
+        fake = CheckpointSource(args.ckpt, seed=args.seed, **{key: getattr(args, key) for key in SAMPLING_KEYS})
     else:
         fake = args.fake
     try:

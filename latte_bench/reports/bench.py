@@ -37,6 +37,7 @@ each evaluation and only rank 0 writes.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import glob
 import hashlib
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from latte_bench.errors import UserError
+from latte_bench.metrics.commands import EVAL_FLAGS, add_eval_flags
 
 BENCH_SCHEMA = "latte-bench/bench/1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
@@ -251,7 +253,7 @@ def _data_flags(args) -> tuple[dict, str | None]:
 
 def _cli_settings(args) -> dict:
     out = {}
-    for key in [k for _, k, _ in _SETTING_FLAGS] + ["cache"]:
+    for key in [k for _, _, k, _, _ in EVAL_FLAGS if k not in RESERVED] + ["cache"]:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -839,42 +841,6 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
 
 # ---------------------------------------------------------------- command line
 
-# The `eval` settings the command line sets directly, as (flag, settings key, add_argument keywords); they
-# override the plan for every evaluation. --set KEY=VALUE sets any other. Defaults: the protocol's and the dataset's.
-_SETTING_FLAGS = (
-    ("--num-runs", "num_runs", dict(type=int, metavar="K", help="K sampling seeds per evaluation, recorded as mean ± std (default 1)")),
-    ("--num-clips", "num_clips", dict(type=int, help="clips per set (default 2048, the paper's)")),
-    ("--num-frames", "num_frames", dict(type=int, help="frames per clip (default 16)")),
-    ("--real-stride", "real_stride", dict(type=int, help="frame stride of real clips (default: the dataset's)")),
-    ("--seed", "seed", dict(type=int, help="seed of the real-clip sampling and of the generated videos (default 0)")),
-    ("--resize", "resize", dict(choices=("pytorch", "tf"), help="resize to the detector's input (default pytorch)")),
-    ("--covariance", "covariance", dict(choices=("biased", "unbiased"), help="covariance normalisation (default biased)")),
-    ("--fid-mode", "fid_mode", dict(choices=("stylegan", "clean", "legacy_pytorch"), help="FID input mode (default stylegan)")),
-    ("--max-real-frames", "max_real_frames", dict(type=int, help="FID: only the first N real frames (default: all)")),
-    ("--is-protocol", "is_protocol", dict(choices=("stylegan_v", "tgan2"), help="Inception Score protocol (default stylegan_v)")),
-    ("--allow-fewer", "allow_fewer", dict(action="store_true", help="score fewer clips than asked when the data has "
-                                          "fewer (the record is tagged nonstandard)")),
-    ("--skip-bad", "skip_bad", dict(action="store_true", help="skip unreadable real videos (listed in the record)")),
-    ("--threads", "torch_threads", dict(type=int, help="CPU threads of the detectors (default: the current count)")),
-    ("--sampler", "sampler", dict(choices=("ddpm", "ddim", "dpm++"), help="sampler (default ddpm, the paper's)")),
-    ("--steps", "steps", dict(type=int, help="sampling steps (default 250)")),
-    ("--cfg-scale", "cfg_scale", dict(type=float, help="classifier-free guidance (default 7.0 for ucf101, else 1.0)")),
-    ("--labels", "labels", dict(choices=("random", "balanced"), help="class labels per video (default random)")),
-    ("--weights", "weights", dict(choices=("ema", "model"), help="which weights of the checkpoint (default ema)")),
-    ("--precision", "precision", dict(choices=("fp32", "bf16", "fp16"), help="sampling precision (default fp32)")),
-    ("--preset", "preset", dict(help="official checkpoints: the preset describing the model (default: the dataset's)")),
-    ("--model", "model_name", dict(help="official checkpoints: model name if not the preset's")),
-    ("--vae", "vae", dict(help="override the checkpoint's VAE (hub id, folder or none)")),
-    ("--batch-size", "batch_size", dict(type=int, help="clips per detector and sampling batch (does not change results; default 8)")),
-    ("--device", "device", dict(help="cpu, cuda or cuda:N (default: cuda when available)")),
-    ("--workers", "num_workers", dict(type=int, help="DataLoader worker processes for decoding (default 0)")),
-    ("--i3d-weights", "i3d_weights", dict(help="I3D weight file (default: the registry's)")),
-    ("--inception-weights", "inception_weights", dict(help="Inception TorchScript file (default: the registry's)")),
-    ("--c3d-weights", "c3d_weights", dict(help="UCF101 C3D weights for IS (see `latte-bench weights list`)")),
-    ("--c3d-mean", "c3d_mean", dict(help="TGAN2 C3D mean file (default: mean2.npz beside --c3d-weights)")),
-)
-
-
 def register(subparsers) -> None:
     from latte_bench.cli import HelpFormatter
 
@@ -899,8 +865,7 @@ def register(subparsers) -> None:
                    help="comma-separated metrics (default per dataset, the paper's: ffs fvd,fid; ucf101 fvd,is; "
                    "sky, taichi fvd; demo fvd,kvd)")
     s = p.add_argument_group("evaluation settings (for every evaluation; they override the plan)")
-    for flag, key, kwargs in _SETTING_FLAGS:
-        s.add_argument(flag, dest=key, default=None, **kwargs)
+    add_eval_flags(collections.defaultdict(lambda: s), with_defaults=False, exclude=tuple(RESERVED))
     s.add_argument("--no-cache", dest="cache", action="store_false", default=None,
                    help="recompute the real statistics instead of using the cache")
     s.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
