@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from latte_bench.cli import main
+from synthetic import waves
 from latte_bench.data.video import write_npz
 from latte_bench.errors import UserError
 from latte_bench.fsutil import sha256_file
@@ -41,18 +42,6 @@ def with_threads(n, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         torch.set_num_threads(before)
-
-
-def _videos(n, t, seed, size=16):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size]
-    out = np.zeros((n, t, size, size, 3), np.uint8)
-    for i in range(n):
-        fx, fy = rng.uniform(0.1, 0.6, 2)
-        for k in range(t):
-            base = 127 + 120 * np.sin(fx * x + fy * y + 0.4 * k + i)
-            out[i, k] = np.stack([base, base.T, 255 - base], -1).astype(np.uint8)
-    return out
 
 
 def _eval_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -96,7 +85,7 @@ def test_eval_ckpt_one_command_deterministic_and_rescored_from_saved_samples(run
 def test_one_i3d_pass_array_equals_file_and_global_state_restored(tmp_path, monkeypatch):
     from latte_bench.metrics import i3d as i3d_module
 
-    real, fake = _videos(3, 12, seed=0), _videos(3, 9, seed=1)
+    real, fake = waves(3, 12, seed=0), waves(3, 9, seed=1)
     rows = []
     load = i3d_module.load_i3d
 
@@ -134,7 +123,7 @@ def test_one_i3d_pass_array_equals_file_and_global_state_restored(tmp_path, monk
 
 
 def test_settings_are_checked_and_single_videos_refused(tmp_path):
-    videos = _videos(2, 9, seed=0)
+    videos = waves(2, 9, seed=0)
     with pytest.raises(UserError, match="num_clip"):
         evaluate(videos, videos, num_clip=16)
     with pytest.raises(UserError, match="looks like one video"):
@@ -147,8 +136,8 @@ def test_settings_are_checked_and_single_videos_refused(tmp_path):
 
 @pytest.mark.slow
 def test_too_few_clips_refused_unless_allowed_then_tagged(tmp_path):
-    write_npz(tmp_path / "real.npz", _videos(2, 12, seed=0))
-    fake = _videos(3, 9, seed=1)
+    write_npz(tmp_path / "real.npz", waves(2, 12, seed=0))
+    fake = waves(3, 9, seed=1)
     kw = dict(num_clips=3, num_frames=9, device="cpu", cache=False, progress=False)
     with pytest.raises(UserError, match=r"only 2 usable real clips.*--allow-fewer"):
         evaluate(tmp_path / "real.npz", fake, **kw)
@@ -170,7 +159,7 @@ def test_bad_inputs_refused_in_one_line_before_sampling(run, tmp_path, capsys, m
     refused("--dataset", "demo", "--ckpt", str(tmp_path / "missing"), needles=("missing",))
     refused("--dataset", "demo", "--ckpt", str(run), "--num-frames", "16", needles=("9-frame", "16"))
     refused("--dataset", "nope", "--ckpt", str(run), needles=("unknown dataset", "ucf101"))
-    write_npz(tmp_path / "real.npz", _videos(2, 12, seed=0))
+    write_npz(tmp_path / "real.npz", waves(2, 12, seed=0))
     monkeypatch.delenv("LATTE_BENCH_DATA", raising=False)
     refused("--dataset", "ffs", "--fake", str(tmp_path / "real.npz"), needles=("--data", "LATTE_BENCH_DATA"))
     refused("--dataset", "ffs", "--data", str(tmp_path / "nothing"), "--fake", str(tmp_path / "real.npz"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latte_bench.cli import main
+from synthetic import waves
 from latte_bench.data.video import write_npz, write_video
 from latte_bench.errors import UserError
 
@@ -73,26 +74,14 @@ def test_weights_list_names_every_detector(capsys):
         assert name in out
 
 
-def _smooth(n, t, seed, h=32, w=32):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    out = np.zeros((n, t, h, w, 3), np.uint8)
-    for i in range(n):
-        fx, fy = rng.uniform(0.05, 0.3, 2)
-        for k in range(t):
-            base = 127 + 120 * np.sin(fx * x + fy * y + 0.3 * k + i)
-            out[i, k] = np.stack([base, base.T, 255 - base], -1).astype(np.uint8)
-    return out
-
-
 @pytest.mark.slow
 def test_eval_end_to_end_with_skip_bad_cache_and_ckpt(tmp_path, capsys, monkeypatch):
     """Real = a UCF-style tree of mp4 files with one corrupt file; fake = an npz array (2+2 9-frame clips)."""
     real = tmp_path / "real"
-    for i, video in enumerate(_smooth(2, 12, seed=0)):
+    for i, video in enumerate(waves(2, 12, seed=0, size=32)):
         write_video(real / f"Class{i}" / f"v{i}.mp4", video)
     (real / "Class0" / "broken.mp4").write_bytes(b"\x00" * 100)
-    write_npz(tmp_path / "fake.npz", _smooth(2, 9, seed=1))
+    write_npz(tmp_path / "fake.npz", waves(2, 9, seed=1, size=32))
     (tmp_path / "model.pt").write_bytes(b"checkpoint bytes")
     common = ["--real", str(real), "--fake", str(tmp_path / "fake.npz"), "--num-clips", "2", "--num-frames", "9",
               "--real-stride", "1", "--device", "cpu"]
@@ -121,7 +110,7 @@ def test_single_video_file_refused_not_misread(tmp_path, capsys, good_npz):
 
 def test_data_check_counts_and_names_unreadable_videos(tmp_path, capsys):
     root = tmp_path / "ucf"
-    for i, video in enumerate(_smooth(2, 50, seed=0)):
+    for i, video in enumerate(waves(2, 50, seed=0, size=32)):
         write_video(root / f"Class{i}" / f"v{i}.mp4", video)
     (root / "Class0" / "broken.avi").write_bytes(b"\x00" * 64)
     code = main(["data", "check", "ucf101", "--data", str(root)])
@@ -152,8 +141,8 @@ def test_eval_fid_and_is_through_the_cli(tmp_path, capsys):
     from test_fid import synthetic_c3d
 
     weights, mean = synthetic_c3d(tmp_path)
-    write_npz(tmp_path / "real.npz", _smooth(2, 16, seed=0, h=24, w=24))
-    write_npz(tmp_path / "fake.npz", _smooth(4, 16, seed=1, h=24, w=24))
+    write_npz(tmp_path / "real.npz", waves(2, 16, seed=0, size=24))
+    write_npz(tmp_path / "fake.npz", waves(4, 16, seed=1, size=24))
     code = main(["eval", "--real", str(tmp_path / "real.npz"), "--fake", str(tmp_path / "fake.npz"), "--metrics", "fid,is",
                  "--num-clips", "4", "--is-splits", "2", "--c3d-weights", str(weights), "--c3d-mean", str(mean),
                  "--no-progress", "--json", str(tmp_path / "r.json")])

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from latte_bench.cli import main
+from synthetic import waves
 from latte_bench.data.video import open_videos, write_video
 from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, check_writable, clean_temporaries, is_data_name, is_temporary, write_json
@@ -349,19 +350,6 @@ def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
 # work (test_eval_ckpt.py), an interrupted sample folder is refused (test_eval_cli.py).
 
 
-def _waves(n, t, seed, size=16):
-    """Smooth moving uint8 videos (N, T, size, size, 3)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size]
-    out = np.zeros((n, t, size, size, 3), np.uint8)
-    for i in range(n):
-        fx, fy = rng.uniform(0.1, 0.6, 2)
-        for k in range(t):
-            base = 127 + 120 * np.sin(fx * x + fy * y + 0.4 * k + i)
-            out[i, k] = np.stack([base, base.T, 255 - base], -1).astype(np.uint8)
-    return out
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """A 2-step model of the demo dataset's classes, making 9-frame videos (the I3D's minimum)."""
@@ -379,7 +367,7 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_tampered_real_statistics_cache_is_recomputed(tmp_path):
 
-    real, fake = _waves(2, 9, seed=0), _waves(2, 9, seed=1)
+    real, fake = waves(2, 9, seed=0), waves(2, 9, seed=1)
     kw = dict(num_clips=2, num_frames=9, cache_dir=str(tmp_path / "cache"), device="cpu", progress=False)
     first = evaluate(real, fake, **kw)
     (entry,) = (tmp_path / "cache").glob("*.npz")
@@ -437,8 +425,6 @@ def test_killed_evaluation_resumes_to_the_same_number(demo_run, tmp_path):
 
     with pytest.raises(UserError, match=r"work folder of another evaluation.*steps"):
         evaluate(None, CheckpointSource(demo_run, sampler="ddim", steps=41), work_dir=str(work), **kw)
-
-
 
 
 @pytest.mark.slow

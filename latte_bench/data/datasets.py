@@ -152,16 +152,6 @@ def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | N
 # ------------------------------------------------------------------------------------ datasets
 
 
-class _ArrayVideoReader:
-    """Reads frames of video ``i`` of an in-memory uint8 (N, T, H, W, 3) array (picklable)."""
-
-    def __init__(self, array: np.ndarray, index: int):
-        self.array, self.index = array, index
-
-    def __call__(self, indices: Sequence[int]) -> np.ndarray:
-        return self.array[self.index, list(indices)]
-
-
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of ``num_frames`` frames at stride ``frame_interval``, plus ``num_images`` single frames.
 
@@ -217,9 +207,9 @@ class ClipDataset(torch.utils.data.Dataset):
     @classmethod
     def from_arrays(cls, videos: np.ndarray, labels: Sequence[int], kind: str = "demo", class_names=(), **options) -> "ClipDataset":
         """Clips from in-memory uint8 videos (N, T, H, W, 3) (e.g. :func:`make_demo_videos`)."""
-        from latte_bench.data.video import VideoEntry
+        from latte_bench.data.video import MemoryReader, VideoEntry
 
-        entries = [VideoEntry(f"{i:06d}", videos.shape[1], _ArrayVideoReader(videos, i)) for i in range(len(videos))]
+        entries = [VideoEntry(f"{i:06d}", videos.shape[1], MemoryReader(videos, i)) for i in range(len(videos))]
         return cls(kind, entries, labels, class_names=class_names, root="<memory>", **options)
 
     def __len__(self) -> int:

@@ -447,6 +447,16 @@ class _ArrayReader:
         return np.asarray(_load_array(self.path)[self.index, list(indices)])
 
 
+class MemoryReader:
+    """Reads frames of video ``index`` of an in-memory uint8 (N, T, H, W, C) array (picklable)."""
+
+    def __init__(self, array: np.ndarray, index: int):
+        self.array, self.index = array, index
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        return self.array[self.index, list(indices)]
+
+
 def _as_rgb_uint8(frames: np.ndarray, name: str) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
-from latte_bench.data.video import VideoEntry, VideoSource, check_video_array, open_videos
+from latte_bench.data.video import MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
 
 VIDEO_ARRAY_SHAPE = "uint8 videos (N, T, H, W, 3)"
@@ -91,7 +91,7 @@ class FileSource:
     def from_array(cls, arr, side: str) -> "FileSource":
         arr = check_video_array(arr, f"{side} array")
         digest = hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
-        entries = [VideoEntry(f"{side}[{i:06d}]", arr.shape[1], _MemoryReader(arr, i), digest) for i in range(len(arr))]
+        entries = [VideoEntry(f"{side}[{i:06d}]", arr.shape[1], MemoryReader(arr, i), digest) for i in range(len(arr))]
         return cls(VideoSource(Path(f"<{side} array>"), "array", entries),
                    {"kind": "array", "shape": list(arr.shape), "sha256": digest})
 
@@ -104,14 +104,6 @@ class FileSource:
         for batch in loader:
             for pos, item in batch:
                 yield clips[pos], item
-
-
-class _MemoryReader:
-    def __init__(self, arr: np.ndarray, index: int):
-        self.arr, self.index = arr, index
-
-    def __call__(self, indices: Sequence[int]) -> np.ndarray:
-        return self.arr[self.index, list(indices)]
 
 
 class _ClipDataset(torch.utils.data.Dataset):
