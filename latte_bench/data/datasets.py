@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from latte_bench.data.transforms import dataset_transform
+from latte_bench.data.video import IMAGE_EXTS
 from latte_bench.errors import UserError
 from latte_bench.fsutil import is_data_name
 
 KINDS = ("ffs", "sky", "ucf101", "taichi", "demo")
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
 
 # ------------------------------------------------------------------------------------ listing
@@ -53,7 +53,7 @@ def _frame_folder_sources(root: Path):
     parents: dict[str, set[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are not entered (no loops)
         dirnames[:] = sorted(d for d in dirnames if is_data_name(d))
-        if any(f.lower().endswith(_IMAGE_EXTS) and is_data_name(f) for f in filenames) and Path(dirpath) != root:
+        if any(f.lower().endswith(IMAGE_EXTS) and is_data_name(f) for f in filenames) and Path(dirpath) != root:
             p = Path(dirpath)
             parents.setdefault(str(p.parent), set()).add(p.name)
     entries, skipped = [], []
