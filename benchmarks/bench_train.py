@@ -46,7 +46,8 @@ def main() -> None:
     from latte_bench.training.sampling import generate_latents
     from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
     from latte_bench.training.presets import TrainConfig
-    from latte_bench.training.trainer import build_model_for_checkpoint, train
+    from latte_bench.training.load import build_model_for_checkpoint
+    from latte_bench.training.trainer import train
 
     cfg = preset("demo")
     changes = {"steps": args.steps, "log_every": max(1, args.steps // 3), "ckpt_every": 10**9, "device": args.device,

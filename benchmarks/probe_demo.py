@@ -114,7 +114,8 @@ def x0_study(steps: int, videos: int, ddim_steps: int, out: str) -> None:
     from latte_bench.reports.figures import video_grid
     from latte_bench.training.latents import to_uint8
     from latte_bench.training.presets import preset
-    from latte_bench.training.trainer import build_dataset, build_model
+    from latte_bench.training.load import build_model
+    from latte_bench.training.trainer import build_dataset
 
     cfg = preset("demo")
     torch.manual_seed(cfg.seed)

@@ -11,13 +11,13 @@ import torch
 from latte_bench.errors import UserError
 from latte_bench.training.checkpoint import (
     checkpoint_path,
-    export_official,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
 from latte_bench.training.ema import create_ema, update_ema
+from latte_bench.training.load import export_official
 from latte_bench.training.trainer import train
 
 

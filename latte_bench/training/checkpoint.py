@@ -23,7 +23,7 @@ settings with the ones stored in it: any difference in a field that shapes the t
 (everything except :data:`OPERATIONAL_FIELDS`) is refused, naming each field, unless the
 change is explicitly allowed; an allowed change is recorded in the config under
 ``config_changes``.
-:func:`export_official` writes the interchange format of the official repository,
+:func:`latte_bench.training.load.export_official` writes the interchange format of the official repository,
 ``{"ema": state_dict}`` (through :func:`latte_bench.models.convert.save_official`), which
 its ``find_model`` and our ``sample --ckpt`` both read.
 """
@@ -185,19 +185,3 @@ def resume_checkpoint(run_dir: str | os.PathLike, current: dict, allow_change: b
         raise UserError(f"{found}: --resume with other settings than the run was trained with ({listed}); "
                         "pass the run's values, or --allow-config-change to continue with the new ones (recorded in config.json)")
     return found, ckpt, diff
-
-
-def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
-    """Write the EMA weights of a training checkpoint as ``{"ema": state_dict}`` (the official format).
-
-    The model is rebuilt from the stored config so that the exporter can check that the
-    architecture has an official equivalent (Variant 1 with the default design choices).
-    """
-    from latte_bench.models.convert import save_official
-    from latte_bench.training.presets import TrainConfig
-    from latte_bench.training.trainer import build_model_for_checkpoint
-
-    model = build_model_for_checkpoint(TrainConfig.from_dict(checkpoint["config"]), checkpoint)
-    model.load_state_dict(checkpoint["ema"])
-    save_official(model, path)
-    return Path(path)

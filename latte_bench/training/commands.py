@@ -300,7 +300,8 @@ def run_sample(args) -> int:
 
 def run_export(args) -> int:
     from latte_bench.fsutil import check_writable
-    from latte_bench.training.checkpoint import FORMAT, export_official, load_checkpoint
+    from latte_bench.training.checkpoint import FORMAT, load_checkpoint
+    from latte_bench.training.load import export_official
     from latte_bench.training.load import resolve_checkpoint
 
     path = resolve_checkpoint(args.ckpt)

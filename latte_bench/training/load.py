@@ -8,12 +8,14 @@ dict, ``.pt`` or ``.safetensors``; these carry no config, so ``preset`` names th
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from latte_bench.errors import UserError
+from latte_bench.training.presets import TrainConfig
 
 
 @dataclass
@@ -56,9 +58,7 @@ def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, 
     """Load ``path_or_run`` with its ``weights`` (``ema`` or ``model``) onto ``device``, in eval mode."""
     from latte_bench.fsutil import sha256_file
     from latte_bench.training.checkpoint import FORMAT, load_checkpoint
-    from latte_bench.training.presets import TrainConfig
     from latte_bench.training.presets import preset as get_preset
-    from latte_bench.training.trainer import build_model, build_model_for_checkpoint
 
     if weights not in ("ema", "model"):
         raise UserError(f"--weights must be ema or model, got {weights!r}")
@@ -113,3 +113,38 @@ def official_shapes(shapes: dict[str, tuple]) -> dict:
         out["num_classes"] = int(table[0]) - 1
     return out
 
+
+def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
+    """The Latte model of ``cfg`` (:func:`latte_bench.models.create_model`)."""
+    from latte_bench.models.latte import create_model
+
+    options = dict(
+        input_size=input_size, in_channels=in_channels, num_frames=cfg.num_frames, num_classes=cfg.num_classes,
+        class_dropout_prob=cfg.class_dropout_prob, learn_sigma=cfg.learn_sigma, variant=cfg.variant,
+        joint_strategy=cfg.joint_strategy.replace(" ", "_"), gradient_checkpointing=cfg.gradient_checkpointing,
+    )
+    options.update(cfg.model_options)
+    try:
+        return create_model(cfg.model, **options)
+    except (UserError, ValueError) as e:
+        raise UserError(f"model {cfg.model} with {cfg.model_options}: {e}") from e
+
+
+def build_model_for_checkpoint(cfg: TrainConfig, checkpoint: dict):
+    """The (untrained) model a training checkpoint's weights belong to."""
+    stored = checkpoint["config"]
+    return build_model(cfg, int(stored["latent_channels"]), int(stored["latent_size"]))
+
+
+def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
+    """Write the EMA weights of a training checkpoint as ``{"ema": state_dict}`` (the official format).
+
+    The model is rebuilt from the stored config so that the exporter can check that the
+    architecture has an official equivalent (Variant 1 with the default design choices).
+    """
+    from latte_bench.models.convert import save_official
+
+    model = build_model_for_checkpoint(TrainConfig.from_dict(checkpoint["config"]), checkpoint)
+    model.load_state_dict(checkpoint["ema"])
+    save_official(model, path)
+    return Path(path)

@@ -50,6 +50,7 @@ from latte_bench.training.checkpoint import (
 )
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
+from latte_bench.training.load import build_model
 from latte_bench.training.presets import TrainConfig, learning_rate
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -131,28 +132,6 @@ def build_dataset(cfg: TrainConfig):
         videos, labels = make_demo_videos(cfg.demo_videos, num_frames=span + 4, size=cfg.image_size, seed=cfg.seed, classes=classes)
         return ClipDataset.from_arrays(videos, labels, kind="demo", class_names=SHAPES[:classes], **options)
     return ClipDataset.from_folder(cfg.dataset, cfg.data, split=cfg.split, **options)
-
-
-def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
-    """The Latte model of ``cfg`` (:func:`latte_bench.models.create_model`)."""
-    from latte_bench.models.latte import create_model
-
-    options = dict(
-        input_size=input_size, in_channels=in_channels, num_frames=cfg.num_frames, num_classes=cfg.num_classes,
-        class_dropout_prob=cfg.class_dropout_prob, learn_sigma=cfg.learn_sigma, variant=cfg.variant,
-        joint_strategy=cfg.joint_strategy.replace(" ", "_"), gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    options.update(cfg.model_options)
-    try:
-        return create_model(cfg.model, **options)
-    except (UserError, ValueError) as e:
-        raise UserError(f"model {cfg.model} with {cfg.model_options}: {e}") from e
-
-
-def build_model_for_checkpoint(cfg: TrainConfig, checkpoint: dict):
-    """The (untrained) model a training checkpoint's weights belong to."""
-    stored = checkpoint["config"]
-    return build_model(cfg, int(stored["latent_channels"]), int(stored["latent_size"]))
 
 
 def sample_seed(*key: int) -> int:
