@@ -1,8 +1,8 @@
 """``demo``: a procedural video set of moving shapes, so that train, sample and eval run offline.
 
-Each video shows one shape (the class: square, disc, triangle or cross, ...) of a random
-colour and size moving in a straight line, bouncing off the borders, over a smooth
-two-colour background. Everything is a function of ``(seed, video index)`` only, so a
+Each video shows one large shape (the class: square, disc, triangle or cross, ...) of a bright
+palette colour moving in a straight line, bouncing off the borders, over a plain dark
+background. Everything is a function of ``(seed, video index)`` only, so a
 set is identical on every machine and for every ``n`` (video ``i`` does not depend on how
 many others were made).
 
@@ -22,6 +22,9 @@ import numpy as np
 from latte_bench.fsutil import write_json
 
 SHAPES = ("square", "disc", "triangle", "cross", "ring", "diamond")
+
+# The demo set: what the `demo` training preset trains on and `eval --dataset demo` scores against.
+DEMO_SET = {"image_size": 16, "num_frames": 16, "frame_interval": 1, "num_classes": 4, "seed": 0}
 
 
 def _render_shape(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:

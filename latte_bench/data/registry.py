@@ -43,8 +43,8 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "demo": DatasetSpec(
-        name="demo", title="Demo", real_split="procedural shapes, generated in memory from the demo training preset",
-        real_subdirs=(), stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: the preset's
+        name="demo", title="Demo", real_split="procedural shapes, generated in memory (data.demo.DEMO_SET, what the demo preset trains on)",
+        real_subdirs=(), stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: DEMO_SET's
         layout="none: generated on the fly", expected_videos="as many as --num-clips"),
     "ffs": DatasetSpec(
         name="ffs", title="FaceForensics", real_split="training split (the official train/ folder)",
@@ -75,15 +75,14 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    """The spec of ``name`` (``demo``: size and classes of the current demo preset); unknown names are refused."""
+    """The spec of ``name`` (``demo``: size and classes of ``data.demo.DEMO_SET``); unknown names are refused."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     if name == "demo":
-        from latte_bench.training.presets import preset
+        from latte_bench.data.demo import DEMO_SET
 
-        cfg = preset("demo")
-        spec = dataclasses.replace(spec, resolution=cfg.image_size, num_classes=cfg.num_classes)
+        spec = dataclasses.replace(spec, resolution=DEMO_SET["image_size"], num_classes=DEMO_SET["num_classes"])
     return spec
 
 
@@ -133,17 +132,15 @@ def real_videos(name: str, data: str | os.PathLike | None = None, *, num_videos:
 
 
 def demo_real_videos(num_videos: int, num_frames: int = 16) -> np.ndarray:
-    """``num_videos`` procedural videos of the demo preset's size and classes, ``num_frames + 4`` frames each.
+    """``num_videos`` procedural videos of the demo set (``data.demo.DEMO_SET``), ``num_frames + 4`` frames each.
 
     Seeded like the demo training set, whose videos are the first ones of this set (the training
     split, as for the other benchmarks). Returns uint8 (N, T, H, W, 3).
     """
-    from latte_bench.data.demo import make_demo_videos
-    from latte_bench.training.presets import preset
+    from latte_bench.data.demo import DEMO_SET, make_demo_videos
 
-    cfg = preset("demo")
-    span = (num_frames - 1) * cfg.frame_interval + 1
-    frames = max(span, (cfg.num_frames - 1) * cfg.frame_interval + 1) + 4
-    videos, _ = make_demo_videos(int(num_videos), num_frames=frames, size=cfg.image_size, seed=cfg.seed,
-                                 classes=max(cfg.num_classes, 1))
+    stride = DEMO_SET["frame_interval"]
+    frames = (max(num_frames, DEMO_SET["num_frames"]) - 1) * stride + 1 + 4
+    videos, _ = make_demo_videos(int(num_videos), num_frames=frames, size=DEMO_SET["image_size"], seed=DEMO_SET["seed"],
+                                 classes=max(DEMO_SET["num_classes"], 1))
     return videos

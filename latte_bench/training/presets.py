@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from latte_bench.errors import UserError
+from latte_bench.data.demo import DEMO_SET
 
 
 @dataclass
@@ -110,13 +111,13 @@ PRESETS: dict[str, TrainConfig] = {
     # lower rates; at 5e-4 samples were still pixel noise after 2,000 steps. See docs/training.md.
     "demo": TrainConfig(
         dataset="demo",
-        image_size=16,
-        num_frames=16,
-        frame_interval=1,
+        image_size=DEMO_SET["image_size"],
+        num_frames=DEMO_SET["num_frames"],
+        frame_interval=DEMO_SET["frame_interval"],
         demo_videos=256,
         model="Latte-S/2",
         model_options={"hidden_size": 64, "depth": 4, "num_heads": 4},
-        num_classes=4,
+        num_classes=DEMO_SET["num_classes"],
         vae="none",
         steps=1000,
         batch_size=8,
@@ -124,7 +125,7 @@ PRESETS: dict[str, TrainConfig] = {
         ema_decay=0.995,
         start_clip_iter=0,
         clip_max_norm=1.0,
-        seed=0,
+        seed=DEMO_SET["seed"],
         num_workers=0,
         log_every=50,
         ckpt_every=500,
