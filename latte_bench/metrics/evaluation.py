@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,8 +298,6 @@ def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
         span = proto.num_frames * proto.stride
         clips = [Clip(i, f"real[{i:06d}]", tuple(range(0, span, proto.stride))) for i in range(proto.num_clips)]
         return clips, {"offsets": "0 (stream source: no random offsets)", "stride": proto.stride}
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fewer clips are handled (refused or tagged) by the caller
         return sample_real_clips(src.videos, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
@@ -306,8 +305,6 @@ def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
 
 def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
     if isinstance(src, FileSource):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return sample_fake_clips(src.videos, n, proto.num_frames, proto.fake_stride)[0]
