@@ -378,8 +378,9 @@ def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
                     old = json.loads(path.read_text())
                 except ValueError:
                     old = None
-                if old is not None and old != json.loads(json.dumps(manifest)):
-                    diffs = _differences(old, json.loads(json.dumps(manifest)))
+                now = json.loads(json.dumps(manifest))  # as it reads back from the file
+                if old is not None and old != now:
+                    diffs = _differences(old, now)
                     raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
                                     "use another --work-dir or delete that folder")
             else:

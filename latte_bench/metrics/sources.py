@@ -17,6 +17,7 @@ yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, message)`` for an 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,6 @@ def _open_path(path: Path, skip_bad: bool) -> VideoSource:
 
 def _refuse_unfinished_samples(path: Path) -> None:
     """A `latte-bench sample` folder that was interrupted is refused, not read as a smaller set."""
-    import json
-
     unfinished = (path / ".parts").is_dir()
     record = path / "samples.json"
     if record.is_file():
@@ -195,15 +194,12 @@ class CheckpointSource:
 
     def __post_init__(self):
         from latte_bench.diffusion.samplers import SAMPLERS
+        from latte_bench.metrics.protocol import _check_choice, _check_int
 
-        if self.sampler not in SAMPLERS:
-            raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.labels not in ("random", "balanced"):
-            raise UserError(f"--labels must be random or balanced, got {self.labels!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if int(self.steps) < 1:
-            raise UserError(f"--steps must be >= 1, got {self.steps}")
+        _check_choice("--sampler", self.sampler, SAMPLERS)
+        _check_choice("--labels", self.labels, ("random", "balanced"))
+        _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
+        _check_int("--steps", self.steps, 1)
 
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
