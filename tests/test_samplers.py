@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latte_bench.diffusion import classifier_free_guidance, create_diffusion, guide, sample
-from latte_bench.diffusion.gaussian import linear_betas
+from latte_bench.diffusion.gaussian import linear_betas, named_beta_schedule
 from latte_bench.diffusion.samplers import dpm_solver_scheduler
 from latte_bench.errors import UserError
 
@@ -35,18 +35,25 @@ ALPHAS_CUMPROD = np.cumprod(1.0 - linear_betas(1000))
 
 
 class GaussianOracle:
-    """The exact (ε, v) model for x_0 ~ N(mean, std²); ``diffusion`` gives the exact variance, else ``v`` is fixed."""
+    """The exact (ε, v) model for x_0 ~ N(mean, std²); ``diffusion`` gives the exact variance, else ``v`` is fixed.
 
-    def __init__(self, mean, std, diffusion=None, v: float = 0.0):
+    ``prediction="x0"`` returns E[x_0 | x_t] = m + sqrt(ᾱ) s² (x_t − sqrt(ᾱ) m) / v_t instead of ε;
+    ``alphas_cumprod`` is the training schedule's ᾱ (default: Latte's linear betas).
+    """
+
+    def __init__(self, mean, std, diffusion=None, v: float = 0.0, prediction: str = "eps", alphas_cumprod=ALPHAS_CUMPROD):
         self.mean, self.std, self.diffusion, self.v = mean.double(), std.double(), diffusion, v
+        self.prediction, self.alphas_cumprod = prediction, alphas_cumprod
         if diffusion is not None:  # model timestep -> index into the respaced schedule
             self.index = torch.full((1000,), -1, dtype=torch.long)
             self.index[torch.tensor(diffusion.timestep_map)] = torch.arange(diffusion.num_timesteps)
 
     def __call__(self, x, t, **kwargs):
         shape = (-1,) + (1,) * (x.ndim - 1)
-        ab = torch.from_numpy(ALPHAS_CUMPROD)[t].reshape(shape)
+        ab = torch.from_numpy(self.alphas_cumprod)[t].reshape(shape)
         eps = (1 - ab).sqrt() * (x.double() - ab.sqrt() * self.mean) / (ab * self.std**2 + 1 - ab)
+        if self.prediction == "x0":
+            eps = self.mean + ab.sqrt() * self.std**2 * (x.double() - ab.sqrt() * self.mean) / (ab * self.std**2 + 1 - ab)
         if self.diffusion is None:
             v = torch.full_like(eps, self.v)
         else:
@@ -63,14 +70,14 @@ class GaussianOracle:
         return torch.cat([eps, v.expand_as(eps)], dim=2).float()
 
 
-def ddim_expected_std_factor(timestep_map) -> np.ndarray:
+def ddim_expected_std_factor(timestep_map, alphas_cumprod=ALPHAS_CUMPROD) -> np.ndarray:
     """Per-dimension std of DDIM(eta=0) samples / DATA_STD, by an independent float64 recursion.
 
     With the exact ε the DDIM step is affine in x, so x_0 = A x_T + B; std(x_0) = |A| for x_T ~ N(0, 1).
     """
     s = DATA_STD.double().numpy()
     gain = np.ones_like(s)
-    kept = ALPHAS_CUMPROD[np.array(timestep_map)]
+    kept = alphas_cumprod[np.array(timestep_map)]
     for i in range(len(kept) - 1, -1, -1):
         ab, ab_prev = kept[i], (kept[i - 1] if i > 0 else 1.0)
         eps_gain = math.sqrt(1 - ab) / (ab * s**2 + 1 - ab)  # d eps / d x
@@ -112,6 +119,30 @@ def test_sampler_recovers_gaussian_data(single_thread, sampler, steps):
     assert abs(std - expected.mean().item()) < POOLED_STD_TOL + extra
     assert dim_mean.abs().max() < DIM_MEAN_TOL
     assert (dim_std - expected).abs().max() < DIM_STD_TOL + extra
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", 250), ("ddim", 50), ("dpm++", 25)])
+def test_x0_prediction_on_the_cosine_schedule(single_thread, sampler, steps):
+    """A model trained with ``prediction="x0"`` on ``squaredcos_cap_v2``: each sampler must read its output as x_0 on
+    that schedule (read as ε, or on the linear betas, the samples are far off)."""
+    options = dict(noise_schedule="squaredcos_cap_v2", prediction="x0")
+    diffusion = create_diffusion(str(steps), noise_schedule="squaredcos_cap_v2", predict_xstart=True)
+    alphas = np.cumprod(1.0 - named_beta_schedule("squaredcos_cap_v2", 1000))
+    model = GaussianOracle(DATA_MEAN, DATA_STD, diffusion if sampler == "ddpm" else None, prediction="x0", alphas_cumprod=alphas)
+    x = sample(model, (NUM_SAMPLES, *SHAPE), sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(steps),
+               progress=False, **options)
+    mean, std, dim_mean, dim_std = standardized_stats(x)
+    expected = torch.ones(SHAPE, dtype=torch.float64)
+    if sampler == "ddim":
+        expected = torch.from_numpy(ddim_expected_std_factor(diffusion.timestep_map, alphas))
+    extra = 0.01 if sampler == "dpm++" else 0.0
+    assert abs(mean) < POOLED_MEAN_TOL
+    assert abs(std - expected.mean().item()) < POOLED_STD_TOL + extra
+    assert dim_mean.abs().max() < DIM_MEAN_TOL
+    assert (dim_std - expected).abs().max() < DIM_STD_TOL + extra
+    wrong = sample(model, (NUM_SAMPLES, *SHAPE), sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(steps),
+                   progress=False, noise_schedule="squaredcos_cap_v2")  # read as ε
+    assert abs(standardized_stats(wrong)[1] - expected.mean().item()) > 0.2
 
 
 def test_wrong_variance_is_detected(single_thread):

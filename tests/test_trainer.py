@@ -19,9 +19,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny(out, **overrides):
-    """A seconds-long config: 4 frames of 8x8 pixels, a 2-block Latte, 2 classes."""
+    """A seconds-long config: 4 frames of 8x8 pixels, a 2-block Latte, 2 classes, constant lr (``--steps`` may grow on resume)."""
     cfg = dataclasses.replace(
-        preset("demo"), out=str(out), image_size=8, num_frames=4, frame_interval=1, demo_videos=16,
+        preset("demo"), out=str(out), image_size=8, num_frames=4, frame_interval=1, demo_videos=16, lr_schedule="constant", warmup_steps=0,
         model_options={"hidden_size": 32, "depth": 2, "num_heads": 2}, num_classes=2, batch_size=4, steps=3,
         log_every=1, ckpt_every=100, num_workers=0, ema_decay=0.9, start_clip_iter=1, clip_max_norm=0.5,
     )
@@ -73,6 +73,35 @@ def test_joint_training_with_images_bf16_and_checkpointing(tmp_path, strategy):
     assert result["step"] == 2 and torch.isfinite(torch.tensor(result["loss"]))
     ckpt = load_checkpoint(latest_checkpoint(tmp_path / strategy))
     assert ckpt["config"]["num_images"] == 2 and ckpt["config"]["joint_strategy"] == strategy
+
+
+def test_prediction_and_noise_schedule_reach_every_sampler(tmp_path):
+    """A run trained with x_0-prediction on the cosine schedule is sampled as such by the evaluation path."""
+    import numpy as np
+
+    from latte_bench.metrics import CheckpointSource
+    from latte_bench.training.latents import to_uint8
+    from latte_bench.training.load import load_model
+    from latte_bench.training.sampling import generate_latents
+
+    options = {"prediction": "x0", "noise_schedule": "squaredcos_cap_v2", "learn_sigma": False}
+    train(tiny(tmp_path / "run", steps=2, **options), progress=False)
+    loaded = load_model(tmp_path / "run")
+    assert loaded.diffusion_options == options
+    source = CheckpointSource(tmp_path / "run", sampler="ddim", steps=4, seed=0).load("cpu")
+    videos = source.generate([0, 1], "demo")
+    common = dict(seed=0, sampler="ddim", steps=4, num_classes=2, labels=source.label_of([0, 1]), clip_denoised=True)
+    direct, _ = generate_latents(loaded.model, [0, 1], loaded.latent_shape, **common, **options)
+    np.testing.assert_array_equal(videos, to_uint8(direct))
+    as_eps, _ = generate_latents(loaded.model, [0, 1], loaded.latent_shape, **common, learn_sigma=False)
+    assert not np.array_equal(videos, to_uint8(as_eps))
+
+
+@pytest.mark.parametrize("field, value", [("prediction", "v"), ("noise_schedule", "cosine")])
+def test_unknown_diffusion_options_are_refused_before_any_work(tmp_path, field, value):
+    with pytest.raises(UserError, match=value):
+        train(tiny(tmp_path / "run", **{field: value}), progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_metrics_jsonl_records(tmp_path):

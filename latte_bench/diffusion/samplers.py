@@ -56,7 +56,8 @@ def classifier_free_guidance(model: Callable, cfg_scale: float, null_class: int)
 
 
 def epsilon_part(model_output: torch.Tensor, channels: int) -> torch.Tensor:
-    """The epsilon channels of a model output (B, F, 2C or C, H, W) -> (B, F, C, H, W)."""
+    """The prediction channels (epsilon, or x_0 for an x_0-prediction model) of a model output
+    (B, F, 2C or C, H, W) -> (B, F, C, H, W)."""
     if model_output.shape[2] == 2 * channels:
         return model_output[:, :, :channels]
     if model_output.shape[2] == channels:
@@ -67,12 +68,14 @@ def epsilon_part(model_output: torch.Tensor, channels: int) -> torch.Tensor:
 DPM_SPACINGS = ("linspace", "logsnr")
 
 
-def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_steps: int = 1000, spacing: str = "linspace"):
+def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_steps: int = 1000, spacing: str = "linspace",
+                         prediction: str = "eps"):
     """diffusers' DPM-Solver++ (2M) on the training betas, stepping from t = 999 to x_0 in ``steps`` steps.
 
     ``spacing``: ``"linspace"`` (default; evenly spaced timesteps, diffusers' default) or
     ``"logsnr"`` (evenly spaced log-SNR, diffusers' ``use_lu_lambdas``; more steps near t = 0 —
-    see docs/diffusion.md for when it helps).
+    see docs/diffusion.md for when it helps). ``prediction``: what the model outputs, ``"eps"``
+    (Latte) or ``"x0"`` (diffusers' ``"sample"``).
     """
     from diffusers import DPMSolverMultistepScheduler
 
@@ -85,7 +88,7 @@ def dpm_solver_scheduler(steps: int, noise_schedule: str = "linear", diffusion_s
         algorithm_type="dpmsolver++",
         solver_order=2,
         solver_type="midpoint",
-        prediction_type="epsilon",
+        prediction_type={"eps": "epsilon", "x0": "sample"}[prediction],
         lower_order_final=True,  # first order on the last steps: more stable below ~15 steps
         final_sigmas_type="zero",  # the last step lands on the x_0 prediction
         timestep_spacing="linspace",
@@ -104,9 +107,10 @@ def dpm_solver_sample_loop(
     noise_schedule: str = "linear",
     diffusion_steps: int = 1000,
     spacing: str = "linspace",
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """DPM-Solver++ (2M) from x_T = ``noise`` (B, F, C, H, W) to x_0; deterministic."""
-    scheduler = dpm_solver_scheduler(steps, noise_schedule, diffusion_steps, spacing)
+    scheduler = dpm_solver_scheduler(steps, noise_schedule, diffusion_steps, spacing, prediction)
     x = noise * scheduler.init_noise_sigma
     timesteps = scheduler.timesteps
     if progress:
@@ -117,8 +121,8 @@ def dpm_solver_sample_loop(
         t = torch.full((x.shape[0],), int(timestep), device=x.device, dtype=torch.long)
         with torch.no_grad():
             out = model(x, t, **(model_kwargs or {}))
-        eps = epsilon_part(out[0] if isinstance(out, tuple) else out, x.shape[2])
-        x = scheduler.step(eps, timestep, x).prev_sample
+        prediction_out = epsilon_part(out[0] if isinstance(out, tuple) else out, x.shape[2])
+        x = scheduler.step(prediction_out, timestep, x).prev_sample
     return x
 
 
@@ -146,6 +150,7 @@ def sample(
     device=None,
     learn_sigma: bool = True,
     noise_schedule: str = "linear",
+    prediction: str = "eps",
     diffusion_steps: int = 1000,
 ) -> torch.Tensor:
     """Sample latent videos x_0 (B, F, C, H, W) from a Latte model.
@@ -172,6 +177,8 @@ def sample(
         progress: show a tqdm bar (pass False on ranks other than 0).
         device: where to sample; defaults to the noise's, else the model's device.
         learn_sigma: whether the model outputs the variance channels (Latte: True).
+        noise_schedule: the training betas, ``"linear"`` (Latte) or ``"squaredcos_cap_v2"``.
+        prediction: what the model predicts, ``"eps"`` (Latte) or ``"x0"``.
 
     Returns:
         x_0 latents (B, F, C, H, W), float32 unless ``noise`` has another dtype.
@@ -203,9 +210,11 @@ def sample(
         model = classifier_free_guidance(model, cfg_scale, int(null_class))
 
     if sampler == "dpm++":
-        return dpm_solver_sample_loop(model, noise, steps, model_kwargs, progress, noise_schedule, diffusion_steps)
+        return dpm_solver_sample_loop(model, noise, steps, model_kwargs, progress, noise_schedule, diffusion_steps,
+                                      prediction=prediction)
     diffusion = create_diffusion(
-        str(steps), noise_schedule=noise_schedule, learn_sigma=learn_sigma, diffusion_steps=diffusion_steps
+        str(steps), noise_schedule=noise_schedule, learn_sigma=learn_sigma, diffusion_steps=diffusion_steps,
+        predict_xstart=prediction == "x0",
     )
     if sampler == "ddpm":
         return diffusion.p_sample_loop(

@@ -277,7 +277,7 @@ class CheckpointSource:
         latents, _ = generate_latents(
             lm.model, list(indices), lm.latent_shape, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
             cfg_scale=self.effective_cfg(dataset), num_classes=self.num_classes, labels=self.label_of(indices),
-            learn_sigma=bool(lm.info.get("learn_sigma", True)), clip_denoised=self._space.vae is None,
+            clip_denoised=self._space.vae is None, **lm.diffusion_options,
             device=self.device, autocast_dtype=PRECISIONS[self.precision])
         return to_uint8(self._space.decode(latents))
 

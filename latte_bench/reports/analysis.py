@@ -219,7 +219,7 @@ def model_features(model, cfg, video, labels, timestep: int = ANALYSIS_TIMESTEP,
         x0 = LatentSpace(vae, cfg.vae_scale, cfg.vae_batch_frames).encode(video.to(device), generator=g)
         t = torch.full((x0.shape[0],), int(timestep), dtype=torch.long)
         noise = torch.randn(x0.shape, generator=g)
-        xt = create_diffusion("").q_sample(x0, t, noise=noise.to(x0.device))
+        xt = create_diffusion("", noise_schedule=cfg.diffusion_options["noise_schedule"]).q_sample(x0, t, noise=noise.to(x0.device))
         kwargs = {"y": labels.to(device)} if cfg.num_classes else {}
         _, features = model(xt, t.to(device), return_features=True, **kwargs)
     return features

@@ -10,6 +10,14 @@ from pathlib import Path
 from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 # command-line flag → TrainConfig field, for the plain overrides of `train`
 _TRAIN_FIELDS = {
     "data": str, "split": str, "latents": str, "model": str, "variant": int, "out": str, "steps": int,
@@ -19,7 +27,8 @@ _TRAIN_FIELDS = {
     "num_frames": int, "frame_interval": int, "image_size": int, "num_classes": int, "vae": str, "seed": int,
     "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
     "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
-    "distributed": str, "demo_videos": int,
+    "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
+    "learn_sigma": _yes_no,
 }
 
 
@@ -36,6 +45,9 @@ _TRAIN_HELP = {
     "grad_accum": "micro-batches accumulated per optimizer step",
     "lr": "AdamW learning rate",
     "lr_schedule": "constant | cosine (to 0 at --steps)",
+    "noise_schedule": "diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)",
+    "prediction": "model target: eps (Latte) | x0 (the clean sample)",
+    "learn_sigma": "yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance",
     "warmup_steps": "linear learning-rate warm-up steps",
     "weight_decay": "AdamW weight decay",
     "ema_decay": "EMA decay per optimizer step",
@@ -289,7 +301,7 @@ def run_sample(args) -> int:
     space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
-                           cfg_scale=args.cfg_scale, learn_sigma=bool(info.get("learn_sigma", True)), device=device,
+                           cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
                            autocast_dtype=PRECISIONS[args.precision], progress=not args.no_progress)
     if dist.is_main():
         finish_record(out, record, result["present"], result["labels"])

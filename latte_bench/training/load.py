@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.training.presets import TrainConfig
+from latte_bench.training.presets import TrainConfig, diffusion_options
 
 
 @dataclass
@@ -36,6 +36,11 @@ class LoadedModel:
         """(F, C, h, w) of one sampled latent video."""
         i = self.info
         return int(i["num_frames"]), int(i["latent_channels"]), int(i["latent_size"]), int(i["latent_size"])
+
+    @property
+    def diffusion_options(self) -> dict:
+        """``learn_sigma``, ``noise_schedule``, ``prediction`` the model was trained with (for every sampler)."""
+        return diffusion_options(self.info)
 
 
 def resolve_checkpoint(path_or_run) -> Path:

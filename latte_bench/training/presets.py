@@ -35,6 +35,9 @@ class TrainConfig:
     num_classes: int = 0  # 0: unconditional; ucf101: 101
     class_dropout_prob: float = 0.1
     learn_sigma: bool = True
+    # diffusion (Latte: linear betas, epsilon prediction)
+    noise_schedule: str = "linear"  # linear (Latte) | squaredcos_cap_v2 (the IDDPM cosine schedule)
+    prediction: str = "eps"  # what the model predicts: eps (Latte) | x0 (the clean sample)
     joint_strategy: str = "only_video"  # image-video joint training: "only_video" (official) | "temporal_mask"
     gradient_checkpointing: bool = False
     # latent space
@@ -81,6 +84,28 @@ class TrainConfig:
     @property
     def pixel_space(self) -> bool:
         return self.vae.lower() == "none"
+
+    @property
+    def diffusion_options(self) -> dict:
+        """The options every sampler and loss of this run takes: learn_sigma, noise_schedule, prediction."""
+        return diffusion_options(self.to_dict())
+
+
+PREDICTIONS = ("eps", "x0")
+NOISE_SCHEDULES = ("linear", "squaredcos_cap_v2")
+
+
+def diffusion_options(info: dict) -> dict:
+    """``learn_sigma``, ``noise_schedule`` and ``prediction`` of a run config or checkpoint info (Latte's defaults
+    for keys it lacks, e.g. official checkpoints), checked against the values this package implements."""
+    options = {"learn_sigma": bool(info.get("learn_sigma", True)), "noise_schedule": str(info.get("noise_schedule", "linear")),
+               "prediction": str(info.get("prediction", "eps"))}
+    if options["prediction"] not in PREDICTIONS:
+        raise UserError(f"prediction {options['prediction']!r}: must be one of {', '.join(PREDICTIONS)}")
+    if options["noise_schedule"] not in NOISE_SCHEDULES:
+        raise UserError(f"noise schedule {options['noise_schedule']!r}: must be one of {', '.join(NOISE_SCHEDULES)}")
+    return options
+
 
 
 def _official(dataset: str, start_clip_iter: int, joint: bool, log_every: int = 50) -> TrainConfig:

@@ -65,6 +65,8 @@ def generate_latents(
     num_classes: int = 0,
     labels: Sequence[int] | None = None,
     learn_sigma: bool = True,
+    noise_schedule: str = "linear",
+    prediction: str = "eps",
     clip_denoised: bool = False,
     device="cpu",
     autocast_dtype: torch.dtype | None = None,
@@ -75,7 +77,9 @@ def generate_latents(
     ``sampler``: ``ddpm`` (ancestral, learned variance; the official evaluation sampler),
     ``ddim`` (eta 0) or ``dpm++`` (DPM-Solver++ 2M) — all from :mod:`latte_bench.diffusion`.
     ``clip_denoised`` clamps predicted x_0 to [-1, 1] (DDPM/DDIM): right for pixel-space models
-    (the data is in [-1, 1]), wrong for VAE latents (Latte passes False). ``model`` must be in eval mode.
+    (the data is in [-1, 1]), wrong for VAE latents (Latte passes False). ``learn_sigma``,
+    ``noise_schedule`` and ``prediction`` are the model's training settings (``LoadedModel.diffusion_options``).
+    ``model`` must be in eval mode.
     """
     from latte_bench.diffusion import sample
 
@@ -93,7 +97,7 @@ def generate_latents(
         # one generator per video: the DDPM step noise of each video does not depend on the batch
         out = sample(model, x.shape, sampler=sampler, steps=steps, cfg_scale=cfg_scale, y=y, num_classes=num_classes or None,
                      noise=x, generator=generators, progress=progress, device=device, learn_sigma=learn_sigma,
-                     clip_denoised=clip_denoised)
+                     noise_schedule=noise_schedule, prediction=prediction, clip_denoised=clip_denoised)
     return out.float(), (list(labels) if y is not None else None)
 
 

@@ -205,6 +205,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
+    diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
@@ -291,7 +292,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
     batches = iter(loader)
-    diffusion = create_diffusion("", learn_sigma=cfg.learn_sigma)
+    diffusion = create_diffusion("", noise_schedule=diffusion_options["noise_schedule"],
+                                 predict_xstart=diffusion_options["prediction"] == "x0", learn_sigma=cfg.learn_sigma)
     log = JsonlLog(run_dir / "metrics.jsonl", main)
     if main:
         log.rewind(step)  # a crashed run's records after the checkpoint it resumes from
@@ -412,7 +414,7 @@ def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_vid
     channels, size = latent
     sample_videos(ema, latent_space, out, num_videos, (cfg.num_frames, channels, size, size), fmt="mp4",
                   batch_size=cfg.batch_size, seed=0, num_classes=cfg.num_classes, sampler=cfg.sample_sampler,
-                  steps=cfg.sample_steps, learn_sigma=cfg.learn_sigma, device=device, progress=False)
+                  steps=cfg.sample_steps, device=device, progress=False, **cfg.diffusion_options)
 
 
 def periodic_fvd(cfg: TrainConfig, ema, latent_space: LatentSpace, run_dir: Path, step: int, device, latent) -> dict:
