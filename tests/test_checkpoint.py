@@ -80,7 +80,7 @@ def test_config_differences_name_what_changes_the_trajectory():
     from latte_bench.training.checkpoint import config_differences
     from latte_bench.training.presets import preset
 
-    old = {**preset("demo").to_dict(), "world_size": 1, "latent_channels": 3}
+    old = {**preset("demo").to_dict(), "lr_schedule": "constant", "world_size": 1, "latent_channels": 3}
     same_run = {**old, "steps": 9000, "out": "elsewhere", "num_workers": 4, "log_every": 1, "device": "cuda",
                 "batch_size": old["batch_size"] // 2, "world_size": 2}  # operational; the global batch is unchanged
     same_run.pop("latent_channels")  # known only after the data is built: not compared

@@ -36,8 +36,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = '{"hidden_size": 32, "depth": 2, "num_heads": 2}'
-# `train demo` flags of test_trainer.tiny(): 4 frames of 8x8 pixels, a 2-block Latte, 2 classes
+# `train demo` flags of test_trainer.tiny(): 4 frames of 8x8 pixels, a 2-block Latte, 2 classes, constant lr
 TINY_FLAGS = ["--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--demo-videos", "16",
+              "--lr-schedule", "constant", "--warmup-steps", "0",
               "--model-options", TINY_MODEL, "--num-classes", "2", "--batch-size", "4", "--num-workers", "0",
               "--ema-decay", "0.9", "--start-clip-iter", "1", "--clip-max-norm", "0.5", "--threads", "1", "--no-progress"]
 

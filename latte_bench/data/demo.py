@@ -1,8 +1,9 @@
 """``demo``: a procedural video set of moving shapes, so that train, sample and eval run offline.
 
-Each video shows one large shape (the class: square, disc, triangle or cross, ...) of a bright
-palette colour moving in a straight line, bouncing off the borders, over a plain dark
-background. Everything is a function of ``(seed, video index)`` only, so a
+Each video shows one large shape moving in a straight line and bouncing off the borders, over a
+plain dark background. The class fixes the shape and its colour (a red square, a green disc, a
+blue triangle, a yellow cross, ...); the size, start, heading and speed vary from video to video.
+Everything is a function of ``(seed, video index)`` only, so a
 set is identical on every machine and for every ``n`` (video ``i`` does not depend on how
 many others were made).
 
@@ -57,29 +58,29 @@ def _bounce(p0: float, v: float, t: np.ndarray, lo: float, hi: float) -> np.ndar
     return lo + np.where(u > span, 2 * span - u, u)
 
 
-# Saturated, bright shape colours: every one of them contrasts with every background below.
+# The colour of each class's shape (class k: SHAPES[k] in PALETTE[k]), saturated and bright.
 PALETTE = np.array([
-    (1.00, 0.25, 0.25),  # red
-    (0.25, 1.00, 0.35),  # green
-    (0.35, 0.55, 1.00),  # blue
-    (1.00, 0.90, 0.20),  # yellow
-    (0.25, 0.95, 1.00),  # cyan
-    (1.00, 0.35, 1.00),  # magenta
-    (1.00, 1.00, 1.00),  # white
+    (1.00, 0.25, 0.25),  # red square
+    (0.25, 1.00, 0.35),  # green disc
+    (0.35, 0.55, 1.00),  # blue triangle
+    (1.00, 0.90, 0.20),  # yellow cross
+    (0.25, 0.95, 1.00),  # cyan ring
+    (1.00, 0.35, 1.00),  # magenta diamond
 ])
+BACKGROUND = np.array([0.08, 0.08, 0.12])  # the same dark blue-grey in every video
 
 
 def make_demo_video(index: int, label: int, num_frames: int = 16, size: int = 32, seed: int = 0) -> np.ndarray:
     """Video ``index`` of the set with ``seed``: uint8 (T, H, W, 3) showing shape ``SHAPES[label]``.
 
-    One large shape (half-size 0.24-0.30 of the frame) of a bright palette colour moves in a
-    straight line, bouncing off the borders, over a plain dark background.
+    One large shape (half-size 0.28-0.32 of the frame) in its class colour ``PALETTE[label]`` moves
+    in a straight line at 0.03-0.06 frame widths per frame, bouncing off the borders, over the
+    plain dark ``BACKGROUND``.
     """
     rng = np.random.default_rng([seed, index])
     yy, xx = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
-    background = rng.uniform(0.0, 0.25, 3)
-    color = PALETTE[rng.integers(len(PALETTE))]
-    r = size * rng.uniform(0.24, 0.30)
+    background, color = BACKGROUND, PALETTE[label % len(PALETTE)]
+    r = size * rng.uniform(0.28, 0.32)
     speed = size * rng.uniform(0.03, 0.06)
     heading = rng.uniform(0, 2 * np.pi)
     t = np.arange(num_frames, dtype=np.float64)
