@@ -30,6 +30,7 @@ from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, check_writable, clean_temporaries, is_data_name, is_temporary, write_json
 from latte_bench.metrics import CheckpointSource, evaluate
 from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
+from latte_bench.training.presets import preset
 from latte_bench.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -271,17 +272,18 @@ def test_resume_refuses_other_settings_unless_allowed(tmp_path, capsys):
     config = (out / "config.json").read_text()
     assert _cli(*_tiny_train(out, "--steps", 4, "--lr", 0.01, "--seed", 5, "--batch-size", 2, "--resume")) == 2
     err = capsys.readouterr().err
-    for part in ("lr 0.002 -> 0.01", "seed 0 -> 5", "global_batch 4 -> 2", "batch_size 4 -> 2", "--allow-config-change"):
+    lr = preset("demo").lr
+    for part in (f"lr {lr} -> 0.01", "seed 0 -> 5", "global_batch 4 -> 2", "batch_size 4 -> 2", "--allow-config-change"):
         assert part in err, part
     assert err.count("\n") == 1 and (out / "config.json").read_text() == config
     assert latest_checkpoint(out).name == "0000002.pt"
     # more steps is not a change of settings; a changed lr is, when allowed, and then recorded
     assert _cli(*_tiny_train(out, "--steps", 3, "--ckpt-every", 1, "--lr", 0.01, "--resume", "--allow-config-change")) == 0
     changes = json.loads((out / "config.json").read_text())["config_changes"]
-    assert changes == [{"step": 2, "changed": {"lr": [0.002, 0.01]}}]
+    assert changes == [{"step": 2, "changed": {"lr": [lr, 0.01]}}]
     assert load_checkpoint(latest_checkpoint(out))["config"]["config_changes"] == changes
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    assert [r for r in records if r.get("event") == "resume"][0]["config_changed"] == {"lr": [0.002, 0.01]}
+    assert [r for r in records if r.get("event") == "resume"][0]["config_changed"] == {"lr": [lr, 0.01]}
     assert _cli(*_tiny_train(out, "--steps", 4, "--lr", 0.01, "--resume")) == 0  # the new settings are the run's now
 
 
@@ -355,8 +357,6 @@ def test_train_killed_at_random_moments_then_resumed_is_bit_identical(tmp_path):
 def demo_run(tmp_path_factory):
     """A 2-step model of the demo dataset's classes, making 9-frame videos (the I3D's minimum)."""
     import dataclasses
-
-    from latte_bench.training.presets import preset
 
     out = tmp_path_factory.mktemp("eval_fault_run") / "run"
     cfg = dataclasses.replace(preset("demo"), out=str(out), steps=2, num_frames=9, demo_videos=8, ckpt_every=2,

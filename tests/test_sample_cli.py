@@ -118,7 +118,7 @@ def test_every_training_side_option_has_help_with_its_default(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.002))" in " ".join(out.split())
+    assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.004))" in " ".join(out.split())
 
 
 def test_default_sample_threads_leave_busy_cores_alone(monkeypatch):

@@ -21,7 +21,7 @@ TINY_FLAGS = [
     "--image-size", "8", "--num-frames", "4", "--frame-interval", "1", "--demo-videos", "16", "--num-classes", "2",
     "--model-options", json.dumps({"hidden_size": 32, "depth": 2, "num_heads": 2}), "--steps", "3", "--log-every", "1",
     "--num-workers", "0", "--ema-decay", "0.9", "--start-clip-iter", "1", "--clip-max-norm", "0.5", "--device", "cpu",
-    "--no-progress",
+    "--lr-schedule", "constant", "--warmup-steps", "0", "--no-progress",  # as test_trainer.tiny()
 ]
 
 
