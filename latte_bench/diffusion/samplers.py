@@ -55,7 +55,7 @@ def classifier_free_guidance(model: Callable, cfg_scale: float, null_class: int)
     return guided
 
 
-def epsilon_part(model_output: torch.Tensor, channels: int) -> torch.Tensor:
+def prediction_part(model_output: torch.Tensor, channels: int) -> torch.Tensor:
     """The prediction channels (epsilon, or x_0 for an x_0-prediction model) of a model output
     (B, F, 2C or C, H, W) -> (B, F, C, H, W)."""
     if model_output.shape[2] == 2 * channels:
@@ -121,8 +121,8 @@ def dpm_solver_sample_loop(
         t = torch.full((x.shape[0],), int(timestep), device=x.device, dtype=torch.long)
         with torch.no_grad():
             out = model(x, t, **(model_kwargs or {}))
-        prediction_out = epsilon_part(out[0] if isinstance(out, tuple) else out, x.shape[2])
-        x = scheduler.step(prediction_out, timestep, x).prev_sample
+        predicted = prediction_part(out[0] if isinstance(out, tuple) else out, x.shape[2])
+        x = scheduler.step(predicted, timestep, x).prev_sample
     return x
 
 

@@ -358,24 +358,21 @@ def next_commands(out: Path, ckpt: Path, s: DemoSettings, seed: int) -> list[str
 
 def samples_figure(panels: dict, stem: Path, title: str, videos: int = 6, frames: int = 16) -> list[Path]:
     """One panel per set stacked top to bottom (rows: videos, columns: frames), pixels shown as blocks."""
-    import matplotlib
+    from latte_bench.reports.figures import STYLE, pyplot, save_figure, video_grid
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    from latte_bench.reports.figures import save_figure, video_grid
-
+    plt = pyplot()
     grids = {k: video_grid(v, max_videos=videos, max_frames=frames) for k, v in panels.items()}
     h, w = next(iter(grids.values())).shape[:2]
-    fig, axes = plt.subplots(len(grids), 1, figsize=(w / 28, len(grids) * (h / 28 + 0.35) + 0.4), squeeze=False)
-    for ax, (label, grid) in zip(axes[:, 0], grids.items()):
-        ax.imshow(grid, interpolation="nearest")
-        ax.set_title(label, fontsize=9, loc="left")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, stem)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(grids), 1, figsize=(w / 28, len(grids) * (h / 28 + 0.35) + 0.4), squeeze=False)
+        for ax, (label, grid) in zip(axes[:, 0], grids.items()):
+            ax.imshow(grid, interpolation="nearest")
+            ax.set_title(label, fontsize=9, loc="left")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        return save_figure(fig, stem)
 
 
 def results_figure(losses: dict, scores: dict, stem: Path, clips: int) -> list[Path]:
@@ -383,36 +380,28 @@ def results_figure(losses: dict, scores: dict, stem: Path, clips: int) -> list[P
 
     ``losses``: label -> (steps, values); ``scores``: label -> FVD, the floor first.
     """
-    import matplotlib
+    from latte_bench.reports.figures import STYLE, plot_loss, pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from latte_bench.reports.figures import save_figure
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
-    for label, (steps, values) in losses.items():
-        steps, values = np.asarray(steps), np.asarray(values, dtype=float)
-        k = max(1, len(values) // 25)
-        line, = ax.plot(steps, values, alpha=0.3, lw=0.8)
-        smooth = np.convolve(values, np.ones(k) / k, mode="valid") if k > 1 else values
-        ax.plot(steps[k - 1:], smooth, color=line.get_color(), lw=1.8, label=label + (f" (moving average of {k})" if k > 1 else ""))
-    ax.set(xlabel="training step", ylabel="training loss (x_0 MSE)", yscale="log", title="Training loss")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    labels, values = list(scores), list(scores.values())
-    colors = ["0.6"] + [f"C{i}" for i in range(len(values) - 1)]
-    bars = bx.barh(labels[::-1], values[::-1], color=colors[::-1])
-    bx.bar_label(bars, fmt="%.0f", padding=3, fontsize=9)
-    floor = values[0]
-    bx.axvline(2 * floor, color="k", ls="--", lw=1, label=f"2x the floor ({2 * floor:.0f})")
-    bx.legend(loc="lower right", fontsize=8)
-    bx.set(xlabel=f"FVD on {clips} clips (lower is better)", title="Final models against the real-vs-real floor")
-    bx.set_xlim(0, max(values) * 1.2)
-    bx.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    return save_figure(fig, stem)
+    plt = pyplot()
+    with plt.rc_context(STYLE):
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
+        for label, (steps, values) in losses.items():
+            plot_loss(ax, steps, values, label)
+        ax.set(xlabel="training step", ylabel="training loss (x_0 MSE)", yscale="log", title="Training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+        labels, values = list(scores), list(scores.values())
+        colors = ["0.6"] + [f"C{i}" for i in range(len(values) - 1)]
+        bars = bx.barh(labels[::-1], values[::-1], color=colors[::-1])
+        bx.bar_label(bars, fmt="%.0f", padding=3, fontsize=9)
+        floor = values[0]
+        bx.axvline(2 * floor, color="k", ls="--", lw=1, label=f"2x the floor ({2 * floor:.0f})")
+        bx.legend(loc="lower right", fontsize=8)
+        bx.set(xlabel=f"FVD on {clips} clips (lower is better)", title="Final models against the real-vs-real floor")
+        bx.set_xlim(0, max(values) * 1.2)
+        bx.grid(alpha=0.3, axis="x")
+        fig.tight_layout()
+        return save_figure(fig, stem)
 
 
 def block_kind_means(summary: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-_STYLE = {
+STYLE = {
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.labelsize": 10,
@@ -26,7 +26,8 @@ _STYLE = {
 _COLORS = {"spatial": "#1f77b4", "temporal": "#d62728", "cross": "#2ca02c"}
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -48,7 +49,7 @@ def save_figure(fig, stem: str | Path, dpi: int = 150) -> list[Path]:
                 fig.savefig(tmp, dpi=dpi, format=ext[1:])
             paths.append(path)
     finally:
-        _plt().close(fig)
+        pyplot().close(fig)
     return paths
 
 
@@ -58,7 +59,7 @@ def _pretty(name: str) -> str:
 
 def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Inter-frame cosine similarity after each block") -> list[Path]:
     """Grid of F×F heatmaps, one per block, with one shared colourbar (paper Fig. 6)."""
-    plt = _plt()
+    plt = pyplot()
     mats = report["matrices"]
     names = list(mats)
     n = len(names)
@@ -68,7 +69,7 @@ def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Int
     # the structure is visible when all frames are alike; a negative minimum keeps its sign
     lo = min(float(np.min(m)) for m in mats.values())
     vmin, vmax = math.floor(min(lo, 0.95) * 20) / 20, 1.0
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.2, 2.35 * nrows + 0.9), squeeze=False)
         im = None
         for k, ax in enumerate(axes.flat):
@@ -95,13 +96,13 @@ def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Int
 
 def similarity_summary_figure(report: dict, stem: str | Path, title: str = "Inter-frame similarity per block") -> list[Path]:
     """Mean ± std of the off-diagonal similarities per block, and inverted-pair counts (bars)."""
-    plt = _plt()
+    plt = pyplot()
     names = list(report["summary"])
     s = [report["summary"][k] for k in names]
     x = np.arange(len(names))
     mean = np.array([v["mean"] for v in s])
     std = np.sqrt([v["var"] for v in s])
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(names) + 2), 6.0), sharex=True)
         ax1.plot(x, mean, "o-", color="#1f77b4", label="mean (off-diagonal)")
         ax1.fill_between(x, mean - std, mean + std, color="#1f77b4", alpha=0.2, label="± std")
@@ -124,10 +125,10 @@ def similarity_summary_figure(report: dict, stem: str | Path, title: str = "Inte
 
 def fusion_figure(dists: dict, stem: str | Path, title: str = "Variant 4: spatial vs temporal head outputs") -> list[Path]:
     """Violins and overlaid histograms of the spatial, temporal and cross similarities (paper Fig. 8)."""
-    plt = _plt()
+    plt = pyplot()
     keys = [k for k in ("spatial", "temporal", "cross") if len(dists.get(k, [])) > 0]
     labels = {"spatial": "spatial–spatial", "temporal": "temporal–temporal", "cross": "spatial–temporal"}
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
         parts = ax1.violinplot([dists[k] for k in keys], showmedians=True, showextrema=False)
         for body, k in zip(parts["bodies"], keys):
@@ -148,14 +149,27 @@ def fusion_figure(dists: dict, stem: str | Path, title: str = "Variant 4: spatia
         return save_figure(fig, stem)
 
 
+def plot_loss(ax, steps, values, label: str, points: int = 20) -> None:
+    """A loss curve on ``ax``: the logged values faint, their moving average over len/``points`` records bold."""
+    steps, values = np.asarray(steps), np.asarray(values, dtype=float)
+    line, = ax.plot(steps, values, alpha=0.25, lw=0.8)
+    k = max(1, len(values) // points)
+    if k > 1:
+        smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, color=line.get_color(), lw=1.8, label=f"{label} (moving avg {k})")
+    else:
+        line.set_alpha(1.0)
+        line.set_label(label)
+
+
 def training_curves_figure(runs: dict, stem: str | Path, title: str = "FVD during training") -> list[Path]:
     """FVD vs iteration, one line per run (paper Fig. 5/7); a loss panel when logs have losses.
 
     ``runs`` maps a run label to ``{"fvd": (steps, values), "loss": (steps, values)}`` (either may be empty).
     """
-    plt = _plt()
+    plt = pyplot()
     has_loss = any(len(r.get("loss", ([], []))[0]) for r in runs.values())
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         ncols = 2 if has_loss else 1
         fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 4.0), squeeze=False)
         ax = axes[0, 0]
@@ -174,15 +188,7 @@ def training_curves_figure(runs: dict, stem: str | Path, title: str = "FVD durin
             for label, r in runs.items():
                 steps, vals = r.get("loss", ([], []))
                 if len(steps):
-                    steps, vals = np.asarray(steps), np.asarray(vals, dtype=float)
-                    ax.plot(steps, vals, alpha=0.25, lw=0.8)
-                    k = max(1, len(vals) // 20)
-                    if k > 1:
-                        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-                        ax.plot(steps[k - 1 :], smooth, color=ax.lines[-1].get_color(), lw=1.8, label=f"{label} (moving avg {k})")
-                    else:
-                        ax.lines[-1].set_alpha(1.0)
-                        ax.lines[-1].set_label(label)
+                    plot_loss(ax, steps, vals, label)
             ax.set_xlabel("training iteration")
             ax.set_ylabel("training loss")
             ax.set_yscale("log")
@@ -214,8 +220,8 @@ def samples_figure(sets: dict, stem: str | Path, title: str = "Samples", max_vid
     ``sets`` maps a panel label to uint8 videos (N, T, H, W, 3); each panel shows up to
     ``max_videos`` videos (rows) at up to ``max_frames`` evenly spaced frames (columns).
     """
-    plt = _plt()
-    with plt.rc_context(_STYLE):
+    plt = pyplot()
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(sets), figsize=(2.6 * len(sets), 2.6), squeeze=False)
         for ax, (label, videos) in zip(axes[0], sets.items()):
             ax.imshow(video_grid(videos, max_videos, max_frames), interpolation="nearest")

@@ -88,7 +88,7 @@ class TrainConfig:
     @property
     def diffusion_options(self) -> dict:
         """The options every sampler and loss of this run takes: learn_sigma, noise_schedule, prediction."""
-        return diffusion_options(self.to_dict())
+        return diffusion_options(vars(self))
 
 
 PREDICTIONS = ("eps", "x0")
