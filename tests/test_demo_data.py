@@ -59,3 +59,14 @@ def test_written_set_reads_back_with_labels(tmp_path, fmt):
         assert np.array_equal(got, videos[3])
     ds = ClipDataset.from_folder("demo", root, num_frames=3, frame_interval=2, image_size=32)
     assert ds.labels == [0, 1, 0, 1, 0] and ds.class_names == ["square", "disc"]
+
+
+def test_the_class_fixes_the_colour_and_the_background_is_shared():
+    from latte_bench.data.demo import BACKGROUND, PALETTE
+
+    videos, labels = make_demo_videos(12, num_frames=3, size=16, seed=0, classes=4)
+    pixels = videos.reshape(len(videos), -1, 3).astype(int)
+    for video, label in zip(pixels, labels):
+        colours = {tuple(c) for c in video}
+        assert tuple(np.floor(PALETTE[label] * 255 + 0.5).astype(int)) in colours  # the shape's interior
+        assert tuple(np.floor(BACKGROUND * 255 + 0.5).astype(int)) in colours  # the plain background
