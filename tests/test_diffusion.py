@@ -169,6 +169,45 @@ def test_training_losses_hybrid_and_stop_gradient():
     assert grad[:, :, :2].abs().max() == 0 and grad[:, :, 2:].abs().max() > 0
 
 
+@pytest.mark.parametrize("schedule", ["linear", "squaredcos_cap_v2"])
+def test_min_snr_weighting_puts_eps_and_x0_models_on_one_scale(schedule):
+    """Min-SNR-γ: the x_0 error of each sample counts min(SNR_t, γ) times, whatever the model predicts.
+
+    An ε-model and an x_0-model making the same x_0 error get the same weighted loss; ``mse`` stays unweighted,
+    and the VB term of a learned variance is not weighted.
+    """
+    gamma = 5.0
+    betas = named_beta_schedule(schedule, 1000)
+    alpha_bar = np.cumprod(1.0 - betas)
+    t = torch.tensor([0, 40, 250, 500, 999])
+    snr = torch.from_numpy(alpha_bar / (1.0 - alpha_bar))[t].float()
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.rand(5, 2, 3, 4, 4, generator=g) * 2 - 1
+    noise = torch.randn(x0.shape, generator=g)
+    x0_guess = torch.rand(x0.shape, generator=g) * 2 - 1  # the same wrong x_0 for both parametrisations
+    x0_model = create_diffusion("", noise_schedule=schedule, predict_xstart=True, learn_sigma=False)
+    eps_model = create_diffusion("", noise_schedule=schedule, learn_sigma=False)
+    x_t = x0_model.q_sample(x0, t, noise)
+    eps_guess = eps_model.predict_eps_from_xstart(x_t, t, x0_guess)
+
+    x0_terms = x0_model.training_losses(lambda x, tt: x0_guess, x0, t, noise=noise, snr_gamma=gamma)
+    x0_error = ((x0_guess - x0) ** 2).mean(dim=(1, 2, 3, 4))
+    torch.testing.assert_close(x0_terms["mse"], x0_error)
+    torch.testing.assert_close(x0_terms["loss"], x0_error * snr.clamp(max=gamma))
+    eps_terms = eps_model.training_losses(lambda x, tt: eps_guess, x0, t, noise=noise, snr_gamma=gamma)
+    torch.testing.assert_close(eps_terms["loss"], x0_terms["loss"], rtol=2e-3, atol=1e-6)
+    assert not torch.allclose(eps_terms["mse"], eps_terms["loss"])  # the ε-MSE itself is on another scale
+    uniform = eps_model.training_losses(lambda x, tt: eps_guess, x0, t, noise=noise)
+    torch.testing.assert_close(uniform["loss"], eps_terms["mse"])
+
+    learned = create_diffusion("", noise_schedule=schedule)
+    raw = torch.cat([eps_guess, torch.zeros_like(eps_guess)], dim=2)
+    hybrid = learned.training_losses(lambda x, tt: raw, x0, t, noise=noise, snr_gamma=gamma)
+    torch.testing.assert_close(hybrid["loss"] - hybrid["vb"], eps_terms["loss"])
+    with pytest.raises(ValueError, match="snr_gamma"):
+        x0_model.training_losses(lambda x, tt: x0_guess, x0, t, noise=noise, snr_gamma=0.0)
+
+
 def test_kl_loss_type():
     diffusion = create_diffusion("", use_kl=True)
     assert diffusion.loss_type == LossType.RESCALED_KL

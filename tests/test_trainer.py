@@ -104,6 +104,28 @@ def test_unknown_diffusion_options_are_refused_before_any_work(tmp_path, field, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_snr_gamma_weights_each_clip_of_the_training_loss(tmp_path):
+    """--snr-gamma γ: the logged loss of a one-clip step is the uniform one times min(SNR_t, γ) at that clip's t."""
+    import numpy as np
+
+    from latte_bench.diffusion.gaussian import named_beta_schedule
+    from latte_bench.training.trainer import per_sample_draws
+
+    gamma = 2.0
+    runs = {g: tiny(tmp_path / f"g{g}", steps=1, batch_size=1, snr_gamma=g) for g in (0.0, gamma)}
+    for cfg in runs.values():
+        train(cfg, progress=False)
+    cfg = runs[gamma]
+    (t,) = per_sample_draws(cfg, 0, [0], (cfg.num_frames, 3, cfg.image_size, cfg.image_size), cfg.num_classes, 0)[0].tolist()
+    alpha_bar = np.cumprod(1.0 - named_beta_schedule(cfg.noise_schedule, 1000))[t]
+    weight = min(alpha_bar / (1.0 - alpha_bar), gamma)  # the demo preset predicts x_0
+    assert cfg.prediction == "x0" and weight != 1.0
+    assert losses(tmp_path / f"g{gamma}")[0] == pytest.approx(losses(tmp_path / "g0.0")[0] * weight, rel=1e-5)
+    assert load_checkpoint(latest_checkpoint(tmp_path / f"g{gamma}"))["config"]["snr_gamma"] == gamma
+    with pytest.raises(UserError, match="snr-gamma"):
+        train(tiny(tmp_path / "bad", snr_gamma=-1.0), progress=False)
+
+
 def test_metrics_jsonl_records(tmp_path):
     train(tiny(tmp_path / "run", steps=2), progress=False)
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

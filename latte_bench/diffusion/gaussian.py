@@ -450,6 +450,7 @@ class GaussianDiffusion:
         t: torch.Tensor,
         model_kwargs: dict | None = None,
         noise: torch.Tensor | None = None,
+        snr_gamma: float | None = None,
     ) -> dict:
         """Per-sample losses (each (B,)) for x_0 (B, F, C, H, W) at schedule indices t (B,).
 
@@ -457,6 +458,11 @@ class GaussianDiffusion:
         (noise − eps)², ``vb`` = the variational-bound term with the gradient stopped on the
         predicted mean (it trains only the variance), ``loss = mse + vb``. The trainer averages
         ``loss`` over the batch. Keys: ``loss``, ``mse``, ``vb`` (``vb`` only when learned).
+
+        ``snr_gamma`` γ > 0: Min-SNR-γ weighting (Hang et al., 2023) of the MSE term in ``loss``:
+        each sample's squared x_0 error counts ``min(SNR_t, γ)`` times, SNR_t = ᾱ_t / (1 − ᾱ_t);
+        for ε-prediction that is the weight ``min(SNR_t, γ) / SNR_t`` on the ε-MSE. ``mse`` stays
+        unweighted. None (Latte): uniform weights.
         """
         if noise is None:
             noise = torch.randn_like(x_start)
@@ -477,8 +483,20 @@ class GaussianDiffusion:
                 terms["vb"] = terms["vb"] * (self.num_timesteps / 1000.0)
         target = noise if self.model_mean_type == ModelMeanType.EPSILON else x_start
         terms["mse"] = mean_flat((target - prediction) ** 2)
-        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        mse = terms["mse"] if snr_gamma is None else terms["mse"] * self.min_snr_weight(t, snr_gamma, terms["mse"].dtype)
+        terms["loss"] = mse + terms["vb"] if "vb" in terms else mse
         return terms
+
+    def min_snr_weight(self, t: torch.Tensor, gamma: float, dtype=torch.float32) -> torch.Tensor:
+        """Min-SNR-γ weights (B,) of the MSE at schedule indices t (B,) for this model's prediction target."""
+        if not gamma > 0:
+            raise ValueError(f"snr_gamma must be > 0, got {gamma}")
+        alpha_bar = torch.as_tensor(self.alphas_cumprod)[t.cpu()]  # float64 on the host, like the schedule
+        snr = alpha_bar / (1.0 - alpha_bar)
+        weight = snr.clamp(max=gamma)
+        if self.model_mean_type == ModelMeanType.EPSILON:
+            weight = weight / snr  # |x_0 error|² = |ε error|² / SNR
+        return weight.to(device=t.device, dtype=dtype)
 
 
 def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:

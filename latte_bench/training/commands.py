@@ -28,7 +28,7 @@ _TRAIN_FIELDS = {
     "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
     "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
     "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
-    "learn_sigma": _yes_no,
+    "learn_sigma": _yes_no, "snr_gamma": float,
 }
 
 
@@ -48,6 +48,7 @@ _TRAIN_HELP = {
     "noise_schedule": "diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)",
     "prediction": "model target: eps (Latte) | x0 (the clean sample)",
     "learn_sigma": "yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance",
+    "snr_gamma": "Min-SNR-gamma loss weighting: each clip's x_0 error counts min(SNR_t, gamma) times (0: uniform MSE, Latte)",
     "warmup_steps": "linear learning-rate warm-up steps",
     "weight_decay": "AdamW weight decay",
     "ema_decay": "EMA decay per optimizer step",

@@ -38,6 +38,7 @@ class TrainConfig:
     # diffusion (Latte: linear betas, epsilon prediction)
     noise_schedule: str = "linear"  # linear (Latte) | squaredcos_cap_v2 (the IDDPM cosine schedule)
     prediction: str = "eps"  # what the model predicts: eps (Latte) | x0 (the clean sample)
+    snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (x_0 error weighted min(SNR_t, γ)); 0: uniform MSE (Latte)
     joint_strategy: str = "only_video"  # image-video joint training: "only_video" (official) | "temporal_mask"
     gradient_checkpointing: bool = False
     # latent space

@@ -206,6 +206,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     fsdp = cfg.distributed == "fsdp" and world > 1
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
+    if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
+        raise UserError(f"--snr-gamma {cfg.snr_gamma}: must be > 0 (Min-SNR-gamma weighting) or 0 (uniform MSE)")
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
@@ -336,7 +338,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
                 model.set_requires_gradient_sync(sync)
             with (nullcontext() if sync or world == 1 or fsdp else train_model.no_sync()):
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    losses = diffusion.training_losses(train_model, x, t.to(device), kwargs, noise.to(device))
+                    losses = diffusion.training_losses(train_model, x, t.to(device), kwargs, noise.to(device),
+                                                       snr_gamma=cfg.snr_gamma or None)
                 loss = losses["loss"].mean() / cfg.grad_accum
                 scaler.scale(loss).backward()
             step_loss += loss.detach()
