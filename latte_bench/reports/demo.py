@@ -3,14 +3,15 @@
 1. data: the procedural moving-shapes set (:mod:`latte_bench.data.demo`) at the ``demo`` preset's
    size; a held-out real set (seed ``preset seed + 1000``) for the real-vs-real floor;
 2. training: the trainer (:func:`latte_bench.training.trainer.train`) on the ``demo`` preset
-   (Variant 1), checkpoints at ``curve_points`` evenly spaced steps; then, for the Fig. 6
-   comparison, the same preset as Variant 2 (spatial blocks first, then temporal blocks) for
-   ``compare_steps`` steps;
+   (Variant 1), checkpoints at ``curve_points`` evenly spaced steps. Meanwhile a second process
+   scores the real-vs-real floor (held-out real clips in place of generated ones, the same
+   protocol), then trains the Fig. 6 comparison model (the same preset as Variant 2: spatial
+   blocks first, then temporal blocks) for ``compare_steps`` steps, scores it and runs its
+   similarity analysis;
 3. scoring through the evaluation path (:func:`latte_bench.metrics.evaluate` on the ``demo``
    dataset, the checkpoint as a :class:`latte_bench.metrics.CheckpointSource`): FVD + KVD of the
-   final models and the real-vs-real floor (held-out real clips in place of generated ones, the
-   same protocol), bootstrap intervals from the kept I3D features; samples (not scored: the I3D
-   costs a second per clip) of the earlier checkpoints, to show the model learning;
+   final models and the floor, bootstrap intervals from the kept I3D features; samples (not
+   scored: the I3D costs a second per clip) of the earlier checkpoints, to show the model learning;
 4. outputs in ``OUT`` (default ``./latte-demo``; a folder the demo did not make is refused unless
    empty): ``results/`` (the evaluation records), ``table3.md/.csv``, ``training_curves.png``,
    ``samples.png``, the similarity figures of both variants (paper Fig. 6), ``README.md``;
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +45,9 @@ class DemoSettings:
 
     steps: int | None = None
     compare_variant: int = 2  # 0: no comparison model
-    compare_steps: int = 1000
+    compare_steps: int = 2000
     compare_model_options: dict | None = None  # None: the Variant 1 sizes
-    curve_points: int = 3  # checkpoints of Variant 1 whose samples are shown (the last one is scored)
+    curve_points: int = 4  # checkpoints of Variant 1 whose samples are shown (the last one is scored)
     clips: int = 64  # clips per set for FVD / KVD (and the floor)
     sampler: str = "ddim"
     sample_steps: int = 25
@@ -62,7 +64,7 @@ QUICK = DemoSettings(steps=2, compare_steps=1, curve_points=1, clips=2, sample_s
 
 # Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
 # stage"); scaled by the measured speed as long stages finish, for the overall ETA.
-UNIT_S = {"train_step": 0.082, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 5.0}
+UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 5.0}
 
 
 def default_threads() -> int:
@@ -166,6 +168,13 @@ def _method(cfg) -> str:
     return f"{cfg.model} V{cfg.variant} width {cfg.model_options.get('hidden_size', '?')} (demo, {cfg.steps} steps)"
 
 
+def _loss_name(cfg) -> str:
+    """What the logged training loss is, e.g. ``training loss (Min-SNR-5 weighted x_0 MSE)``."""
+    target = "x_0" if cfg.prediction == "x0" else "ε"
+    weighting = f"Min-SNR-{cfg.snr_gamma:g} weighted " if cfg.snr_gamma else ""
+    return f"training loss ({weighting}{target} MSE{' + VB' if cfg.learn_sigma else ''})"
+
+
 def _read_videos(folder: Path, n: int):
     """The first ``n`` videos of a saved-samples folder, uint8 (n, T, H, W, 3)."""
     import numpy as np
@@ -195,12 +204,10 @@ def run_demo(out: str | Path | None = None, quick: bool = False, steps: int | No
 def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool) -> dict:
     from latte_bench.data.demo import make_demo_videos
     from latte_bench.fsutil import write_bytes, write_json
-    from latte_bench.metrics import CheckpointSource, evaluate
+    from latte_bench.metrics import CheckpointSource
     from latte_bench.reports import analysis, leaderboard
     from latte_bench.reports.store import load_records, read_training_log
-    from latte_bench.training.checkpoint import latest_checkpoint
     from latte_bench.training.presets import preset
-    from latte_bench.training.trainer import train
 
     base = preset("demo")
     steps = s.steps or base.steps
@@ -210,14 +217,17 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
         small = dataclasses.replace(s, curve_points=1, model_options=s.compare_model_options or s.model_options)
         runs[s.compare_variant] = _train_config(small, out / "run" / f"v{s.compare_variant}", seed, s.compare_variant,
                                                 s.compare_steps)
-    n_ckpt = 1 + (1 if s.compare_variant else 0)
+    for v, cfg in runs.items():
+        _refuse_other_settings(out, v, cfg)
     scale = 1.0 if s.model_options is None else 0.2
     plan = [("held-out real set", 1.0)]
-    plan += [(f"training Variant {v}", c.steps * UNIT_S["train_step"] * scale) for v, c in runs.items()]
-    plan += [("real-vs-real floor", 1.0)]  # scored during training
-    sampled = n_ckpt * s.clips + (s.curve_points - 1) * min(8, s.clips)
-    plan += [("scoring", n_ckpt * s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
-    plan += [("figures, analysis, tables", 2 * UNIT_S["analysis"] + 10)]
+    plan += [("training Variant 1", runs[1].steps * UNIT_S["train_step"] * scale)]
+    plan += [("real-vs-real floor", 1.0)]  # scored by the second process during training
+    sampled = s.clips + (s.curve_points - 1) * min(8, s.clips)
+    plan += [("scoring", s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
+    if s.compare_variant:
+        plan += [(f"Variant {s.compare_variant}", 1.0)]  # trained and scored by the second process during training
+    plan += [("figures, analysis, tables", UNIT_S["analysis"] + 10)]
     stages = _Stages(plan)
     files: list[Path] = []
     timings: dict[str, float] = {}
@@ -237,48 +247,54 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     timed("data", t0)
     protocol = dict(dataset="demo", num_clips=s.clips, num_frames=frames, seed=seed, device="cpu", batch_size=8,
                     progress=False, torch_threads=threads)
-    # The floor needs no model: a second process scores it while the first trains. It also stores the
-    # training-set clips' I3D statistics in the cache, where the scoring of the models finds them.
-    floor_job = pool.submit(_score_floor, held_out, protocol)
+    # The floor and the comparison model need nothing from Variant 1: a second process scores the floor,
+    # then trains, scores and analyses the comparison model, while the first process trains Variant 1.
+    # The floor also stores the training-set clips' I3D statistics in the cache, where the later scorings find them.
+    floor_job = pool.apply_async(_score_floor, (held_out, protocol))
+    compare_job = pool.apply_async(_compare_model, (runs[s.compare_variant], protocol, s, out, seed)) if s.compare_variant else None
 
     # 2. training -----------------------------------------------------------------------------------
-    for v, cfg in runs.items():
-        stages.next(f"training Variant {v}: {_model_description(cfg)}, {cfg.steps} steps, batch {cfg.batch_size}, "
-                    f"lr {cfg.lr}, {threads} thread(s)")
-        t0 = time.time()
-        run_dir = Path(cfg.out)
-        last = latest_checkpoint(run_dir)
-        if last is None or int(last.stem) < cfg.steps:
-            train(cfg, resume=last is not None, progress=True)
-        timed("train", t0)
+    cfg = runs[1]
+    stages.next(f"training Variant 1: {_model_description(cfg)}, {cfg.steps} steps, batch {cfg.batch_size}, "
+                f"lr {cfg.lr}, {threads} thread(s)"
+                + (f" (Variant {s.compare_variant} trains in a second process)" if s.compare_variant else ""))
+    t0 = time.time()
+    _train(cfg)
+    timed("train Variant 1", t0)
 
     # 3. scoring through the evaluation path --------------------------------------------------------
     stages.next(f"real-vs-real floor: FVD between {s.clips} training-set clips and {s.clips} held-out clips "
                 "(scored by a second process during training)")
     t0 = time.time()
-    floor, floor_cpu_s = floor_job.result()
+    floor, floor_cpu_s = floor_job.get()
     boot_floor = leaderboard.bootstrap_fvd(*_features(floor), n_resamples=s.bootstrap, seed=seed)
     timed("floor (wait)", t0)
     timings["floor (second process, during training)"] = (floor.record["wall_time_s"], floor_cpu_s)
     _say(f"real-vs-real floor: FVD {floor.fvd:.1f} [bootstrap 95% {boot_floor['low']:.1f}-{boot_floor['high']:.1f}]")
 
-    stages.next(f"sampling ({s.sampler.upper()} {s.sample_steps} steps) and scoring {n_ckpt} final model(s) on {s.clips} clips each")
+    stages.next(f"sampling ({s.sampler.upper()} {s.sample_steps} steps) and scoring the final Variant 1 model on {s.clips} clips")
     t0 = time.time()
-    finals, panels = {}, {"real (held out)": held_out}
-    for v, cfg in runs.items():
-        ckpts = sorted((Path(cfg.out) / "checkpoints").glob("*.pt"))
-        for ckpt in ckpts[:-1] if v == 1 else []:  # earlier checkpoints: the same first videos, not scored
-            source = CheckpointSource(ckpt, sampler=s.sampler, steps=s.sample_steps, seed=seed).load("cpu")
-            panels[f"V{v} step {int(ckpt.stem)}"] = source.generate(range(min(8, s.clips)), "demo")
-        ckpt, step = ckpts[-1], int(ckpts[-1].stem)
-        saved = out / "samples" / f"v{v}" / f"{step:07d}"
-        source = CheckpointSource(ckpt, sampler=s.sampler, steps=s.sample_steps, seed=seed)
-        result = evaluate(None, source, metrics=("fvd", "kvd"), method=_method(cfg),
-                          save_samples=None if (saved / "000000").is_dir() else str(saved), **protocol)
-        panels[f"V{v} step {step}" + (" (final)" if v == 1 else f" (Variant {v} model)")] = _read_videos(saved, 8)
-        _say(f"Variant {v}, step {step}: FVD {result.fvd:.1f} on {s.clips} clips (floor {floor.fvd:.1f})")
+    panels = {"real (held out)": held_out}
+    ckpts = sorted((Path(cfg.out) / "checkpoints").glob("*.pt"))
+    for ckpt in ckpts[:-1]:  # earlier checkpoints: the same first videos, not scored
+        source = CheckpointSource(ckpt, sampler=s.sampler, steps=s.sample_steps, seed=seed).load("cpu")
+        panels[f"V1 step {int(ckpt.stem)}"] = source.generate(range(min(8, s.clips)), "demo")
+    ckpt, result, saved = _score_final(cfg, protocol, s, out, seed)
+    panels[f"V1 step {int(ckpt.stem)} (final)"] = _read_videos(saved, 8)
+    _say(f"Variant 1, step {int(ckpt.stem)}: FVD {result.fvd:.1f} on {s.clips} clips (floor {floor.fvd:.1f})")
+    finals = {1: (ckpt, result)}
+    timed("sample+score Variant 1", t0)
+    sims = {}
+    if compare_job is not None:
+        v = s.compare_variant
+        stages.next(f"Variant {v} (trained, scored and analysed by the second process)")
+        t0 = time.time()
+        ckpt, result, saved, sims[v], wall_s, cpu_s = compare_job.get()
+        timed(f"Variant {v} (wait)", t0)
+        timings[f"Variant {v}: train, score, analyse (second process, during training)"] = (wall_s, cpu_s)
+        panels[f"V{v} step {int(ckpt.stem)} (Variant {v} model)"] = _read_videos(saved, 8)
+        _say(f"Variant {v}, step {int(ckpt.stem)}: FVD {result.fvd:.1f} on {s.clips} clips (floor {floor.fvd:.1f})")
         finals[v] = (ckpt, result)
-    timed("sample+score", t0)
 
     # 4. records -----------------------------------------------------------------------------------
     stages.next("records, figures, similarity analysis (Fig. 6), tables")
@@ -314,13 +330,10 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
                             title=f"Held-out real clips, then EMA samples ({s.sampler.upper()} {s.sample_steps} steps) at each checkpoint")
     losses = {f"Variant {v}": read_training_log(out / "run" / f"v{v}")["loss"] for v in runs}
     scores = {"real vs real (floor)": floor.fvd, **{f"Variant {v}, step {int(ck.stem)}": r.fvd for v, (ck, r) in finals.items()}}
-    files += results_figure(losses, scores, out / "training_curves", clips=s.clips)
-    sims = {}
-    for v, (ckpt, _) in finals.items():
-        ana = analysis.run_analysis("similarity", str(ckpt), out=out, num_videos=s.analysis_videos, seed=seed,
-                                    prefix="" if v == 1 else f"v{v}_")
+    files += results_figure(losses, scores, out / "training_curves", clips=s.clips, loss_label=_loss_name(runs[1]))
+    sims = {1: analysis.run_analysis("similarity", str(main_ckpt), out=out, num_videos=s.analysis_videos, seed=seed), **sims}
+    for ana in sims.values():
         files += ana["files"]
-        sims[v] = ana
     timed("figures+analysis", t0)
 
     # tables + README
@@ -375,10 +388,10 @@ def samples_figure(panels: dict, stem: Path, title: str, videos: int = 6, frames
         return save_figure(fig, stem)
 
 
-def results_figure(losses: dict, scores: dict, stem: Path, clips: int) -> list[Path]:
+def results_figure(losses: dict, scores: dict, stem: Path, clips: int, loss_label: str = "training loss") -> list[Path]:
     """Left: the training loss of each run; right: the FVD of each model beside the real-vs-real floor.
 
-    ``losses``: label -> (steps, values); ``scores``: label -> FVD, the floor first.
+    ``losses``: label -> (steps, values); ``scores``: label -> FVD, the floor first; ``loss_label``: the loss axis.
     """
     from latte_bench.reports.figures import STYLE, plot_loss, pyplot, save_figure
 
@@ -387,7 +400,7 @@ def results_figure(losses: dict, scores: dict, stem: Path, clips: int) -> list[P
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
         for label, (steps, values) in losses.items():
             plot_loss(ax, steps, values, label)
-        ax.set(xlabel="training step", ylabel="training loss (x_0 MSE)", yscale="log", title="Training loss")
+        ax.set(xlabel="training step", ylabel=loss_label, yscale="log", title="Training loss")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
         labels, values = list(scores), list(scores.values())
@@ -414,17 +427,43 @@ def block_kind_means(summary: dict) -> dict:
     return {k: float(np.mean(v)) for k, v in kinds.items()}
 
 
-def fig6_summary(sims: dict) -> str:
-    """One paragraph: the spatial/temporal block means of each variant and whether the paper's Fig. 6 reading holds."""
+def fig6_summary(sims: dict, compare_note: str = "") -> str:
+    """One paragraph on the paper's Fig. 6 claims, read from the similarity summaries ``sims`` (variant -> analysis).
+
+    The paper: in Variant 2, each further spatial block lowers the mean inter-frame similarity and raises its
+    variance; and Variant 2's spatial blocks keep the frames less similar than Variant 1's interleaved ones.
+    ``compare_note``: what differs between the two models besides the variant, if anything.
+    """
     means = {v: block_kind_means(ana["numbers"]["summary"]) for v, ana in sims.items()}
     parts = [f"Variant {v}: " + ", ".join(f"{k} blocks {m:.3f}" for k, m in kinds.items()) for v, kinds in means.items()]
-    text = ("Mean inter-frame cosine similarity of the block outputs (clips noised to t = 250): " + "; ".join(parts) + ".")
+    text = "Mean inter-frame cosine similarity of the block outputs (clips noised to t = 250): " + "; ".join(parts) + "."
+    if 2 in sims:
+        stack = [(label, st) for label, st in sims[2]["numbers"]["summary"].items() if label.split(" ", 1)[1] == "spatial"]
+        if len(stack) >= 2:
+            falls = all(b["mean"] < a["mean"] for (_, a), (_, b) in zip(stack, stack[1:]))
+            rises = all(b["var"] > a["var"] for (_, a), (_, b) in zip(stack, stack[1:]))
+            walk = " -> ".join(f"{st['mean']:.3f} (var {st['var']:.1e})" for _, st in stack)
+            text += (f" Paper's Fig. 6: through Variant 2's spatial blocks the mean falls and its variance rises; here "
+                     f"{walk}: the mean {'falls' if falls else 'does not fall'} and the variance "
+                     f"{'rises' if rises else 'does not rise'} at every block.")
     if 1 in means and 2 in means and "spatial" in means[1] and "spatial" in means[2]:
         lower = means[2]["spatial"] < means[1]["spatial"]
-        text += (f" The paper's Fig. 6 reading, that Variant 2's spatial blocks (all before its temporal blocks) keep the "
-                 f"frames less similar than Variant 1's interleaved spatial blocks, {'holds' if lower else 'does not hold'} "
-                 "here; the two models differ in training steps (see Settings), so this is an illustration, not a controlled test.")
+        text += (f" Variant 2's spatial blocks (all before its temporal blocks) {'keep' if lower else 'do not keep'} the "
+                 f"frames less similar than Variant 1's interleaved spatial blocks"
+                 + (f" ({compare_note}, so this is an illustration, not a controlled test)" if compare_note else "") + ".")
     return text
+
+
+def _differences(runs: dict) -> str:
+    """What differs between Variant 1's run and the comparison run besides the variant ("" if nothing)."""
+    first, *others = runs.values()
+    diffs = []
+    for c in others:
+        if c.steps != first.steps:
+            diffs.append(f"training steps ({first.steps:,} vs {c.steps:,})")
+        if c.model_options != first.model_options:
+            diffs.append(f"sizes ({_model_description(first)} vs {_model_description(c)})")
+    return "the two models also differ in " + " and ".join(diffs) if diffs else ""
 
 
 def _score_floor(held_out, protocol: dict):
@@ -436,12 +475,87 @@ def _score_floor(held_out, protocol: dict):
     return result, time.process_time() - cpu
 
 
-def _background():
-    """A one-worker process pool (spawned: a fresh interpreter, no state shared with the training process)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _refuse_other_settings(out: Path, variant: int, cfg) -> None:
+    """Refuse, before any work, a kept run in ``out`` trained with other settings than ``cfg`` (it could not resume)."""
+    import torch
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    from latte_bench.errors import UserError
+    from latte_bench.training.checkpoint import config_differences, latest_checkpoint, load_checkpoint
+    from latte_bench.training.trainer import resolve_precision
+
+    last = latest_checkpoint(Path(cfg.out))
+    if last is None:
+        return
+    current = {**dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, torch.device("cpu"))).to_dict(),
+               "world_size": 1}
+    diff = config_differences(load_checkpoint(last).get("config", {}), current)
+    if diff:
+        raise UserError(f"--out {out}: holds a Variant {variant} run trained with other settings ({', '.join(diff)}); "
+                        f"pass a new folder, or delete {cfg.out} to train it again")
+
+
+def _train(cfg) -> None:
+    """Train run ``cfg`` to its last step (resuming its latest checkpoint, if any)."""
+    from latte_bench.training.checkpoint import latest_checkpoint
+    from latte_bench.training.trainer import train
+
+    last = latest_checkpoint(Path(cfg.out))
+    if last is None or int(last.stem) < cfg.steps:
+        train(cfg, resume=last is not None, progress=cfg.variant == 1)
+
+
+def _score_final(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
+    """FVD + KVD of the run's last checkpoint through the evaluation path; its samples are kept under ``out/samples``.
+
+    Returns ``(checkpoint, EvalResult, samples folder)``.
+    """
+    from latte_bench.metrics import CheckpointSource, evaluate
+
+    ckpt = sorted((Path(cfg.out) / "checkpoints").glob("*.pt"))[-1]
+    saved = out / "samples" / f"v{cfg.variant}" / f"{int(ckpt.stem):07d}"
+    source = CheckpointSource(ckpt, sampler=s.sampler, steps=s.sample_steps, seed=seed)
+    result = evaluate(None, source, metrics=("fvd", "kvd"), method=_method(cfg),
+                      save_samples=None if (saved / "000000").is_dir() else str(saved), **protocol)
+    return ckpt, result, saved
+
+
+def _compare_model(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
+    """In the second process: train the comparison model, score it, run its similarity analysis (Fig. 6).
+
+    Returns ``(checkpoint, EvalResult, samples folder, analysis, wall seconds, CPU seconds)``.
+    """
+    import torch
+
+    from latte_bench.reports import analysis
+
+    wall, cpu = time.time(), time.process_time()
+    torch.set_num_threads(protocol["torch_threads"])  # a spawned process starts with torch's default (all cores)
+    _train(cfg)
+    ckpt, result, saved = _score_final(cfg, protocol, s, out, seed)
+    ana = analysis.run_analysis("similarity", str(ckpt), out=out, num_videos=s.analysis_videos, seed=seed,
+                                prefix=f"v{cfg.variant}_")
+    return ckpt, result, saved, ana, time.time() - wall, time.process_time() - cpu
+
+
+@contextmanager
+def _background():
+    """A one-worker process pool (spawned: a fresh interpreter, no state shared with the training process).
+
+    Its tasks run one after the other. If the demo fails or is interrupted, the worker is terminated at
+    once, so the error is not held back until the second process's work is done.
+    """
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
 
 
 def _features(result):
@@ -529,7 +643,7 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
         "## Inter-frame similarity (paper Fig. 6)",
         "",
     ]
-    lines += [fig6_summary(sims), ""]
+    lines += [fig6_summary(sims, compare_note=_differences(runs)), ""]
     for v, ana in sims.items():
         prefix = "" if v == 1 else f"v{v}_"
         lines += [f"Variant {v} (`{prefix}similarity_matrices.png`, `{prefix}similarity_per_block.png`):", "",
@@ -550,9 +664,11 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
         "",
         "## Time per stage (seconds)",
         "",
-        "Wall time depends on the machine's load. The real-vs-real floor is scored by a second process while the first "
-        "trains, so its wall time overlaps training's (the total is the run's wall time) and the CPU column sums both "
-        "processes; on idle cores a run takes about its CPU time minus the floor's.",
+        "Wall time depends on the machine's load. A second process scores the real-vs-real floor"
+        + (f" and then trains, scores and analyses the Variant {s.compare_variant} model" if s.compare_variant else "")
+        + " while the first trains Variant 1, so its rows' wall times overlap training's (the total is the run's wall "
+        "time) and the CPU column sums both processes; on idle cores a run takes about its CPU time minus the second "
+        "process's.",
         "",
         "| stage | wall s | CPU s |",
         "|---|---:|---:|",
@@ -577,8 +693,10 @@ def deviations(runs: dict, s: DemoSettings) -> list[str]:
         + "".join(f"; the Variant {v} comparison model: {_model_description(c)}, {c.steps:,} steps"
                   for v, c in runs.items() if v != 1) + ";",
         f"{'x_0' if cfg.prediction == 'x0' else 'ε'}-prediction on the `{cfg.noise_schedule}` noise schedule, "
-        f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {'MSE + VB' if cfg.learn_sigma else 'plain MSE'} loss "
-        "(official: ε-prediction on the linear schedule, learned variance, MSE + VB loss);",
+        f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {'MSE + VB' if cfg.learn_sigma else 'MSE'} loss"
+        + (f" with Min-SNR-{cfg.snr_gamma:g} weighting (each clip's x_0 error counts min(SNR_t, {cfg.snr_gamma:g}) times)"
+           if cfg.snr_gamma else "")
+        + " (official: ε-prediction on the linear schedule, learned variance, uniformly weighted MSE + VB loss);",
         f"AdamW lr {cfg.lr:g}, {cfg.warmup_steps} warm-up steps, `{cfg.lr_schedule}` schedule (official: constant 1e-4), "
         f"EMA decay {cfg.ema_decay} (official 0.9999), gradient clipping at norm {cfg.clip_max_norm} from step "
         f"{cfg.start_clip_iter} (official: 0.1 after 20,000 steps), batch {cfg.batch_size} (official 5);",
