@@ -349,3 +349,20 @@ def test_sampling_loops_never_copy_to_the_host(monkeypatch):
                                generator=torch.Generator().manual_seed(0))
     monkeypatch.undo()
     assert torch.equal(out, reference)
+
+
+def test_min_snr_training_loss_never_copies_to_the_host(monkeypatch):
+    """The Min-SNR weights are looked up on t's device, like every schedule value of a training step."""
+    diffusion = create_diffusion("", noise_schedule="squaredcos_cap_v2", predict_xstart=True, learn_sigma=False)
+    x0, t = torch.zeros(2, 2, 1, 2, 2), torch.tensor([3, 700])
+    model = lambda x, tt: torch.full_like(x, 0.3)  # noqa: E731 - an x_0 guess
+    reference = diffusion.training_losses(model, x0, t, noise=torch.ones_like(x0), snr_gamma=2.0)["loss"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read-back inside a training step")
+
+    for name in ("cpu", "item", "tolist", "numpy", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    loss = diffusion.training_losses(model, x0, t, noise=torch.ones_like(x0), snr_gamma=2.0)["loss"]
+    monkeypatch.undo()
+    assert torch.equal(loss, reference)

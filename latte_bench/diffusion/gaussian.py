@@ -173,6 +173,7 @@ class GaussianDiffusion:
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
         self.one_minus_alphas_cumprod = 1.0 - self.alphas_cumprod
+        self.snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # signal-to-noise ratio of x_t
         self.log_betas = np.log(betas)
         # FIXED_LARGE: β_t, with β̃_1 at t = 0
         self.fixed_large_variance = np.append(self.posterior_variance[1], betas[1:]) if T > 1 else betas.copy()
@@ -491,12 +492,11 @@ class GaussianDiffusion:
         """Min-SNR-γ weights (B,) of the MSE at schedule indices t (B,) for this model's prediction target."""
         if not gamma > 0:
             raise ValueError(f"snr_gamma must be > 0, got {gamma}")
-        alpha_bar = torch.as_tensor(self.alphas_cumprod)[t.cpu()]  # float64 on the host, like the schedule
-        snr = alpha_bar / (1.0 - alpha_bar)
+        snr = self.schedule_table("snr", t.device)[t]  # on t's device: no host-device synchronisation
         weight = snr.clamp(max=gamma)
         if self.model_mean_type == ModelMeanType.EPSILON:
             weight = weight / snr  # |x_0 error|² = |ε error|² / SNR
-        return weight.to(device=t.device, dtype=dtype)
+        return weight.to(dtype)
 
 
 def randn(shape, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
