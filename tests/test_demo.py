@@ -74,6 +74,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds a Variant 1 run trained with other settings (steps" in err and "pass a new folder" in err
     assert sorted(p.name for p in out.rglob("*.pt")) == kept
+    ckpt.write_bytes(b"half-written")  # a kept checkpoint that cannot be read: refused, with the way out
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 2
+    assert f"{ckpt}: cannot load checkpoint safely" in (err := capsys.readouterr().err) and "to train it again" in err
 
 
 def test_fig6_summary_reads_the_papers_claims_from_the_block_statistics():

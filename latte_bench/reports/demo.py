@@ -259,7 +259,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
                 f"lr {cfg.lr}, {threads} thread(s)"
                 + (f" (Variant {s.compare_variant} trains in a second process)" if s.compare_variant else ""))
     t0 = time.time()
-    _train(cfg)
+    _train(cfg, progress=True)
     timed("train Variant 1", t0)
 
     # 3. scoring through the evaluation path --------------------------------------------------------
@@ -488,20 +488,24 @@ def _refuse_other_settings(out: Path, variant: int, cfg) -> None:
         return
     current = {**dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, torch.device("cpu"))).to_dict(),
                "world_size": 1}
-    diff = config_differences(load_checkpoint(last).get("config", {}), current)
+    try:
+        stored = load_checkpoint(last).get("config", {})
+    except UserError as e:
+        raise UserError(f"{e}; delete {cfg.out} to train it again, or pass a new --out") from None
+    diff = config_differences(stored, current)
     if diff:
         raise UserError(f"--out {out}: holds a Variant {variant} run trained with other settings ({', '.join(diff)}); "
                         f"pass a new folder, or delete {cfg.out} to train it again")
 
 
-def _train(cfg) -> None:
+def _train(cfg, progress: bool) -> None:
     """Train run ``cfg`` to its last step (resuming its latest checkpoint, if any)."""
     from latte_bench.training.checkpoint import latest_checkpoint
     from latte_bench.training.trainer import train
 
     last = latest_checkpoint(Path(cfg.out))
     if last is None or int(last.stem) < cfg.steps:
-        train(cfg, resume=last is not None, progress=cfg.variant == 1)
+        train(cfg, resume=last is not None, progress=progress)
 
 
 def _score_final(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
@@ -530,7 +534,7 @@ def _compare_model(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
 
     wall, cpu = time.time(), time.process_time()
     torch.set_num_threads(protocol["torch_threads"])  # a spawned process starts with torch's default (all cores)
-    _train(cfg)
+    _train(cfg, progress=False)  # the first process's bar is the one on screen
     ckpt, result, saved = _score_final(cfg, protocol, s, out, seed)
     ana = analysis.run_analysis("similarity", str(ckpt), out=out, num_videos=s.analysis_videos, seed=seed,
                                 prefix=f"v{cfg.variant}_")

@@ -139,7 +139,7 @@ PRESETS: dict[str, TrainConfig] = {
     # - Min-SNR-2 loss weighting: the uniform x_0 MSE spends the gradient on high noise, where x_0 is a
     #   blur; weighting each clip's x_0 error by min(SNR_t, 2) keeps each shape's outline from frame to frame
     #   (FVD 162 -> 99 at 6,000 steps; gamma 1 / 5: 101 / 113);
-    # - 8,000 steps: the comparison model trains in a second process, which leaves Variant 1 the time.
+    # - 8,000 steps: the comparison model trains in a second process, which leaves Variant 1 the time;
     # - batch 4, lr 4e-3 with warm-up and cosine decay to 0: at a fixed CPU budget, more and larger steps
     #   beat larger batches, and the decay turns smeared shapes into sharp ones.
     "demo": TrainConfig(
