@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latte_bench.data.video import open_videos, write_frames, write_npz, write_video
+from latte_bench.data.video import frame_order, open_videos, write_frames, write_npz, write_video
 from latte_bench.errors import UserError
 
 
@@ -43,6 +43,66 @@ def test_frames_are_ordered_by_file_name(tmp_path):
     for name, frame in zip(["2.png", "0.png", "1.png"], v):
         Image.fromarray(frame).save(tmp_path / "vid" / name)
     np.testing.assert_array_equal(open_videos(tmp_path)[0].read([0, 1, 2]), v[[1, 2, 0]])
+
+
+def _save_frames(folder, names, frames):
+    folder.mkdir(parents=True)
+    for name, frame in zip(names, frames):
+        Image.fromarray(frame).save(folder / name)
+
+
+def test_frames_are_read_in_the_order_of_their_numbers(tmp_path):
+    """frame_0 ... frame_15: frame_10 follows frame_9 (a string sort read 0, 1, 10-15, 2-9)."""
+    v = _videos(n=1, t=16, h=8, w=8)[0]
+    _save_frames(tmp_path / "vid", [f"frame_{t}.png" for t in range(16)], v)
+    entry = open_videos(tmp_path)[0]
+    assert entry.num_frames == 16
+    np.testing.assert_array_equal(entry.read(range(16)), v)
+
+
+@pytest.mark.parametrize(
+    "names, order",
+    [
+        (["frame_10.png", "frame_9.png", "frame_0.png", "frame_1.png"] + [f"frame_{t}.png" for t in range(2, 9)],
+         [f"frame_{t}.png" for t in range(11)]),
+        (["img10.jpg", "img9.jpg", "img8.jpg"], ["img8.jpg", "img9.jpg", "img10.jpg"]),
+        (["clip7_0002.png", "clip7_0000.png", "clip7_0001.png"], ["clip7_0000.png", "clip7_0001.png", "clip7_0002.png"]),
+        (["9.png", "0.png", "3.png", "6.png"], ["0.png", "3.png", "6.png", "9.png"]),  # a constant step of 3
+        (["b.png", "c.png", "a.png"], ["a.png", "b.png", "c.png"]),  # no numbers, one width: sorted by name
+        (["000007.png"], ["000007.png"]),
+    ],
+)
+def test_frame_order_sorts_by_the_last_number_in_the_name(names, order):
+    assert frame_order(names, "vid") == order
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [
+        ([f"{t:06d}.png" for t in range(16) if t != 5], "jump from 4 to 6"),
+        (["0.png", "1.png", "2.png", "4.png", "5.png"], "jump from 2 to 4"),
+        (["0.png", "1.png", "01.png"], "number 1 twice"),
+        (["000003.png", "000003.jpg", "000004.png"], "number 3 twice"),
+        (["a.png", "bb.png"], "no number"),
+        (["000000.png", "000001.png", "cover.png"], "cover.png"),
+    ],
+)
+def test_frame_order_refuses_gaps_repeats_and_numberless_names_of_unequal_width(names, match):
+    with pytest.raises(UserError, match=match) as e:
+        frame_order(names, "data/vid")
+    assert str(e.value).startswith("data/vid: ") and "\n" not in str(e.value)
+
+
+def test_folder_with_a_missing_frame_is_named_or_skipped(tmp_path):
+    v = _videos(n=2, t=16, h=8, w=8)
+    write_frames(tmp_path / "good", v[0])
+    write_frames(tmp_path / "gap", v[1])
+    (tmp_path / "gap" / "000005.png").unlink()
+    with pytest.raises(UserError, match="jump from 4 to 6") as e:
+        open_videos(tmp_path)
+    assert str(tmp_path / "gap") in str(e.value) and "--skip-bad" in str(e.value)
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["good"] and [name for name, _ in src.skipped] == ["gap"]
 
 
 def test_video_tree_recursive_mp4(tmp_path):

@@ -4,7 +4,7 @@ Readers. :func:`open_videos` turns a path into a :class:`VideoSource`, a sorted 
 :class:`VideoEntry` (a name, a frame count known without decoding, ``read(indices)``):
 
 - a folder of frame folders, ``ROOT/<video>/<frame>.png|jpg`` (StyleGAN-V and Latte's layout;
-  frames sorted by file name, videos by folder name);
+  frames in the order of the number in their names, :func:`frame_order`; videos by folder name);
 - a folder tree of video files (``.mp4 .avi .mov .mkv .webm``, searched recursively, e.g.
   UCF101's ``ROOT/<Class>/<video>.avi``), decoded with PyAV (FFmpeg); or a single video file;
 - a ``.npy`` / ``.npz`` array of uint8 videos shaped (N, T, H, W, 3).
@@ -16,8 +16,9 @@ point nowhere are refused with the file named (skipped with ``skip_bad``).
 Every frame comes back as uint8 RGB (T, H, W, 3). Grayscale frames (PNG/JPEG mode ``L``,
 or arrays without a channel axis or with one channel) are repeated to 3 channels, as the
 StyleGAN-V metrics do before calling the detector. Frames with an alpha channel or more
-than 8 bits are refused. Anything unreadable raises :class:`UserError` naming the file;
-with ``skip_bad=True`` videos that cannot be opened are skipped and listed in
+than 8 bits are refused. Anything
+unreadable raises :class:`UserError` naming the file; with ``skip_bad=True`` videos that
+cannot be opened (a frame folder with a missing frame included) are skipped and listed in
 ``VideoSource.skipped`` instead.
 
 Writers (all atomic): :func:`write_video` (H.264 mp4 through PyAV, lossy), :func:`write_frames`
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -158,13 +160,13 @@ def _find_video_files(root: Path, skip_bad: bool, skipped: list) -> list[Path]:
 def _open_frame_folders(root: Path, subdirs, skip_bad: bool, bad: list | None = None) -> VideoSource:
     entries, skipped = [], list(bad or [])
     for d in subdirs:
-        frames = _data_files(d.path, IMAGE_EXTS, skip_bad, skipped)
-        if not frames:
-            msg = f"{d.path}: video folder has no .png/.jpg frames"
+        try:
+            frames = _frames_in_order(d.path, skip_bad, skipped)
+        except UserError as e:
             if skip_bad:
-                skipped.append((d.name, msg))
+                skipped.append((d.name, str(e)))
                 continue
-            raise UserError(msg)
+            raise
         paths = [f.path for f in frames]
         stats = [f.stat() for f in frames]
         stamp = f"{sum(s.st_size for s in stats)}:{max(s.st_mtime_ns for s in stats)}"
@@ -172,6 +174,51 @@ def _open_frame_folders(root: Path, subdirs, skip_bad: bool, bad: list | None = 
     if not entries:
         raise UserError(f"{root}: no readable frame folders")
     return VideoSource(root, "frames", entries, skipped)
+
+
+def _frames_in_order(folder: str, skip_bad: bool, skipped: list) -> list[os.DirEntry]:
+    """The frame files of one video folder in playing order (:func:`frame_order`)."""
+    frames = {f.name: f for f in _data_files(folder, IMAGE_EXTS, skip_bad, skipped)}
+    if not frames:
+        raise UserError(f"{folder}: video folder has no .png/.jpg frames")
+    return [frames[name] for name in frame_order(list(frames), folder)]
+
+
+_LAST_NUMBER = re.compile(r"([0-9]+)[^0-9]*$")
+
+
+def frame_order(names: Sequence[str], folder: str | os.PathLike) -> list[str]:
+    """The frame file ``names`` of the video folder ``folder`` in playing order.
+
+    A frame's number is the last run of digits in its name without the extension
+    (``frame_0001.png``: 1, ``img10.jpg``: 10, ``clip7_0002.png``: 2). Frames play in the order of
+    their numbers, which must step evenly (0, 1, 2, ... or a constant step such as 0, 3, 6) and never
+    repeat. Names without any number keep the order of the names if they are all of one width
+    (``a.png``, ``b.png``). Anything else (a missing frame, a number used twice, numberless names of
+    different widths, numberless names beside numbered ones) raises :class:`UserError` naming ``folder``.
+    """
+    fix = "number the frames evenly (000000.png, 000001.png, ...) or remove the folder (--skip-bad skips it)"
+    numbered = [(int(m.group(1)), n) for n in names if (m := _LAST_NUMBER.search(os.path.splitext(n)[0]))]
+    if not numbered:
+        widths = {len(os.path.splitext(n)[0]) for n in names}
+        if len(widths) > 1:
+            short, long = min(names, key=len), max(names, key=len)
+            raise UserError(f"{folder}: frame names have no number and differ in width ({short}, {long}), "
+                            f"so their order is unknown; {fix}")
+        return sorted(names)
+    if len(numbered) < len(names):
+        plain = next(n for n in sorted(names) if not _LAST_NUMBER.search(os.path.splitext(n)[0]))
+        raise UserError(f"{folder}: {plain} has no number in its name, the other frames do; {fix}")
+    numbered.sort()
+    steps = [b[0] - a[0] for a, b in zip(numbered, numbered[1:])]
+    for a, b, step in zip(numbered, numbered[1:], steps):
+        if step == 0:
+            raise UserError(f"{folder}: frame number {a[0]} twice ({a[1]}, {b[1]}); {fix}")
+    for a, b, step in zip(numbered, numbered[1:], steps):
+        if step != min(steps):
+            raise UserError(f"{folder}: frame numbers jump from {a[0]} to {b[0]} ({a[1]}, {b[1]}; a missing frame?) "
+                            f"where the others step by {min(steps)}; {fix}")
+    return [n for _, n in numbered]
 
 
 class _FrameFolderReader:
