@@ -142,6 +142,11 @@ def test_frames_play_in_the_order_of_their_numbers_and_a_gap_is_skipped(tmp_path
     assert _frames_of(ds[(0, 0)]["video"]) == list(range(16))
 
 
+def test_arrays_of_another_shape_are_refused_for_training():
+    with pytest.raises(UserError, match=r"training videos: array shape \(16, 8, 8, 1\)"):
+        ClipDataset.from_arrays(np.zeros((16, 8, 8, 1), np.uint8), [0], num_frames=4, frame_interval=1, image_size=8)
+
+
 def test_ucf101_labels_follow_sorted_classes_and_split_list(tmp_path):
     root = tmp_path / "UCF-101"
     for cls in ("Zumba", "ApplyEyeMakeup", "Biking"):

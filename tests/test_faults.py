@@ -450,8 +450,8 @@ def test_eval_killed_at_random_moments_then_rerun_gives_the_same_number(demo_run
 
 
 # ============================================================================ issue 20, items 1-2: frame order, array shapes
-# Frame files play in the order of the number in their names, in every reader (eval, training sets, `data check`).
-# Unit cases: test_video.py, test_datasets.py.
+# Frame files play in the order of the number in their names, in every reader (eval, training sets, `data check`);
+# an array is read only when it is (N,T,H,W,3) with H, W >= 8. Unit cases: test_video.py, test_datasets.py.
 
 
 def test_a_frame_folder_with_a_missing_frame_is_refused_by_eval_and_listed_by_data_check(tmp_path, capsys):
@@ -470,3 +470,16 @@ def test_a_frame_folder_with_a_missing_frame_is_refused_by_eval_and_listed_by_da
     out = capsys.readouterr().out
     assert "1 readable listed, 1 could not be opened" in out and "skipped: v1: " in out and "jump from 4 to 6" in out
 
+
+def test_a_one_channel_single_video_is_refused_not_read_as_t_videos(tmp_path, capsys):
+    """(T,H,W,1) was read as T grayscale videos of H frames at W x 1 pixels, and scored."""
+    video = waves(1, 16, seed=0, size=32)[0, ..., :1]
+    np.save(tmp_path / "one.npy", video)
+    write_npz(tmp_path / "real.npz", waves(2, 16, seed=1, size=32))
+    assert _cli("eval", "--real", tmp_path / "real.npz", "--fake", tmp_path / "one.npy", "--num-clips", 2) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"latte-bench: error: {tmp_path / 'one.npy'}: array shape (16, 32, 32, 1)") and "\n" not in err
+    assert "(N,T,H,W,3)" in err and "video[None]" in err
+    for bad in (video, video[None], np.repeat(video[None], 4, axis=-1), waves(2, 16, seed=1, size=32)[:, :, :4]):
+        with pytest.raises(UserError, match=r"fake array: array shape .*expected uint8 videos \(N,T,H,W,3\)"):
+            evaluate(waves(2, 16, seed=1, size=32), bad, num_clips=2, allow_fewer=True, progress=False, cache=False)

@@ -130,18 +130,13 @@ def test_arrays_npy_and_npz(tmp_path):
     assert src.fingerprint() == open_videos(tmp_path / "v.npz").fingerprint()
 
 
-def test_grayscale_is_repeated_to_rgb(tmp_path):
-    gray = np.random.default_rng(1).integers(0, 256, (2, 5, 8, 8), dtype=np.uint8)
+def test_grayscale_frames_are_repeated_to_rgb(tmp_path):
+    gray = np.random.default_rng(1).integers(0, 256, (5, 8, 8), dtype=np.uint8)
     (tmp_path / "png" / "v").mkdir(parents=True)
-    for t, frame in enumerate(gray[0]):
+    for t, frame in enumerate(gray):
         Image.fromarray(frame, mode="L").save(tmp_path / "png" / "v" / f"{t:03d}.png")
     out = open_videos(tmp_path / "png")[0].read([0, 4])
-    np.testing.assert_array_equal(out, np.repeat(gray[0][[0, 4], :, :, None], 3, axis=-1))
-    np.save(tmp_path / "g.npy", gray)
-    np.save(tmp_path / "g1.npy", gray[..., None])
-    for f in ("g.npy", "g1.npy"):
-        out = open_videos(tmp_path / f)[1].read([2])
-        np.testing.assert_array_equal(out, np.repeat(gray[1][[2], :, :, None], 3, axis=-1))
+    np.testing.assert_array_equal(out, np.repeat(gray[[0, 4], :, :, None], 3, axis=-1))
 
 
 def test_fingerprint_changes_with_content(tmp_path):
@@ -240,6 +235,47 @@ def test_bad_arrays(tmp_path, array, match):
     with pytest.raises(UserError, match=match) as e:
         open_videos(tmp_path / "bad.npy")
     assert "bad.npy" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (16, 32, 32, 1),  # one grayscale video: was read as 16 videos of 32 frames at 32x1 pixels
+        (2, 16, 32, 32),  # 4-D: grayscale videos without a channel axis, or one video
+        (16, 32, 32, 3),  # one RGB video
+        (2, 16, 32, 32, 1),  # one channel
+        (2, 16, 32, 32, 4),  # RGBA
+        (2, 16, 4, 32, 3),  # H below 8
+        (2, 16, 32, 4, 3),  # W below 8
+        (2, 0, 32, 32, 3),  # no frames
+    ],
+)
+def test_arrays_that_fit_only_by_misreading_an_axis_are_refused(tmp_path, shape):
+    """On disk (.npy, .npz: the file named) and in memory (the side named): expected and received shapes."""
+    from latte_bench.metrics.sources import as_source
+
+    arr = np.zeros(shape, np.uint8)
+    np.save(tmp_path / "v.npy", arr)
+    np.savez(tmp_path / "v.npz", videos=arr)
+    for f in ("v.npy", "v.npz"):
+        with pytest.raises(UserError) as e:
+            open_videos(tmp_path / f)
+        msg = str(e.value)
+        assert msg.startswith(f"{tmp_path / f}: ") and "(N,T,H,W,3)" in msg and str(shape) in msg, msg
+    with pytest.raises(UserError) as e:
+        as_source(arr, side="fake")
+    assert str(e.value).startswith("fake array: ") and "(N,T,H,W,3)" in str(e.value) and str(shape) in str(e.value)
+
+
+def test_an_rgb_array_of_8x8_frames_is_read(tmp_path):
+    from latte_bench.metrics.sources import as_source
+
+    v = _videos(n=2, t=3, h=8, w=8)
+    src = as_source(v, side="real")
+    assert len(src.videos) == 2
+    np.testing.assert_array_equal(src.videos[1].read([2, 0]), v[1, [2, 0]])
+    np.save(tmp_path / "v.npy", v)
+    np.testing.assert_array_equal(open_videos(tmp_path / "v.npy")[1].read(range(3)), v[1])
 
 
 def test_npz_with_several_arrays(tmp_path):
