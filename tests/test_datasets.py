@@ -126,6 +126,27 @@ def test_sky_nested_frame_folders(tmp_path):
     assert [e.name for e in entries] == ["v1/c1", "v1/c2", "v2/c1"] and labels == [0, 0, 0]
 
 
+def test_frames_play_in_the_order_of_their_numbers_and_a_gap_is_skipped(tmp_path):
+    """Training reads frame_0 ... frame_15 in numeric order (not 0, 1, 10-15, 2-9); a folder missing a frame is
+    skipped, with the reason, like an unreadable video."""
+    from PIL import Image
+
+    (tmp_path / "named").mkdir()
+    for t, frame in enumerate(_index_video(16)):
+        Image.fromarray(frame).save(tmp_path / "named" / f"frame_{t}.png")
+    write_frames(tmp_path / "gap", _index_video(16))
+    (tmp_path / "gap" / "000005.png").unlink()
+    ds = ClipDataset.from_folder("taichi", tmp_path, num_frames=16, frame_interval=1, image_size=8)
+    assert [e.name for e in ds.entries] == ["named"] and [name for name, _ in ds.skipped] == ["gap"]
+    assert "jump from 4 to 6" in ds.skipped[0][1]
+    assert _frames_of(ds[(0, 0)]["video"]) == list(range(16))
+
+
+def test_arrays_of_another_shape_are_refused_for_training():
+    with pytest.raises(UserError, match=r"training videos: array shape \(16, 8, 8, 1\)"):
+        ClipDataset.from_arrays(np.zeros((16, 8, 8, 1), np.uint8), [0], num_frames=4, frame_interval=1, image_size=8)
+
+
 def test_ucf101_labels_follow_sorted_classes_and_split_list(tmp_path):
     root = tmp_path / "UCF-101"
     for cls in ("Zumba", "ApplyEyeMakeup", "Biking"):

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from latte_bench.cli import main
 from synthetic import waves
-from latte_bench.data.video import open_videos, write_video
+from latte_bench.data.video import open_videos, write_npz, write_video
 from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, check_writable, clean_temporaries, is_data_name, is_temporary, write_json
 from latte_bench.metrics import CheckpointSource, evaluate
@@ -446,3 +447,39 @@ def test_eval_killed_at_random_moments_then_rerun_gives_the_same_number(demo_run
     resumed, whole = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("killed", "whole"))
     assert resumed["metrics"] == whole["metrics"]
     assert not [p for p in work.rglob("*") if is_temporary(p.name)]
+
+
+# ============================================================================ issue 20, items 1-2: frame order, array shapes
+# Frame files play in the order of the number in their names, in every reader (eval, training sets, `data check`);
+# an array is read only when it is (N,T,H,W,3) with H, W >= 8. Unit cases: test_video.py, test_datasets.py.
+
+
+def test_a_frame_folder_with_a_missing_frame_is_refused_by_eval_and_listed_by_data_check(tmp_path, capsys):
+    root = tmp_path / "taichi" / "frames" / "train"
+    for i, video in enumerate(waves(2, 16, seed=0, size=16)):
+        (root / f"v{i}").mkdir(parents=True)
+        for t, frame in enumerate(video):
+            Image.fromarray(frame).save(root / f"v{i}" / f"frame_{t}.png")
+    np.testing.assert_array_equal(open_videos(root)[1].read(range(16)), waves(2, 16, seed=0, size=16)[1])
+    (root / "v1" / "frame_5.png").unlink()
+    write_npz(tmp_path / "fake.npz", waves(2, 16, seed=1, size=16))
+    assert _cli("eval", "--real", root, "--fake", tmp_path / "fake.npz", "--num-clips", 2, "--allow-fewer") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"latte-bench: error: {root / 'v1'}: frame numbers jump from 4 to 6") and "\n" not in err
+    assert _cli("data", "check", "taichi", "--data", tmp_path / "taichi") == 1
+    out = capsys.readouterr().out
+    assert "1 readable listed, 1 could not be opened" in out and "skipped: v1: " in out and "jump from 4 to 6" in out
+
+
+def test_a_one_channel_single_video_is_refused_not_read_as_t_videos(tmp_path, capsys):
+    """(T,H,W,1) was read as T grayscale videos of H frames at W x 1 pixels, and scored."""
+    video = waves(1, 16, seed=0, size=32)[0, ..., :1]
+    np.save(tmp_path / "one.npy", video)
+    write_npz(tmp_path / "real.npz", waves(2, 16, seed=1, size=32))
+    assert _cli("eval", "--real", tmp_path / "real.npz", "--fake", tmp_path / "one.npy", "--num-clips", 2) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"latte-bench: error: {tmp_path / 'one.npy'}: array shape (16, 32, 32, 1)") and "\n" not in err
+    assert "(N,T,H,W,3)" in err and "video[None]" in err
+    for bad in (video, video[None], np.repeat(video[None], 4, axis=-1), waves(2, 16, seed=1, size=32)[:, :, :4]):
+        with pytest.raises(UserError, match=r"fake array: array shape .*expected uint8 videos \(N,T,H,W,3\)"):
+            evaluate(waves(2, 16, seed=1, size=32), bad, num_clips=2, allow_fewer=True, progress=False, cache=False)

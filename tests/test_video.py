@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latte_bench.data.video import open_videos, write_frames, write_npz, write_video
+from latte_bench.data.video import frame_order, open_videos, write_frames, write_npz, write_video
 from latte_bench.errors import UserError
 
 
@@ -45,6 +45,66 @@ def test_frames_are_ordered_by_file_name(tmp_path):
     np.testing.assert_array_equal(open_videos(tmp_path)[0].read([0, 1, 2]), v[[1, 2, 0]])
 
 
+def _save_frames(folder, names, frames):
+    folder.mkdir(parents=True)
+    for name, frame in zip(names, frames):
+        Image.fromarray(frame).save(folder / name)
+
+
+def test_frames_are_read_in_the_order_of_their_numbers(tmp_path):
+    """frame_0 ... frame_15: frame_10 follows frame_9 (a string sort read 0, 1, 10-15, 2-9)."""
+    v = _videos(n=1, t=16, h=8, w=8)[0]
+    _save_frames(tmp_path / "vid", [f"frame_{t}.png" for t in range(16)], v)
+    entry = open_videos(tmp_path)[0]
+    assert entry.num_frames == 16
+    np.testing.assert_array_equal(entry.read(range(16)), v)
+
+
+@pytest.mark.parametrize(
+    "names, order",
+    [
+        (["frame_10.png", "frame_9.png", "frame_0.png", "frame_1.png"] + [f"frame_{t}.png" for t in range(2, 9)],
+         [f"frame_{t}.png" for t in range(11)]),
+        (["img10.jpg", "img9.jpg", "img8.jpg"], ["img8.jpg", "img9.jpg", "img10.jpg"]),
+        (["clip7_0002.png", "clip7_0000.png", "clip7_0001.png"], ["clip7_0000.png", "clip7_0001.png", "clip7_0002.png"]),
+        (["9.png", "0.png", "3.png", "6.png"], ["0.png", "3.png", "6.png", "9.png"]),  # a constant step of 3
+        (["b.png", "c.png", "a.png"], ["a.png", "b.png", "c.png"]),  # no numbers, one width: sorted by name
+        (["000007.png"], ["000007.png"]),
+    ],
+)
+def test_frame_order_sorts_by_the_last_number_in_the_name(names, order):
+    assert frame_order(names, "vid") == order
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [
+        ([f"{t:06d}.png" for t in range(16) if t != 5], "jump from 4 to 6"),
+        (["0.png", "1.png", "2.png", "4.png", "5.png"], "jump from 2 to 4"),
+        (["0.png", "1.png", "01.png"], "number 1 twice"),
+        (["000003.png", "000003.jpg", "000004.png"], "number 3 twice"),
+        (["a.png", "bb.png"], "no number"),
+        (["000000.png", "000001.png", "cover.png"], "cover.png"),
+    ],
+)
+def test_frame_order_refuses_gaps_repeats_and_numberless_names_of_unequal_width(names, match):
+    with pytest.raises(UserError, match=match) as e:
+        frame_order(names, "data/vid")
+    assert str(e.value).startswith("data/vid: ") and "\n" not in str(e.value)
+
+
+def test_folder_with_a_missing_frame_is_named_or_skipped(tmp_path):
+    v = _videos(n=2, t=16, h=8, w=8)
+    write_frames(tmp_path / "good", v[0])
+    write_frames(tmp_path / "gap", v[1])
+    (tmp_path / "gap" / "000005.png").unlink()
+    with pytest.raises(UserError, match="jump from 4 to 6") as e:
+        open_videos(tmp_path)
+    assert str(tmp_path / "gap") in str(e.value) and "--skip-bad" in str(e.value)
+    src = open_videos(tmp_path, skip_bad=True)
+    assert [e.name for e in src.entries] == ["good"] and [name for name, _ in src.skipped] == ["gap"]
+
+
 def test_video_tree_recursive_mp4(tmp_path):
     clip = _smooth_video()
     write_video(tmp_path / "ClassB" / "v1.mp4", clip)
@@ -70,18 +130,13 @@ def test_arrays_npy_and_npz(tmp_path):
     assert src.fingerprint() == open_videos(tmp_path / "v.npz").fingerprint()
 
 
-def test_grayscale_is_repeated_to_rgb(tmp_path):
-    gray = np.random.default_rng(1).integers(0, 256, (2, 5, 8, 8), dtype=np.uint8)
+def test_grayscale_frames_are_repeated_to_rgb(tmp_path):
+    gray = np.random.default_rng(1).integers(0, 256, (5, 8, 8), dtype=np.uint8)
     (tmp_path / "png" / "v").mkdir(parents=True)
-    for t, frame in enumerate(gray[0]):
+    for t, frame in enumerate(gray):
         Image.fromarray(frame, mode="L").save(tmp_path / "png" / "v" / f"{t:03d}.png")
     out = open_videos(tmp_path / "png")[0].read([0, 4])
-    np.testing.assert_array_equal(out, np.repeat(gray[0][[0, 4], :, :, None], 3, axis=-1))
-    np.save(tmp_path / "g.npy", gray)
-    np.save(tmp_path / "g1.npy", gray[..., None])
-    for f in ("g.npy", "g1.npy"):
-        out = open_videos(tmp_path / f)[1].read([2])
-        np.testing.assert_array_equal(out, np.repeat(gray[1][[2], :, :, None], 3, axis=-1))
+    np.testing.assert_array_equal(out, np.repeat(gray[[0, 4], :, :, None], 3, axis=-1))
 
 
 def test_fingerprint_changes_with_content(tmp_path):
@@ -180,6 +235,47 @@ def test_bad_arrays(tmp_path, array, match):
     with pytest.raises(UserError, match=match) as e:
         open_videos(tmp_path / "bad.npy")
     assert "bad.npy" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (16, 32, 32, 1),  # one grayscale video: was read as 16 videos of 32 frames at 32x1 pixels
+        (2, 16, 32, 32),  # 4-D: grayscale videos without a channel axis, or one video
+        (16, 32, 32, 3),  # one RGB video
+        (2, 16, 32, 32, 1),  # one channel
+        (2, 16, 32, 32, 4),  # RGBA
+        (2, 16, 4, 32, 3),  # H below 8
+        (2, 16, 32, 4, 3),  # W below 8
+        (2, 0, 32, 32, 3),  # no frames
+    ],
+)
+def test_arrays_that_fit_only_by_misreading_an_axis_are_refused(tmp_path, shape):
+    """On disk (.npy, .npz: the file named) and in memory (the side named): expected and received shapes."""
+    from latte_bench.metrics.sources import as_source
+
+    arr = np.zeros(shape, np.uint8)
+    np.save(tmp_path / "v.npy", arr)
+    np.savez(tmp_path / "v.npz", videos=arr)
+    for f in ("v.npy", "v.npz"):
+        with pytest.raises(UserError) as e:
+            open_videos(tmp_path / f)
+        msg = str(e.value)
+        assert msg.startswith(f"{tmp_path / f}: ") and "(N,T,H,W,3)" in msg and str(shape) in msg, msg
+    with pytest.raises(UserError) as e:
+        as_source(arr, side="fake")
+    assert str(e.value).startswith("fake array: ") and "(N,T,H,W,3)" in str(e.value) and str(shape) in str(e.value)
+
+
+def test_an_rgb_array_of_8x8_frames_is_read(tmp_path):
+    from latte_bench.metrics.sources import as_source
+
+    v = _videos(n=2, t=3, h=8, w=8)
+    src = as_source(v, side="real")
+    assert len(src.videos) == 2
+    np.testing.assert_array_equal(src.videos[1].read([2, 0]), v[1, [2, 0]])
+    np.save(tmp_path / "v.npy", v)
+    np.testing.assert_array_equal(open_videos(tmp_path / "v.npy")[1].read(range(3)), v[1])
 
 
 def test_npz_with_several_arrays(tmp_path):

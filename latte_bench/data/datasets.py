@@ -206,9 +206,10 @@ class ClipDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_arrays(cls, videos: np.ndarray, labels: Sequence[int], kind: str = "demo", class_names=(), **options) -> "ClipDataset":
-        """Clips from in-memory uint8 videos (N, T, H, W, 3) (e.g. :func:`make_demo_videos`)."""
-        from latte_bench.data.video import MemoryReader, VideoEntry
+        """Clips from in-memory uint8 videos (N, T, H, W, 3) (e.g. :func:`make_demo_videos`); other shapes are refused."""
+        from latte_bench.data.video import MemoryReader, VideoEntry, check_video_array
 
+        videos = check_video_array(videos, "training videos")
         entries = [VideoEntry(f"{i:06d}", videos.shape[1], MemoryReader(videos, i)) for i in range(len(videos))]
         return cls(kind, entries, labels, class_names=class_names, root="<memory>", **options)
 

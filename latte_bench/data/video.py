@@ -4,20 +4,21 @@ Readers. :func:`open_videos` turns a path into a :class:`VideoSource`, a sorted 
 :class:`VideoEntry` (a name, a frame count known without decoding, ``read(indices)``):
 
 - a folder of frame folders, ``ROOT/<video>/<frame>.png|jpg`` (StyleGAN-V and Latte's layout;
-  frames sorted by file name, videos by folder name);
+  frames in the order of the number in their names, :func:`frame_order`; videos by folder name);
 - a folder tree of video files (``.mp4 .avi .mov .mkv .webm``, searched recursively, e.g.
   UCF101's ``ROOT/<Class>/<video>.avi``), decoded with PyAV (FFmpeg); or a single video file;
-- a ``.npy`` / ``.npz`` array of uint8 videos shaped (N, T, H, W, 3).
+- a ``.npy`` / ``.npz`` array of uint8 videos shaped (N, T, H, W, 3) (:func:`check_video_array`).
 
 Hidden names (a leading dot) are never read: they include every temporary file a
 crashed writer leaves (:func:`latte_bench.fsutil.is_data_name`). Symbolic links that loop or
 point nowhere are refused with the file named (skipped with ``skip_bad``).
 
-Every frame comes back as uint8 RGB (T, H, W, 3). Grayscale frames (PNG/JPEG mode ``L``,
-or arrays without a channel axis or with one channel) are repeated to 3 channels, as the
-StyleGAN-V metrics do before calling the detector. Frames with an alpha channel or more
-than 8 bits are refused. Anything unreadable raises :class:`UserError` naming the file;
-with ``skip_bad=True`` videos that cannot be opened are skipped and listed in
+Every frame comes back as uint8 RGB (T, H, W, 3). Grayscale image files (PNG/JPEG mode ``L``)
+are repeated to 3 channels, as the StyleGAN-V metrics do before calling the detector; frames
+with an alpha channel or more than 8 bits are refused, and so is every array that is not
+(N, T, H, W, 3) (grayscale or RGBA arrays included: their shape is ambiguous). Anything
+unreadable raises :class:`UserError` naming the file; with ``skip_bad=True`` videos that
+cannot be opened (a frame folder with a missing frame included) are skipped and listed in
 ``VideoSource.skipped`` instead.
 
 Writers (all atomic): :func:`write_video` (H.264 mp4 through PyAV, lossy), :func:`write_frames`
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,6 +42,8 @@ from latte_bench.fsutil import atomic_path, is_data_name
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 ARRAY_EXTS = (".npy", ".npz")
+VIDEO_ARRAY_SHAPE = "uint8 videos (N,T,H,W,3)"
+MIN_SIDE = 8  # frames narrower than this are an axis read as another (a (T,H,W,1) video read as (N,T,H,W))
 
 
 @dataclass
@@ -158,13 +162,13 @@ def _find_video_files(root: Path, skip_bad: bool, skipped: list) -> list[Path]:
 def _open_frame_folders(root: Path, subdirs, skip_bad: bool, bad: list | None = None) -> VideoSource:
     entries, skipped = [], list(bad or [])
     for d in subdirs:
-        frames = _data_files(d.path, IMAGE_EXTS, skip_bad, skipped)
-        if not frames:
-            msg = f"{d.path}: video folder has no .png/.jpg frames"
+        try:
+            frames = _frames_in_order(d.path, skip_bad, skipped)
+        except UserError as e:
             if skip_bad:
-                skipped.append((d.name, msg))
+                skipped.append((d.name, str(e)))
                 continue
-            raise UserError(msg)
+            raise
         paths = [f.path for f in frames]
         stats = [f.stat() for f in frames]
         stamp = f"{sum(s.st_size for s in stats)}:{max(s.st_mtime_ns for s in stats)}"
@@ -172,6 +176,51 @@ def _open_frame_folders(root: Path, subdirs, skip_bad: bool, bad: list | None = 
     if not entries:
         raise UserError(f"{root}: no readable frame folders")
     return VideoSource(root, "frames", entries, skipped)
+
+
+def _frames_in_order(folder: str, skip_bad: bool, skipped: list) -> list[os.DirEntry]:
+    """The frame files of one video folder in playing order (:func:`frame_order`)."""
+    frames = {f.name: f for f in _data_files(folder, IMAGE_EXTS, skip_bad, skipped)}
+    if not frames:
+        raise UserError(f"{folder}: video folder has no .png/.jpg frames")
+    return [frames[name] for name in frame_order(list(frames), folder)]
+
+
+_LAST_NUMBER = re.compile(r"([0-9]+)[^0-9]*$")
+
+
+def frame_order(names: Sequence[str], folder: str | os.PathLike) -> list[str]:
+    """The frame file ``names`` of the video folder ``folder`` in playing order.
+
+    A frame's number is the last run of digits in its name without the extension
+    (``frame_0001.png``: 1, ``img10.jpg``: 10, ``clip7_0002.png``: 2). Frames play in the order of
+    their numbers, which must step evenly (0, 1, 2, ... or a constant step such as 0, 3, 6) and never
+    repeat. Names without any number keep the order of the names if they are all of one width
+    (``a.png``, ``b.png``). Anything else (a missing frame, a number used twice, numberless names of
+    different widths, numberless names beside numbered ones) raises :class:`UserError` naming ``folder``.
+    """
+    fix = "number the frames evenly (000000.png, 000001.png, ...) or remove the folder (--skip-bad skips it)"
+    numbered = [(int(m.group(1)), n) for n in names if (m := _LAST_NUMBER.search(os.path.splitext(n)[0]))]
+    if not numbered:
+        widths = {len(os.path.splitext(n)[0]) for n in names}
+        if len(widths) > 1:
+            short, long = min(names, key=len), max(names, key=len)
+            raise UserError(f"{folder}: frame names have no number and differ in width ({short}, {long}), "
+                            f"so their order is unknown; {fix}")
+        return sorted(names)
+    if len(numbered) < len(names):
+        plain = next(n for n in sorted(names) if not _LAST_NUMBER.search(os.path.splitext(n)[0]))
+        raise UserError(f"{folder}: {plain} has no number in its name, the other frames do; {fix}")
+    numbered.sort()
+    steps = [b[0] - a[0] for a, b in zip(numbered, numbered[1:])]
+    for a, b, step in zip(numbered, numbered[1:], steps):
+        if step == 0:
+            raise UserError(f"{folder}: frame number {a[0]} twice ({a[1]}, {b[1]}); {fix}")
+    for a, b, step in zip(numbered, numbered[1:], steps):
+        if step != min(steps):
+            raise UserError(f"{folder}: frame numbers jump from {a[0]} to {b[0]} ({a[1]}, {b[1]}; a missing frame?) "
+                            f"where the others step by {min(steps)}; {fix}")
+    return [n for _, n in numbered]
 
 
 class _FrameFolderReader:
@@ -377,25 +426,39 @@ def _quiet_ffmpeg() -> None:
 
 
 def check_video_array(arr, name: str) -> np.ndarray:
-    """``arr`` as uint8 videos (N, T, H, W, C), C = 3 or 1; grayscale (N, T, H, W) gets C = 1.
+    """``arr`` as uint8 RGB videos (N, T, H, W, 3), N, T >= 1, H, W >= ``MIN_SIDE``; ``name`` names it in errors.
 
-    A 4-D array whose last axis is 3 is one RGB video (T, H, W, 3), not T grayscale videos: it is
-    refused with the fix (``video[None]``) instead of being misread. ``name`` names it in errors.
+    Every other shape is refused instead of being read with one axis taken for another: a 4-D
+    array is one video (T, H, W, C) or grayscale videos (N, T, H, W), and read as the latter a
+    (T, H, W, 1) video becomes T videos of H frames at W x 1 pixels; a last axis of 1 or 4 is
+    grayscale or RGBA; frames under ``MIN_SIDE`` pixels are an axis out of place. The message
+    names the shape received, the one expected and the fix.
     """
     if hasattr(arr, "detach"):  # a torch tensor
         arr = arr.detach().cpu().numpy()
     arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
     if arr.dtype != np.uint8:
-        raise UserError(f"{name}: array dtype is {arr.dtype}; expected uint8 videos (N,T,H,W,3) in 0..255")
-    if arr.ndim == 4 and arr.shape[-1] == 3:
-        raise UserError(f"{name}: array shape {tuple(arr.shape)} looks like one video (T,H,W,3); expected uint8 videos "
-                        "(N,T,H,W,3): save or pass video[None] for a single video")
-    if arr.ndim == 4:  # grayscale without a channel axis
-        arr = arr[..., None]
-    if arr.ndim != 5 or arr.shape[-1] not in (1, 3):
-        raise UserError(f"{name}: array shape is {tuple(arr.shape)}; expected uint8 videos (N,T,H,W,3)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise UserError(f"{name}: array holds no videos (shape {tuple(arr.shape)})")
+        raise UserError(f"{name}: array dtype is {arr.dtype}; expected {VIDEO_ARRAY_SHAPE} in 0..255")
+    shape = tuple(arr.shape)
+    got, expected = f"{name}: array shape {shape}", f"expected {VIDEO_ARRAY_SHAPE} with H, W >= {MIN_SIDE}"
+    if arr.ndim == 4 and shape[-1] == 3:
+        raise UserError(f"{got} looks like one video (T,H,W,3); {expected}: save or pass video[None] for a single video")
+    if arr.ndim == 4:
+        raise UserError(f"{got} has 4 axes (one video (T,H,W,C) or grayscale videos (N,T,H,W)?); {expected}: pass "
+                        "video[None] for a single video, np.repeat(videos[..., None], 3, axis=-1) for grayscale ones")
+    if arr.ndim != 5:
+        raise UserError(f"{got}; {expected}")
+    if shape[-1] == 1:
+        raise UserError(f"{got} has 1 channel; {expected}: repeat grayscale to RGB with np.repeat(videos, 3, axis=-1)")
+    if shape[-1] == 4:
+        raise UserError(f"{got} has 4 channels; {expected}: drop the alpha channel with videos[..., :3]")
+    if shape[-1] != 3:
+        raise UserError(f"{got}: the last axis is not 3 RGB channels; {expected}: move the channel axis last "
+                        "(videos.transpose(0, 1, 3, 4, 2) for (N,T,3,H,W))")
+    if shape[0] == 0 or shape[1] == 0:
+        raise UserError(f"{got} holds no videos or no frames; {expected}")
+    if min(shape[2], shape[3]) < MIN_SIDE:
+        raise UserError(f"{got} has frames of {shape[3]}x{shape[2]} pixels (an axis out of place?); {expected}")
     return arr
 
 
@@ -416,7 +479,7 @@ def _load_array(path: Path) -> np.ndarray:
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"{path}: cannot load array ({type(e).__name__}); expected uint8 videos (N,T,H,W,3)") from e
+            raise UserError(f"{path}: cannot load array ({type(e).__name__}); expected {VIDEO_ARRAY_SHAPE}") from e
         arr = check_video_array(arr, str(path))
         _ARRAYS.clear()  # keep at most one array per process
         _ARRAYS[key] = arr
@@ -448,7 +511,7 @@ class _ArrayReader:
 
 
 class MemoryReader:
-    """Reads frames of video ``index`` of an in-memory uint8 (N, T, H, W, C) array (picklable)."""
+    """Reads frames of video ``index`` of an in-memory uint8 (N, T, H, W, 3) array (picklable; :func:`check_video_array` first)."""
 
     def __init__(self, array: np.ndarray, index: int):
         self.array, self.index = array, index

@@ -4,7 +4,8 @@
 
 - a path: frame folders, a video tree, a video file, a ``.npy``/``.npz`` array, or a folder written
   by ``latte-bench sample`` in any format (``videos.npz`` inside included) → :class:`FileSource`;
-- a uint8 numpy array or torch tensor (N, T, H, W, 3) in memory → :class:`FileSource` over it;
+- a uint8 numpy array or torch tensor (N, T, H, W, 3) in memory → :class:`FileSource` over it (any
+  other shape is refused, :func:`latte_bench.data.video.check_video_array`);
 - an iterable, or a callable returning one, that yields uint8 batches (B, T, H, W, 3)
   (clean-fid's ``gen=``) → :class:`StreamSource` (read once, in order);
 - for the generated side, a :class:`CheckpointSource`: the model is sampled in memory and its
@@ -27,10 +28,8 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
-from latte_bench.data.video import MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
+from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
-
-VIDEO_ARRAY_SHAPE = "uint8 videos (N, T, H, W, 3)"
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -148,8 +147,6 @@ class StreamSource:
         clip = next(pending, None)
         for batch in it:
             arr = check_video_array(batch, f"{self.side} stream batch")
-            if arr.shape[-1] == 1:
-                arr = np.repeat(arr, 3, axis=-1)
             for video in arr:
                 while clip is not None and clip.video == index:
                     if max(clip.indices) >= len(video):
