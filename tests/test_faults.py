@@ -483,3 +483,47 @@ def test_a_one_channel_single_video_is_refused_not_read_as_t_videos(tmp_path, ca
     for bad in (video, video[None], np.repeat(video[None], 4, axis=-1), waves(2, 16, seed=1, size=32)[:, :, :4]):
         with pytest.raises(UserError, match=r"fake array: array shape .*expected uint8 videos \(N,T,H,W,3\)"):
             evaluate(waves(2, 16, seed=1, size=32), bad, num_clips=2, allow_fewer=True, progress=False, cache=False)
+
+
+# ============================================================================ issue 20 items 4-10
+# The evaluation path's keys and outputs: real statistics cached and records reused only for the same real
+# content; work folders and their blocks used only by the evaluation they belong to; every output and work
+# folder checked before the first clip is read; every write failure one line, the result never lost.
+
+
+def _same_size_rewrite(path: Path, write) -> None:
+    """Rewrite ``path`` with ``write(path)`` (other content of the same size), then restore its mtime (as cp -p does)."""
+    st = path.stat()
+    write(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_real_array_rewritten_with_its_size_and_mtime_is_not_served_from_the_cache(tmp_path):
+    """Item 4: the .npz of other content, same size and restored mtime, gave the old cached FVD."""
+    real = tmp_path / "real.npz"
+    write_npz(real, waves(2, 9, seed=0))
+    fake = waves(2, 9, seed=1)
+    kw = dict(num_clips=2, num_frames=9, cache_dir=str(tmp_path / "cache"), progress=False, torch_threads=1)
+    first = evaluate(str(real), fake, **kw)
+    _same_size_rewrite(real, lambda p: write_npz(p, waves(2, 9, seed=2)))
+    cached = evaluate(str(real), fake, **kw)
+    fresh = evaluate(str(real), fake, **{**kw, "cache": False})
+    assert cached.provenance["real_stats_cache"]["hit"] is False
+    assert cached.fvd == fresh.fvd and fresh.fvd != first.fvd
+    assert evaluate(str(real), fake, **kw).provenance["real_stats_cache"]["hit"] is True  # unchanged: cached
+
+
+def test_a_swapped_frame_of_equal_size_changes_the_fingerprint_of_a_folder(tmp_path):
+    """Item 4: a frame folder's key samples the content (first and last frame of each sampled video)."""
+    videos = waves(3, 4, seed=0, size=16)
+    for i, video in enumerate(videos):
+        (tmp_path / f"v{i}").mkdir()
+        for t, frame in enumerate(video):
+            Image.fromarray(frame).save(tmp_path / f"v{i}" / f"{t:02d}.png", compress_level=0)  # size: pixels only
+    before = open_videos(tmp_path).fingerprint()
+    assert open_videos(tmp_path).fingerprint() == before
+    for last in (tmp_path / "v1" / "03.png", tmp_path / "v2" / "00.png"):
+        _same_size_rewrite(last, lambda p: Image.fromarray(videos[0, 0]).save(p, format="PNG", compress_level=0))
+        assert open_videos(tmp_path).fingerprint() != before
+        before = open_videos(tmp_path).fingerprint()

@@ -79,12 +79,64 @@ class VideoSource:
         return self.entries[i]
 
     def fingerprint(self) -> str:
-        """sha256 over every entry's name, frame count and file stamp (size, mtime)."""
+        """sha256 that changes when the videos change (the key of cached real statistics and of work folders).
+
+        It covers the layout, every entry's name, frame count and file stamp (size and mtime; for a
+        frame folder the sum of its files' sizes and the newest mtime), and the content: an array file
+        by the sha256 of all its bytes, an in-memory array by that of its data; for frame folders and
+        video trees a sample of :data:`CONTENT_SAMPLE` videos (all of them when there are no more; else
+        those whose names have the lowest sha256): the sha256 of the first and the last frame file of
+        each sampled frame folder, of the first and last :data:`SAMPLE_BYTES` bytes of each sampled video file.
+        """
         h = hashlib.sha256()
         h.update(f"{self.kind}\n".encode())
         for e in self.entries:
             h.update(f"{e.name}\t{e.num_frames}\t{e.fingerprint}\n".encode())
+        if self.kind == "array" and self.root.is_file():
+            h.update(f"content\t{file_sha256(self.root)}\n".encode())
+        elif self.kind in ("frames", "videos"):
+            sample = sorted(self.entries, key=lambda e: hashlib.sha256(e.name.encode()).digest())[:CONTENT_SAMPLE]
+            for e in sorted(sample, key=lambda e: e.name):
+                h.update(f"content\t{e.name}\t{_content_digest(e.reader)}\n".encode())
         return h.hexdigest()
+
+
+CONTENT_SAMPLE = 256  # videos of a folder whose bytes are sampled into its fingerprint
+SAMPLE_BYTES = 1 << 16  # bytes read from the start and from the end of a sampled video file
+_FILE_SHA256: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    """What changes whenever a file is rewritten (the inode change time too, which no copy tool can restore)."""
+    st = os.stat(path)
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of all the bytes of ``path``, computed once per process while the file is unchanged."""
+    from latte_bench.fsutil import sha256_file
+
+    key = _stat_key(path)
+    if key not in _FILE_SHA256:
+        _FILE_SHA256[key] = sha256_file(path)
+    return _FILE_SHA256[key]
+
+
+def _content_digest(reader) -> str:
+    """sha256 of a sample of one video's bytes: its first and last frame files, or its file's first and last bytes."""
+    h = hashlib.sha256()
+    if isinstance(reader, _FrameFolderReader):
+        for p in dict.fromkeys((reader.paths[0], reader.paths[-1])):
+            with open(p, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    elif isinstance(reader, _VideoFileReader):
+        with open(reader.path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(0)
+            h.update(f.read(SAMPLE_BYTES))
+            f.seek(max(size - SAMPLE_BYTES, 0))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
 
 
 def open_videos(path: str | os.PathLike, skip_bad: bool = False) -> VideoSource:
@@ -464,7 +516,10 @@ def check_video_array(arr, name: str) -> np.ndarray:
 
 def _load_array(path: Path) -> np.ndarray:
     """The uint8 video array in ``path`` (memory-mapped for .npy), cached per process."""
-    key = str(path)
+    try:
+        key = _stat_key(path)  # a file rewritten in place (same size and mtime) is read again
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror}); expected {VIDEO_ARRAY_SHAPE}") from None
     if key not in _ARRAYS:
         try:
             if path.suffix.lower() == ".npy":
@@ -486,7 +541,7 @@ def _load_array(path: Path) -> np.ndarray:
     return _ARRAYS[key]
 
 
-_ARRAYS: dict[str, np.ndarray] = {}
+_ARRAYS: dict[tuple, np.ndarray] = {}
 
 
 def _open_array(path: Path) -> VideoSource:

@@ -45,8 +45,8 @@ DEFAULT_RESULTS_DIR = Path("results")
 
 # Settings that cannot change a metric value: where files were, how fast it ran, what seeded it,
 # and per-run bookkeeping of `latte-bench eval` records (matched on the first or last part of a
-# dotted key). `real_fingerprint` hashes file names, sizes and mtimes, so two copies of the same
-# data differ in it: the dataset name and the clip counts/resolutions stand in for it.
+# dotted key). `real_fingerprint` hashes file names, sizes, mtimes and a content sample, so two copies
+# of the same data can differ in it: the dataset name and the clip counts/resolutions stand in for it.
 IGNORED_PROTOCOL_KEYS = frozenset(
     {
         "seed", "batch_size", "num_workers", "workers", "device", "devices", "world_size",
