@@ -254,3 +254,36 @@ def test_files_that_are_not_latte_checkpoints_are_refused(tmp_path, capsys, no_e
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
+    """Issue 20 item 5: a rerun with another --data-root said "recorded ..., not run again" and kept the old FVD."""
+    from PIL import Image
+
+    from synthetic import waves
+
+    run = tmp_path / "run"
+    assert main(["train", "demo", "--steps", "1", "--out", str(run), "--model-options", TINY, "--num-frames", "9",
+                 "--demo-videos", "4", "--batch-size", "2", "--num-classes", "0", "--no-progress"]) == 0
+    for name, seed in (("a", 0), ("b", 7)):
+        for i, video in enumerate(waves(2, 9, seed=seed, size=16)):
+            (tmp_path / name / "train" / f"v{i}").mkdir(parents=True)
+            for t, frame in enumerate(video):
+                Image.fromarray(frame).save(tmp_path / name / "train" / f"v{i}" / f"{t:02d}.png")
+    common = ["bench", "--method", "m", "--ckpt", f"taichi={run}", "--out", str(tmp_path / "out"), "--num-clips", "2",
+              "--num-frames", "9", "--real-stride", "1", "--steps", "2", "--metrics", "fvd", "--no-progress",
+              "--set", f'cache_dir="{tmp_path / "cache"}"']
+    fvd = {}
+    for name in ("a", "b", "a"):
+        capsys.readouterr()
+        assert main([*common, "--data-root", f"taichi={tmp_path / name}"]) == 0
+        out = capsys.readouterr().out
+        (entry,) = json.loads((tmp_path / "out" / "bench.json").read_text())["evaluations"]
+        record = tmp_path / "out" / entry["record"]
+        fvd.setdefault(name, []).append(json.loads(record.read_text())["metrics"]["fvd"])
+        assert ("1 recorded (reused), 0 to run" in out) == (len(fvd[name]) == 2), out
+    assert fvd["a"][0] == fvd["a"][1] != fvd["b"][0]
+    fresh = metrics.evaluate(None, metrics.CheckpointSource(str(run), steps=2), dataset="taichi",
+                             data_root=str(tmp_path / "b"), num_clips=2, num_frames=9, real_stride=1, cache=False,
+                             progress=False)
+    assert fvd["b"][0] == fresh.fvd

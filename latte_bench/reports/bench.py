@@ -25,7 +25,7 @@ TOML/YAML file (see ``docs/bench.md``)::
 Order of work: the whole plan is validated first (unknown dataset or setting, missing
 checkpoint, a checkpoint whose frame or class count does not fit its dataset, a missing data
 root: one :class:`UserError` line, before anything is sampled); then each evaluation runs unless
-``OUT/records/`` already holds its record for the same checkpoint sha256 and settings; then
+``OUT/records/`` already holds its record for the same checkpoint sha256, real data and settings; then
 ``OUT/table3.md/.csv``, ``OUT/table5.md/.csv`` (the paper's rows beside the measured ones,
 through :mod:`latte_bench.reports.leaderboard`) and, for a run with several checkpoints on a
 dataset, ``OUT/fvd_vs_step_<dataset>.png/.pdf`` (paper Fig. 5/7) are written, with
@@ -73,7 +73,7 @@ class Evaluation:
 
     ``settings``: every override that applies (plan, dataset, method and command line merged), as
     keyword arguments of :func:`latte_bench.metrics.evaluate` and of its ``CheckpointSource``.
-    ``key``: sha256 of the checkpoint's sha256, the dataset and the resolved settings; a record
+    ``key``: sha256 of the checkpoint's sha256, the dataset, the real data and the resolved settings; a record
     with the same key is reused instead of evaluated again.
     """
 
@@ -90,6 +90,7 @@ class Evaluation:
     where: str = ""  # the plan entry or flag it came from (for messages)
     label: str = ""  # the leaderboard row: the method, plus the step when a run has several checkpoints
     key: str = ""
+    real_fingerprint: str | None = None  # the real data's identity, as the real-statistics cache keys it
     record_path: Path = Path()
     work_dir: Path = Path()
 
@@ -314,6 +315,12 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
         check_fits(info, ev.protocol, ev.checkpoint)
         ev.sha256, ev.step, ev.format = info["sha256"], info["step"], info["format"]
     _assign_labels(evaluations)
+    fingerprints: dict[tuple, str | None] = {}
+    for ev in evaluations:  # listing the real data (and a content sample of it) once per dataset root
+        where = (ev.dataset, ev.data_root, ev.protocol.num_clips, ev.protocol.skip_bad)
+        if where not in fingerprints:
+            fingerprints[where] = real_fingerprint(ev)
+        ev.real_fingerprint = fingerprints[where]
     for ev in evaluations:
         ev.key = evaluation_key(ev)
         slug = _slug(ev.method)
@@ -555,9 +562,19 @@ def _assign_labels(evaluations: list[Evaluation]) -> None:
                 ev.label = f"{ev.method} {ev.checkpoint.name} {ev.sha256[:8]}"
 
 
+def real_fingerprint(ev: Evaluation) -> str | None:
+    """The fingerprint of the real videos ``ev`` is scored against (the one the real-statistics cache keys by)."""
+    from latte_bench.data.registry import real_videos
+    from latte_bench.metrics.sources import as_source
+
+    real = real_videos(ev.dataset, ev.data_root, num_videos=ev.protocol.num_clips)
+    return as_source(real, side="real", skip_bad=ev.protocol.skip_bad).fingerprint()
+
+
 def evaluation_key(ev: Evaluation) -> str:
-    """sha256 over what decides the numbers: the checkpoint's bytes, the dataset, the metrics, the
-    protocol in force (defaults filled in, stride resolved), the sampling settings and ``num_runs``.
+    """sha256 over what decides the numbers: the checkpoint's bytes, the dataset, the real data's
+    fingerprint (:func:`real_fingerprint`), the metrics, the protocol in force (defaults filled in,
+    stride resolved), the sampling settings and ``num_runs``.
 
     Settings that cannot move a number (batch sizes, device, workers, cache) are left out, so a
     rerun with another batch size reuses the records; a plan that spells out a default and one
@@ -570,7 +587,7 @@ def evaluation_key(ev: Evaluation) -> str:
     source = CheckpointSource(str(ev.checkpoint), **src)
     sampling = {k: getattr(source, k) for k in _source_keys() if k not in NO_EFFECT}
     protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
-    payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset,
+    payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset, "real": ev.real_fingerprint,
                "metrics": list(ev.settings.get("metrics") or get_dataset(ev.dataset).metrics),
                "protocol": protocol, "sampling": sampling, "num_runs": int(ev.settings.get("num_runs") or 1)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -633,7 +650,7 @@ def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
 def _bench_entry(ev: Evaluation) -> dict:
     return {"schema": BENCH_SCHEMA, "key": ev.key, "method": ev.method, "label": ev.label,
             "checkpoint": str(ev.checkpoint), "checkpoint_sha256": ev.sha256, "step": ev.step, "run": str(ev.run),
-            "settings": ev.settings}
+            "real_fingerprint": ev.real_fingerprint, "settings": ev.settings}
 
 
 def _fmt_duration(seconds: float) -> str:
