@@ -112,6 +112,18 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def write_errors(path: str | os.PathLike, way_out: str = "free some space or make it writable") -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` (a full disk, a folder in its place, no permission)
+    into a one-line :class:`latte_bench.errors.UserError` naming ``path``, the cause and ``way_out``."""
+    from latte_bench.errors import UserError
+
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or type(e).__name__}); {way_out}") from None
+
+
 def current_umask() -> int:
     """The process umask (read from /proc on Linux, else set-and-restore under a lock)."""
     try:

@@ -527,3 +527,43 @@ def test_a_swapped_frame_of_equal_size_changes_the_fingerprint_of_a_folder(tmp_p
         _same_size_rewrite(last, lambda p: Image.fromarray(videos[0, 0]).save(p, format="PNG", compress_level=0))
         assert open_videos(tmp_path).fingerprint() != before
         before = open_videos(tmp_path).fingerprint()
+
+
+def _demo_eval(run, work, seed=0, **kw):
+    """The tiny demo checkpoint scored on 2 videos in blocks of 1 (2 blocks), kept in ``work``."""
+    settings = dict(dataset="demo", num_clips=2, num_frames=9, block_size=1, torch_threads=1, progress=False,
+                    metrics=("fvd",), work_dir=str(work), cache_dir=str(Path(work).parent / "cache"))
+    return evaluate(None, CheckpointSource(run, sampler="ddim", steps=5, seed=seed), **{**settings, **kw})
+
+
+def test_a_work_folder_without_a_readable_manifest_is_refused(demo_run, tmp_path):
+    """Item 6: with manifest.json deleted or emptied, a seed-1 run resumed from the blocks of seed 0."""
+    work = tmp_path / "work"
+    _demo_eval(demo_run, work, seed=0)
+    for damage in (lambda p: p.unlink(), lambda p: p.write_text("")):
+        damage(work / "manifest.json")
+        with pytest.raises(UserError, match=r"work.*blocks but no readable manifest\.json.*delete that folder"):
+            _demo_eval(demo_run, work, seed=1)
+
+
+def test_a_block_or_cache_entry_copied_under_another_key_is_recomputed(demo_run, tmp_path):
+    """Item 6: a block (or cache entry) copied, checksum and all, under another key was accepted."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _demo_eval(demo_run, a, seed=0)
+    fresh = _demo_eval(demo_run, b, seed=1)
+    for ext in (".npz", ".json"):
+        (b / f"block_00000{ext}").write_bytes((a / f"block_00000{ext}").read_bytes())  # another evaluation's
+    with pytest.warns(UserWarning, match="another evaluation"):
+        again = _demo_eval(demo_run, b, seed=1)
+    assert again.fvd == fresh.fvd and again.record["run"]["resumed_blocks"] == 1
+
+    kw = dict(num_clips=2, num_frames=9, cache_dir=str(tmp_path / "cache2"), progress=False, torch_threads=1)
+    fake = waves(2, 9, seed=1)
+    evaluate(waves(2, 9, seed=0), fake, **kw)
+    second = evaluate(waves(2, 9, seed=3), fake, **kw)
+    first_entry, second_entry = sorted((tmp_path / "cache2").glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+    for ext in (".npz", ".json"):
+        second_entry.with_suffix(ext).write_bytes(first_entry.with_suffix(ext).read_bytes())
+    with pytest.warns(UserWarning, match="another evaluation"):
+        third = evaluate(waves(2, 9, seed=3), fake, **kw)
+    assert third.fvd == second.fvd and third.provenance["real_stats_cache"]["hit"] is False

@@ -39,7 +39,7 @@ from latte_bench.provenance import environment
 SCHEMA = "latte-bench/eval-record/2"
 DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d"}
 I3D_SIZE = 224
-CACHE_VERSION = 2  # bump when anything that moves cached real statistics changes
+CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
 
 
 @dataclass
@@ -314,16 +314,17 @@ def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
 
 def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device):
     heads = [_head(det, nets, proto, counts[det], _keep(det, metrics)) for det in sorted(counts)]
-    read_options, work_dir = {}, None
+    read_options, work_dir, work_key = {}, None, None
     if isinstance(src, CheckpointSource):
         read_options["dataset"] = proto.dataset
         if cfg.save_samples is not None:
             read_options["on_video"] = _sample_writer(Path(cfg.save_samples))
-        work_dir = _work_dir(src, heads, proto, cfg)
+        work_dir, work_key = _work_dir(src, heads, proto, cfg)
     elif cfg.work_dir is not None:
-        work_dir = _work_dir(src, heads, proto, cfg)
+        work_dir, work_key = _work_dir(src, heads, proto, cfg)
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
                       num_workers=cfg.run.num_workers, unit="video", progress=cfg.run.progress, work_dir=work_dir,
+                      work_key=work_key if work_dir is not None else None,
                       desc=("sample + " if isinstance(src, CheckpointSource) else "generated: ") + "+".join(sorted(counts)),
                       read_options=read_options)
     for det, head in zip(sorted(counts), heads):
@@ -351,16 +352,20 @@ def _sample_writer(folder: Path):
     return write
 
 
-def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
-    """The folder of finished blocks; a folder made with other settings is refused, naming the difference."""
+def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
+    """``(folder of finished blocks, key of this evaluation)``; ``(None, None)`` for a source without fingerprint.
+
+    The manifest is written before any block. A folder made with other settings is refused, naming the
+    difference; so is a folder holding blocks without a readable manifest (whose evaluation is unknown).
+    """
     import json
 
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
     from latte_bench.metrics.extract import real_stats_key, stats_cache_root
 
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
-        return None
+        return None, None
     manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
                 "heads": {h.name: {"count": h.count, "keep_features": h.keep_features} for h in heads},
                 "batch_independent": True}
@@ -373,25 +378,28 @@ def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> Path:
     error = None
     if dist.is_main():
         try:
-            if path.is_file():
-                try:
-                    old = json.loads(path.read_text())
-                except ValueError:
-                    old = None
-                now = json.loads(json.dumps(manifest))  # as it reads back from the file
-                if old is not None and old != now:
-                    diffs = _differences(old, now)
-                    raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
-                                    "use another --work-dir or delete that folder")
-            else:
-                check_writable(root, "--work-dir")
-                write_json(path, manifest)
+            check_writable(root, "--work-dir")
+            try:
+                old = json.loads(path.read_text()) if path.is_file() else None
+            except (OSError, ValueError):
+                old = None
+            now = json.loads(json.dumps(manifest))  # as it reads back from the file
+            if not isinstance(old, dict):
+                if any(root.glob("block_*")):
+                    raise UserError(f"{root}: work folder holds blocks but no readable manifest.json, so the evaluation "
+                                    "they belong to is unknown; delete that folder or use another --work-dir")
+                with write_errors(path, "free some space or use another --work-dir"):
+                    write_json(path, manifest)
+            elif old != now:
+                diffs = _differences(old, now)
+                raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
+                                "use another --work-dir or delete that folder")
         except UserError as e:
             error = str(e)
     error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
     if error is not None:
         raise UserError(error)
-    return root
+    return root, real_stats_key(manifest)
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -17,7 +17,9 @@ fixed thread count, so a batch of one is run doubled). Memory stays flat: one bl
 features per rank at a time (plus the kept rows where KVD/KID/IS need them).
 
 Real statistics are cached (:func:`cached_real_stats`) under a key that hashes every setting,
-with a sha256 of the stored arrays checked on every read.
+with a sha256 of the stored arrays checked on every read; every cache entry and every block also
+stores the key it belongs to (and a block its index), checked on read, so a file copied under
+another name is never used.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip
 from latte_bench.device import exact_fp32
 from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path, write_json
+from latte_bench.fsutil import atomic_path, write_errors, write_json
 from latte_bench.metrics.stats import FeatureStats
 
 
@@ -72,10 +74,12 @@ class PassResult:
 
 def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size: int = 8, device="cpu",
              block_size: int = 256, skip_bad: bool = False, num_workers: int = 0, desc: str = "features",
-             unit: str = "clip", progress: bool = True, work_dir: str | Path | None = None, read_options: dict | None = None) -> PassResult:
+             unit: str = "clip", progress: bool = True, work_dir: str | Path | None = None, work_key: str | None = None,
+             read_options: dict | None = None) -> PassResult:
     """Statistics of every head over ``clips`` of ``source`` (a :mod:`latte_bench.metrics.sources` source), all ranks.
 
-    ``work_dir``: finished blocks are stored there and read back on a rerun (resume).
+    ``work_dir``: finished blocks are stored there and read back on a rerun (resume); each block holds
+    ``work_key`` (the key of the evaluation it belongs to) and its index, and is used only when both match.
     ``read_options``: extra keywords for ``source.iter_clips`` (e.g. the dataset for a checkpoint).
     """
     world, rank = dist.world_size(), dist.rank()
@@ -100,7 +104,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
             if r < len(mine):
                 b = mine[r]
                 block_clips = [clips[p] for p in blocks[b]]
-                saved = _load_block(work_dir, b, heads) if work_dir is not None else None
+                saved = _load_block(work_dir, b, heads, work_key) if work_dir is not None else None
                 if saved is not None:
                     payload, resumed = saved, resumed + 1
                 else:
@@ -108,11 +112,10 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                         it = stream_iter if stream_iter is not None else source.iter_clips(
                             block_clips, batch_size=batch_size, num_workers=num_workers, **(read_options or {}))
                         payload = _block(it, block_clips, blocks[b][0], heads, batch_size, device, skip_bad, stream_iter is not None)
+                        if work_dir is not None:
+                            _save_block(work_dir, b, payload, work_key)
                     except UserError as e:
                         payload = {"error": str(e)}
-                    else:
-                        if work_dir is not None:
-                            _save_block(work_dir, b, payload)
             for part in dist.all_gather_object(payload):  # rank order == block order within a round
                 if part is None:
                     continue
@@ -210,25 +213,33 @@ def _block_path(work_dir, b: int) -> Path:
     return Path(work_dir) / f"block_{b:05d}.npz"
 
 
-def _save_block(work_dir, b: int, payload: dict) -> None:
+def _save_block(work_dir, b: int, payload: dict, key: str | None) -> None:
+    """Store block ``b`` (a write failure is a :class:`UserError` naming the file)."""
     arrays = {"clips": np.int64(payload["clips"]), "resolution": np.asarray(payload["resolution"] or (0, 0), np.int64)}
     for name, s in payload["stats"].items():
         arrays.update(_stats_arrays(s, prefix=f"{name}."))
-    meta = {"skipped": payload["skipped"], "example": payload["example"], "sha256": _arrays_sha256(arrays)}
+    meta = {"key": key, "block": b, "skipped": payload["skipped"], "example": payload["example"],
+            "sha256": _arrays_sha256(arrays)}
     path = _block_path(work_dir, b)
-    _write_npz(path, arrays)
-    write_json(path.with_suffix(".json"), meta)  # written last: a block counts as done only with it
+    way_out = "free some space (the finished blocks are kept: rerun to resume) or use another --work-dir"
+    with write_errors(path, way_out):
+        _write_npz(path, arrays)
+    with write_errors(path.with_suffix(".json"), way_out):
+        write_json(path.with_suffix(".json"), meta)  # written last: a block counts as done only with it
 
 
-def _read_checked(path: Path) -> tuple[dict, dict] | None:
+def _read_checked(path: Path, belongs: dict) -> tuple[dict, dict] | None:
     """``(arrays, meta)`` of ``path`` (.npz) and its ``.json``, or None when either is missing.
 
-    Raises ValueError/OSError/KeyError when the arrays do not match the sha256 stored in the json.
+    Raises ValueError/OSError/KeyError when the arrays do not match the sha256 stored in the json, or
+    when the json's entries do not equal ``belongs`` (the key it was stored under: a file copied from elsewhere).
     """
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
         return None
     meta = json.loads(meta_path.read_text())
+    if any(meta.get(k) != v for k, v in belongs.items()):
+        raise ValueError("it was stored for another evaluation (its key differs)")
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     if _arrays_sha256(arrays) != meta["sha256"]:
@@ -236,10 +247,10 @@ def _read_checked(path: Path) -> tuple[dict, dict] | None:
     return arrays, meta
 
 
-def _load_block(work_dir, b: int, heads) -> dict | None:
+def _load_block(work_dir, b: int, heads, key: str | None) -> dict | None:
     path = _block_path(work_dir, b)
     try:
-        found = _read_checked(path)
+        found = _read_checked(path, {"key": key, "block": b})
         if found is None:
             return None
         arrays, meta = found
@@ -307,9 +318,9 @@ def real_stats_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-def _load_cached(path: Path, keep_features: bool):
+def _load_cached(path: Path, keep_features: bool, key: str):
     try:
-        found = _read_checked(path)
+        found = _read_checked(path, {"key": key})
         if found is None:
             return None
         arrays, meta = found
@@ -330,7 +341,7 @@ def cached_real_stats(metric: str, settings: dict, compute: Callable[[], tuple[F
     key = real_stats_key({**settings, "keep_features": keep_features})
     cache_file = stats_cache_root(metric, cache_dir) / f"{key}.npz"
     if cache:
-        loaded = dist.broadcast_object(_load_cached(cache_file, keep_features) if dist.is_main() else None)
+        loaded = dist.broadcast_object(_load_cached(cache_file, keep_features, key) if dist.is_main() else None)
         if loaded is not None:
             return (*loaded, True, key)
     stats, info = compute()
@@ -338,7 +349,7 @@ def cached_real_stats(metric: str, settings: dict, compute: Callable[[], tuple[F
         arrays = _stats_arrays(stats, "")
         try:
             _write_npz(cache_file, arrays)
-            write_json(cache_file.with_suffix(".json"), {"settings": settings, "extract": info,
+            write_json(cache_file.with_suffix(".json"), {"key": key, "settings": settings, "extract": info,
                                                          "sha256": _arrays_sha256(arrays), "written": time.time()})
         except OSError as e:
             warnings.warn(f"{cache_file}: cannot store the real statistics ({e}); continuing without the cache", stacklevel=2)
