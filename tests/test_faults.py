@@ -567,3 +567,30 @@ def test_a_block_or_cache_entry_copied_under_another_key_is_recomputed(demo_run,
     with pytest.warns(UserWarning, match="another evaluation"):
         third = evaluate(waves(2, 9, seed=3), fake, **kw)
     assert third.fvd == second.fvd and third.provenance["real_stats_cache"]["hit"] is False
+
+
+def test_an_in_memory_model_is_keyed_by_its_weights(demo_run, tmp_path):
+    """Item 7: a model in memory (the trainer's periodic FVD) was keyed by its step and name only, so another
+    run's model reached the same work folder and resumed from its blocks."""
+    import copy
+
+    loaded = CheckpointSource(demo_run).load("cpu")
+    checkpoint = {"path": None, "sha256": None, "step": 7, "weights": "ema", "model": "tiny"}
+
+    def in_memory(model):
+        return CheckpointSource.from_model(model, loaded._space, loaded.loaded.info, checkpoint, sampler="ddim", steps=5)
+
+    other = copy.deepcopy(loaded.loaded.model)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(0.05)
+    kw = dict(dataset="demo", num_clips=2, num_frames=9, block_size=1, torch_threads=1, progress=False,
+              metrics=("fvd",), cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+    first = evaluate(None, in_memory(loaded.loaded.model), **kw)
+    with pytest.raises(UserError, match=r"work folder of another evaluation.*weights_sha256"):
+        evaluate(None, in_memory(other), **kw)
+    same = evaluate(None, in_memory(copy.deepcopy(loaded.loaded.model)), **kw)  # equal weights: a true resume
+    assert same.record["run"]["resumed_blocks"] == 2 and same.fvd == first.fvd
+    default = {k: v for k, v in kw.items() if k != "work_dir"}
+    fresh_other = evaluate(None, in_memory(other), **default)
+    assert fresh_other.fvd != first.fvd and fresh_other.record["run"]["resumed_blocks"] == 0

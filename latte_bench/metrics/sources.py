@@ -250,15 +250,23 @@ class CheckpointSource:
         return video_labels(self.seed, indices, k)
 
     def settings(self, dataset: str | None) -> dict:
-        """What determines the videos: the checkpoint file and every sampling setting."""
-        return {"checkpoint": dict(self.loaded.checkpoint), "sampler": self.sampler, "steps": int(self.steps),
-                "cfg_scale": self.effective_cfg(dataset), "seed": int(self.seed), "labels": self.labels,
-                "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
-                "latent_shape": list(self.loaded.latent_shape),
-                "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
+        """What determines the videos: the checkpoint file and every sampling setting.
+
+        A model in memory (no checkpoint sha256) adds ``weights_sha256`` (:func:`state_dict_sha256`) and
+        its diffusion options, so that two models of one name and step never share a work folder.
+        """
+        out = {"checkpoint": dict(self.loaded.checkpoint), "sampler": self.sampler, "steps": int(self.steps),
+               "cfg_scale": self.effective_cfg(dataset), "seed": int(self.seed), "labels": self.labels,
+               "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
+               "latent_shape": list(self.loaded.latent_shape),
+               "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
+        if not self.loaded.checkpoint.get("sha256"):
+            out["weights_sha256"] = state_dict_sha256(self.loaded.model)
+            out["diffusion"] = dict(self.loaded.diffusion_options)
+        return out
 
     def fingerprint(self) -> str:
-        return self.loaded.checkpoint["sha256"]
+        return self.loaded.checkpoint.get("sha256") or state_dict_sha256(self.loaded.model)
 
     @property
     def description(self) -> dict:
@@ -289,3 +297,13 @@ class CheckpointSource:
                 if on_video is not None:
                     on_video(c.video, video)
                 yield c, np.ascontiguousarray(video[list(c.indices)])
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """sha256 over every entry of ``model.state_dict()``: its name, dtype, shape and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
