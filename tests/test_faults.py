@@ -594,3 +594,23 @@ def test_an_in_memory_model_is_keyed_by_its_weights(demo_run, tmp_path):
     default = {k: v for k, v in kw.items() if k != "work_dir"}
     fresh_other = evaluate(None, in_memory(other), **default)
     assert fresh_other.fvd != first.fvd and fresh_other.record["run"]["resumed_blocks"] == 0
+
+
+def test_work_folders_are_checked_before_the_first_clip_is_read(unwritable, tmp_path):
+    """Item 8: an unwritable --work-dir, or one made with other settings, was refused only after the real pass."""
+    read = []
+
+    def real():  # a source of real videos that notes when it is read
+        read.append(True)
+        yield waves(2, 9, seed=0)
+
+    fake = waves(2, 9, seed=1)
+    kw = dict(num_clips=2, num_frames=9, progress=False, torch_threads=1, cache=False)
+    with pytest.raises(UserError, match=r"cannot write there.*--work-dir"):
+        evaluate(real, fake, work_dir=str(unwritable / "work"), **kw)
+    assert read == []
+    evaluate(real, fake, work_dir=str(tmp_path / "work"), **kw)
+    read.clear()
+    with pytest.raises(UserError, match=r"work folder of another evaluation.*num_clips"):
+        evaluate(real, fake, work_dir=str(tmp_path / "work"), **{**kw, "num_clips": 3, "allow_fewer": True})
+    assert read == []

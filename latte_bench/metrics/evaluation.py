@@ -125,6 +125,8 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     plans = {det: _real_plan(det, real_src, proto) for det in detectors if det != "c3d"}  # cheap: no decoding
     if cfg.save_samples is not None:
         check_writable(cfg.save_samples, "--save-samples")
+    sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
+    work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
     nets = _load_detectors(detectors, cfg, device)
 
     stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
@@ -134,11 +136,10 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         real_results[det] = _real_pass(det, real_src, nets[det], clips, sampling, metrics, proto, cfg, device)
 
     runs = []
-    for k in range(cfg.num_runs):
-        source = fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k)
+    for k, source in enumerate(sources):
         stage.next("generated videos" + (f", run {k + 1} of {cfg.num_runs} (seed {source.seed})" if cfg.num_runs > 1 else "")
                    + (" (sampling the checkpoint)" if isinstance(source, CheckpointSource) else ""))
-        fake_pass = _fake_pass(source, fake_clips, nets, counts, metrics, proto, cfg, device)
+        fake_pass = _fake_pass(source, fake_clips, nets, counts, metrics, proto, cfg, device, work[k])
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
@@ -312,19 +313,18 @@ def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
     return [Clip(i, f"{i:06d}", idx) for i in range(n)]
 
 
-def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device):
+def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device, work: tuple):
+    """The generated side's pass; ``work``: ``(work folder, key)`` of :func:`_fake_work_dir`."""
     heads = [_head(det, nets, proto, counts[det], _keep(det, metrics)) for det in sorted(counts)]
-    read_options, work_dir, work_key = {}, None, None
+    read_options = {}
+    work_dir, work_key = work
     if isinstance(src, CheckpointSource):
         read_options["dataset"] = proto.dataset
         if cfg.save_samples is not None:
             read_options["on_video"] = _sample_writer(Path(cfg.save_samples))
-        work_dir, work_key = _work_dir(src, heads, proto, cfg)
-    elif cfg.work_dir is not None:
-        work_dir, work_key = _work_dir(src, heads, proto, cfg)
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
                       num_workers=cfg.run.num_workers, unit="video", progress=cfg.run.progress, work_dir=work_dir,
-                      work_key=work_key if work_dir is not None else None,
+                      work_key=work_key,
                       desc=("sample + " if isinstance(src, CheckpointSource) else "generated: ") + "+".join(sorted(counts)),
                       read_options=read_options)
     for det, head in zip(sorted(counts), heads):
@@ -352,7 +352,14 @@ def _sample_writer(folder: Path):
     return write
 
 
-def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
+def _fake_work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
+    """The work folder of the generated side (a checkpoint always has one; videos with ``--work-dir``)."""
+    if isinstance(src, CheckpointSource) or cfg.work_dir is not None:
+        return _work_dir(src, counts, metrics, proto, cfg)
+    return None, None
+
+
+def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
     """``(folder of finished blocks, key of this evaluation)``; ``(None, None)`` for a source without fingerprint.
 
     The manifest is written before any block. A folder made with other settings is refused, naming the
@@ -367,7 +374,7 @@ def _work_dir(src, heads, proto: Protocol, cfg: Settings) -> tuple[Path | None, 
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
     manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
-                "heads": {h.name: {"count": h.count, "keep_features": h.keep_features} for h in heads},
+                "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics)} for det in sorted(counts)},
                 "batch_independent": True}
     manifest["protocol"].pop("allow_fewer")
     if cfg.work_dir is not None:
