@@ -614,3 +614,15 @@ def test_work_folders_are_checked_before_the_first_clip_is_read(unwritable, tmp_
     with pytest.raises(UserError, match=r"work folder of another evaluation.*num_clips"):
         evaluate(real, fake, work_dir=str(tmp_path / "work"), **{**kw, "num_clips": 3, "allow_fewer": True})
     assert read == []
+
+
+def test_save_samples_is_refused_on_a_resumed_evaluation(demo_run, tmp_path):
+    """Item 9: a resumed evaluation with --save-samples saved only the recomputed blocks, yet listed saved_samples."""
+    work, saved = tmp_path / "work", tmp_path / "saved"
+    first = _demo_eval(demo_run, work)
+    with pytest.raises(UserError, match=r"2 finished block.*--save-samples.*rerun without --save-samples"):
+        _demo_eval(demo_run, work, save_samples=str(saved))
+    assert not any(saved.iterdir())
+    assert _demo_eval(demo_run, work).fvd == first.fvd  # the resume itself is untouched
+    fresh = _demo_eval(demo_run, tmp_path / "new", save_samples=str(saved))  # a new folder saves every video
+    assert sorted(p.name for p in saved.iterdir()) == ["000000", "000001"] and fresh.fvd == first.fvd

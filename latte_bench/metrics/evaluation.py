@@ -401,6 +401,11 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
                 diffs = _differences(old, now)
                 raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
                                 "use another --work-dir or delete that folder")
+            done = len(list(root.glob("block_*.json")))
+            if done and cfg.save_samples is not None:
+                raise UserError(f"{root}: holds {done} finished block(s) of this evaluation, whose videos --save-samples "
+                                "would not write (a resume samples only the missing blocks); rerun without "
+                                "--save-samples to resume, or delete that folder to sample and save every video")
         except UserError as e:
             error = str(e)
     error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
