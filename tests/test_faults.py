@@ -626,3 +626,60 @@ def test_save_samples_is_refused_on_a_resumed_evaluation(demo_run, tmp_path):
     assert _demo_eval(demo_run, work).fvd == first.fvd  # the resume itself is untouched
     fresh = _demo_eval(demo_run, tmp_path / "new", save_samples=str(saved))  # a new folder saves every video
     assert sorted(p.name for p in saved.iterdir()) == ["000000", "000001"] and fresh.fvd == first.fvd
+
+
+class _FileSizeLimit:
+    """A real write failure: RLIMIT_FSIZE makes every write past ``limit`` bytes of a file fail with EFBIG
+    (``File too large``), as a full disk fails with ENOSPC; restored on exit."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def __enter__(self):
+        import resource
+
+        self.before = resource.getrlimit(resource.RLIMIT_FSIZE)
+        self.handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, self.before[1]))
+
+    def __exit__(self, *exc):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, self.before)
+        signal.signal(signal.SIGXFSZ, self.handler)
+
+
+def test_write_failures_at_the_end_are_one_line_and_lose_no_work(demo_run, tmp_path, capsys):
+    """Item 10: --json at a folder raised IsADirectoryError after the table (the default work folder already
+    removed); a full disk gave OSError tracebacks from --json and from work blocks."""
+    write_npz(tmp_path / "real.npz", waves(2, 9, seed=0))
+    write_npz(tmp_path / "fake.npz", waves(2, 9, seed=1))
+    common = ["eval", "--real", tmp_path / "real.npz", "--fake", tmp_path / "fake.npz", "--num-clips", 2, "--num-frames", 9,
+              "--threads", 1, "--no-progress", "--no-cache"]
+    (tmp_path / "folder").mkdir()
+    assert _cli(*common, "--json", tmp_path / "folder") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == (
+        f"latte-bench: error: {tmp_path / 'folder'}: is a folder; --json names the record file to write, "
+        f"e.g. --json {tmp_path / 'folder' / 'record.json'}")
+
+    for argv, limit, failed in ((["--json", tmp_path / "r.json"], 1000, tmp_path / "r.json"),
+                                (["--work-dir", tmp_path / "work"], 1 << 16, tmp_path / "work" / "block_00000.npz")):
+        with _FileSizeLimit(limit):
+            code = _cli(*common, *argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"latte-bench: error: {failed}: cannot write (File too large); " + err.split("; ", 1)[1]
+        assert "\n" not in err and not failed.exists()
+
+    # the default work folder of a checkpoint goes only once the record is delivered: a failed --json keeps it
+    def refuse(record):
+        raise UserError("the record could not be written")
+
+    kw = dict(dataset="demo", num_clips=2, num_frames=9, block_size=1, torch_threads=1, progress=False,
+              metrics=("fvd",), cache_dir=str(tmp_path / "cache"))
+    source = lambda: CheckpointSource(demo_run, sampler="ddim", steps=5)  # noqa: E731
+    with pytest.raises(UserError, match="could not be written"):
+        evaluate(None, source(), on_record=refuse, **kw)
+    (work,) = (tmp_path / "cache").glob("*/manifest.json")
+    again = evaluate(None, source(), **kw)
+    assert again.record["run"]["resumed_blocks"] == 2 and not work.exists()

@@ -146,7 +146,7 @@ def eval_settings(args: argparse.Namespace) -> dict:
 
 def run_eval(args: argparse.Namespace) -> int:
     from latte_bench import distributed as dist
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
     from latte_bench.metrics import CheckpointSource, evaluate
 
     if args.ckpt is not None and args.fake is not None:
@@ -167,15 +167,17 @@ def run_eval(args: argparse.Namespace) -> int:
         fake = CheckpointSource(args.ckpt, seed=args.seed, **{key: getattr(args, key) for key in SAMPLING_KEYS})
     else:
         fake = args.fake
-    try:
-        result = evaluate(args.real, fake, metrics=metrics, **eval_settings(args))
+    def finish(record: dict) -> None:  # before the default work folder goes: a failed write keeps the resume
         if dist.is_main():
-            record = result.record
             record["command"] = ["latte-bench", *sys.argv[1:]] if sys.argv[0].endswith("latte-bench") else None
             print(format_table(record))  # before any file is written: a late failure loses nothing
             if args.json:
-                write_json(args.json, record)
+                with write_errors(args.json, "free some space or choose another --json, then rerun (finished work is kept)"):
+                    write_json(args.json, record)
                 print(f"record: {args.json}", file=sys.stderr)
+
+    try:
+        evaluate(args.real, fake, metrics=metrics, on_record=finish, **eval_settings(args))
     finally:
         if dist.active():
             import torch.distributed
@@ -191,10 +193,14 @@ def _cache_root() -> Path:
 
 
 def check_outputs(json_path, cache_root) -> None:
-    """Refuse now (one line) what would fail after the work: an unwritable --json folder or cache folder."""
+    """Refuse now (one line) what would fail after the work: a --json that is a folder, an unwritable --json
+    folder or cache folder."""
     from latte_bench.fsutil import check_writable
 
     if json_path:
+        if Path(json_path).is_dir():
+            raise UserError(f"{json_path}: is a folder; --json names the record file to write, "
+                            f"e.g. --json {Path(json_path) / 'record.json'}")
         check_writable(Path(json_path).parent, "--json")
     if cache_root is not None:
         check_writable(cache_root, "$LATTE_BENCH_CACHE (or pass --no-cache)")

@@ -80,8 +80,9 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     ``data_root=`` or ``$LATTE_BENCH_DATA/NAME``; ``demo`` needs none). ``fake``: a source or a
     :class:`CheckpointSource`. Settings: the fields of :class:`Protocol` and :class:`RunOptions`,
     plus ``method``, ``work_dir`` (resumable per-block features), ``num_runs`` (K sampling seeds,
-    mean ± std; checkpoints only), ``data_root`` and ``save_samples`` (a folder to write the sampled
-    videos to as PNG frames). Fewer usable clips than ``num_clips`` is an error unless ``allow_fewer``.
+    mean ± std; checkpoints only), ``data_root``, ``save_samples`` (a folder to write the sampled
+    videos to as PNG frames) and ``on_record`` (called with the record on every rank before the default
+    work folder is removed: a :class:`UserError` it raises stops the call and keeps that folder for a resume). Fewer usable clips than ``num_clips`` is an error unless ``allow_fewer``.
     """
     start = time.time()
     cfg = split_settings(settings)
@@ -143,11 +144,25 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    _deliver(cfg.on_record, record)
     if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
         _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
     fake_pass = runs[-1][1]
     stats = {det: (real_results.get(det, {}).get("stats"), fake_pass.stats.get(det)) for det in detectors}
     return EvalResult(dict(record["metrics"]), record, stats)
+
+
+def _deliver(on_record, record: dict) -> None:
+    """``on_record(record)`` on every rank (e.g. writing ``--json``); its refusal stops every rank, the work folder kept."""
+    error = None
+    if on_record is not None:
+        try:
+            on_record(record)
+        except UserError as e:
+            error = str(e)
+    error = dist.broadcast_object(error)
+    if error is not None:
+        raise UserError(error)
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -345,9 +360,11 @@ def _remove_work_dirs(dirs) -> None:
 
 def _sample_writer(folder: Path):
     from latte_bench.data.video import write_frames
+    from latte_bench.fsutil import write_errors
 
     def write(index: int, video: np.ndarray) -> None:
-        write_frames(folder / f"{index:06d}", video)
+        with write_errors(folder / f"{index:06d}", "free some space or choose another --save-samples"):
+            write_frames(folder / f"{index:06d}", video)
 
     return write
 

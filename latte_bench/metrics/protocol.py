@@ -130,9 +130,10 @@ class Settings:
     num_runs: int = 1
     data_root: str | None = None
     save_samples: str | None = None
+    on_record: object = None  # called with the record on every rank before the default work folder is removed
 
 
-_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples")
+_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "on_record")
 
 
 def split_settings(kwargs: dict) -> Settings:
@@ -149,7 +150,7 @@ def split_settings(kwargs: dict) -> Settings:
         protocol=Protocol(**{k: v for k, v in kwargs.items() if k in proto_keys}),
         run=RunOptions(**{k: v for k, v in kwargs.items() if k in run_keys}),
         method=kwargs.get("method"), work_dir=kwargs.get("work_dir"), num_runs=num_runs,
-        data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"),
+        data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"), on_record=kwargs.get("on_record"),
     )
 
 

@@ -687,7 +687,7 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     torchrun all ranks must call this with the same plan; only rank 0 writes and logs.
     """
     from latte_bench import distributed as dist
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
 
     main = dist.is_main()
     say = log if main else (lambda *a, **k: None)
@@ -713,7 +713,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
             raise UserError(f"evaluation {i} of {n} ({what}) stopped: {e} [the {len(evaluated) + len(reused)} finished "
                             "record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
-            write_json(ev.record_path, record)
+            with write_errors(ev.record_path, "free some space or make it writable, then rerun (its work folder is kept)"):
+                write_json(ev.record_path, record)
             # the work folder only serves a resume of this evaluation; the record now holds its result
             shutil.rmtree(ev.work_dir, ignore_errors=True)
             for folder in ev.work_dir.parents[:3]:  # OUT/work/<method>/<dataset>, when empty
@@ -728,7 +729,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         say(f"[bench] evaluation {i} of {n} done in {_fmt_duration(times[-1])}: {_metrics_text(record)}{eta}")
     files: list[Path] = []
     if main:
-        files = write_outputs(plan, log=say)
+        with write_errors(plan.out, "free some space or make it writable, then rerun (every record is kept)"):
+            files = write_outputs(plan, log=say)
     dist.barrier()
     return {"evaluated": evaluated, "reused": reused, "files": files}
 
@@ -750,14 +752,15 @@ def _adopt_record(ev: Evaluation) -> None:
     A record found under another name (a renamed checkpoint or method) is copied, not moved, so
     that a plan naming the same checkpoint twice keeps both rows.
     """
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
 
     path, raw = find_record(ev)
     if path == ev.record_path and raw.get("method") == ev.label:
         return
     raw["method"] = ev.label
     raw["bench"] = {**raw["bench"], "method": ev.method, "label": ev.label, "checkpoint": str(ev.checkpoint)}
-    write_json(ev.record_path, raw)
+    with write_errors(ev.record_path, "free some space or make it writable, then rerun"):
+        write_json(ev.record_path, raw)
 
 
 # ---------------------------------------------------------------- outputs
