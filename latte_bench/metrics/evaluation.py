@@ -82,7 +82,8 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     plus ``method``, ``work_dir`` (resumable per-block features), ``num_runs`` (K sampling seeds,
     mean ± std; checkpoints only), ``data_root``, ``save_samples`` (a folder to write the sampled
     videos to as PNG frames) and ``on_record`` (called with the record on every rank before the default
-    work folder is removed: a :class:`UserError` it raises stops the call and keeps that folder for a resume). Fewer usable clips than ``num_clips`` is an error unless ``allow_fewer``.
+    work folder is removed: a :class:`UserError` it raises stops the call and keeps that folder for a
+    resume). Fewer usable clips than ``num_clips`` is an error unless ``allow_fewer``.
     """
     start = time.time()
     cfg = split_settings(settings)
