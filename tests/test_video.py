@@ -430,3 +430,20 @@ def test_symlink_loops_are_named_or_skipped(tmp_path):
     assert "\n" not in str(e.value)
     src = open_videos(tmp_path, skip_bad=True)
     assert [e.name for e in src.entries] == ["ok.mp4"] and len(src.skipped) == 2
+
+
+def test_a_video_file_swapped_for_one_of_equal_size_changes_the_fingerprint(tmp_path):
+    """Issue 20 item 4: a video tree's key samples the bytes of each file's start and end, not only size and mtime."""
+    from synthetic import waves
+
+    a, b = (write_video(tmp_path / name, video) for name, video in zip(("a.mp4", "b.mp4"), waves(2, 8, seed=0, size=16)))
+    size = max(a.stat().st_size, b.stat().st_size)
+    padded = {p: p.read_bytes().ljust(size, b"\0") for p in (a, b)}  # trailing zeros: both stay readable
+    (tmp_path / "tree").mkdir()
+    target = tmp_path / "tree" / "v.mp4"
+    target.write_bytes(padded[a])
+    before = open_videos(tmp_path / "tree").fingerprint()
+    st = target.stat()
+    target.write_bytes(padded[b])
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert target.stat().st_size == st.st_size and open_videos(tmp_path / "tree").fingerprint() != before
