@@ -287,3 +287,18 @@ def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
                              data_root=str(tmp_path / "b"), num_clips=2, num_frames=9, real_stride=1, cache=False,
                              progress=False)
     assert fvd["b"][0] == fresh.fvd
+
+
+def test_a_record_that_cannot_be_written_is_one_line_and_keeps_the_work_folder(run_dir, tmp_path, capsys):
+    """Issue 20 item 10: a write failure at the end is one line naming the file, and the work folder stays for a rerun."""
+    plan = write_plan(tmp_path / "plan.toml", run_dir, f'[methods.tiny]\ndemo = "{run_dir}/checkpoints/0000001.pt"\n')
+    (ev,) = build_plan(read_plan_file(plan), plan.parent, str(plan)).evaluations
+    ev.record_path.mkdir(parents=True)  # a folder where the record goes: the write fails (IsADirectoryError)
+    capsys.readouterr()
+    assert main(["bench", str(plan), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"latte-bench: error: {ev.record_path}: cannot write (Is a directory); ") and "\n" not in err
+    assert any(ev.work_dir.glob("block_*.json"))  # kept: the rerun resumes
+    ev.record_path.rmdir()
+    assert main(["bench", str(plan), "--no-progress"]) == 0
+    assert json.loads(ev.record_path.read_text())["run"]["resumed_blocks"] > 0 and not ev.work_dir.exists()
