@@ -31,6 +31,11 @@ def register(subparsers) -> None:
     src.add_argument("--metrics", default=None,
                      help="comma-separated: fvd, kvd, fid, kid, is (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     src.add_argument("--method", default=None, help="row name in the leaderboards (default: model and step for --ckpt, else the --fake folder name)")
+    src.add_argument("--save-features", metavar="DIR", default=None,
+                     help="write the per-clip detector features of both sides and their protocol to DIR (docs/uncertainty.md)")
+    src.add_argument("--real-features", metavar="FILE", default=None,
+                     help="FVD: reuse DIR/i3d_real.npz of an earlier --save-features (its protocol must match) instead of "
+                          "the real pass; --real is then optional")
 
     groups = {"protocol": p.add_argument_group("protocol (every setting is recorded)"),
               "sampling": p.add_argument_group("sampling (with --ckpt)"),
@@ -160,7 +165,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
-    if args.real is None and args.dataset is None and set(metrics.replace(" ", "").split(",")) != {"is"}:
+    needs_real = set(metrics.replace(" ", "").split(",")) - ({"is", "fvd", "kvd"} if args.real_features else {"is"})
+    if args.real is None and args.dataset is None and needs_real:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
@@ -168,7 +174,8 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         fake = args.fake
     try:
-        result = evaluate(args.real, fake, metrics=metrics, **eval_settings(args))
+        result = evaluate(args.real, fake, metrics=metrics, save_features=args.save_features,
+                          real_features=args.real_features, **eval_settings(args))
         if dist.is_main():
             record = result.record
             record["command"] = ["latte-bench", *sys.argv[1:]] if sys.argv[0].endswith("latte-bench") else None
@@ -209,6 +216,9 @@ def format_table(record: dict) -> str:
             shown = f"{value['value']:.4f} ± {value['std']:.4f} ({len(value['runs'])} runs)"
         else:
             shown = f"{value:.4f}"
+        if result.get("se") is not None:
+            low, high = result[f"{name}_inf_ci"]
+            shown += f" ± {result['se']:.4f} ({name.upper()}∞ {result[f'{name}_inf']:.4f} [{low:.4f}, {high:.4f}])"
         unit = result.get("unit", "clips")
         real = "-" if result.get("real_count") is None else f"{result['real_count']} {unit}"
         rows.append((name, shown, real, f"{result['fake_count']} {unit}"))

@@ -95,7 +95,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
-    if any(DETECTOR_OF[m] != "c3d" for m in metrics) and real is None:
+    if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
         from latte_bench.data.registry import real_videos
@@ -122,9 +122,11 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     counts = _head_counts(metrics, proto)
     fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
-    plans = {det: _real_plan(det, real_src, proto) for det in detectors if det != "c3d"}  # cheap: no decoding
-    if cfg.save_samples is not None:
-        check_writable(cfg.save_samples, "--save-samples")
+    plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
+             for det in detectors if det != "c3d"}  # cheap: no decoding
+    for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
+        if folder is not None:
+            check_writable(folder, flag)
     nets = _load_detectors(detectors, cfg, device)
 
     stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
@@ -142,6 +144,10 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    if cfg.save_features is not None and dist.is_main():
+        from latte_bench.metrics.uncertainty import save_features
+
+        record["features"] = save_features(cfg.save_features, metrics, real_results, runs[-1][1].stats, record)
     if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
         _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
     fake_pass = runs[-1][1]
@@ -247,8 +253,10 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
     return Head("c3d", net, clip_preprocess, lambda c: c[:, :NUM_FRAMES], count, True)
 
 
-def _keep(det: str, metrics) -> bool:
-    return (det == "i3d" and "kvd" in metrics) or (det == "inception" and "kid" in metrics) or det == "c3d"
+def _keep(det: str, metrics, cfg: Settings | None = None) -> bool:
+    """I3D features are always kept (FVD's se; 1.6 KiB a clip); Inception ones for KID or --save-features."""
+    saving = cfg is not None and cfg.save_features is not None
+    return det in ("i3d", "c3d") or (det == "inception" and ("kid" in metrics or saving))
 
 
 # -------------------------------------------------------------------------------------------- passes
@@ -270,7 +278,11 @@ def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
 
 def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Settings, device) -> dict:
     """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
-    keep = _keep(det, metrics)
+    keep = _keep(det, metrics, cfg)
+    if det == "i3d" and cfg.real_features is not None:
+        from latte_bench.metrics.uncertainty import load_real_features
+
+        return load_real_features(cfg.real_features, _real_settings(det, src, net, proto, cfg, device), sampling)
     head = _head(det, {det: net}, proto, len(clips), keep)
 
     def compute():
@@ -279,18 +291,24 @@ def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Se
                        unit="clip" if det == "i3d" else "frame", progress=cfg.run.progress)
         return res.stats[det], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
 
-    fingerprint = src.fingerprint()
-    settings = {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1], "real_fingerprint": fingerprint,
-                "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
-                "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
-                "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
+    settings = _real_settings(det, src, net, proto, cfg, device)
+    fingerprint = settings["real_fingerprint"]
     use_cache = cfg.run.cache and fingerprint is not None and net[1] is not None
     stats, info, hit, key = cached_real_stats(det, settings, compute, keep_features=keep, cache=use_cache,
                                               cache_dir=cfg.run.cache_dir)
     if det == "i3d":
         _check_fewer_real(stats.n, sampling, proto, src)
-    return {"stats": stats, "info": info, "sampling": sampling,
+    return {"stats": stats, "info": info, "sampling": sampling, "settings": settings,
             "cache": {"key": key, "hit": hit, "enabled": use_cache}}
+
+
+def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dict:
+    """Everything that moves the real statistics of ``det`` (the cache key; the check of --real-features)."""
+    return {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1],
+            "real_fingerprint": None if src is None else src.fingerprint(),
+            "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
+            "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
+            "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
 
 
 def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
@@ -313,7 +331,7 @@ def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
 
 
 def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device):
-    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics)) for det in sorted(counts)]
+    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics, cfg)) for det in sorted(counts)]
     read_options, work_dir = {}, None
     if isinstance(src, CheckpointSource):
         read_options["dataset"] = proto.dataset
@@ -416,9 +434,14 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         det = DETECTOR_OF[m]
         f = fake_pass.stats[det]
         r = real.get(det, {}).get("stats")
-        if m in ("fvd", "fid"):
+        if m in ("fvd", "fid") and r.keep_features and f.keep_features:
+            from latte_bench.metrics.uncertainty import frechet_from_features
+
+            est = frechet_from_features(r, f, metric=m, covariance=proto.covariance, seed=proto.seed)
+            value, detail = est.value, {"uncertainty": est.to_dict()}
+        elif m in ("fvd", "fid"):
             value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
-            detail = {}
+            detail = {"uncertainty": None}
         elif m == "kvd":
             from latte_bench.metrics.kernel import kvd
 
@@ -516,8 +539,9 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
     results = {}
     for m in metrics:
         det = DETECTOR_OF[m]
-        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det),
-                **last[m]["detail"]}
+        detail = dict(last[m]["detail"])
+        unc = detail.pop("uncertainty", False)
+        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det), **detail}
         if det in real_results:
             rr = real_results[det]
             prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),
@@ -529,6 +553,10 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
         results[m] = {"metric": m, "value": values[m]["value"] if isinstance(values[m], dict) else values[m],
                       "real_count": last[m]["real_count"], "fake_count": last[m]["fake_count"], "unit": last[m]["unit"],
                       "provenance": prov}
+        if unc is not False:  # Fréchet distances: se, N -> inf estimate and interval (of the last run)
+            from latte_bench.metrics.uncertainty import record_fields
+
+            results[m].update(record_fields(m, unc))
     fake_desc = dict(fake_src.description)
     if isinstance(fake_src, CheckpointSource):
         fake_desc.update(fake_src.settings(proto.dataset))

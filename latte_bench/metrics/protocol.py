@@ -130,9 +130,11 @@ class Settings:
     num_runs: int = 1
     data_root: str | None = None
     save_samples: str | None = None
+    save_features: str | None = None
+    real_features: str | None = None
 
 
-_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples")
+_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "save_features", "real_features")
 
 
 def split_settings(kwargs: dict) -> Settings:
@@ -150,6 +152,7 @@ def split_settings(kwargs: dict) -> Settings:
         run=RunOptions(**{k: v for k, v in kwargs.items() if k in run_keys}),
         method=kwargs.get("method"), work_dir=kwargs.get("work_dir"), num_runs=num_runs,
         data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"),
+        save_features=kwargs.get("save_features"), real_features=kwargs.get("real_features"),
     )
 
 

@@ -1,0 +1,137 @@
+"""latte_bench.metrics.uncertainty: se, FVD∞ and its interval meet the simulated targets; eval records them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import waves
+
+from latte_bench.errors import UserError
+from latte_bench.metrics import fid_from_features, fvd_from_features
+from latte_bench.metrics.stats import FeatureStats, frechet_distance
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/bench_uncertainty.py (its simulation cases are the ones the targets are checked on)."""
+    spec = importlib.util.spec_from_file_location("bench_uncertainty", ROOT / "benchmarks" / "bench_uncertainty.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_uncertainty"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_targets_two_gaussians_d16_n600(bench):
+    s = bench.study("gauss", 16, 600, 60, seed=0)
+    assert s["bias_value"] > 0.1  # FD_N is biased upward, measurably at this size
+    assert 0.7 <= s["se_ratio"] <= 1.4
+    assert abs(s["bias_inf"]) <= 0.3 * abs(s["bias_value"])
+    assert s["coverage"] >= 0.85
+
+
+def test_targets_same_distribution_heavy_tails_cover_zero(bench):
+    s = bench.study("heavy", 16, 600, 60, seed=0)
+    assert s["truth"] == 0.0 and s["mean_value"] > 0.1
+    assert s["coverage"] >= 0.85  # the interval for the population distance contains 0
+    assert abs(s["bias_inf"]) <= 0.3 * abs(s["bias_value"])
+
+
+def test_percentile_bootstrap_misses_the_estimate_the_jackknife_does_not(bench):
+    """The reason the percentile interval went: resampling with replacement shifts FD up."""
+    rng = np.random.default_rng(3)
+    real, fake = bench.draw("gauss", bench.population(16), 64, rng)
+    est = fvd_from_features(real, fake)
+    boot = []
+    for _ in range(100):
+        boot.append(fvd_from_features(real[rng.integers(0, 64, 64)], fake[rng.integers(0, 64, 64)]).value)
+    assert np.quantile(boot, 0.025) > est.value  # the bootstrap "interval" does not contain the estimate
+    assert est.inf_ci[0] <= est.value <= est.inf_ci[1] + 3 * est.se and est.inf < est.value
+
+
+def test_value_is_the_evaluation_distance_bit_for_bit():
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal((40, 8)).astype(np.float32) + 0.5
+    sr, sf = FeatureStats(keep_features=True), FeatureStats(keep_features=True)
+    for k in range(0, 50, 7):  # batches, as a pass appends them: the sums of the stats are what value uses
+        sr.append(real[k:k + 7])
+    for k in range(0, 40, 3):
+        sf.append(fake[k:k + 3])
+    for unbiased, cov in ((False, "biased"), (True, "unbiased")):
+        want = frechet_distance(sr.mean(), sr.cov(unbiased), sf.mean(), sf.cov(unbiased))
+        assert fvd_from_features(sr, sf, covariance=cov).value == want
+    one_r, one_f = FeatureStats(), FeatureStats()
+    one_r.append(real)
+    one_f.append(fake)
+    assert fvd_from_features(real, fake).value == frechet_distance(one_r.mean(), one_r.cov(), one_f.mean(), one_f.cov())
+
+
+def test_fields_names_and_json():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((30, 4)), rng.standard_normal((30, 4)) + 1
+    e = fid_from_features(a, b, confidence=0.9, seed=5)
+    assert e.fid_inf == e.inf and e.fid_inf_ci == e.inf_ci and e.confidence == 0.9
+    with pytest.raises(AttributeError):
+        e.fvd_inf
+    d = json.loads(json.dumps(e.to_dict()))
+    assert set(d) >= {"value", "se", "fid_inf", "fid_inf_ci", "confidence", "n_real", "n_fake", "dim", "method", "groups", "seed"}
+    assert d["n_real"] == 30 and d["dim"] == 4 and 0 <= d["fid_inf_ci"][0] <= d["fid_inf_ci"][1]
+    assert fvd_from_features(a, b, seed=5).inf == fvd_from_features(a, b, seed=5).inf  # seeded grouping
+    narrow = fvd_from_features(a, b, confidence=0.5)
+    wide = fvd_from_features(a, b, confidence=0.99)
+    assert wide.inf_ci[1] - wide.inf_ci[0] > narrow.inf_ci[1] - narrow.inf_ci[0]
+
+
+def test_too_few_items_give_nan_and_bad_input_is_refused():
+    rng = np.random.default_rng(2)
+    e = fvd_from_features(rng.standard_normal((3, 4)), rng.standard_normal((3, 4)))
+    assert math.isfinite(e.value) and math.isnan(e.se) and e.to_dict()["se"] is None
+    with pytest.raises(UserError, match="400-d"):
+        fvd_from_features(np.zeros((10, 400)), np.zeros((10, 2048)))
+    with pytest.raises(UserError, match="confidence"):
+        fvd_from_features(np.zeros((10, 4)), np.zeros((10, 4)), confidence=95)
+    with pytest.raises(UserError, match=r"\(N, d\)"):
+        fvd_from_features(np.zeros(10), np.zeros((10, 4)))
+    with pytest.raises(UserError, match="per-item features"):
+        fvd_from_features(FeatureStats(4), np.zeros((10, 4)))
+
+
+@pytest.mark.slow
+def test_demo_floor_interval_contains_zero(bench):
+    rows = bench.demo_study(splits=4)
+    floor = rows[-1]
+    assert floor["case"] == "demo floor" and floor["coverage"] >= 0.85
+
+
+@pytest.mark.slow
+def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
+    """Real I3D, 5+5 9-frame clips: record fields, saved features, --real-features reuse and its protocol check."""
+    from latte_bench.data.video import write_npz
+    from latte_bench.metrics import evaluate
+
+    write_npz(tmp_path / "real.npz", waves(5, 9, 0))
+    write_npz(tmp_path / "fake.npz", waves(5, 9, 1))
+    kw = dict(num_clips=5, num_frames=9, real_stride=1, seed=3, cache=False, batch_size=2, progress=False, allow_fewer=True)
+    r = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", save_features=tmp_path / "feats", **kw)
+    res = r.record["results"]["fvd"]
+    assert set(res) >= {"se", "fvd_inf", "fvd_inf_ci", "uncertainty"} and res["uncertainty"]["n_real"] == 5
+    real, fake = FeatureStats.load(tmp_path / "feats" / "i3d_real.npz"), FeatureStats.load(tmp_path / "feats" / "i3d_fake.npz")
+    e = fvd_from_features(real, fake, seed=3)
+    assert e.value == r.fvd and e.se == res["se"] and e.fvd_inf == res["fvd_inf"]
+    assert r.record["features"]["fvd"]["real"] == str((tmp_path / "feats" / "i3d_real.npz").resolve())
+    from latte_bench.reports.store import record_from_dict, record_features
+
+    got = record_features(record_from_dict(r.record, tmp_path / "rec.json"), "fvd")
+    assert np.array_equal(got[0], real.features)
+
+    again = evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", **kw)
+    assert again.fvd == r.fvd
+    with pytest.raises(UserError, match="another protocol.*clips"):
+        evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", **{**kw, "seed": 4})
