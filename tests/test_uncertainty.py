@@ -135,3 +135,28 @@ def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
     assert again.fvd == r.fvd
     with pytest.raises(UserError, match="another protocol.*clips"):
         evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", **{**kw, "seed": 4})
+
+
+def test_table3_uncertainty_from_records_and_stored_features(tmp_path):
+    """`report table3 --uncertainty`: value ± se and an FVD∞ column; the demo's records carry only features."""
+    import shutil
+
+    from latte_bench.cli import main
+    from latte_bench.reports import leaderboard, store
+
+    shutil.copytree(ROOT / "reports" / "demo" / "results", tmp_path / "results")
+    records = store.load_records(tmp_path / "results")
+    wide = leaderboard.to_wide(leaderboard.build_table("table3", records, with_reported=False, uncertainty=True))
+    v1 = fvd_from_features(*store.record_features(next(r for r in records if "V1" in r.method), "fvd"))
+    row = wide[wide["Method"].str.contains("V1")].iloc[0]
+    assert row["demo"] == f"{v1.value:.2f} ± {v1.se:.2f} se (n=1)"  # the percentile interval is gone
+    assert row["demo FVD∞"] == f"{v1.fvd_inf:.2f} [{v1.fvd_inf_ci[0]:.1f}–{v1.fvd_inf_ci[1]:.1f}]"
+    # a record that carries se and fvd_inf is read as it is
+    raw = json.loads((tmp_path / "results" / "demo_v1_seed0.json").read_text())
+    raw.pop("features")
+    raw["results"]["fvd"].update(se=1.5, fvd_inf=50.0, fvd_inf_ci=[47.0, 53.0])
+    (tmp_path / "results" / "demo_v1_seed0.json").write_text(json.dumps(raw))
+    assert main(["report", "table3", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+                 "--uncertainty", "--no-reported"]) == 0
+    md = (tmp_path / "out" / "table3.md").read_text()
+    assert "± 1.50 se (n=1)" in md and "50.00 [47.0–53.0]" in md and "| demo FVD∞ |" in md
