@@ -116,7 +116,7 @@ def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
     from latte_bench.data.video import write_npz
     from latte_bench.metrics import evaluate
 
-    write_npz(tmp_path / "real.npz", waves(5, 9, 0))
+    write_npz(tmp_path / "real.npz", waves(10, 9, 0))
     write_npz(tmp_path / "fake.npz", waves(5, 9, 1))
     kw = dict(num_clips=5, num_frames=9, real_stride=1, seed=3, cache=False, batch_size=2, progress=False, allow_fewer=True)
     r = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", save_features=tmp_path / "feats", **kw)
@@ -130,6 +130,14 @@ def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
 
     got = record_features(record_from_dict(r.record, tmp_path / "rec.json"), "fvd")
     assert np.array_equal(got[0], real.features)
+
+    floored = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", floor=True, **kw)
+    assert floored.fvd == r.fvd
+    floor = floored.record["floor"]
+    assert floor["real_count"] == 5 and floor["floor_count"] == 5 and floor["tag"] is None
+    assert floor["fvd"] > 0 and floor["se"] > 0 and floor["fvd_inf_ci"][0] <= floor["fvd_inf_ci"][1]
+    with pytest.raises(UserError, match="--floor"):
+        evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", floor=True, **kw)
 
     again = evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", **kw)
     assert again.fvd == r.fvd
@@ -160,3 +168,25 @@ def test_table3_uncertainty_from_records_and_stored_features(tmp_path):
                  "--uncertainty", "--no-reported"]) == 0
     md = (tmp_path / "out" / "table3.md").read_text()
     assert "± 1.50 se (n=1)" in md and "50.00 [47.0–53.0]" in md and "| demo FVD∞ |" in md
+
+
+def test_floor_clips_are_disjoint_and_small_splits_use_halves(tmp_path):
+    from latte_bench.data.clips import sample_real_clips
+    from latte_bench.data.video import open_videos, write_npz
+    from latte_bench.metrics.uncertainty import floor_clips, floor_entry
+
+    write_npz(tmp_path / "real.npz", waves(30, 12, 0, size=8))
+    videos = open_videos(tmp_path / "real.npz")
+    used, _ = sample_real_clips(videos, 12, 9, 1, seed=3)
+    other = floor_clips(videos, used, 12, 9, 1, seed=3)
+    assert len(other) == 12 and not {c.video for c in used} & {c.video for c in other}
+    assert other == floor_clips(videos, used, 12, 9, 1, seed=3)  # seeded
+    assert len(floor_clips(videos, used, 20, 9, 1, seed=3)) == 18  # fewer left: what there is
+    used_all, _ = sample_real_clips(videos, 28, 9, 1, seed=3)
+    assert floor_clips(videos, used_all, 28, 9, 1, seed=3) == []  # 2 left: none
+    rng = np.random.default_rng(0)
+    real = FeatureStats(keep_features=True)
+    real.append(rng.standard_normal((40, 3)))
+    halves = floor_entry(real, None, 40, "biased", 0)
+    assert halves["real_count"] == halves["floor_count"] == 20 and halves["tag"] == "floor 20 vs 20 clips"
+    assert "halves" in halves["sets"] and halves["fvd_inf_ci"][0] == 0.0  # same distribution: the interval reaches 0

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     src.add_argument("--real-features", metavar="FILE", default=None,
                      help="FVD: reuse DIR/i3d_real.npz of an earlier --save-features (its protocol must match) instead of "
                           "the real pass; --real is then optional")
+    src.add_argument("--floor", action="store_true",
+                     help="also score the real-vs-real floor: FVD between the real clips and as many clips of other real "
+                          "videos, with its se and FVD∞ (record: floor; one more real pass)")
 
     groups = {"protocol": p.add_argument_group("protocol (every setting is recorded)"),
               "sampling": p.add_argument_group("sampling (with --ckpt)"),
@@ -175,7 +178,7 @@ def run_eval(args: argparse.Namespace) -> int:
         fake = args.fake
     try:
         result = evaluate(args.real, fake, metrics=metrics, save_features=args.save_features,
-                          real_features=args.real_features, **eval_settings(args))
+                          real_features=args.real_features, floor=args.floor, **eval_settings(args))
         if dist.is_main():
             record = result.record
             record["command"] = ["latte-bench", *sys.argv[1:]] if sys.argv[0].endswith("latte-bench") else None
@@ -225,6 +228,11 @@ def format_table(record: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    floor = record.get("floor")
+    if floor:
+        se = "" if floor["se"] is None else f" ± {floor['se']:.4f} (FVD∞ {floor['fvd_inf']:.4f} " \
+                                             f"[{floor['fvd_inf_ci'][0]:.4f}, {floor['fvd_inf_ci'][1]:.4f}])"
+        lines.append(f"floor (real vs real, {floor['real_count']} vs {floor['floor_count']} clips): {floor['fvd']:.4f}{se}")
     head = f"{record.get('method')}" + (f" on {record['dataset']}" if record.get("dataset") else "")
     tags = record.get("nonstandard") or []
     if tags:

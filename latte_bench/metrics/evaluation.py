@@ -127,6 +127,9 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
         if folder is not None:
             check_writable(folder, flag)
+    if cfg.floor and ("fvd" not in metrics or real_src is None or real_src.stream):
+        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
+                        "as a folder, array or --dataset (not --real-features or a stream)")
     nets = _load_detectors(detectors, cfg, device)
 
     stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
@@ -144,6 +147,8 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    if cfg.floor:
+        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device)
     if cfg.save_features is not None and dist.is_main():
         from latte_bench.metrics.uncertainty import save_features
 
@@ -309,6 +314,20 @@ def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dic
             "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
             "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
             "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
+
+
+def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device) -> dict:
+    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md)."""
+    from latte_bench.metrics.uncertainty import floor_clips, floor_entry
+
+    clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    other = None
+    if clips:
+        head = _head("i3d", nets, proto, len(clips), True)
+        other = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
+                         skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc="i3d floor",
+                         progress=cfg.run.progress).stats["i3d"]
+    return floor_entry(real["stats"], other, proto.num_clips, proto.covariance, proto.seed)
 
 
 def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:

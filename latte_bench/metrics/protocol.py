@@ -132,9 +132,10 @@ class Settings:
     save_samples: str | None = None
     save_features: str | None = None
     real_features: str | None = None
+    floor: bool = False
 
 
-_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "save_features", "real_features")
+_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "save_features", "real_features", "floor")
 
 
 def split_settings(kwargs: dict) -> Settings:
@@ -153,6 +154,7 @@ def split_settings(kwargs: dict) -> Settings:
         method=kwargs.get("method"), work_dir=kwargs.get("work_dir"), num_runs=num_runs,
         data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"),
         save_features=kwargs.get("save_features"), real_features=kwargs.get("real_features"),
+        floor=bool(kwargs.get("floor")),
     )
 
 

@@ -272,3 +272,51 @@ def load_real_features(path, settings: dict, sampling: dict) -> dict:
     return {"stats": stats, "info": {"skipped": [], "resolution": None, "from": str(path.resolve())},
             "sampling": entry.get("real_sampling") or sampling, "settings": saved,
             "cache": {"key": None, "hit": False, "enabled": False, "real_features": str(path.resolve())}}
+
+
+# ----------------------------------------------------------------------------------- real-vs-real floor
+
+
+def floor_clips(videos, used, num_clips: int, num_frames: int, stride: int, seed: int) -> list:
+    """Up to ``num_clips`` real clips from long-enough videos of ``videos`` that no clip of ``used`` comes from.
+
+    One clip per video, a seeded random subset and offset (the floor's own stream, ``[seed, 1]``), as the
+    protocol's real clips are chosen. Empty when fewer than 4 such videos remain.
+    """
+    from latte_bench.data.clips import Clip
+
+    span = num_frames * stride
+    taken = {c.video for c in used}
+    rest = [i for i, e in enumerate(videos.entries) if e.num_frames >= span and i not in taken]
+    rng = np.random.default_rng([seed, 1])
+    if len(rest) > num_clips:
+        rest = sorted(rng.choice(rest, size=num_clips, replace=False).tolist())
+    if len(rest) < 4:
+        return []
+    clips = []
+    for i in rest:
+        e = videos.entries[i]
+        offset = int(rng.integers(0, e.num_frames - span + stride))
+        clips.append(Clip(i, e.name, tuple(offset + stride * k for k in range(num_frames))))
+    return clips
+
+
+def floor_entry(real: FeatureStats, other: FeatureStats | None, num_clips: int, covariance: str, seed: int) -> dict:
+    """The record's ``floor``: ``fvd`` (value), ``se``, ``fvd_inf``, ``fvd_inf_ci``, ``uncertainty``, ``real_count``,
+    ``floor_count``, ``sets`` and ``tag``.
+
+    ``other``: a real set disjoint from ``real``; None when the split had no videos left, and then the floor is
+    two seeded disjoint halves of ``real``. ``tag`` names the sizes when either set is below ``num_clips``
+    (``"floor 1400 vs 600 clips"``), else None.
+    """
+    if other is not None:
+        a, b, sets = real, other, "protocol real clips vs clips of other real videos"
+    else:
+        x = real.features
+        p = np.random.default_rng([seed, 2]).permutation(len(x))
+        half = len(x) // 2
+        a, b, sets = x[np.sort(p[:half])], x[np.sort(p[half:2 * half])], "two disjoint halves of the protocol real clips"
+    est = frechet_from_features(a, b, metric="fvd", covariance=covariance, seed=seed).to_dict()
+    na, nb = est["n_real"], est["n_fake"]
+    return {"fvd": est["value"], **record_fields("fvd", est), "real_count": na, "floor_count": nb, "sets": sets,
+            "tag": None if min(na, nb) >= num_clips else f"floor {na} vs {nb} clips"}
