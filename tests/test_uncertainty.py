@@ -116,25 +116,31 @@ def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
     from latte_bench.data.video import write_npz
     from latte_bench.metrics import evaluate
 
-    write_npz(tmp_path / "real.npz", waves(10, 9, 0))
-    write_npz(tmp_path / "fake.npz", waves(5, 9, 1))
-    kw = dict(num_clips=5, num_frames=9, real_stride=1, seed=3, cache=False, batch_size=2, progress=False, allow_fewer=True)
-    r = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", save_features=tmp_path / "feats", **kw)
+    write_npz(tmp_path / "real.npz", waves(12, 9, 0))
+    write_npz(tmp_path / "fake.npz", waves(6, 9, 1))
+    kw = dict(num_clips=6, num_frames=9, real_stride=1, seed=3, cache=False, batch_size=2, progress=False, allow_fewer=True)
+    r = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", metrics=("fvd", "prdc"), save_features=tmp_path / "feats", **kw)
     res = r.record["results"]["fvd"]
-    assert set(res) >= {"se", "fvd_inf", "fvd_inf_ci", "uncertainty"} and res["uncertainty"]["n_real"] == 5
+    assert set(res) >= {"se", "fvd_inf", "fvd_inf_ci", "uncertainty"} and res["uncertainty"]["n_real"] == 6
     real, fake = FeatureStats.load(tmp_path / "feats" / "i3d_real.npz"), FeatureStats.load(tmp_path / "feats" / "i3d_fake.npz")
     e = fvd_from_features(real, fake, seed=3)
     assert e.value == r.fvd and e.se == res["se"] and e.fvd_inf == res["fvd_inf"]
     assert r.record["features"]["fvd"]["real"] == str((tmp_path / "feats" / "i3d_real.npz").resolve())
     from latte_bench.reports.store import record_from_dict, record_features
 
+    from latte_bench.metrics.prdc import prdc
+
+    want = prdc(real.features, fake.features)
+    assert {m: r.record["metrics"][m] for m in ("precision", "recall", "density", "coverage")} == \
+        {m: want[m] for m in ("precision", "recall", "density", "coverage")}
+    assert r.record["results"]["density"]["provenance"]["k"] == 5 and r.record["results"]["coverage"]["real_count"] == 6
     got = record_features(record_from_dict(r.record, tmp_path / "rec.json"), "fvd")
     assert np.array_equal(got[0], real.features)
 
     floored = evaluate(tmp_path / "real.npz", tmp_path / "fake.npz", floor=True, **kw)
     assert floored.fvd == r.fvd
     floor = floored.record["floor"]
-    assert floor["real_count"] == 5 and floor["floor_count"] == 5 and floor["tag"] is None
+    assert floor["real_count"] == 6 and floor["floor_count"] == 6 and floor["tag"] is None
     assert floor["fvd"] > 0 and floor["se"] > 0 and floor["fvd_inf_ci"][0] <= floor["fvd_inf_ci"][1]
     with pytest.raises(UserError, match="--floor"):
         evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", floor=True, **kw)
@@ -190,3 +196,22 @@ def test_floor_clips_are_disjoint_and_small_splits_use_halves(tmp_path):
     halves = floor_entry(real, None, 40, "biased", 0)
     assert halves["real_count"] == halves["floor_count"] == 20 and halves["tag"] == "floor 20 vs 20 clips"
     assert "halves" in halves["sets"] and halves["fvd_inf_ci"][0] == 0.0  # same distribution: the interval reaches 0
+
+
+def test_prdc_matches_the_prdc_package():
+    prdc_pkg = pytest.importorskip("prdc", reason="the prdc package (test extra) is not installed")
+    from latte_bench.metrics.prdc import prdc
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.standard_normal((200, 16)), rng.standard_normal((150, 16)) * 1.3 + 0.4)]
+    demo = ROOT / "reports" / "demo" / "results" / "features"
+    cases.append((FeatureStats.load(demo / "demo_v1_seed0_fvd_real.npz").features,
+                  FeatureStats.load(demo / "demo_v1_seed0_fvd_fake.npz").features))
+    for real, fake in cases:
+        ours = prdc(real, fake, k=5)
+        theirs = prdc_pkg.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+        for m in ("precision", "recall", "density", "coverage"):
+            assert ours[m] == pytest.approx(theirs[m], abs=1e-12), m
+        assert ours["k"] == 5 and ours["real_count"] == len(real) and ours["fake_count"] == len(fake)
+    with pytest.raises(UserError, match="more than 5"):
+        prdc(real[:5], fake)

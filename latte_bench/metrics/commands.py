@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     src.add_argument("--dataset", default=None, help="protocol preset and real data: demo, ffs, sky, ucf101 or taichi")
     src.add_argument("--data", metavar="ROOT", default=None, help="data root of --dataset (default: $LATTE_BENCH_DATA/<dataset>)")
     src.add_argument("--metrics", default=None,
-                     help="comma-separated: fvd, kvd, fid, kid, is (default: the paper's metrics for --dataset with --ckpt, else fvd)")
+                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     src.add_argument("--method", default=None, help="row name in the leaderboards (default: model and step for --ckpt, else the --fake folder name)")
     src.add_argument("--save-features", metavar="DIR", default=None,
                      help="write the per-clip detector features of both sides and their protocol to DIR (docs/uncertainty.md)")

@@ -37,8 +37,10 @@ from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
 
 SCHEMA = "latte-bench/eval-record/2"
-DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d"}
+DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
+               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d"}
 I3D_SIZE = 224
+PRDC = ("precision", "recall", "density", "coverage")
 CACHE_VERSION = 2  # bump when anything that moves cached real statistics changes
 
 
@@ -166,7 +168,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 def _check_metrics(metrics) -> tuple[str, ...]:
     if isinstance(metrics, str):
         metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    metrics = tuple(dict.fromkeys(metrics))
+    metrics = tuple(dict.fromkeys(x for m in metrics for x in (PRDC if m == "prdc" else (m,))))
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown or not metrics:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
@@ -461,6 +463,12 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         elif m in ("fvd", "fid"):
             value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
             detail = {"uncertainty": None}
+        elif m in PRDC:
+            from latte_bench.metrics.prdc import prdc
+
+            if "prdc" not in out:  # once for the four
+                out["prdc"] = prdc(r.features, f.features)
+            value, detail = out["prdc"][m], {"k": out["prdc"]["k"]}
         elif m == "kvd":
             from latte_bench.metrics.kernel import kvd
 
@@ -479,6 +487,7 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         unit = "frames" if det == "inception" else "clips"
         out[m] = {"value": float(value), "real_count": None if r is None else int(r.n), "fake_count": int(f.n),
                   "unit": unit, "detail": detail}
+    out.pop("prdc", None)
     return out
 
 
@@ -491,6 +500,8 @@ METRIC_PROTOCOL = {
     "fid": "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of the generated clips",
     "kid": "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of min(n_real, n_gen, subset size), x1000",
     "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
+    **{m: f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 (prdc package semantics)"
+       for m in ("precision", "recall", "density", "coverage")},
 }
 
 

@@ -16,7 +16,7 @@ import torch
 
 from latte_bench.errors import UserError
 
-METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is")
+METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage")  # "prdc": the last four
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
 IS_PROTOCOLS = ("stylegan_v", "tgan2")
