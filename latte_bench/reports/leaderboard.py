@@ -11,7 +11,7 @@ row), ``nonstandard`` (``;``-joined tags: where a measured row departs from its 
 revision's value) and ``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
 Markdown and CSV atomically.
 
-:func:`latte_bench.metrics.stats.bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
+:func:`record_uncertainty` gives a single record's FVD/FID se and N → ∞ estimate (docs/uncertainty.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Iterable
 import pandas as pd
 
 from latte_bench.fsutil import write_bytes
-from latte_bench.metrics.stats import bootstrap_fvd
 from latte_bench.reports import published
 from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
 
@@ -125,7 +124,7 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
 
 
 def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
-                bootstrap: int = 0, bootstrap_seed: int = 0, uncertainty: bool = False) -> pd.DataFrame:
+                uncertainty: bool = False) -> pd.DataFrame:
     """The tidy leaderboard ``table`` ("table3", "table5" or "joint") from ``records`` (+ the paper's rows).
 
     ``records``: :class:`latte_bench.reports.store.Record` objects (``load_records`` / ``record_from_dict``).
@@ -134,8 +133,6 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
     Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
     as the paper does, and "joint" FVD and FID on UCF101 only; measured numbers on any other
     dataset (e.g. the demo set) get their own column.
-    ``bootstrap > 0`` adds a 95% bootstrap interval to FVD rows of a single record that stores its
-    features (:func:`latte_bench.reports.store.record_features`) and has no stored interval yet.
     ``uncertainty=True`` adds ``se``, ``inf``, ``inf_low``, ``inf_high`` to FVD/FID rows of a single record
     (:func:`record_uncertainty`): cells show ``value ± se`` and a ``<column> FVD∞`` column the N → ∞ estimate.
     """
@@ -144,14 +141,6 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
     fams = TABLES[table][1]
     records = list(records)
     rows = group_rows(records, fams, strict=strict)
-    if bootstrap > 0:
-        by_path = {r.path: r for r in records}
-        for row in rows:
-            if row.ci is None and len(row.paths) == 1 and metric_family(row.metric) == "fvd":
-                feats = record_features(by_path[row.paths[0]], row.metric)
-                if feats is not None:
-                    b = bootstrap_fvd(*feats, n_resamples=bootstrap, seed=bootstrap_seed)
-                    row.ci = (b["low"], b["high"])
     if table in PAPER_CELLS:
         keep = PAPER_CELLS[table]
         paper = set(published.DATASETS)
@@ -291,7 +280,7 @@ def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: 
     title = title or TABLES[table][0]
     notes = [
         "`reported` = number printed in " + published.PAPER + ". `measured` = mean ± std over seeds "
-        "(n records) from this results store, with a bootstrap confidence interval where computed.",
+        "(n records) from this results store, with an interval stored in older records (`bootstrap`) where present.",
         "A measured row tagged `[...]` departs from its column's protocol (2,048 clips of 16 frames, the "
         "paper's strides and resize) in what the tag names, e.g. `[3 clips]`, and is not "
         "comparable with the reported numbers; untagged rows followed the protocol.",
