@@ -215,3 +215,30 @@ def test_prdc_matches_the_prdc_package():
         assert ours["k"] == 5 and ours["real_count"] == len(real) and ours["fake_count"] == len(fake)
     with pytest.raises(UserError, match="more than 5"):
         prdc(real[:5], fake)
+
+
+@pytest.mark.slow
+def test_eval_cli_save_features_real_features_floor(tmp_path, capsys):
+    """`eval --save-features DIR --floor --json`, then `eval --real-features DIR/i3d_real.npz` without --real."""
+    from latte_bench.cli import main
+    from latte_bench.data.video import write_npz
+
+    write_npz(tmp_path / "real.npz", waves(12, 9, 0))
+    write_npz(tmp_path / "fake.npz", waves(6, 9, 1))
+    common = ["--fake", str(tmp_path / "fake.npz"), "--num-clips", "6", "--num-frames", "9", "--real-stride", "1",
+              "--device", "cpu", "--no-cache", "--no-progress", "--threads", "1"]
+    assert main(["eval", "--real", str(tmp_path / "real.npz"), *common, "--save-features", str(tmp_path / "f"), "--floor",
+                 "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    a = json.loads((tmp_path / "a.json").read_text())
+    res = a["results"]["fvd"]
+    assert f"{res['value']:.4f} ± {res['se']:.4f} (FVD∞ {res['fvd_inf']:.4f}" in out and "floor (real vs real, 6 vs 6 clips)" in out
+    index = json.loads((tmp_path / "f" / "features.json").read_text())
+    assert index["schema"] == "latte-bench/features/1" and index["files"]["i3d"]["real"] == "i3d_real.npz"
+    assert main(["eval", *common, "--real-features", str(tmp_path / "f" / "i3d_real.npz"), "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["metrics"]["fvd"] == a["metrics"]["fvd"] and b["results"]["fvd"]["se"] == res["se"]
+    assert b["results"]["fvd"]["provenance"]["real_stats_cache"]["real_features"].endswith("i3d_real.npz")
+    capsys.readouterr()
+    assert main(["eval", *common, "--real-features", str(tmp_path / "nothing.npz")]) == 2
+    assert "--real-features" in capsys.readouterr().err
