@@ -43,9 +43,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert record["counts"]["real_clips"] == record["counts"]["fake_clips"] == 2
     floor = record["fvd_real_floor"]
     assert math.isfinite(floor["value"]) and floor["value"] > 0 and floor["real_count"] == 2
-    for key in ("fvd", "fvd_real_floor"):
-        boot = record["bootstrap"][key]
-        assert boot["low"] <= boot["high"] and boot["n_resamples"] == 5
+    assert "bootstrap" not in record  # the percentile interval is gone: se and FVD∞ (None below 4 clips)
+    assert set(floor["uncertainty"]) == {"se", "fvd_inf", "fvd_inf_ci"} and record["results"]["fvd"]["se"] is None
     assert record["demo"]["fvd"] == record["metrics"]["fvd"] and record["demo"]["fvd_real_floor"] == floor["value"]
     assert (out / "results" / "demo_v2_seed0.json").is_file()  # the Variant 2 comparison model
 

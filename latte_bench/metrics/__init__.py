@@ -5,7 +5,9 @@ Public API (imported lazily, so ``import latte_bench.metrics`` stays cheap):
 * :func:`evaluate` — several metrics, one record: ``evaluate(real, fake, metrics=("fvd", "kvd"), **settings)``;
 * :func:`compute_fvd`, :func:`compute_fid`, :func:`compute_is` — one metric each;
 * :class:`EvalResult` (``.value``, ``.fvd``/``.fid``/..., ``.record``), :class:`Protocol`, :class:`RunOptions`;
-* :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory.
+* :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory;
+* :func:`fvd_from_features`, :func:`fid_from_features` — a distance from (N, d) features with its ``se``,
+  N → ∞ estimate and interval (:class:`FrechetEstimate`).
 """
 
 from latte_bench.lazy import lazy_getattr
@@ -20,6 +22,9 @@ _EXPORTS = {
     "Protocol": "protocol",
     "RunOptions": "protocol",
     "CheckpointSource": "sources",
+    "fvd_from_features": "uncertainty",
+    "fid_from_features": "uncertainty",
+    "FrechetEstimate": "uncertainty",
 }
 
 __all__ = sorted(_EXPORTS)

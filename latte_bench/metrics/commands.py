@@ -29,8 +29,16 @@ def register(subparsers) -> None:
     src.add_argument("--dataset", default=None, help="protocol preset and real data: demo, ffs, sky, ucf101 or taichi")
     src.add_argument("--data", metavar="ROOT", default=None, help="data root of --dataset (default: $LATTE_BENCH_DATA/<dataset>)")
     src.add_argument("--metrics", default=None,
-                     help="comma-separated: fvd, kvd, fid, kid, is (default: the paper's metrics for --dataset with --ckpt, else fvd)")
+                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     src.add_argument("--method", default=None, help="row name in the leaderboards (default: model and step for --ckpt, else the --fake folder name)")
+    src.add_argument("--save-features", metavar="DIR", default=None,
+                     help="write the per-clip detector features of both sides and their protocol to DIR (docs/uncertainty.md)")
+    src.add_argument("--real-features", metavar="FILE", default=None,
+                     help="FVD: reuse DIR/i3d_real.npz of an earlier --save-features (its protocol must match) instead of "
+                          "the real pass; --real is then optional")
+    src.add_argument("--floor", action="store_true",
+                     help="also score the real-vs-real floor: FVD between the real clips and as many clips of other real "
+                          "videos, with its se and FVD∞ (record: floor; one more real pass)")
 
     groups = {"protocol": p.add_argument_group("protocol (every setting is recorded)"),
               "sampling": p.add_argument_group("sampling (with --ckpt)"),
@@ -160,7 +168,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
-    if args.real is None and args.dataset is None and set(metrics.replace(" ", "").split(",")) != {"is"}:
+    needs_real = set(metrics.replace(" ", "").split(",")) - ({"is", "fvd", "kvd"} if args.real_features else {"is"})
+    if args.real is None and args.dataset is None and needs_real:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
@@ -177,7 +186,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 print(f"record: {args.json}", file=sys.stderr)
 
     try:
-        evaluate(args.real, fake, metrics=metrics, on_record=finish, **eval_settings(args))
+        evaluate(args.real, fake, metrics=metrics, on_record=finish, save_features=args.save_features,
+                 real_features=args.real_features, floor=args.floor, **eval_settings(args))
     finally:
         if dist.active():
             import torch.distributed
@@ -215,12 +225,20 @@ def format_table(record: dict) -> str:
             shown = f"{value['value']:.4f} ± {value['std']:.4f} ({len(value['runs'])} runs)"
         else:
             shown = f"{value:.4f}"
+        if result.get("se") is not None:
+            low, high = result[f"{name}_inf_ci"]
+            shown += f" ± {result['se']:.4f} ({name.upper()}∞ {result[f'{name}_inf']:.4f} [{low:.4f}, {high:.4f}])"
         unit = result.get("unit", "clips")
         real = "-" if result.get("real_count") is None else f"{result['real_count']} {unit}"
         rows.append((name, shown, real, f"{result['fake_count']} {unit}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    floor = record.get("floor")
+    if floor:
+        se = "" if floor["se"] is None else f" ± {floor['se']:.4f} (FVD∞ {floor['fvd_inf']:.4f} " \
+                                             f"[{floor['fvd_inf_ci'][0]:.4f}, {floor['fvd_inf_ci'][1]:.4f}])"
+        lines.append(f"floor (real vs real, {floor['real_count']} vs {floor['floor_count']} clips): {floor['fvd']:.4f}{se}")
     head = f"{record.get('method')}" + (f" on {record['dataset']}" if record.get("dataset") else "")
     tags = record.get("nonstandard") or []
     if tags:

@@ -37,8 +37,10 @@ from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
 
 SCHEMA = "latte-bench/eval-record/2"
-DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d"}
+DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
+               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d"}
 I3D_SIZE = 224
+PRDC = ("precision", "recall", "density", "coverage")
 CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
 
 
@@ -97,7 +99,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
-    if any(DETECTOR_OF[m] != "c3d" for m in metrics) and real is None:
+    if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
         from latte_bench.data.registry import real_videos
@@ -124,9 +126,14 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     counts = _head_counts(metrics, proto)
     fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
-    plans = {det: _real_plan(det, real_src, proto) for det in detectors if det != "c3d"}  # cheap: no decoding
-    if cfg.save_samples is not None:
-        check_writable(cfg.save_samples, "--save-samples")
+    plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
+             for det in detectors if det != "c3d"}  # cheap: no decoding
+    for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
+        if folder is not None:
+            check_writable(folder, flag)
+    if cfg.floor and ("fvd" not in metrics or real_src is None or real_src.stream):
+        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
+                        "as a folder, array or --dataset (not --real-features or a stream)")
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
     work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
     nets = _load_detectors(detectors, cfg, device)
@@ -145,6 +152,12 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
         runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
+    if cfg.floor:
+        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device)
+    if cfg.save_features is not None and dist.is_main():
+        from latte_bench.metrics.uncertainty import save_features
+
+        record["features"] = save_features(cfg.save_features, metrics, real_results, runs[-1][1].stats, record)
     _deliver(cfg.on_record, record)
     if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
         _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
@@ -172,7 +185,7 @@ def _deliver(on_record, record: dict) -> None:
 def _check_metrics(metrics) -> tuple[str, ...]:
     if isinstance(metrics, str):
         metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    metrics = tuple(dict.fromkeys(metrics))
+    metrics = tuple(dict.fromkeys(x for m in metrics for x in (PRDC if m == "prdc" else (m,))))
     unknown = [m for m in metrics if m not in METRIC_NAMES]
     if unknown or not metrics:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
@@ -264,8 +277,10 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
     return Head("c3d", net, clip_preprocess, lambda c: c[:, :NUM_FRAMES], count, True)
 
 
-def _keep(det: str, metrics) -> bool:
-    return (det == "i3d" and "kvd" in metrics) or (det == "inception" and "kid" in metrics) or det == "c3d"
+def _keep(det: str, metrics, cfg: Settings | None = None) -> bool:
+    """I3D features are always kept (FVD's se; 1.6 KiB a clip); Inception ones for KID or --save-features."""
+    saving = cfg is not None and cfg.save_features is not None
+    return det in ("i3d", "c3d") or (det == "inception" and ("kid" in metrics or saving))
 
 
 # -------------------------------------------------------------------------------------------- passes
@@ -287,7 +302,11 @@ def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
 
 def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Settings, device) -> dict:
     """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
-    keep = _keep(det, metrics)
+    keep = _keep(det, metrics, cfg)
+    if det == "i3d" and cfg.real_features is not None:
+        from latte_bench.metrics.uncertainty import load_real_features
+
+        return load_real_features(cfg.real_features, _real_settings(det, src, net, proto, cfg, device), sampling)
     head = _head(det, {det: net}, proto, len(clips), keep)
 
     def compute():
@@ -296,18 +315,38 @@ def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Se
                        unit="clip" if det == "i3d" else "frame", progress=cfg.run.progress)
         return res.stats[det], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
 
-    fingerprint = src.fingerprint()
-    settings = {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1], "real_fingerprint": fingerprint,
-                "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
-                "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
-                "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
+    settings = _real_settings(det, src, net, proto, cfg, device)
+    fingerprint = settings["real_fingerprint"]
     use_cache = cfg.run.cache and fingerprint is not None and net[1] is not None
     stats, info, hit, key = cached_real_stats(det, settings, compute, keep_features=keep, cache=use_cache,
                                               cache_dir=cfg.run.cache_dir)
     if det == "i3d":
         _check_fewer_real(stats.n, sampling, proto, src)
-    return {"stats": stats, "info": info, "sampling": sampling,
+    return {"stats": stats, "info": info, "sampling": sampling, "settings": settings,
             "cache": {"key": key, "hit": hit, "enabled": use_cache}}
+
+
+def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dict:
+    """Everything that moves the real statistics of ``det`` (the cache key; the check of --real-features)."""
+    return {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1],
+            "real_fingerprint": None if src is None else src.fingerprint(),
+            "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
+            "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
+            "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
+
+
+def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device) -> dict:
+    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md)."""
+    from latte_bench.metrics.uncertainty import floor_clips, floor_entry
+
+    clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    other = None
+    if clips:
+        head = _head("i3d", nets, proto, len(clips), True)
+        other = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
+                         skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc="i3d floor",
+                         progress=cfg.run.progress).stats["i3d"]
+    return floor_entry(real["stats"], other, proto.num_clips, proto.covariance, proto.seed)
 
 
 def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
@@ -331,7 +370,7 @@ def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
 
 def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device, work: tuple):
     """The generated side's pass; ``work``: ``(work folder, key)`` of :func:`_fake_work_dir`."""
-    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics)) for det in sorted(counts)]
+    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics, cfg)) for det in sorted(counts)]
     read_options = {}
     work_dir, work_key = work
     if isinstance(src, CheckpointSource):
@@ -392,7 +431,7 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
     manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
-                "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics)} for det in sorted(counts)},
+                "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics, cfg)} for det in sorted(counts)},
                 "batch_independent": True}
     manifest["protocol"].pop("allow_fewer")
     if cfg.work_dir is not None:
@@ -454,9 +493,20 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         det = DETECTOR_OF[m]
         f = fake_pass.stats[det]
         r = real.get(det, {}).get("stats")
-        if m in ("fvd", "fid"):
+        if m in ("fvd", "fid") and r.keep_features and f.keep_features:
+            from latte_bench.metrics.uncertainty import frechet_from_features
+
+            est = frechet_from_features(r, f, metric=m, covariance=proto.covariance, seed=proto.seed)
+            value, detail = est.value, {"uncertainty": est.to_dict()}
+        elif m in ("fvd", "fid"):
             value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
-            detail = {}
+            detail = {"uncertainty": None}
+        elif m in PRDC:
+            from latte_bench.metrics.prdc import prdc
+
+            if "prdc" not in out:  # once for the four
+                out["prdc"] = prdc(r.features, f.features)
+            value, detail = out["prdc"][m], {"k": out["prdc"]["k"]}
         elif m == "kvd":
             from latte_bench.metrics.kernel import kvd
 
@@ -475,6 +525,7 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         unit = "frames" if det == "inception" else "clips"
         out[m] = {"value": float(value), "real_count": None if r is None else int(r.n), "fake_count": int(f.n),
                   "unit": unit, "detail": detail}
+    out.pop("prdc", None)
     return out
 
 
@@ -487,6 +538,8 @@ METRIC_PROTOCOL = {
     "fid": "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of the generated clips",
     "kid": "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of min(n_real, n_gen, subset size), x1000",
     "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
+    **{m: f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 (prdc package semantics)"
+       for m in ("precision", "recall", "density", "coverage")},
 }
 
 
@@ -554,8 +607,9 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
     results = {}
     for m in metrics:
         det = DETECTOR_OF[m]
-        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det),
-                **last[m]["detail"]}
+        detail = dict(last[m]["detail"])
+        unc = detail.pop("uncertainty", False)
+        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det), **detail}
         if det in real_results:
             rr = real_results[det]
             prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),
@@ -567,6 +621,10 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
         results[m] = {"metric": m, "value": values[m]["value"] if isinstance(values[m], dict) else values[m],
                       "real_count": last[m]["real_count"], "fake_count": last[m]["fake_count"], "unit": last[m]["unit"],
                       "provenance": prov}
+        if unc is not False:  # Fréchet distances: se, N -> inf estimate and interval (of the last run)
+            from latte_bench.metrics.uncertainty import record_fields
+
+            results[m].update(record_fields(m, unc))
     fake_desc = dict(fake_src.description)
     if isinstance(fake_src, CheckpointSource):
         fake_desc.update(fake_src.settings(proto.dataset))

@@ -16,7 +16,7 @@ import torch
 
 from latte_bench.errors import UserError
 
-METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is")
+METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage")  # "prdc": the last four
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
 IS_PROTOCOLS = ("stylegan_v", "tgan2")
@@ -130,10 +130,14 @@ class Settings:
     num_runs: int = 1
     data_root: str | None = None
     save_samples: str | None = None
+    save_features: str | None = None
+    real_features: str | None = None
+    floor: bool = False
     on_record: object = None  # called with the record on every rank before the default work folder is removed
 
 
-_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "on_record")
+_EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "save_features", "real_features", "floor",
+              "on_record")
 
 
 def split_settings(kwargs: dict) -> Settings:
@@ -150,7 +154,9 @@ def split_settings(kwargs: dict) -> Settings:
         protocol=Protocol(**{k: v for k, v in kwargs.items() if k in proto_keys}),
         run=RunOptions(**{k: v for k, v in kwargs.items() if k in run_keys}),
         method=kwargs.get("method"), work_dir=kwargs.get("work_dir"), num_runs=num_runs,
-        data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"), on_record=kwargs.get("on_record"),
+        data_root=kwargs.get("data_root"), save_samples=kwargs.get("save_samples"),
+        save_features=kwargs.get("save_features"), real_features=kwargs.get("real_features"),
+        floor=bool(kwargs.get("floor")), on_record=kwargs.get("on_record"),
     )
 
 

@@ -2,7 +2,7 @@
 
 :class:`FeatureStats` keeps ``n``, ``S1 = sum x`` and ``S2 = sum x x^T`` in float64, so its
 memory does not grow with the number of items; raw float32 features can be kept as well
-(``keep_features=True``) for KVD or bootstrapping. The covariance is StyleGAN-V's biased
+(``keep_features=True``) for KVD, PRDC and the uncertainty of FVD (:mod:`latte_bench.metrics.uncertainty`). The covariance is StyleGAN-V's biased
 ``S2/n - mu mu^T`` by default (``unbiased=True`` gives ``n/(n-1)`` times that, as TF/tfgan,
 np.cov, TATS and VideoGPT use).
 
@@ -14,7 +14,6 @@ round-off of 0, including negative ones, are set to 0).
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -179,51 +178,3 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 def frechet_distance_from_stats(a: FeatureStats, b: FeatureStats, unbiased: bool = False) -> float:
     return frechet_distance(a.mean(), a.cov(unbiased), b.mean(), b.cov(unbiased))
 
-
-def bootstrap_fvd(
-    real_features: np.ndarray,
-    fake_features: np.ndarray,
-    n_resamples: int = 200,
-    seed: int = 0,
-    confidence: float = 0.95,
-    unbiased: bool = False,
-) -> dict:
-    """Percentile bootstrap of FVD: resample real and generated features with replacement.
-
-    Each of ``n_resamples`` draws takes ``len(real)`` rows of ``real_features`` and ``len(fake)``
-    rows of ``fake_features`` with replacement (``numpy.random.default_rng(seed)``), and scores them
-    with the statistics and Fréchet distance of this module.
-    Returns ``point`` (FVD of the full sets), ``low``/``high`` (the ``(1±confidence)/2`` percentiles
-    of the resampled values), ``std`` of the resampled values, ``n_resamples``, ``seed`` and
-    ``confidence``. Note that FVD is biased upward at small n, so the bootstrap distribution is
-    typically shifted above the point estimate; the interval measures spread, not bias.
-    """
-    real = np.asarray(real_features, np.float32)
-    fake = np.asarray(fake_features, np.float32)
-    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"features must be (n, dim) with equal dim, got {real.shape} and {fake.shape}")
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be in (0, 1)")
-
-    def fvd(a: np.ndarray, b: np.ndarray) -> float:
-        sa, sb = FeatureStats(), FeatureStats()
-        sa.append(a)
-        sb.append(b)
-        return frechet_distance_from_stats(sa, sb, unbiased=unbiased)
-
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_resamples, np.float64)
-    for i in range(n_resamples):
-        ir = rng.integers(0, len(real), len(real))
-        ig = rng.integers(0, len(fake), len(fake))
-        values[i] = fvd(real[ir], fake[ig])
-    alpha = (1 - confidence) / 2
-    return dict(
-        point=fvd(real, fake),
-        low=float(np.quantile(values, alpha)),
-        high=float(np.quantile(values, 1 - alpha)),
-        std=float(values.std(ddof=1)) if n_resamples > 1 else math.nan,
-        n_resamples=int(n_resamples),
-        seed=int(seed),
-        confidence=float(confidence),
-    )

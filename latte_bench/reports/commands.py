@@ -27,10 +27,9 @@ def register(subparsers) -> None:
                        "instead of showing them as tagged rows")
         p.add_argument("--no-reported", action="store_true", help="leave out the paper's published rows")
         if name == "table3":
-            p.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                           help="bootstrap resamples for a 95%% FVD confidence interval on single records with "
-                           "stored features; 0: none")
-            p.add_argument("--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap resampling")
+            p.add_argument("--uncertainty", action="store_true",
+                           help="show single-record FVDs as value ± se with an FVD∞ column (the N -> inf estimate and "
+                           "its 95%% interval; from the record, else from its stored features; docs/uncertainty.md)")
         p.set_defaults(func=run_table, table=name)
     p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)",
                         description="Plot FVD (and the loss) against the training step from the JSONL logs of "
@@ -105,7 +104,7 @@ def run_table(args: argparse.Namespace) -> int:
                         f"write some with `latte-bench eval --json {args.results}/NAME.json`")
     check_writable(args.out, "--out")
     df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
-                     bootstrap=getattr(args, "bootstrap", 0), bootstrap_seed=getattr(args, "bootstrap_seed", 0))
+                     uncertainty=getattr(args, "uncertainty", False))
     md_path, csv_path, md = write_table(df, args.table, args.out)
     print(md)
     print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")

@@ -10,7 +10,7 @@
    similarity analysis;
 3. scoring through the evaluation path (:func:`latte_bench.metrics.evaluate` on the ``demo``
    dataset, the checkpoint as a :class:`latte_bench.metrics.CheckpointSource`): FVD + KVD of the
-   final models and the floor, bootstrap intervals from the kept I3D features; samples (not
+   final models and the floor, each with its se and FVD∞ (docs/uncertainty.md); samples (not
    scored: the I3D costs a second per clip) of the earlier checkpoints, to show the model learning;
 4. outputs in ``OUT`` (default ``./latte-demo``; a folder the demo did not make is refused unless
    empty): ``results/`` (the evaluation records), ``table3.md/.csv``, ``training_curves.png``,
@@ -24,7 +24,6 @@ Numbers from 64 clips of 16x16 frames are **not comparable** with published FVDs
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -51,7 +50,6 @@ class DemoSettings:
     clips: int = 64  # clips per set for FVD / KVD (and the floor)
     sampler: str = "ddim"
     sample_steps: int = 25
-    bootstrap: int = 200
     analysis_videos: int = 8
     train_videos: int | None = None  # None: the preset's demo_videos
     batch_size: int | None = None  # None: the preset's
@@ -59,7 +57,7 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
-QUICK = DemoSettings(steps=2, compare_steps=1, curve_points=1, clips=2, sample_steps=2, bootstrap=5, analysis_videos=1,
+QUICK = DemoSettings(steps=2, compare_steps=1, curve_points=1, clips=2, sample_steps=2, analysis_videos=1,
                      train_videos=4, batch_size=2, model_options={"hidden_size": 32, "depth": 2, "num_heads": 2})
 
 # Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
@@ -267,10 +265,10 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
                 "(scored by a second process during training)")
     t0 = time.time()
     floor, floor_cpu_s = floor_job.get()
-    boot_floor = leaderboard.bootstrap_fvd(*_features(floor), n_resamples=s.bootstrap, seed=seed)
+    unc_floor = _uncertainty(floor)
     timed("floor (wait)", t0)
     timings["floor (second process, during training)"] = (floor.record["wall_time_s"], floor_cpu_s)
-    _say(f"real-vs-real floor: FVD {floor.fvd:.1f} [bootstrap 95% {boot_floor['low']:.1f}-{boot_floor['high']:.1f}]")
+    _say(f"real-vs-real floor: FVD {floor.fvd:.1f}{_pm(unc_floor)}")
 
     stages.next(f"sampling ({s.sampler.upper()} {s.sample_steps} steps) and scoring the final Variant 1 model on {s.clips} clips")
     t0 = time.time()
@@ -300,20 +298,17 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     stages.next("records, figures, similarity analysis (Fig. 6), tables")
     t0 = time.time()
     results_dir = out / "results"
-    floor_entry = {"value": floor.fvd, "kvd": floor.kvd, "bootstrap": boot_floor, "real_count": floor.record["counts"].get("real_clips"),
+    floor_entry = {"value": floor.fvd, "kvd": floor.kvd, "uncertainty": unc_floor, "real_count": floor.record["counts"].get("real_clips"),
                    "held_out": {"seed": base.seed + 1000, "videos": s.clips, "what": "procedural demo videos outside the training set"},
                    "record": floor.record}
     record_paths = {}
     for v, (ckpt, result) in finals.items():
         record = dict(result.record)
-        feats = _features(result)
-        boot = leaderboard.bootstrap_fvd(*feats, n_resamples=s.bootstrap, seed=seed)
         stem = f"demo_v{v}_seed{seed}"
         for side, stats in zip(("real", "fake"), result.stats["i3d"]):
             stats.save(results_dir / "features" / f"{stem}_fvd_{side}.npz")
         record.update({
             "fvd_real_floor": floor_entry,
-            "bootstrap": {"fvd": boot, "fvd_real_floor": boot_floor},
             "features": {"fvd": {"real": f"features/{stem}_fvd_real.npz", "fake": f"features/{stem}_fvd_fake.npz"}},
             "model": {"name": runs[v].model, "variant": v, "checkpoint": str(ckpt), "train_config": runs[v].to_dict()},
             "demo": {"settings": dataclasses.asdict(s), "threads": threads, "quick": quick,
@@ -323,7 +318,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
         write_json(record_paths[v], record)
         files.append(record_paths[v])
     main_ckpt, main = finals[1]
-    boot_main = json.loads(record_paths[1].read_text())["bootstrap"]["fvd"]
+    unc_main = _uncertainty(main)
 
     # figures: samples, curve, similarity of each variant
     files += samples_figure(panels, out / "samples",
@@ -344,14 +339,14 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     md_path, csv_path, table3 = leaderboard.write_table(df, "table3", out, footer=footer)
     files += [md_path, csv_path]
     wall = stages.finish()
-    readme = _readme(s, runs, seed, threads, quick, finals, floor, boot_floor, boot_main, sims, table3, timings, wall)
+    readme = _readme(s, runs, seed, threads, quick, finals, floor, unc_floor, sims, table3, timings, wall)
     write_bytes(out / "README.md", readme.encode("utf-8"))
     files.append(out / "README.md")
 
     print(table3)
     ratio = main.fvd / floor.fvd
-    _say(f"done in {wall / 60:.1f} min: FVD {main.fvd:.1f} [95% {boot_main['low']:.1f}-{boot_main['high']:.1f}] vs real-vs-real "
-         f"floor {floor.fvd:.1f} [95% {boot_floor['low']:.1f}-{boot_floor['high']:.1f}] ({ratio:.2f}x); wrote {out}/README.md")
+    _say(f"done in {wall / 60:.1f} min: FVD {main.fvd:.1f}{_pm(unc_main)} vs real-vs-real floor {floor.fvd:.1f}{_pm(unc_floor)} "
+         f"({ratio:.2f}x); wrote {out}/README.md")
     print("\nNext, on the kept checkpoint:")
     for line in next_commands(out, main_ckpt, s, seed):
         print(f"  {line}")
@@ -365,7 +360,7 @@ def next_commands(out: Path, ckpt: Path, s: DemoSettings, seed: int) -> list[str
         f"latte-bench eval --dataset demo --ckpt {ckpt} --num-clips {s.clips} --sampler {s.sampler} --steps {s.sample_steps} "
         f"--seed {seed} --threads 1 --json {out}/eval.json     # reproduces the demo's FVD",
         f"latte-bench analyze similarity --ckpt {ckpt} --out {out}/analysis",
-        f"latte-bench report table3 --results {out}/results --out {out} --bootstrap 200",
+        f"latte-bench report table3 --results {out}/results --out {out} --uncertainty",
     ]
 
 
@@ -562,14 +557,27 @@ def _background():
         pool.join()
 
 
-def _features(result):
-    """(real, fake) I3D logits of an evaluation that kept them (KVD requested)."""
-    real, fake = result.stats["i3d"]
-    return real.features, fake.features
+def _uncertainty(result) -> dict:
+    """``{se, fvd_inf, fvd_inf_ci}`` of an evaluation's FVD (its record; None each below 4 clips)."""
+    fvd = result.record["results"]["fvd"]
+    return {k: fvd[k] for k in ("se", "fvd_inf", "fvd_inf_ci")}
 
 
-def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, floor, boot_floor: dict,
-            boot_main: dict, sims: dict, table3: str, timings: dict, wall: float) -> str:
+def _se(u: dict) -> str:
+    return "" if u["se"] is None else f" ± {u['se']:.1f}"
+
+
+def _inf(u: dict) -> str:
+    return "–" if u["se"] is None else f"{u['fvd_inf']:.1f} [{u['fvd_inf_ci'][0]:.1f}–{u['fvd_inf_ci'][1]:.1f}]"
+
+
+def _pm(u: dict) -> str:
+    """`` ± se (FVD∞ x [lo–hi])`` or "" when there were too few clips for an se."""
+    return "" if u["se"] is None else f"{_se(u)} (FVD∞ {_inf(u)})"
+
+
+def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, floor, unc_floor: dict,
+            sims: dict, table3: str, timings: dict, wall: float) -> str:
     import torch
 
     cfg = runs[1]
@@ -593,23 +601,20 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
         "",
         "## Results",
         "",
-        "| | FVD | bootstrap 95% interval | KVD |",
+        "| | FVD ± se | FVD∞ [95%] | KVD |",
         "|---|---:|---|---:|",
-        f"| real vs real (floor: training-set clips vs held-out clips) | {floor.fvd:.1f} | {boot_floor['low']:.1f}–{boot_floor['high']:.1f} | {floor.kvd:.2f} |",
+        f"| real vs real (floor: training-set clips vs held-out clips) | {floor.fvd:.1f}{_se(unc_floor)} | {_inf(unc_floor)} | {floor.kvd:.2f} |",
     ]
     for v, (ck, r) in finals.items():
-        b = boot_main if v == 1 else None
-        if b is None:
-            from latte_bench.reports import leaderboard
-
-            b = leaderboard.bootstrap_fvd(*_features(r), n_resamples=s.bootstrap, seed=seed)
-        lines.append(f"| {_method(runs[v])} | {r.fvd:.1f} ({r.fvd / floor.fvd:.2f}x floor) | {b['low']:.1f}–{b['high']:.1f} | {r.kvd:.2f} |")
+        u = _uncertainty(r)
+        lines.append(f"| {_method(runs[v])} | {r.fvd:.1f}{_se(u)} ({r.fvd / floor.fvd:.2f}x floor) | {_inf(u)} | {r.kvd:.2f} |")
     lines += [
         "",
-        f"Bootstrap: {s.bootstrap} resamples of the kept I3D features, percentile interval. Resampling with replacement "
-        "repeats clips, which raises FVD, so the interval can sit above the point estimate: read its width as the spread "
-        "of the estimate, not as a bias correction. Records with provenance: `results/` (the evaluation records of "
-        "`latte_bench.metrics.evaluate`, plus `fvd_real_floor` and `bootstrap`).",
+        "`se`: the standard error of the FVD over draws of clips; FVD∞: the bias-corrected estimate of the population "
+        "distance with its 95% interval (a grouped jackknife over clips; docs/uncertainty.md). At this clip count, below "
+        "the I3D logits' dimension, FVD∞ still carries part of the bias, so compare the models with the floor at the "
+        "same N. Records with provenance: `results/` (the evaluation records of `latte_bench.metrics.evaluate`, with "
+        "`se`, `fvd_inf` and `fvd_inf_ci`, plus `fvd_real_floor`).",
         "",
         "## Samples",
         "",

@@ -11,7 +11,7 @@ row), ``nonstandard`` (``;``-joined tags: where a measured row departs from its 
 revision's value) and ``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
 Markdown and CSV atomically.
 
-:func:`latte_bench.metrics.stats.bootstrap_fvd` gives a percentile confidence interval for FVD from stored features.
+:func:`record_uncertainty` gives a single record's FVD/FID se and N → ∞ estimate (docs/uncertainty.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Iterable
 import pandas as pd
 
 from latte_bench.fsutil import write_bytes
-from latte_bench.metrics.stats import bootstrap_fvd
 from latte_bench.reports import published
 from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
 
@@ -125,7 +124,7 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
 
 
 def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
-                bootstrap: int = 0, bootstrap_seed: int = 0) -> pd.DataFrame:
+                uncertainty: bool = False) -> pd.DataFrame:
     """The tidy leaderboard ``table`` ("table3", "table5" or "joint") from ``records`` (+ the paper's rows).
 
     ``records``: :class:`latte_bench.reports.store.Record` objects (``load_records`` / ``record_from_dict``).
@@ -134,22 +133,14 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
     Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
     as the paper does, and "joint" FVD and FID on UCF101 only; measured numbers on any other
     dataset (e.g. the demo set) get their own column.
-    ``bootstrap > 0`` adds a 95% bootstrap interval to FVD rows of a single record that stores its
-    features (:func:`latte_bench.reports.store.record_features`) and has no stored interval yet.
+    ``uncertainty=True`` adds ``se``, ``inf``, ``inf_low``, ``inf_high`` to FVD/FID rows of a single record
+    (:func:`record_uncertainty`): cells show ``value ± se`` and a ``<column> FVD∞`` column the N → ∞ estimate.
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
     fams = TABLES[table][1]
     records = list(records)
     rows = group_rows(records, fams, strict=strict)
-    if bootstrap > 0:
-        by_path = {r.path: r for r in records}
-        for row in rows:
-            if row.ci is None and len(row.paths) == 1 and metric_family(row.metric) == "fvd":
-                feats = record_features(by_path[row.paths[0]], row.metric)
-                if feats is not None:
-                    b = bootstrap_fvd(*feats, n_resamples=bootstrap, seed=bootstrap_seed)
-                    row.ci = (b["low"], b["high"])
     if table in PAPER_CELLS:
         keep = PAPER_CELLS[table]
         paper = set(published.DATASETS)
@@ -158,7 +149,42 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
             if canonical_dataset(r.dataset) not in paper or (canonical_dataset(r.dataset), metric_family(r.metric)) in keep
         ]
     lines = (_reported_lines(table) if with_reported else []) + _measured_lines(table, rows)
-    return pd.DataFrame(lines, columns=COLUMNS)
+    df = pd.DataFrame(lines, columns=COLUMNS)
+    if uncertainty:
+        by_path = {str(r.path): r for r in records}
+        found = [record_uncertainty(by_path[line["records"]], line["metric"])
+                 if line["source"] == "measured" and line["n"] == 1 and line["records"] in by_path else None
+                 for _, line in df.iterrows()]
+        for i, key in enumerate(("se", "inf", "inf_low", "inf_high")):
+            df[key] = [math.nan if u is None else u[i] for u in found]
+        for key in ("ci_low", "ci_high"):  # the percentile bootstrap interval gives way to se and FVD∞
+            df[key] = [math.nan if u is not None else v for u, v in zip(found, df[key])]
+    return df
+
+
+def record_uncertainty(record: Record, metric: str) -> tuple[float, float, float, float] | None:
+    """``(se, inf, inf_low, inf_high)`` of a record's FVD/FID (docs/uncertainty.md), or None.
+
+    From the record's ``results`` (``se``, ``fvd_inf``, ``fvd_inf_ci``) when it has them, else computed from its
+    stored features (:func:`latte_bench.reports.store.record_features`) with the record's covariance and seed.
+    """
+    fam = metric_family(metric)
+    if fam not in ("fvd", "fid"):
+        return None
+    results = record.raw.get("results") or {}
+    entry = results.get(metric) or next((v for k, v in results.items() if metric_family(k) == fam), None)
+    if isinstance(entry, dict) and entry.get("se") is not None:
+        low, high = entry[f"{fam}_inf_ci"]
+        return float(entry["se"]), float(entry[f"{fam}_inf"]), float(low), float(high)
+    feats = record_features(record, metric) or record_features(record, fam)
+    if feats is None:
+        return None
+    from latte_bench.metrics.uncertainty import frechet_from_features
+
+    protocol = record.raw.get("protocol") or {}
+    e = frechet_from_features(*feats, metric=fam, covariance=protocol.get("covariance", "biased"),
+                              seed=int(record.raw.get("seed") or 0))
+    return (e.se, e.inf, *e.inf_ci) if math.isfinite(e.se) else None
 
 
 # ---------------------------------------------------------------- formatting
@@ -187,6 +213,8 @@ def format_cell(line: pd.Series, digits: int = 2, marks: dict[str, str] | None =
     text = _fmt(line["mean"], digits)
     if not math.isnan(line["std"]):
         text += " ± " + _fmt(line["std"], digits)
+    elif not math.isnan(line.get("se", math.nan)):
+        text += " ± " + _fmt(line["se"], digits) + " se"
     text += f" (n={int(line['n'])})"
     if not math.isnan(line["ci_low"]):
         text += f" [CI {_fmt(line['ci_low'], 1)}–{_fmt(line['ci_high'], 1)}]"
@@ -202,12 +230,18 @@ def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     paper_cols = [c for c in _paper_columns(df) if c in set(df["column"])]
     other_cols = sorted(set(df["column"]) - set(paper_cols))
     cols = paper_cols + other_cols
+    if "inf" in df.columns:  # an N -> inf column after each column that has one
+        with_inf = {line["column"] for _, line in df.iterrows() if not math.isnan(line["inf"])}
+        cols = [x for c in cols for x in ((c, _inf_column(df, c)) if c in with_inf else (c,))]
     order = {m: i for i, m in enumerate(published.METHOD_ORDER)}
     keyed: dict[tuple[str, str], dict[str, str]] = {}
     marks = footnotes(df)
     for _, line in df.iterrows():
         key = (_row_label(line), line["source"])
         keyed.setdefault(key, {})[line["column"]] = format_cell(line, digits, marks)
+        if "inf" in df.columns and not math.isnan(line["inf"]):
+            keyed[key][_inf_column(df, line["column"])] = (f"{_fmt(line['inf'], digits)} "
+                                                           f"[{_fmt(line['inf_low'], 1)}–{_fmt(line['inf_high'], 1)}]")
 
     def sort_key(key):
         label, source = key
@@ -218,6 +252,11 @@ def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     for key in sorted(keyed, key=sort_key):
         out.append({"Method": key[0], "Source": key[1], **{c: keyed[key].get(c, "–") for c in cols}})
     return pd.DataFrame(out, columns=["Method", "Source", *cols])
+
+
+def _inf_column(df: pd.DataFrame, column: str) -> str:
+    fam = metric_family(df[df["column"] == column]["metric"].iloc[0])
+    return f"{column} {fam.upper()}∞"
 
 
 def _paper_columns(df: pd.DataFrame) -> list[str]:
@@ -241,7 +280,7 @@ def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: 
     title = title or TABLES[table][0]
     notes = [
         "`reported` = number printed in " + published.PAPER + ". `measured` = mean ± std over seeds "
-        "(n records) from this results store, with a bootstrap confidence interval where computed.",
+        "(n records) from this results store, with an interval stored in older records (`bootstrap`) where present.",
         "A measured row tagged `[...]` departs from its column's protocol (2,048 clips of 16 frames, the "
         "paper's strides and resize) in what the tag names, e.g. `[3 clips]`, and is not "
         "comparable with the reported numbers; untagged rows followed the protocol.",
@@ -251,6 +290,9 @@ def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: 
         if isinstance(text, str) and text:
             first = lines[1].iloc[0]
             notes.append(f"{footnotes(df)[text]} {first['method']}, {first['column']}: {text}.")
+    if "inf" in df.columns and df["inf"].notna().any():
+        notes.append("`value ± se`: the standard error of a single evaluation; `FVD∞` (`FID∞`): the bias-corrected "
+                     "estimate of the population distance with its 95% interval (docs/uncertainty.md).")
     if footer:
         notes.append(footer)
     return f"### {title}\n\n" + markdown_table(to_wide(df)) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
