@@ -47,7 +47,8 @@ class EvalResult:
     """``value`` (the first metric), ``metrics`` ({name: value}), ``record`` (JSON-ready).
 
     Each metric that ran is also an attribute (``result.fvd``, ``result.kid``, ...; ``is`` is
-    ``result.is_`` or ``result.inception_score``). ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
+    ``result.is_`` or ``result.inception_score``; one that did not run raises an AttributeError naming
+    those that did), and ``float(result)`` is the first metric's value. ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
     last run, for bootstrapping; they are not part of the record.
     """
 
@@ -70,7 +71,15 @@ class EvalResult:
         if key in metrics:
             value = metrics[key]
             return value["value"] if isinstance(value, dict) else value
+        if key in DETECTOR_OF:
+            raise AttributeError(f"{name}: {key} was not computed; this result has {', '.join(metrics) or 'no metrics'} "
+                                 f"(pass metrics=(..., {key!r}) to evaluate)")
         raise AttributeError(name)
+
+    def __float__(self) -> float:
+        """The headline value (the first metric; its mean for ``num_runs`` > 1)."""
+        value = self.value
+        return float(value["value"] if isinstance(value, dict) else value)
 
 
 def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
