@@ -209,3 +209,20 @@ def test_fusion_analysis_from_variant4_checkpoint(tmp_path):
     assert means["cross"] == pytest.approx(np.mean(cross), abs=2e-6)
     assert means["spatial"] == pytest.approx(np.mean(within), abs=2e-6)
     assert abs(means["spatial"] - means["cross"]) > 1e-3  # the two halves are not the same features
+
+
+def test_per_block_figure_says_no_inverted_pairs_instead_of_an_empty_panel(tmp_path):
+    import matplotlib.image
+
+    from latte_bench.reports.figures import similarity_summary_figure
+
+    def lower_panel_ink(inverted: int) -> float:
+        summary = {f"spatial_{i}": {"mean": 0.7 + 0.01 * i, "var": 1e-3, "inverted_first": 0, "inverted_all": inverted}
+                   for i in range(4)}
+        png = similarity_summary_figure({"summary": summary}, tmp_path / f"fig{inverted}")[0]
+        img = matplotlib.image.imread(png)[..., :3].mean(axis=2)  # (H, W) in [0, 1]
+        h, w = img.shape
+        return float((img[int(0.62 * h):int(0.75 * h), int(0.3 * w):int(0.7 * w)] < 0.6).mean())
+
+    assert lower_panel_ink(0) > 0.002  # the note is drawn in the middle of the lower panel
+    assert lower_panel_ink(3) > 0.002  # bars

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+from pathlib import Path
 
 import pytest
 
 from latte_bench.cli import main
+from latte_bench.reports.demo import QUICK_NOTE
 
 
 def test_demo_refuses_a_non_empty_folder_it_did_not_make(tmp_path, capsys):
@@ -30,11 +33,23 @@ def test_demo_default_folder_is_new_in_the_current_directory(tmp_path, monkeypat
     assert prepare_out(None) == out  # a folder the demo made is re-used
 
 
+def _readme_quickstart() -> list[list[str]]:
+    """The README's Quickstart command lines, split like a shell (comments dropped), without ``latte-bench``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [shlex.split(line, comments=True)[1:] for line in block.strip().splitlines()]
+
+
 @pytest.mark.slow
-def test_demo_quick_end_to_end(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
+    # the README's Quickstart as written, in a new empty folder (the demo as --quick)
+    monkeypatch.chdir(tmp_path)
+    demo_line, eval_line, _ = _readme_quickstart()
+    assert demo_line == ["demo"]
+    out = Path("latte-demo")
+    assert main([*demo_line, "--quick", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
+    assert QUICK_NOTE in printed and QUICK_NOTE in (out / "README.md").read_text()
 
     record = json.loads((out / "results" / "demo_v1_seed0.json").read_text())
     assert record["schema"].startswith("latte-bench/eval-record") and record["dataset"] == "demo"
@@ -57,16 +72,24 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "measured" in (out / "table3.md").read_text()
 
     # the final checkpoint is kept, the next commands name it, and it loads in `eval --dataset demo --ckpt`
-    ckpt = out / "run" / "v1" / "checkpoints" / "0000002.pt"
+    ckpt = out / "run" / "v1" / "checkpoints" / "0001500.pt"
     assert ckpt.is_file()
     assert f"latte-bench eval --dataset demo --ckpt {ckpt}" in printed
     assert f"latte-bench analyze similarity --ckpt {ckpt}" in printed and "latte-bench report table3" in printed
-    assert main(["eval", "--dataset", "demo", "--ckpt", str(ckpt), "--num-clips", "2", "--sampler", "ddim", "--steps", "2",
-                 "--threads", "1", "--json", str(tmp_path / "eval.json")]) == 0
-    again = json.loads((tmp_path / "eval.json").read_text())
+    suggested = next(line for line in printed.splitlines() if "latte-bench eval" in line)
+    assert main(shlex.split(suggested, comments=True)[1:]) == 0
+    again = json.loads((out / "eval.json").read_text())
     assert again["metrics"]["fvd"] == pytest.approx(record["metrics"]["fvd"], rel=1e-9)  # the demo's FVD, reproduced
 
-    # the folder's runs were trained with 2 steps: another step count is refused before any work, not resumed
+    # the Quickstart's second line: the run folder, sampled with the demo's own DDIM 25 (the --dataset demo default)
+    capsys.readouterr()
+    assert main([*eval_line, "--json", "quickstart.json"]) == 0
+    quick = json.loads(Path("quickstart.json").read_text())
+    assert (quick["fake"]["sampler"], quick["fake"]["steps"]) == ("ddim", 25)
+    assert quick["counts"] == {"real_clips": 64, "fake_clips": 64} and math.isfinite(quick["metrics"]["fvd"])
+    assert quick["fake"]["checkpoint"]["path"].endswith("0001500.pt")
+
+    # the folder's runs were trained with 1,500 steps: another step count is refused before any work, not resumed
     capsys.readouterr()
     kept = sorted(p.name for p in out.rglob("*.pt"))
     assert main(["demo", "--quick", "--steps", "3", "--out", str(out), "--threads", "1"]) == 2

@@ -184,3 +184,16 @@ def test_unfinished_sample_folders_refused(tmp_path, capsys, good_npz):
     (npz / ".parts").mkdir(parents=True)
     write_npz(npz / "videos.npz", np.zeros((2, 16, 8, 8, 3), np.uint8))  # an interrupted extension of the set
     _run_error(capsys, ["--real", good_npz, "--fake", str(npz), "--num-clips", "2"], "unfinished")
+
+
+def test_result_names_what_was_computed_and_floats_to_its_headline_value():
+    from latte_bench.metrics.evaluation import EvalResult
+
+    r = EvalResult(metrics={"fvd": 12.5, "kvd": -3.0}, record={})
+    assert float(r) == 12.5 and r.fvd == 12.5 and r.kvd == -3.0
+    with pytest.raises(AttributeError, match=r"is_: is was not computed; this result has fvd, kvd \(pass metrics=\(\.\.\., 'is'\)"):
+        r.is_
+    with pytest.raises(AttributeError, match="fid was not computed"):
+        r.fid
+    assert not hasattr(r, "colour")  # other names: plain AttributeError
+    assert float(EvalResult(metrics={"fvd": {"value": 7.0, "std": 1.0}}, record={})) == 7.0  # num_runs > 1: the mean

@@ -240,3 +240,28 @@ def test_protocol_errors_before_any_detector_work(tmp_path):
         compute_fvd(tmp_path / "v.npz", tmp_path / "v.npz", covariance="sample")
     with pytest.raises(UserError, match="48 frames"):
         compute_fvd(tmp_path / "v.npz", tmp_path / "v.npz", dataset="ucf101", num_clips=2, cache=False)
+
+
+def test_progress_advances_per_batch_and_a_resumed_pass_says_so(array_videos, tmp_path, capsys):
+    from tqdm import tqdm as std_tqdm
+
+    clips, _ = sample_fake_clips(array_videos, num_clips=11, num_frames=4)
+    base = _linear_detector()
+    seen = []
+
+    def detector(x):  # the bar's count when each batch reaches the detector
+        seen.append(max(b.n for b in list(std_tqdm._instances)))
+        return base(x)
+
+    head = [Head("d", detector, _small_pre, lambda c: c, len(clips))]
+    run_pass(FileSource(array_videos, {"kind": "test"}), clips, head, batch_size=4, block_size=256, work_dir=tmp_path / "w")
+    assert seen == [0, 4, 8]  # one 11-clip block: the bar moves after every batch, not once per block
+    assert "resuming" not in capsys.readouterr().err
+
+    block_dir = tmp_path / "w2"
+    run_pass(FileSource(array_videos, {"kind": "test"}), clips, head, batch_size=4, block_size=4, work_dir=block_dir)
+    (block_dir / "block_00002.npz").unlink()  # keep the first two of three blocks
+    capsys.readouterr()
+    res = run_pass(FileSource(array_videos, {"kind": "test"}), clips, head, batch_size=4, block_size=4, work_dir=block_dir)
+    assert res.resumed_blocks == 2 and res.clips == 11
+    assert "resuming: 2 of 3 blocks done" in capsys.readouterr().err

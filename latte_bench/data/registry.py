@@ -39,13 +39,17 @@ class DatasetSpec:
     # can hold fewer than 2,048 long-enough videos, using every one of them is the protocol itself, as long
     # as there are at least this many (a floor that catches incomplete copies); None: fewer is never standard.
     min_real_clips: int | None = None
+    # eval --ckpt sampling when --sampler/--steps are not given (None: the paper's DDPM 250)
+    sampler: str | None = None
+    sample_steps: int | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "demo": DatasetSpec(
         name="demo", title="Demo", real_split="procedural shapes, generated in memory (data.demo.DEMO_SET, what the demo preset trains on)",
         real_subdirs=(), stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: DEMO_SET's
-        layout="none: generated on the fly", expected_videos="as many as --num-clips"),
+        layout="none: generated on the fly", expected_videos="as many as --num-clips",
+        sampler="ddim", sample_steps=25),  # the demo's own sampling (reports.demo.DemoSettings)
     "ffs": DatasetSpec(
         name="ffs", title="FaceForensics", real_split="training split (the official train/ folder)",
         real_subdirs=("train/videos", "train"), stride=3, resolution=256,

@@ -98,8 +98,9 @@ EVAL_FLAGS = (
     ("protocol", "--threads", "torch_threads", None, dict(type=int,
      help="CPU threads of the detectors (default: torch's current count; recorded: CPU features are "
           "bitwise reproducible at equal thread counts)")),
-    ("sampling", "--sampler", "sampler", "ddpm", dict(choices=("ddpm", "ddim", "dpm++"), help="sampler (the paper: DDPM)")),
-    ("sampling", "--steps", "steps", 250, dict(type=int, help="sampling steps")),
+    ("sampling", "--sampler", "sampler", None, dict(choices=("ddpm", "ddim", "dpm++"),
+     help="sampler (default: the paper's ddpm; --dataset demo: the demo's ddim)")),
+    ("sampling", "--steps", "steps", None, dict(type=int, help="sampling steps (default: 250; --dataset demo: 25)")),
     ("sampling", "--cfg-scale", "cfg_scale", None,
      dict(type=float, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0)")),
     ("sampling", "--labels", "labels", "random", dict(choices=("random", "balanced"),
@@ -116,7 +117,7 @@ EVAL_FLAGS = (
      help="also write the sampled videos as lossless PNG frame folders (rescore with --fake DIR)")),
     ("sampling", "--work-dir", "work_dir", None, dict(metavar="DIR",
      help="keep per-block features here; a killed evaluation rerun with the same command resumes "
-          "(default for --ckpt: under $LATTE_BENCH_CACHE/eval_work, removed when done)")),
+          "(default for --ckpt: under $LATTE_BENCH_CACHE/eval_work_stats, removed when done)")),
     ("run", "--batch-size", "batch_size", 8, dict(type=int, help="clips per detector and sampling batch")),
     ("run", "--device", "device", None, dict(help="cpu, cuda or cuda:N (default: cuda when available)")),
     ("run", "--workers", "num_workers", 0, dict(type=int, help="DataLoader worker processes for decoding")),
@@ -173,7 +174,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
-        fake = CheckpointSource(args.ckpt, seed=args.seed, **{key: getattr(args, key) for key in SAMPLING_KEYS})
+        sampling = {key: getattr(args, key) for key in SAMPLING_KEYS}
+        if sampling["sampler"] is None:
+            sampling["sampler"] = (spec.sampler if args.dataset is not None else None) or "ddpm"
+        if sampling["steps"] is None:
+            sampling["steps"] = (spec.sample_steps if args.dataset is not None else None) or 250
+        fake = CheckpointSource(args.ckpt, seed=args.seed, **sampling)
     else:
         fake = args.fake
     def finish(record: dict) -> None:  # before the default work folder goes: a failed write keeps the resume

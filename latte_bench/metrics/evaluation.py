@@ -49,7 +49,8 @@ class EvalResult:
     """``value`` (the first metric), ``metrics`` ({name: value}), ``record`` (JSON-ready).
 
     Each metric that ran is also an attribute (``result.fvd``, ``result.kid``, ...; ``is`` is
-    ``result.is_`` or ``result.inception_score``). ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
+    ``result.is_`` or ``result.inception_score``; one that did not run raises an AttributeError naming
+    those that did), and ``float(result)`` is the first metric's value. ``stats`` holds the per-detector (real, fake) :class:`FeatureStats` of the
     last run, for bootstrapping; they are not part of the record.
     """
 
@@ -72,7 +73,15 @@ class EvalResult:
         if key in metrics:
             value = metrics[key]
             return value["value"] if isinstance(value, dict) else value
+        if key in DETECTOR_OF:
+            raise AttributeError(f"{name}: {key} was not computed; this result has {', '.join(metrics) or 'no metrics'} "
+                                 f"(pass metrics=(..., {key!r}) to evaluate)")
         raise AttributeError(name)
+
+    def __float__(self) -> float:
+        """The headline value (the first metric; its mean for ``num_runs`` > 1)."""
+        value = self.value
+        return float(value["value"] if isinstance(value, dict) else value)
 
 
 def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
@@ -534,7 +543,7 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
 
 METRIC_PROTOCOL = {
     "fvd": "StyleGAN-V fvd2048_16f (Latte): Fréchet distance of TF-Hub I3D 400-d logits, float64",
-    "kvd": "TATS polynomial_mmd on the I3D logits of the FVD pass: k(x,y)=(x.y/d+1)^3, unbiased MMD^2, all samples",
+    "kvd": "TATS polynomial_mmd on the I3D logits of the FVD pass: k(x,y)=(x.y/d+1)^3, unbiased MMD^2 (negative when the sets are closer than its noise), all samples",
     "fid": "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of the generated clips",
     "kid": "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of min(n_real, n_gen, subset size), x1000",
     "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",

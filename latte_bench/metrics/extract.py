@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(clips), desc=desc + (f" ({world} ranks)" if world > 1 else ""), unit=unit, dynamic_ncols=True)
+        kept = sum(_block_path(work_dir, b).exists() for b in range(len(blocks))) if work_dir is not None else 0
+        if kept:
+            bar.write(f"{desc}: resuming: {kept} of {len(blocks)} blocks done (in {work_dir})", file=sys.stderr)
     total = {h.name: FeatureStats(keep_features=h.keep_features) for h in heads}
     skipped: list[str] = []
     resolution, seen, resumed = None, 0, 0
@@ -100,7 +104,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
         stream_iter = source.iter_clips(list(clips), batch_size=batch_size, **(read_options or {}))
     try:
         for r in range((len(blocks) + world - 1) // world):
-            payload = None
+            payload, ticked = None, 0
             if r < len(mine):
                 b = mine[r]
                 block_clips = [clips[p] for p in blocks[b]]
@@ -111,12 +115,19 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                     try:
                         it = stream_iter if stream_iter is not None else source.iter_clips(
                             block_clips, batch_size=batch_size, num_workers=num_workers, **(read_options or {}))
-                        payload = _block(it, block_clips, blocks[b][0], heads, batch_size, device, skip_bad, stream_iter is not None)
-                        if work_dir is not None:
-                            _save_block(work_dir, b, payload, work_key)
+                        def tick(n: int) -> None:  # per batch on this rank; other ranks' blocks count when gathered
+                            nonlocal ticked
+                            ticked += n
+                            bar.update(n)
+
+                        payload = _block(it, block_clips, blocks[b][0], heads, batch_size, device, skip_bad,
+                                         stream_iter is not None, tick if bar is not None else None)
                     except UserError as e:
                         payload = {"error": str(e)}
-            for part in dist.all_gather_object(payload):  # rank order == block order within a round
+                    else:
+                        if work_dir is not None:
+                            _save_block(work_dir, b, payload, work_key)
+            for who, part in enumerate(dist.all_gather_object(payload)):  # rank order == block order within a round
                 if part is None:
                     continue
                 if "error" in part:
@@ -133,20 +144,25 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                 skipped.extend(part["skipped"])
                 seen += part["clips"]
                 if bar is not None:
-                    bar.update(part["clips"] + len(part["skipped"]))
+                    bar.update(part["clips"] + len(part["skipped"]) - (ticked if who == 0 else 0))
     finally:
         if bar is not None:
             bar.close()
     return PassResult(total, seen, skipped, resolution, resumed)
 
 
-def _block(it, block_clips: list[Clip], first_pos: int, heads, batch_size, device, skip_bad, stream: bool) -> dict:
-    """Read ``block_clips`` from ``it`` and sum each head's features over the block."""
+def _block(it, block_clips: list[Clip], first_pos: int, heads, batch_size, device, skip_bad, stream: bool,
+           tick=None) -> dict:
+    """Read ``block_clips`` from ``it`` and sum each head's features over the block.
+
+    ``tick(n)``, if given, is called after each detector batch with the clips (scored or skipped) it settled."""
     rows = {h.name: [] for h in heads}
     pending: list[tuple[int, np.ndarray]] = []
     skipped, resolution, example, count = [], None, None, 0
+    settled = 0  # clips and skipped files reported through tick
 
     def flush():
+        nonlocal settled
         if not pending:
             return
         x = torch.from_numpy(np.stack([a for _, a in pending]))
@@ -155,6 +171,9 @@ def _block(it, block_clips: list[Clip], first_pos: int, heads, batch_size, devic
             if take:
                 rows[h.name].append(_features(h, x[take], device, batch_size))
         pending.clear()
+        if tick is not None:
+            tick(count + len(skipped) - settled)
+            settled = count + len(skipped)
 
     for k, clip in enumerate(block_clips):
         got = next(it, None)

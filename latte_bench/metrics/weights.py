@@ -738,7 +738,7 @@ def cmd_weights_fetch(args) -> int:
 
 def register_weights(subparsers) -> None:
     """Add ``weights list`` and ``weights fetch [NAME ...|all] [--from FILE]``."""
-    parser = subparsers.add_parser("weights", help="list, fetch and verify detector weight files")
+    parser = subparsers.add_parser("weights", help="detector weight files: list, fetch (downloads and checks the sha256)")
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
     p_list = actions.add_parser("list", help="show each weight file: status, path, sha256")

@@ -1,7 +1,7 @@
 """Embeddings for Latte: sin-cos position tables, timestep/label embedders, RoPE, patch embedders.
 
 Every formula here matches the official Latte / DiT code (checked against the fixtures in
-``../shared/fixtures/latte_official``):
+``tests/fixtures/latte_official``):
 
 * spatial table: MAE 2D sin-cos, first half of the channels encodes the column index,
   second half the row index, each ``[sin, cos]``; tokens in row-major order (r * W + c);

@@ -83,6 +83,6 @@ def counted_flops(model, frames: int, batch: int = 1, backward: bool = False) ->
     return counter.get_total_flops()
 
 
-# The paper's Table 1 (../shared/docs/paper_tables.md): variant -> (params in M, "FLOPs (G)"), Latte-XL.
+# The paper's Table 1 (Latte, arXiv 2401.03048): variant -> (params in M, "FLOPs (G)"), Latte-XL.
 # The paper does not say how it counted; see docs/model.md ("FLOPs of the four XL variants").
 PAPER_TABLE1 = {1: (673.68, 5572.69), 2: (673.68, 5572.69), 3: (676.33, 6153.15), 4: (676.44, 1545.15)}

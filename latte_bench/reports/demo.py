@@ -57,8 +57,11 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
-QUICK = DemoSettings(steps=2, compare_steps=1, curve_points=1, clips=2, sample_steps=2, analysis_videos=1,
+QUICK = DemoSettings(steps=1500, compare_steps=1000, curve_points=1, clips=2, sample_steps=10, analysis_videos=1,
                      train_videos=4, batch_size=2, model_options={"hidden_size": 32, "depth": 2, "num_heads": 2})
+
+QUICK_NOTE = ("--quick checks that every stage runs: its tiny model, short training and 2-clip FVDs make numbers that "
+              "mean nothing (run `latte-bench demo` for the real demo)")
 
 # Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
 # stage"); scaled by the measured speed as long stages finish, for the overall ETA.
@@ -347,6 +350,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     ratio = main.fvd / floor.fvd
     _say(f"done in {wall / 60:.1f} min: FVD {main.fvd:.1f}{_pm(unc_main)} vs real-vs-real floor {floor.fvd:.1f}{_pm(unc_floor)} "
          f"({ratio:.2f}x); wrote {out}/README.md")
+    if quick:
+        _say(QUICK_NOTE)
     print("\nNext, on the kept checkpoint:")
     for line in next_commands(out, main_ckpt, s, seed):
         print(f"  {line}")
@@ -589,6 +594,7 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
     lines = [
         "# latte-bench demo" + (" (quick settings)" if quick else ""),
         "",
+        *([f"> **{QUICK_NOTE}.**", ""] if quick else []),
         f"Produced by `{cmd}` (seed {seed}, {threads} thread(s)) on {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__}; wall time **{wall / 60:.1f} min**, process CPU time "
         f"{sum(c for _, c in timings.values()) / 60:.1f} min (1-min load average at the end: {load:.1f}).",

@@ -94,6 +94,9 @@ def similarity_matrices_figure(report: dict, stem: str | Path, title: str = "Int
         return save_figure(fig, stem)
 
 
+NO_INVERTED = "no inverted pairs in any block:\neach frame is closer to the next frame than to any later one"
+
+
 def similarity_summary_figure(report: dict, stem: str | Path, title: str = "Inter-frame similarity per block") -> list[Path]:
     """Mean ± std of the off-diagonal similarities per block, and inverted-pair counts (bars)."""
     plt = pyplot()
@@ -111,13 +114,18 @@ def similarity_summary_figure(report: dict, stem: str | Path, title: str = "Inte
         ax1.legend(loc="best")
         ax1.grid(axis="y", alpha=0.3)
         w = 0.4
+        ax2.set_ylabel("inverted pairs")
+        ax2.set_xticks(x, [_pretty(n) for n in names], rotation=45, ha="right")
+        ax2.set_xlabel("block")
+        if not any(v["inverted_first"] or v["inverted_all"] for v in s):
+            ax2.set_ylim(0, 1)
+            ax2.set_yticks([])
+            ax2.text(0.5, 0.5, NO_INVERTED, transform=ax2.transAxes, ha="center", va="center", color="#555555")
+            return save_figure(fig, stem)
         ax2.bar(x - w / 2, [v["inverted_first"] for v in s], w, color="#ff7f0e", label="first frame (j ≥ 3 beats frame 2)")
         ax2.bar(x + w / 2, [v["inverted_all"] for v in s], w, color="#9467bd", label="all anchors (j ≥ i+2 beats i+1)")
         top = max([v["inverted_all"] for v in s] + [1])
         ax2.set_ylim(0, top * 1.35)  # room for the legend above the bars
-        ax2.set_ylabel("inverted pairs")
-        ax2.set_xticks(x, [_pretty(n) for n in names], rotation=45, ha="right")
-        ax2.set_xlabel("block")
         ax2.legend(loc="upper left", ncol=2, frameon=False)
         ax2.grid(axis="y", alpha=0.3)
         return save_figure(fig, stem)

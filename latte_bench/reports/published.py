@@ -1,10 +1,9 @@
 """The numbers the Latte paper reports: Table 3, Table 5 and the joint-training numbers of its text.
 
 Source: Ma et al., *Latte: Latent Diffusion Transformer for Video Generation* (arXiv 2401.03048), the
-revision whose Table 3 has Latte+IMG at 202.23 FVD on UCF101 — the revision transcribed in the
-project's reference ``paper_tables.md`` (``../shared/docs/`` beside the repository). Every cell here
-equals that file (``tests/test_reports.py`` checks each one, against an in-repository copy and,
-where present, against the file itself).
+revision whose Table 3 has Latte+IMG at 202.23 FVD on UCF101, transcribed cell by cell. Every cell
+here equals the paper's (``tests/test_reports.py`` checks each one against an in-repository copy of
+the tables).
 
 - ``table3``: FVD (``fvd2048_16f``, StyleGAN-V protocol, 256x256), lower is better.
 - ``table5``: video IS on UCF101 (C3D, higher is better) and FID on FaceForensics frames (lower is better).
