@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "latte_bench.training.commands",  # train, encode, sample
     "latte_bench.reports.commands",  # report, analyze, demo
     "latte_bench.reports.bench",  # bench
+    "latte_bench.metrics.compare_command",  # compare
 )
 
 

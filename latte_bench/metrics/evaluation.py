@@ -111,9 +111,11 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
-        from latte_bench.data.registry import real_videos
+        from latte_bench.data.registry import get_dataset, real_videos
 
-        real = real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips)
+        real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
+                         skip_bad=proto.skip_bad)
+        real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
     with torch_threads(proto.torch_threads):
         return _evaluate(real, fake, metrics, proto, cfg, device, start)
 

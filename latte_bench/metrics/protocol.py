@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 import torch
 
@@ -168,3 +169,58 @@ def _check_int(flag: str, value, minimum: int) -> None:
 def _check_choice(flag: str, value, choices) -> None:
     if value not in choices:
         raise UserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+# ---------------------------------------------------------------- what a difference in a setting does
+#
+# One rule for every comparison of two evaluations (`latte-bench compare`, the leaderboards' notes):
+# each setting of a record is in one of these groups. "meaning" makes two numbers incomparable;
+# "draw" is another random draw of the same protocol (comparable, the difference is noise that the
+# significance test measures); "digits" moves the last digits (summation order, BLAS, the device);
+# "none" cannot move the number; "generated" is the generated side, which is what a comparison is about.
+
+EFFECTS = {
+    "meaning": "changes what the number means",
+    "draw": "another random draw of the same protocol",
+    "digits": "moves the last digits",
+    "none": "no effect",
+    "generated": "the generated side (what is compared)",
+}
+
+FIELD_EFFECTS = {
+    # Protocol
+    "dataset": "meaning", "num_clips": "meaning", "num_frames": "meaning", "real_stride": "meaning",
+    "fake_stride": "meaning", "seed": "draw", "resize": "meaning", "covariance": "meaning", "fid_mode": "meaning",
+    "max_real_frames": "meaning", "is_protocol": "meaning", "is_splits": "meaning", "is_shuffle_seed": "draw",
+    "kid_subsets": "draw", "kid_subset_size": "meaning", "block_size": "digits", "torch_threads": "digits",
+    # what they let through is recorded in the counts and skipped lists, which are compared themselves
+    "skip_bad": "none", "allow_fewer": "none",
+    # RunOptions (weight files: their sha256 is compared under detectors)
+    "batch_size": "none", "device": "digits", "num_workers": "none", "cache": "none", "cache_dir": "none",
+    "progress": "none", "i3d_weights": "none", "inception_weights": "none", "c3d_weights": "none", "c3d_mean": "none",
+}
+
+# Dotted keys of an evaluation record (fnmatch patterns, first match wins); keys matching none are
+# results, not settings (metric values, standard errors, timings, feature files).
+RECORD_EFFECTS = (
+    ("protocol.is.*", "meaning"),
+    ("protocol.*", "field"),
+    ("schema", "none"), ("method", "none"), ("dataset", "meaning"), ("seed", "draw"), ("runs", "draw"),
+    ("nonstandard", "meaning"), ("detectors.*", "meaning"), ("counts.*", "meaning"),
+    ("run.device", "digits"), ("run.*", "none"),
+    ("environment.timestamp_utc", "none"), ("environment.*", "digits"),
+    ("real.*", "meaning"),
+    ("fake.lossless", "meaning"), ("fake.skipped_unreadable", "meaning"), ("fake.seed", "draw"),
+    ("fake.path", "none"), ("fake.checkpoint.path", "none"), ("fake.saved_samples", "none"), ("fake.*", "generated"),
+    ("results.*.provenance.real_stats_cache.*", "none"), ("results.*.provenance.real_sampling.seed", "draw"),
+    ("results.*.provenance.*", "meaning"), ("results.*.real_count", "meaning"), ("results.*.fake_count", "meaning"),
+    ("results.*.unit", "meaning"),
+)
+
+
+def effect_of(key: str) -> str | None:
+    """The group (a key of :data:`EFFECTS`) of the record setting ``key``; None for a result."""
+    for pattern, effect in RECORD_EFFECTS:
+        if fnmatchcase(key, pattern):
+            return FIELD_EFFECTS.get(key.split(".", 1)[1], "meaning") if effect == "field" else effect
+    return None
