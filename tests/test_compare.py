@@ -121,6 +121,7 @@ def test_bad_features_are_one_line():
 def _demo() -> dict:
     record = json.loads(DEMO_RECORD.read_text())
     del record["features"]  # relative paths: written elsewhere, the record would point at nothing
+    record.pop("bootstrap", None)
     return record
 
 
@@ -241,3 +242,28 @@ def test_compare_cli_tests_significance_on_saved_features(tmp_path, capsys):
     assert entry["comparable"] and [d["key"] for d in entry["groups"]["draw"]] == ["fake.seed", "protocol.seed", "seed"]
     assert not entry["significance"]["fvd"]["paired"] and not entry["significance"]["fvd"]["significant"]
     assert "not significant (unpaired" in out
+
+
+def test_table3_against_marks_rows_not_significantly_different(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    real = rng.standard_normal((N, D)).astype(np.float32)
+    sets = {}
+    for name, shift in (("a", 0.8), ("same", 0.8), ("far", 2.0)):
+        x = rng.standard_normal((N, D)).astype(np.float32)
+        x[:, 0] += math.sqrt(shift)
+        sets[name] = x
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, x in sets.items():
+        path = _features_record(results, name, real, x)
+        rec = json.loads(Path(path).read_text())
+        rec["method"] = name
+        Path(path).write_text(json.dumps(rec))
+    assert main(["report", "table3", "--results", str(results), "--out", str(tmp_path / "out"),
+                 "--no-reported", "--against", "a"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("|")[1].split("[")[0].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "≈" in lines["same"] and "≈" not in lines["far"] and "≈" not in lines["a"]
+    assert "`≈`: not significantly different from a" in out
+    assert main(["report", "table3", "--results", str(results), "--out", str(tmp_path / "out"),
+                 "--against", "nobody"]) == 2

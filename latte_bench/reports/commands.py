@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                        "instead of showing them as tagged rows")
         p.add_argument("--no-reported", action="store_true", help="leave out the paper's published rows")
         if name == "table3":
+            p.add_argument("--against", default=None, metavar="METHOD",
+                           help="mark with ≈ each measured FVD not significantly different (5%%, paired bootstrap "
+                           "on stored features) from METHOD's row in the same column; docs/why-fvd-differs.md")
             p.add_argument("--uncertainty", action="store_true",
                            help="show single-record FVDs as value ± se with an FVD∞ column (the N -> inf estimate and "
                            "its 95%% interval; from the record, else from its stored features; docs/uncertainty.md)")
@@ -104,8 +107,10 @@ def run_table(args: argparse.Namespace) -> int:
                         f"write some with `latte-bench eval --json {args.results}/NAME.json`")
     check_writable(args.out, "--out")
     df = build_table(args.table, records, strict=args.strict, with_reported=not args.no_reported,
-                     uncertainty=getattr(args, "uncertainty", False))
-    md_path, csv_path, md = write_table(df, args.table, args.out)
+                     uncertainty=getattr(args, "uncertainty", False), against=getattr(args, "against", None))
+    footer = (f"- `≈`: not significantly different from {args.against} in the same column (p ≥ 0.05, bootstrap "
+              "on the records' stored features; docs/why-fvd-differs.md)." if getattr(args, "against", None) else "")
+    md_path, csv_path, md = write_table(df, args.table, args.out, footer=footer)
     print(md)
     print(f"wrote {md_path} and {csv_path} ({len(records)} records from {args.results})")
     return 0

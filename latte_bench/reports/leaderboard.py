@@ -22,6 +22,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from latte_bench.errors import UserError
 from latte_bench.fsutil import write_bytes
 from latte_bench.reports import published
 from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
@@ -124,7 +125,7 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
 
 
 def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
-                uncertainty: bool = False) -> pd.DataFrame:
+                uncertainty: bool = False, against: str | None = None) -> pd.DataFrame:
     """The tidy leaderboard ``table`` ("table3", "table5" or "joint") from ``records`` (+ the paper's rows).
 
     ``records``: :class:`latte_bench.reports.store.Record` objects (``load_records`` / ``record_from_dict``).
@@ -135,6 +136,9 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
     dataset (e.g. the demo set) get their own column.
     ``uncertainty=True`` adds ``se``, ``inf``, ``inf_low``, ``inf_high`` to FVD/FID rows of a single record
     (:func:`record_uncertainty`): cells show ``value ± se`` and a ``<column> FVD∞`` column the N → ∞ estimate.
+    ``against=METHOD`` adds ``p_against``: the p-value of the difference between a single-record measured FVD/FID
+    row and METHOD's single-record row of the same column (:func:`latte_bench.metrics.compare.compare_features`,
+    when both records stored features); cells not significantly different at 5% are marked ``≈``.
     """
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
@@ -159,7 +163,36 @@ def build_table(table: str, records: Iterable[Record], strict: bool = False, wit
             df[key] = [math.nan if u is None else u[i] for u in found]
         for key in ("ci_low", "ci_high"):  # the percentile bootstrap interval gives way to se and FVD∞
             df[key] = [math.nan if u is not None else v for u, v in zip(found, df[key])]
+    if against is not None:
+        df["p_against"] = _p_against(df, {str(r.path): r for r in records}, against)
     return df
+
+
+def _p_against(df: pd.DataFrame, by_path: dict, against: str) -> list[float]:
+    """Per line: the p-value of its FD against ``against``'s line in the same column (NaN where untestable)."""
+    import numpy as np
+
+    from latte_bench.metrics.compare import compare_features
+
+    measured = (df["source"] == "measured") & (df["n"] == 1)
+    base = {line["column"]: line for _, line in df[measured & (df["method"] == against)].iterrows()}
+    if not base:
+        raise UserError(f"--against {against}: no measured single-record row of that method; "
+                        f"methods: {', '.join(sorted(set(df.loc[measured, 'method'])))}")
+    out = []
+    for _, line in df.iterrows():
+        ref = base.get(line["column"])
+        p = math.nan
+        if (ref is not None and measured[line.name] and line["method"] != against
+                and metric_family(line["metric"]) in ("fvd", "fid")
+                and line["records"] in by_path and ref["records"] in by_path):
+            fa = record_features(by_path[ref["records"]], ref["metric"])
+            fb = record_features(by_path[line["records"]], line["metric"])
+            if fa is not None and fb is not None:
+                same = fa[0].shape == fb[0].shape and np.array_equal(fa[0], fb[0])
+                p = compare_features(fa[0], fa[1], fb[1], real_b=None if same else fb[0]).p_value
+        out.append(p)
+    return out
 
 
 def record_uncertainty(record: Record, metric: str) -> tuple[float, float, float, float] | None:
@@ -216,6 +249,8 @@ def format_cell(line: pd.Series, digits: int = 2, marks: dict[str, str] | None =
     elif not math.isnan(line.get("se", math.nan)):
         text += " ± " + _fmt(line["se"], digits) + " se"
     text += f" (n={int(line['n'])})"
+    if line.get("p_against", math.nan) >= 0.05:  # NaN compares False: untested rows are not marked
+        text += " ≈"
     if not math.isnan(line["ci_low"]):
         text += f" [CI {_fmt(line['ci_low'], 1)}–{_fmt(line['ci_high'], 1)}]"
     return text
