@@ -267,3 +267,39 @@ def test_table3_against_marks_rows_not_significantly_different(tmp_path, capsys)
     assert "`≈`: not significantly different from a" in out
     assert main(["report", "table3", "--results", str(results), "--out", str(tmp_path / "out"),
                  "--against", "nobody"]) == 2
+
+
+@pytest.mark.slow
+def test_two_seeds_of_one_checkpoint_are_comparable_and_not_significant(tmp_path, capsys):
+    """The real path end to end: a tiny demo model scored twice (seeds 0 and 1) with saved features, then compared."""
+    import dataclasses
+
+    import torch
+
+    from latte_bench.training.presets import preset
+    from latte_bench.training.trainer import train
+
+    run = tmp_path / "run"
+    cfg = dataclasses.replace(preset("demo"), out=str(run), steps=2, num_frames=9, demo_videos=8, ckpt_every=2,
+                              model_options={"hidden_size": 32, "depth": 2, "num_heads": 2}, prediction="eps",
+                              noise_schedule="linear", learn_sigma=True, lr_schedule="constant", warmup_steps=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    records = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}.json"
+        assert main(["eval", "--dataset", "demo", "--ckpt", str(run), "--num-clips", "8", "--num-frames", "9",
+                     "--steps", "2", "--sampler", "ddim", "--no-progress", "--threads", "1", "--seed", str(seed),
+                     "--save-features", str(tmp_path / f"features{seed}"), "--json", str(out)]) == 0
+        records.append(str(out))
+    capsys.readouterr()
+    assert main(["compare", *records, "--resamples", "100", "--json", str(tmp_path / "cmp.json")]) == 0
+    entry = json.loads((tmp_path / "cmp.json").read_text())["comparisons"][0]
+    assert entry["comparable"] and {"protocol.seed", "fake.seed"} <= {d["key"] for d in entry["groups"]["draw"]}
+    assert not entry["groups"]["meaning"] and not entry["groups"]["generated"]
+    sig = entry["significance"]["fvd"]
+    assert not sig["paired"] and not sig["significant"]  # each seed drew its own real clips
