@@ -683,3 +683,84 @@ def test_write_failures_at_the_end_are_one_line_and_lose_no_work(demo_run, tmp_p
     (work,) = (tmp_path / "cache").glob("*/manifest.json")
     again = evaluate(None, source(), **kw)
     assert again.record["run"]["resumed_blocks"] == 2 and not work.exists()
+# ============================================================================ issue 20 items 3, 10-14
+# Non-finite weights, samples and losses; write failures; the demo's worker; flag values; output folders; library noise.
+
+
+def _one_line(capsys) -> str:
+    """The stderr of the last command: exactly one `latte-bench: error:` line (returned without the prefix)."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("latte-bench: error: "), err
+    return err.strip().removeprefix("latte-bench: error: ")
+
+
+@pytest.fixture
+def nan_checkpoint(run_dir, tmp_path):
+    """The tiny run's checkpoint with one EMA tensor set to NaN (a diverged run's EMA)."""
+    ckpt = load_checkpoint(latest_checkpoint(run_dir))
+    ckpt["ema"]["final_layer.linear.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_sample_and_eval(nan_checkpoint, tmp_path, capsys):
+    """A NaN EMA sampled all-black videos, which `eval --ckpt` scored (FVD 1016.86, exit 0) and `sample` wrote."""
+    out = tmp_path / "samples"
+    assert _cli("sample", "--ckpt", nan_checkpoint, "--num-videos", 2, "--out", out, "--steps", 4, "--threads", 1,
+                "--no-progress") == 2
+    err = _one_line(capsys)
+    assert err.startswith(f"{nan_checkpoint} (ema weights): tensor final_layer.linear.weight holds NaN values")
+    assert not out.exists() or not any(out.iterdir())
+    assert _cli("eval", "--dataset", "demo", "--ckpt", nan_checkpoint, "--num-clips", 2, "--steps", 4, "--threads", 1,
+                "--no-progress", "--allow-fewer") == 2
+    assert "tensor final_layer.linear.weight holds NaN values" in _one_line(capsys)
+    assert _cli("sample", "--ckpt", nan_checkpoint, "--weights", "model", "--num-videos", 1, "--out", out, "--steps", 2,
+                "--threads", 1, "--no-progress", "--format", "npz") == 0  # the other weights are finite
+    capsys.readouterr()
+
+
+def test_a_model_whose_output_becomes_inf_while_sampling_writes_nothing(run_dir, tmp_path):
+    from latte_bench.training.latents import LatentSpace
+    from latte_bench.training.load import load_model
+    from latte_bench.training.sampling import sample_videos
+
+    loaded = load_model(run_dir)
+
+    class Diverging(torch.nn.Module):
+        """The loaded model, whose output is Inf from its third call on."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.inner, self.calls = model, 0
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            out = self.inner(*args, **kwargs)
+            return out if self.calls < 3 else out * float("inf")
+
+    model = Diverging(loaded.model).eval()
+    for fmt in ("png", "npz", "mp4"):  # unclipped x_0, as for VAE latents (a clamp to [-1, 1] would hide the Inf)
+        out = tmp_path / fmt
+        with pytest.raises(UserError, match=r"sampled latents of 2 video\(s\) \(video 0 first\) hold NaN or Inf"):
+            sample_videos(model, LatentSpace(None), out, 2, loaded.latent_shape, fmt=fmt, batch_size=2, steps=5,
+                          num_classes=2, progress=False, clip_denoised=False, **loaded.diffusion_options)
+        assert not [p for p in out.rglob("*") if p.is_file()]
+        model.calls = 0
+
+
+def test_a_nan_loss_stops_training_before_a_checkpoint_is_written(tmp_path, capsys):
+    """A diverged run reported `trained to step N  loss nan` and wrote checkpoints of NaN weights."""
+    out = tmp_path / "run"
+    assert _cli("train", "demo", *TINY_FLAGS, "--steps", 6, "--lr", 1e30, "--clip-max-norm", 1e30, "--ckpt-every", 1,
+                "--out", out) == 2
+    err = _one_line(capsys)
+    assert err.startswith("training diverged at step 2: loss ")
+    assert f"the last checkpoint, {out / 'checkpoints' / '0000001.pt'}, is kept" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["0000001.pt"]
+    ckpt = load_checkpoint(out / "checkpoints" / "0000001.pt")
+    assert all(bool(torch.isfinite(v).all()) for v in ckpt["ema"].values())
+    bad = dict(ckpt, ema={**ckpt["ema"], "pos_embed": ckpt["ema"]["pos_embed"] * float("inf")})
+    torch.save(bad, out / "checkpoints" / "0000001.pt")
+    assert _cli("train", "demo", *TINY_FLAGS, "--steps", 6, "--ckpt-every", 1, "--out", out, "--resume") == 2
+    assert "(ema): tensor pos_embed holds" in _one_line(capsys)

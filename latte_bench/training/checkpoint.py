@@ -120,6 +120,19 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                         "is it a PyTorch checkpoint of weights only?") from e
 
 
+def check_finite(state: dict, source: str) -> None:
+    """Refuse a state dict holding a NaN or Inf: one line naming ``source`` and the first such tensor.
+
+    ``state``: name -> tensor (non-floating tensors and other values are skipped). Such weights
+    sample all-black videos that would otherwise be scored or written as if they were results.
+    """
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
+            raise UserError(f"{source}: tensor {name} holds {kind} values (a diverged run?); "
+                            "use an earlier checkpoint of the run")
+
+
 # Fields that may differ on resume without changing what the run computes: length (unless the
 # learning rate depends on it), where things are, logging/preview cadence, speed-only switches.
 OPERATIONAL_FIELDS = frozenset({
@@ -179,6 +192,8 @@ def resume_checkpoint(run_dir: str | os.PathLike, current: dict, allow_change: b
         earlier = sorted(p for p in found.parent.iterdir() if _NAME.match(p.name) and p != found)
         hint = f"delete it to resume from {earlier[-1].name}" if earlier else "delete it and start again without --resume"
         raise UserError(f"{e}; {hint}") from None
+    for part in ("model", "ema"):
+        check_finite(ckpt.get(part, {}), f"{found} ({part})")
     diff = config_differences(ckpt.get("config", {}), current)
     if diff and not allow_change:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())

@@ -62,7 +62,7 @@ def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, 
                device="cpu") -> LoadedModel:
     """Load ``path_or_run`` with its ``weights`` (``ema`` or ``model``) onto ``device``, in eval mode."""
     from latte_bench.fsutil import sha256_file
-    from latte_bench.training.checkpoint import FORMAT, load_checkpoint
+    from latte_bench.training.checkpoint import FORMAT, check_finite, load_checkpoint
     from latte_bench.training.presets import preset as get_preset
 
     if weights not in ("ema", "model"):
@@ -73,6 +73,7 @@ def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, 
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         cfg = TrainConfig.from_dict(obj["config"])
         model = build_model_for_checkpoint(cfg, obj)
+        check_finite(obj[weights], f"{path} ({weights} weights)")
         model.load_state_dict(obj[weights])
         info = dict(obj["config"])
         record.update(format=FORMAT, step=int(obj.get("step", 0)), model=cfg.model)
@@ -86,6 +87,7 @@ def load_model(path_or_run, weights: str = "ema", *, preset: str | None = None, 
         if model_name:
             cfg = dataclasses.replace(cfg, model=model_name, model_options={})
         state = load_checkpoint_file(path, prefer=weights) if obj is None else extract_state_dict(obj, str(path), prefer=weights)
+        check_finite(state, str(path))
         shapes = official_shapes({k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")})
         if not {"latent_channels", "latent_size"} <= set(shapes):
             raise UserError(f"{path}: no x_embedder.proj.weight / pos_embed tensors; not a Latte checkpoint")
@@ -148,8 +150,10 @@ def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
     architecture has an official equivalent (Variant 1 with the default design choices).
     """
     from latte_bench.models.convert import save_official
+    from latte_bench.training.checkpoint import check_finite
 
     model = build_model_for_checkpoint(TrainConfig.from_dict(checkpoint["config"]), checkpoint)
+    check_finite(checkpoint["ema"], "--ckpt (ema weights)")
     model.load_state_dict(checkpoint["ema"])
     save_official(model, path)
     return Path(path)

@@ -98,7 +98,20 @@ def generate_latents(
         out = sample(model, x.shape, sampler=sampler, steps=steps, cfg_scale=cfg_scale, y=y, num_classes=num_classes or None,
                      noise=x, generator=generators, progress=progress, device=device, learn_sigma=learn_sigma,
                      noise_schedule=noise_schedule, prediction=prediction, clip_denoised=clip_denoised)
+    check_finite_batch(out, indices)
     return out.float(), (list(labels) if y is not None else None)
+
+
+def check_finite_batch(latents: torch.Tensor, indices: Sequence[int]) -> None:
+    """Refuse sampled latents (N, F, C, h, w) holding NaN or Inf, before they are decoded, scored or written.
+
+    Quantising to uint8 would turn them into black or saturated frames that look like results.
+    """
+    finite = torch.isfinite(latents.reshape(len(latents), -1)).all(dim=1).cpu()
+    if not bool(finite.all()):
+        bad = [int(i) for i, ok in zip(indices, finite) if not ok]
+        raise UserError(f"the sampled latents of {len(bad)} video(s) (video {bad[0]} first) hold NaN or Inf values, so nothing of this batch "
+                        "is scored or written; the model diverges while sampling (try --precision fp32 or another checkpoint)")
 
 
 # ------------------------------------------------------------------------------------ output layout

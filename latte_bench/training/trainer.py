@@ -343,6 +343,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
                 loss = losses["loss"].mean() / cfg.grad_accum
                 scaler.scale(loss).backward()
             step_loss += loss.detach()
+        check_finite_loss(step_loss, step + 1, run_dir)  # before the update, the EMA and any checkpoint of this step
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         scaler.unscale_(optimizer)
@@ -384,6 +385,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
             log.write({"event": "fvd", "step": step, **periodic_fvd(cfg, ema, latent_space, run_dir, step, device, (in_channels, input_size))})
     bar.close()
     return {"step": step, "loss": loss_value, "run_dir": str(run_dir)}
+
+
+def check_finite_loss(step_loss: torch.Tensor, step: int, run_dir: Path) -> None:
+    """Stop training (UserError naming ``step``) when the loss of this step is NaN or Inf on any process.
+
+    ``step_loss``: this process's scalar loss of the step (summed over gradient accumulation).
+    Checked before the optimizer step, so no checkpoint holds the diverged weights.
+    """
+    value = step_loss.detach().float().reshape(1)
+    if dist.active():
+        value = value.clone()
+        torch.distributed.all_reduce(value)  # a NaN on one process is a NaN in the sum on every process
+    if not math.isfinite(float(value)):
+        kept = latest_checkpoint(run_dir)
+        where = f"the last checkpoint, {kept}, is kept" if kept is not None else "no checkpoint was written"
+        raise UserError(f"training diverged at step {step}: loss {float(value)} ({where}); lower --lr, "
+                        "or keep --clip-max-norm / --precision fp32, and start again")
 
 
 class _Stateful:
