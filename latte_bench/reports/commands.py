@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         if name == "table3":
             p.add_argument("--against", default=None, metavar="METHOD",
                            help="mark with ≈ each measured FVD not significantly different (5%%, paired bootstrap "
-                           "on stored features) from METHOD's row in the same column; docs/why-fvd-differs.md")
+                           "on stored features) from METHOD's row in the same column; docs/why-fvd-differs.md "
+                           "(default: no marks)")
             p.add_argument("--uncertainty", action="store_true",
                            help="show single-record FVDs as value ± se with an FVD∞ column (the N -> inf estimate and "
                            "its 95%% interval; from the record, else from its stored features; docs/uncertainty.md)")
