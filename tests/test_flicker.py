@@ -62,3 +62,53 @@ def test_matches_vbench_loop_on_random_videos():
 def test_bad_input_is_one_line(bad, words):
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)")):
         flicker_scores(bad)
+
+
+def _stepped(steps_first: int, steps_after: int, frames: int = 16, switch: int = 8) -> np.ndarray:
+    """A gray video rising by ``steps_first`` per frame up to frame ``switch``, then by ``steps_after``."""
+    levels = np.cumsum([0] + [steps_first if t < switch else steps_after for t in range(1, frames)])
+    return np.broadcast_to(levels.astype(np.uint8)[:, None, None, None], (frames, 8, 8, 3)).copy()
+
+
+def test_eval_flicker_through_the_cli_generated_side_only(tmp_path, capsys):
+    import json
+
+    from latte_bench.cli import main
+    from latte_bench.data.video import write_npz
+
+    videos = np.stack([_stepped(0, 0), _stepped(2, 10), _stepped(1, 1)])
+    write_npz(tmp_path / "fake.npz", videos)
+
+    def run(*extra):
+        code = main(["eval", "--fake", str(tmp_path / "fake.npz"), "--metrics", "flicker", "--num-clips", "3",
+                     "--no-progress", "--json", str(tmp_path / "r.json"), *extra])
+        assert code == 0, capsys.readouterr().err
+        return json.loads((tmp_path / "r.json").read_text())
+
+    record = run()
+    # 15 pairs: video 1 rises by 2 over pairs 1..7, by 10 over pairs 8..15
+    want = np.mean([1.0, (255 - (7 * 2 + 8 * 10) / 15) / 255, 254 / 255])
+    assert record["metrics"]["flicker"] == pytest.approx(want, abs=1e-7)
+    result = record["results"]["flicker"]
+    assert result["fake_count"] == 3 and result["real_count"] is None and record["real"] is None
+    assert result["provenance"]["frames_per_video"] == 16 and result["provenance"]["frame_pairs_per_video"] == 15
+    assert "VBench temporal flickering" in result["provenance"]["protocol"]
+    assert "no static filter" in result["provenance"]["protocol"]
+    assert result["provenance"]["min_video_score"] == pytest.approx((255 - 94 / 15) / 255, abs=1e-6)
+    assert record["detectors"] == {} and record["nonstandard"] == []  # no clip count to depart from
+    assert "flicker" in capsys.readouterr().out
+
+    record = run("--num-frames", "8")  # the first 8 frames: video 1 rises by 2 throughout
+    assert record["results"]["flicker"]["provenance"]["frames_per_video"] == 8
+    assert record["metrics"]["flicker"] == pytest.approx(np.mean([1.0, 253 / 255, 254 / 255]), abs=1e-7)
+
+
+def test_eval_flicker_needs_two_frames(tmp_path, capsys):
+    from latte_bench.cli import main
+    from latte_bench.data.video import write_npz
+
+    write_npz(tmp_path / "fake.npz", np.zeros((2, 4, 8, 8, 3), np.uint8))
+    code = main(["eval", "--fake", str(tmp_path / "fake.npz"), "--metrics", "flicker", "--num-clips", "2",
+                 "--num-frames", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--num-frames 1" in err and "2 or more" in err
