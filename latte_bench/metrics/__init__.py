@@ -6,6 +6,8 @@ Public API (imported lazily, so ``import latte_bench.metrics`` stays cheap):
 * :func:`compute_fvd`, :func:`compute_fid`, :func:`compute_is` — one metric each;
 * :class:`EvalResult` (``.value``, ``.fvd``/``.fid``/..., ``.record``), :class:`Protocol`, :class:`RunOptions`;
 * :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory;
+* :func:`temporal_flickering`, :func:`flicker_scores` — VBench's temporal-flickering score of uint8
+  videos (N, T, H, W, 3), in [0, 1], no detector;
 * :func:`fvd_from_features`, :func:`fid_from_features` — a distance from (N, d) features with its ``se``,
   N → ∞ estimate and interval (:class:`FrechetEstimate`).
 """
@@ -25,6 +27,8 @@ _EXPORTS = {
     "fvd_from_features": "uncertainty",
     "fid_from_features": "uncertainty",
     "FrechetEstimate": "uncertainty",
+    "temporal_flickering": "flicker",
+    "flicker_scores": "flicker",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,7 @@ from latte_bench.errors import UserError
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", formatter_class=HelpFormatter,
-        help="score generated videos or a checkpoint against real videos (FVD, FID, IS, KVD, KID)",
+        help="score generated videos or a checkpoint against real videos (FVD, FID, IS, KVD, KID; temporal flickering)",
         description="Score generated videos against real ones with the StyleGAN-V/Latte protocol. Either "
         "--real PATH --fake PATH (frame folders ROOT/<video>/<frame>.png|jpg, a video tree, a .npy/.npz uint8 "
         "array (N,T,H,W,3), or a `latte-bench sample` folder), or --dataset NAME --ckpt CKPT: the checkpoint is "
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     src.add_argument("--dataset", default=None, help="protocol preset and real data: demo, ffs, sky, ucf101 or taichi")
     src.add_argument("--data", metavar="ROOT", default=None, help="data root of --dataset (default: $LATTE_BENCH_DATA/<dataset>)")
     src.add_argument("--metrics", default=None,
-                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
+                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four), flicker (VBench temporal flickering of the generated videos alone; docs/t2v.md) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     src.add_argument("--method", default=None, help="row name in the leaderboards (default: model and step for --ckpt, else the --fake folder name)")
     src.add_argument("--save-features", metavar="DIR", default=None,
                      help="write the per-clip detector features of both sides and their protocol to DIR (docs/uncertainty.md)")
@@ -169,7 +169,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
-    needs_real = set(metrics.replace(" ", "").split(",")) - ({"is", "fvd", "kvd"} if args.real_features else {"is"})
+    needs_real = set(metrics.replace(" ", "").split(",")) - {"is", "flicker", *(("fvd", "kvd") if args.real_features else ())}
     if args.real is None and args.dataset is None and needs_real:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())

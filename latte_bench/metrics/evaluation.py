@@ -7,8 +7,9 @@ source -> clips -> one pass per detector -> statistics -> distances -> record
 * Settings (:mod:`latte_bench.metrics.protocol`): a frozen :class:`Protocol` (everything that can
   move a number) and :class:`RunOptions` (everything that cannot); an unknown name is refused.
 * Passes (:func:`latte_bench.metrics.extract.run_pass`): each detector runs once per side —
-  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score — and the
-  generated videos are read (or sampled) once for all detectors.
+  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score; temporal
+  flickering reads the generated frames themselves — and the generated videos are read (or sampled)
+  once for all of them.
 * Record (:func:`build_record`): the protocol that ran, the detectors' sha256, the counts, the
   sources, ``nonstandard`` tags for anything short of the protocol, the environment.
 
@@ -31,6 +32,7 @@ from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import UserError
 from latte_bench.fsutil import check_writable
 from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
+from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL
 from latte_bench.metrics.protocol import METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
@@ -38,7 +40,8 @@ from latte_bench.provenance import environment
 
 SCHEMA = "latte-bench/eval-record/2"
 DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
-               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d"}
+               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d", "flicker": "flicker"}
+FAKE_ONLY = ("c3d", "flicker")  # heads that score the generated side alone (no real pass)
 I3D_SIZE = 224
 PRDC = ("precision", "recall", "density", "coverage")
 CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
@@ -85,7 +88,7 @@ class EvalResult:
 
 
 def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
-    """Score ``fake`` against ``real`` with ``metrics`` (fvd, kvd, fid, kid, is) under one protocol.
+    """Score ``fake`` against ``real`` with ``metrics`` (fvd, kvd, fid, kid, is, prdc, flicker) under one protocol.
 
     ``real``: a source, or None with ``dataset=NAME`` (the registry's real split; data root from
     ``data_root=`` or ``$LATTE_BENCH_DATA/NAME``; ``demo`` needs none). ``fake``: a source or a
@@ -108,7 +111,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
-    if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
+    if any(DETECTOR_OF[m] not in (*FAKE_ONLY, "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         if proto.dataset is None:
             raise UserError("no real videos: pass --real PATH or --dataset NAME")
         from latte_bench.data.registry import get_dataset, real_videos
@@ -132,13 +135,15 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 
         if proto.num_frames < NUM_FRAMES:
             raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+    if "flicker" in detectors and proto.num_frames < 2:
+        raise UserError(f"--num-frames {proto.num_frames}: temporal flickering compares consecutive frames; pass 2 or more")
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
     counts = _head_counts(metrics, proto)
     fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
     plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
-             for det in detectors if det != "c3d"}  # cheap: no decoding
+             for det in detectors if det not in FAKE_ONLY}  # cheap: no decoding
     for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
         if folder is not None:
             check_writable(folder, flag)
@@ -268,6 +273,10 @@ def _load_detectors(detectors, cfg: Settings, device) -> dict:
 
         net, info = load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
         nets["c3d"] = (net, info.get("sha256"), info)
+    if "flicker" in detectors:  # no network: the score of each clip is its one feature
+        from latte_bench.metrics.flicker import clip_scores
+
+        nets["flicker"] = (lambda clips: clip_scores(clips)[:, None], None)
     return nets
 
 
@@ -282,6 +291,8 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
 
         return Head("inception", net, frame_preprocess(proto.fid_mode),
                     lambda c: c.reshape(-1, 1, *c.shape[2:]), count, keep, unit="frame")
+    if det == "flicker":
+        return Head("flicker", net, lambda x: x, lambda c: c, count, keep)
     from latte_bench.metrics.c3d import NUM_FRAMES
     from latte_bench.metrics.inception_score import clip_preprocess
 
@@ -289,9 +300,10 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
 
 
 def _keep(det: str, metrics, cfg: Settings | None = None) -> bool:
-    """I3D features are always kept (FVD's se; 1.6 KiB a clip); Inception ones for KID or --save-features."""
+    """I3D features are always kept (FVD's se; 1.6 KiB a clip), flicker scores too (4 bytes a clip); Inception
+    ones for KID or --save-features."""
     saving = cfg is not None and cfg.save_features is not None
-    return det in ("i3d", "c3d") or (det == "inception" and ("kid" in metrics or saving))
+    return det in ("i3d", "c3d", "flicker") or (det == "inception" and ("kid" in metrics or saving))
 
 
 # -------------------------------------------------------------------------------------------- passes
@@ -518,6 +530,11 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
             if "prdc" not in out:  # once for the four
                 out["prdc"] = prdc(r.features, f.features)
             value, detail = out["prdc"][m], {"k": out["prdc"]["k"]}
+        elif m == "flicker":  # the mean of the per-video scores; frames per video as scored
+            value = f.mean()[0]
+            detail = {"frames_per_video": proto.num_frames, "frame_pairs_per_video": proto.num_frames - 1,
+                      "frame_stride": proto.fake_stride, "min_video_score": float(f.features.min()),
+                      "max_video_score": float(f.features.max())}
         elif m == "kvd":
             from latte_bench.metrics.kernel import kvd
 
@@ -551,6 +568,7 @@ METRIC_PROTOCOL = {
     "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
     **{m: f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 (prdc package semantics)"
        for m in ("precision", "recall", "density", "coverage")},
+    "flicker": FLICKER_PROTOCOL,
 }
 
 
@@ -564,10 +582,11 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     from latte_bench.data.registry import real_count_is_standard
 
     tags = []
-    video_metrics = [m for m in metrics if m != "fid" and m != "kid"]
-    if proto.num_clips != STANDARD_CLIPS:
+    video_metrics = [m for m in metrics if m not in ("fid", "kid", "flicker")]
+    counted = [m for m in metrics if m != "flicker"]  # VBench's flickering has no clip or frame count to depart from
+    if proto.num_clips != STANDARD_CLIPS and counted:
         tags.append(f"{proto.num_clips} clips")
-    if proto.num_frames != STANDARD_FRAMES:
+    if proto.num_frames != STANDARD_FRAMES and counted:
         tags.append(f"{proto.num_frames} frames")
     if proto.dataset is not None and any(m in ("fvd", "kvd") for m in metrics):
         from latte_bench.data.registry import get_dataset
@@ -614,13 +633,14 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
             per_run = [r[m]["value"] for r, _, _ in runs]
             values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run, ddof=1)), "runs": per_run,
                          "seeds": [src.seed for _, _, src in runs]}
-    detectors = {det: entry[1] for det, entry in nets.items()}
+    detectors = {det: entry[1] for det, entry in nets.items() if det != "flicker"}
     results = {}
     for m in metrics:
         det = DETECTOR_OF[m]
         detail = dict(last[m]["detail"])
         unc = detail.pop("uncertainty", False)
-        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det), **detail}
+        prov = {"protocol": METRIC_PROTOCOL[m], "detector": None if det == "flicker" else det,
+                "detector_sha256": detectors.get(det), **detail}
         if det in real_results:
             rr = real_results[det]
             prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),

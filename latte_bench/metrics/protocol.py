@@ -17,7 +17,8 @@ import torch
 
 from latte_bench.errors import UserError
 
-METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage")  # "prdc": the last four
+# "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
+METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
 IS_PROTOCOLS = ("stylegan_v", "tgan2")

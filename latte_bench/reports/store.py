@@ -42,6 +42,7 @@ import numpy as np
 from latte_bench.errors import UserError
 
 DEFAULT_RESULTS_DIR = Path("results")
+GENERATED_ONLY = "generated only"  # the dataset of a record that scored generated videos alone, with no dataset named
 
 # Settings that cannot change a metric value: where files were, how fast it ran, what seeded it,
 # and per-run bookkeeping of `latte-bench eval` records (matched on the first or last part of a
@@ -258,7 +259,8 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
 
     ``method`` (the row name) falls back to ``"<model> step <N>"`` of the checkpoint the videos
     were sampled from (``fake.checkpoint``, or ``model``), then to the generated set's folder name;
-    ``dataset`` to ``protocol.dataset``, then to the real set's folder name. ``real``/``fake`` may
+    ``dataset`` to ``protocol.dataset``, then to the real set's folder name, then to :data:`GENERATED_ONLY`
+    for an evaluation of generated videos alone (``"real": null``). ``real``/``fake`` may
     be paths (older records) or ``{"path": ...}`` objects (``latte-bench/eval-record/2``).
     """
     path = Path(path)
@@ -270,6 +272,8 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
     dataset = _first(raw, "dataset", "data.dataset", "protocol.dataset")
     if dataset is None and _source_path(raw.get("real")):
         dataset = _folder_name(_source_path(raw["real"]))
+    if dataset is None and "real" in raw and raw["real"] is None and raw.get("fake"):
+        dataset = GENERATED_ONLY  # scored without real videos or a dataset, e.g. `eval --metrics flicker`
     if method is None or dataset is None:
         missing = " and ".join(n for n, v in (("'method'", method), ("'dataset'", dataset)) if v is None)
         raise UserError(f"{path}: record has no {missing}; add it (e.g. \"method\": \"Latte\", \"dataset\": \"UCF101\")")
