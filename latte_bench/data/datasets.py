@@ -9,7 +9,7 @@ into training items ``{"video": float (T+K, 3, S, S) in [-1, 1], "label": int64,
 - ``frame_folders`` (sky, taichi): every folder holding frames, at any depth (``sky_train/<video>/<clip>/*.jpg``).
 - ``class_folders`` (ucf101): ``ROOT/<Class>/*.avi``; labels index the sorted class folder names; optional
   official split list (``trainlist01.txt`` / ``testlist01.txt``).
-- ``demo``: :mod:`latte_bench.data.demo` sets on disk (labels from ``labels.json``) or in memory.
+- ``demo_set`` (demo): :mod:`latte_bench.data.demo` sets on disk (labels from ``labels.json``) or in memory.
 
 Temporal sampling: ``num_frames`` frames at an exact stride of ``frame_interval`` from a
 start drawn uniformly over *every* valid position ``0..n - span`` (``span = (T-1)·s + 1``).
@@ -108,7 +108,7 @@ def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | N
         if not entries:
             raise UserError(f"{root}: no frame folders found (expected <video>/<frame>.png|jpg below it)")
         labels = [0] * len(entries)
-    elif layout == "demo":
+    elif layout == "demo_set":
         array = root / "videos.npz"
         source = open_videos(array if array.is_file() else root, skip_bad=True)
         entries, skipped = list(source.entries), list(source.skipped)

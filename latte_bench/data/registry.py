@@ -26,7 +26,7 @@ PAPER_SAMPLER = "ddpm"
 PAPER_STEPS = 250
 NO_GUIDANCE = 1.0  # classifier-free guidance scale 1: the conditional prediction alone
 
-TRAIN_LAYOUTS = ("video_files", "frame_folders", "class_folders", "demo")
+TRAIN_LAYOUTS = ("video_files", "frame_folders", "class_folders", "demo_set")
 TRAIN_TRANSFORMS = ("resize_short_side_center_crop", "center_crop_resize", "check_size")
 
 
@@ -64,6 +64,7 @@ class DatasetSpec:
     sampler: str = PAPER_SAMPLER
     sample_steps: int = PAPER_STEPS
     guidance: float = NO_GUIDANCE  # classifier-free guidance of a class-conditional model (paper: 7.0 on UCF101)
+    procedural: bool = False  # generated in memory (data.demo): no data root, nothing to download
     in_paper: bool = True  # the paper reports it: records are filed under ``title`` (and its aliases)
     aliases: tuple[str, ...] = ()  # spellings besides the name and the title, lower case (records, leaderboards)
     official: OfficialTraining | None = None  # Latte's video training config (None: there is none)
@@ -79,7 +80,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="demo", title="Demo", real_split="procedural shapes, generated in memory (data.demo.DEMO_SET, what the demo preset trains on)",
         real_subdirs=(), stride=1, resolution=0, crop="none", num_classes=0, metrics=("fvd", "kvd"),  # size, classes: DEMO_SET's
         layout="none: generated on the fly", expected_videos="as many as --num-clips",
-        train_layout="demo", train_transform="center_crop_resize", train_flip=True,
+        train_layout="demo_set", train_transform="center_crop_resize", train_flip=True, procedural=True,
         sampler="ddim", sample_steps=25, in_paper=False),  # the demo's own sampling (reports.demo.DemoSettings)
     "ffs": DatasetSpec(
         name="ffs", title="FaceForensics", real_split="training split (the official train/ folder)",
@@ -218,7 +219,7 @@ def real_videos(name: str, data: str | os.PathLike | None = None, *, num_videos:
     ``num_videos`` only matters for ``demo`` (how many procedural videos to make).
     """
     spec = get_dataset(name)
-    if name == "demo":
+    if spec.procedural:
         return demo_real_videos(num_videos)
     root = data_root(name, data)
     for sub in spec.real_subdirs:

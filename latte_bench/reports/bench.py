@@ -369,9 +369,9 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
     """The data root passed to the evaluation: ``data[dataset]``, else ``data_root/<dataset>``, else
     ``$LATTE_BENCH_DATA/<dataset>`` (returned as None: the evaluation path reads the variable itself).
     ``demo`` needs none. A root that does not exist is a :class:`UserError`."""
-    from latte_bench.data.registry import DATA_ENV
+    from latte_bench.data.registry import DATA_ENV, get_dataset
 
-    if dataset == "demo":
+    if get_dataset(dataset).procedural:
         return None
     if dataset in data:
         root, how = Path(data[dataset]).expanduser(), f"data.{dataset}"
