@@ -192,3 +192,21 @@ def test_every_spec_names_a_known_layout_and_transform():
         assert spec.train_layout in registry.TRAIN_LAYOUTS and spec.train_transform in CHAINS, spec.name
         assert set(registry.TRAIN_TRANSFORMS) == set(CHAINS)
         assert spec.in_paper == (spec.official is not None) == (not spec.procedural), spec.name
+
+
+def test_only_a_procedural_set_goes_without_data(monkeypatch, tmp_path):
+    from latte_bench.errors import UserError
+    from latte_bench.reports.bench import _dataset_root
+    from latte_bench.training.presets import preset
+    from latte_bench.training.trainer import build_dataset
+
+    monkeypatch.delenv(registry.DATA_ENV, raising=False)
+    assert _dataset_root("demo", {}, None, tmp_path, "plan") is None
+    with pytest.raises(UserError, match="no data root for sky"):
+        _dataset_root("sky", {}, None, tmp_path, "plan")
+    with pytest.raises(UserError, match="preset sky needs --data"):
+        build_dataset(preset("sky"))
+    _patch(monkeypatch, "sky", procedural=True)
+    assert _dataset_root("sky", {}, None, tmp_path, "plan") is None
+    cfg = dataclasses.replace(preset("demo"), dataset="sky", demo_videos=2)
+    assert len(build_dataset(cfg)) == 2  # generated in memory
