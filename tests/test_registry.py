@@ -149,6 +149,18 @@ def test_guidance_and_sampling_defaults_come_from_the_spec(monkeypatch):
     assert paper_protocol("sky")["fake.sampler"] == "ddpm"  # the paper's protocol is not the dataset's default
 
 
+def test_bench_samples_each_dataset_as_eval_ckpt_does(monkeypatch):
+    from latte_bench.reports.bench import _split
+
+    for name in DATASETS:
+        want = registry.sampling_defaults(name, 0)
+        assert {k: _split({}, name)[1][k] for k in ("sampler", "steps")} == {"sampler": want.sampler, "steps": want.steps}
+    assert _split({}, "demo")[1]["sampler"] == "ddim" and _split({}, "ffs")[1]["steps"] == 250
+    assert _split({"steps": 3, "sampler": "ddpm"}, "demo")[1] == {"sampler": "ddpm", "steps": 3}
+    _patch(monkeypatch, "taichi", sampler="dpm++", sample_steps=12)
+    assert _split({"seed": 1}, "taichi")[1] == {"sampler": "dpm++", "steps": 12, "seed": 1}
+
+
 def test_eval_ckpt_takes_the_specs_sampler_and_steps(monkeypatch, tmp_path):
     """run_eval builds its CheckpointSource with the dataset's sampler and steps when no flag gives them."""
     from latte_bench.cli import build_parser
