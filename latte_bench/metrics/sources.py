@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
-from latte_bench.data.registry import sampling_defaults
+from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
 
@@ -174,8 +174,8 @@ class CheckpointSource:
     """
 
     ckpt: str | os.PathLike
-    sampler: str = "ddpm"
-    steps: int = 250
+    sampler: str = PAPER_SAMPLER  # ddpm
+    steps: int = PAPER_STEPS  # 250
     cfg_scale: float | None = None
     seed: int = 0
     weights: str = "ema"
