@@ -48,7 +48,7 @@ def test_same_seed_same_videos_for_any_batch_size(run_dir, tmp_path):
     sample(run_dir, tmp_path / "other", "--seed", "1", "--format", "png")
     assert not np.array_equal(read_all(tmp_path / "other"), a)
     meta = json.loads((tmp_path / "b1" / "samples.json").read_text())
-    assert meta["seed"] == 0 and meta["sampler"] == "ddpm" and len(meta["labels"]) == 3
+    assert meta["seed"] == 0 and meta["sampler"] == "ddim" and len(meta["labels"]) == 3  # the demo's default, as eval --ckpt's
 
 
 def test_resume_keeps_existing_videos(run_dir, tmp_path):

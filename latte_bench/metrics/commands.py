@@ -155,6 +155,7 @@ def eval_settings(args: argparse.Namespace) -> dict:
 
 def run_eval(args: argparse.Namespace) -> int:
     from latte_bench import distributed as dist
+    from latte_bench.data.registry import get_dataset, sampling_defaults
     from latte_bench.fsutil import write_errors, write_json
     from latte_bench.metrics import CheckpointSource, evaluate
 
@@ -165,8 +166,6 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.ckpt is None and (args.save_samples or args.num_runs != 1):
         raise UserError("--save-samples and --num-runs need --ckpt")
     if args.dataset is not None:
-        from latte_bench.data.registry import get_dataset
-
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
     needs_real = set(metrics.replace(" ", "").split(",")) - {"is", "flicker", *(("fvd", "kvd") if args.real_features else ())}
@@ -174,11 +173,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, None if args.no_cache else _cache_root())
     if args.ckpt is not None:
-        sampling = {key: getattr(args, key) for key in SAMPLING_KEYS}
+        sampling = {key: getattr(args, key) for key in SAMPLING_KEYS}  # --cfg-scale None: resolved once the model is loaded
+        defaults = sampling_defaults(args.dataset, 0)
         if sampling["sampler"] is None:
-            sampling["sampler"] = (spec.sampler if args.dataset is not None else None) or "ddpm"
+            sampling["sampler"] = defaults.sampler
         if sampling["steps"] is None:
-            sampling["steps"] = (spec.sample_steps if args.dataset is not None else None) or 250
+            sampling["steps"] = defaults.steps
         fake = CheckpointSource(args.ckpt, seed=args.seed, **sampling)
     else:
         fake = args.fake
@@ -253,7 +253,6 @@ def format_table(record: dict) -> str:
 
 
 def run_data_check(args: argparse.Namespace) -> int:
-    from latte_bench.data.clips import real_stride
     from latte_bench.data.registry import get_dataset, real_videos
     from latte_bench.metrics.sources import as_source
 
@@ -261,7 +260,7 @@ def run_data_check(args: argparse.Namespace) -> int:
     real = real_videos(args.name, args.data, num_videos=16)
     src = as_source(real, side="real", skip_bad=True)
     videos = src.videos
-    stride = real_stride(None, spec.stride)
+    stride = spec.stride
     span = args.num_frames * stride
     long_enough = sum(e.num_frames >= span for e in videos.entries)
     unreadable = 0

@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 
 import torch
 
+from latte_bench.data.registry import get_dataset, real_stride as resolve_real_stride
 from latte_bench.errors import UserError
 
 # "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
@@ -67,20 +68,12 @@ class Protocol:
         _check_choice("--fid-mode", self.fid_mode, FID_MODES)
         _check_choice("--is-protocol", self.is_protocol, IS_PROTOCOLS)
         if self.dataset is not None:
-            from latte_bench.data.registry import get_dataset
-
             get_dataset(self.dataset)
 
     @property
     def stride(self) -> int:
         """The real-clip stride in force."""
-        if self.real_stride is not None:
-            return self.real_stride
-        if self.dataset is None:
-            return 1
-        from latte_bench.data.registry import get_dataset
-
-        return get_dataset(self.dataset).stride
+        return resolve_real_stride(self.dataset, self.real_stride)
 
     @property
     def is_settings(self) -> dict:

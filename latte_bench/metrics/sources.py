@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
+from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
 
@@ -167,14 +168,14 @@ class CheckpointSource:
     """Generated videos sampled from a checkpoint (a file or a run folder), in memory.
 
     Video ``i`` depends only on ``(seed, i)`` (its noise and label come from its own generators,
-    :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (7.0 for
-    UCF101, else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
+    :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (its
+    ``DatasetSpec.guidance`` for a class-conditional model: 7.0 for UCF101; else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
     or ``balanced`` (video ``i`` gets class ``i % K``). ``batch_size=None``: the evaluation's.
     """
 
     ckpt: str | os.PathLike
-    sampler: str = "ddpm"
-    steps: int = 250
+    sampler: str = PAPER_SAMPLER  # ddpm
+    steps: int = PAPER_STEPS  # 250
     cfg_scale: float | None = None
     seed: int = 0
     weights: str = "ema"
@@ -235,9 +236,10 @@ class CheckpointSource:
         return int(self.loaded.info["num_frames"])
 
     def effective_cfg(self, dataset: str | None) -> float:
+        """``cfg_scale``, else the dataset's guidance for this model (:func:`~latte_bench.data.registry.sampling_defaults`)."""
         if self.cfg_scale is not None:
             return float(self.cfg_scale)
-        return 7.0 if dataset == "ucf101" and self.num_classes else 1.0
+        return sampling_defaults(dataset, self.num_classes).cfg_scale
 
     def label_of(self, indices: Sequence[int]) -> list[int] | None:
         from latte_bench.training.sampling import video_labels

@@ -369,9 +369,9 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
     """The data root passed to the evaluation: ``data[dataset]``, else ``data_root/<dataset>``, else
     ``$LATTE_BENCH_DATA/<dataset>`` (returned as None: the evaluation path reads the variable itself).
     ``demo`` needs none. A root that does not exist is a :class:`UserError`."""
-    from latte_bench.data.registry import DATA_ENV
+    from latte_bench.data.registry import DATA_ENV, get_dataset
 
-    if dataset == "demo":
+    if get_dataset(dataset).procedural:
         return None
     if dataset in data:
         root, how = Path(data[dataset]).expanduser(), f"data.{dataset}"
@@ -401,16 +401,19 @@ def _source_keys() -> tuple[str, ...]:
                  if f.name not in ("ckpt", "device") and not f.name.startswith("_"))
 
 
-def _split(settings: dict) -> tuple[dict, dict]:
+def _split(settings: dict, dataset: str) -> tuple[dict, dict]:
     """``settings`` -> (keywords of :func:`latte_bench.metrics.evaluate`, keywords of ``CheckpointSource``).
 
-    A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does.
+    A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does. A sampler
+    or step count the settings leave out is ``dataset``'s, as in ``eval --ckpt`` (the demo's DDIM 25).
     """
+    from latte_bench.data.registry import sampling_defaults
     from latte_bench.metrics.protocol import Protocol, RunOptions
 
     evaluation = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
     source = set(_source_keys())
-    src = {k: v for k, v in settings.items() if k in source}
+    defaults = sampling_defaults(dataset, 0)
+    src = {"sampler": defaults.sampler, "steps": defaults.steps, **{k: v for k, v in settings.items() if k in source}}
     ev = {k: v for k, v in settings.items() if k not in source or k in evaluation}
     return ev, src
 
@@ -449,7 +452,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    ev, src = _split({k: v for k, v in settings.items() if k != "metrics"})
+    ev, src = _split({k: v for k, v in settings.items() if k != "metrics"}, dataset)
     try:
         CheckpointSource("-", **src)
         if settings.get("device") is not None:
@@ -583,7 +586,7 @@ def evaluation_key(ev: Evaluation) -> str:
     from latte_bench.data.registry import get_dataset
     from latte_bench.metrics.sources import CheckpointSource
 
-    _, src = _split(ev.settings)
+    _, src = _split(ev.settings, ev.dataset)
     source = CheckpointSource(str(ev.checkpoint), **src)
     sampling = {k: getattr(source, k) for k in _source_keys() if k not in NO_EFFECT}
     protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
@@ -634,7 +637,7 @@ def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
     """
     from latte_bench import metrics
 
-    evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"})
+    evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"}, ev.dataset)
     if ev.format == "official" and src.get("preset") is None:
         src["preset"] = ev.dataset
     if ev.settings.get("metrics"):

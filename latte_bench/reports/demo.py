@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from latte_bench.data.registry import get_dataset
+
 DEFAULT_OUT = "latte-demo"
 MARKER = ".latte-bench-demo"  # written into every folder the demo makes; its presence allows re-use
 
@@ -48,8 +50,8 @@ class DemoSettings:
     compare_model_options: dict | None = None  # None: the Variant 1 sizes
     curve_points: int = 4  # checkpoints of Variant 1 whose samples are shown (the last one is scored)
     clips: int = 64  # clips per set for FVD / KVD (and the floor)
-    sampler: str = "ddim"
-    sample_steps: int = 25
+    sampler: str = get_dataset("demo").sampler  # eval --ckpt / sample's defaults on the demo (DDIM)
+    sample_steps: int = get_dataset("demo").sample_steps  # (25)
     analysis_videos: int = 8
     train_videos: int | None = None  # None: the preset's demo_videos
     batch_size: int | None = None  # None: the preset's

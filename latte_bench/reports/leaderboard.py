@@ -25,11 +25,11 @@ from typing import Iterable
 
 import pandas as pd
 
+from latte_bench.data.registry import canonical_dataset
 from latte_bench.errors import UserError
 from latte_bench.fsutil import write_bytes
 from latte_bench.reports import published
-from latte_bench.reports.store import (GENERATED_ONLY, Record, Row, canonical_dataset, group_rows, metric_family,
-                                       record_features)
+from latte_bench.reports.store import GENERATED_ONLY, Record, Row, group_rows, metric_family, record_features
 
 TABLES = {
     # name: (title, metric families)

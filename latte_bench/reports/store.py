@@ -39,6 +39,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from latte_bench.data.registry import canonical_dataset, find_dataset
 from latte_bench.errors import UserError
 
 DEFAULT_RESULTS_DIR = Path("results")
@@ -58,20 +59,6 @@ IGNORED_PROTOCOL_KEYS = frozenset(
         "real_stats_cache", "real_fingerprint", "fake_fingerprint", "timestamp_utc",
     }
 )
-
-# dataset spellings seen in configs, CLI flags and folder names -> the paper's names
-_DATASET_ALIASES = {
-    "ffs": "FaceForensics", "faceforensics": "FaceForensics", "face_forensics": "FaceForensics",
-    "sky": "SkyTimelapse", "skytimelapse": "SkyTimelapse", "sky_timelapse": "SkyTimelapse",
-    "ucf": "UCF101", "ucf101": "UCF101", "ucf-101": "UCF101",
-    "taichi": "Taichi-HD", "taichi-hd": "Taichi-HD", "taichi_hd": "Taichi-HD", "taichihd": "Taichi-HD",
-}
-
-
-def canonical_dataset(name: str) -> str:
-    """``ffs`` -> ``FaceForensics``, ``ucf101`` -> ``UCF101`` etc.; other names are kept."""
-    return _DATASET_ALIASES.get(str(name).strip().lower(), str(name))
-
 
 METRIC_FAMILIES = ("fvd", "fid", "is", "kvd", "kid")
 
@@ -408,12 +395,8 @@ _NAME_PROTOCOL = re.compile(r"^(?:fvd|kvd|fid|kid|isv?)(\d+)(?=_|$)(?:_(\d+)f)?"
 
 def _paper_real_stride(dataset: str) -> int | None:
     """The real-clip stride of a paper dataset's column (3; Taichi-HD 6), None for other columns."""
-    from latte_bench.data.clips import DATASET_STRIDES
-
-    for name, stride in DATASET_STRIDES.items():
-        if canonical_dataset(name) == dataset:
-            return stride
-    return None
+    spec = find_dataset(dataset)
+    return spec.stride if spec is not None and spec.in_paper and spec.title == dataset else None
 
 
 def _count(record: Record, metric: str, side: str) -> int | None:

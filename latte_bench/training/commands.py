@@ -166,10 +166,13 @@ def register(subparsers) -> None:
                    "official {'ema': ...} file")
     s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm", help="diffusion sampler")
-    s.add_argument("--steps", type=int, default=250, help="sampler steps")
-    s.add_argument("--cfg-scale", type=float, default=1.0,
-                   help="classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None,
+                   help="diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; demo: ddim)")
+    s.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25)")
+    s.add_argument("--cfg-scale", type=float, default=None,
+                   help="classifier-free guidance scale, 1: none (default: eval --ckpt's for the checkpoint's dataset: "
+                        "7 for a class-conditional ucf101 model, else 1)")
     s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
     s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
@@ -286,6 +289,7 @@ def run_sample(args) -> int:
     dist.init(device.type)
     loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model, device=device)
     model, info = loaded.model, loaded.info
+    args = with_sampling_defaults(args, info)
     vae_spec = args.vae or info.get("vae", "none")
     shape = (int(info["num_frames"]), int(info["latent_channels"]), int(info["latent_size"]), int(info["latent_size"]))
     record = {
@@ -309,6 +313,17 @@ def run_sample(args) -> int:
         where = out / "videos.npz" if args.format == "npz" else out
         print(f"{result['present']} videos in {where} ({result['skipped']} of the {args.num_videos} asked were already there)")
     return 0
+
+
+def with_sampling_defaults(args, info: dict):
+    """``args`` with --sampler, --steps and --cfg-scale left out set as ``eval --ckpt`` sets them for the
+    checkpoint's dataset (``info["dataset"]``; :func:`~latte_bench.data.registry.sampling_defaults`)."""
+    from latte_bench.data.registry import DATASETS, sampling_defaults
+
+    dataset = info.get("dataset")
+    defaults = sampling_defaults(dataset if dataset in DATASETS else None, int(info.get("num_classes", 0) or 0))
+    return argparse.Namespace(**{**vars(args), **{key: getattr(defaults, key) for key in ("sampler", "steps", "cfg_scale")
+                                                   if getattr(args, key) is None}})
 
 
 def run_export(args) -> int:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from latte_bench.errors import UserError
 from latte_bench.data.demo import DEMO_SET
+from latte_bench.data.registry import DATASETS, get_dataset
 
 
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = "ffs"  # ffs | sky | ucf101 | taichi | demo
+    dataset: str = "ffs"  # a name of data.registry.DATASETS
     data: str | None = None  # data folder; None for demo = generated in memory
     split: str | None = None  # UCF101 split list (trainlist01.txt), optional
     latents: str | None = None  # pre-encoded latent shards (latte-bench encode) instead of raw data
@@ -32,7 +33,7 @@ class TrainConfig:
     model: str = "Latte-XL/2"
     variant: int = 1  # Latte model variant (1..4, paper §3.2)
     model_options: dict = field(default_factory=dict)  # extra create_model() arguments (e.g. tiny sizes)
-    num_classes: int = 0  # 0: unconditional; ucf101: 101
+    num_classes: int = 0  # 0: unconditional (the official presets: their DatasetSpec.num_classes)
     class_dropout_prob: float = 0.1
     learn_sigma: bool = True
     # diffusion (Latte: linear betas, epsilon prediction)
@@ -108,27 +109,24 @@ def diffusion_options(info: dict) -> dict:
     return options
 
 
-def _official(dataset: str, start_clip_iter: int, joint: bool, log_every: int = 50) -> TrainConfig:
+def _official(dataset: str, joint: bool) -> TrainConfig:
+    """Latte's ``configs/<dataset>/<dataset>[_img]_train.yaml``: the dataset's classes and official settings."""
+    spec = get_dataset(dataset)
+    official = spec.official_img if joint else spec.official
     return TrainConfig(
         dataset=dataset,
         model="Latte-XL/2",
-        num_classes=101 if dataset == "ucf101" else 0,
-        start_clip_iter=start_clip_iter,
+        num_classes=spec.num_classes,
+        start_clip_iter=official.start_clip_iter,
         batch_size=4 if joint else 5,
         num_images=8 if joint else 0,
-        log_every=log_every,
+        log_every=official.log_every,
     )
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "ffs": _official("ffs", 20_000, False, log_every=100),
-    "sky": _official("sky", 20_000, False),
-    "taichi": _official("taichi", 500_000, False),
-    "ucf101": _official("ucf101", 100_000, False),
-    "ffs_img": _official("ffs", 500_000, True),
-    "sky_img": _official("sky", 20_000, True),
-    "taichi_img": _official("taichi", 500_000, True),
-    "ucf101_img": _official("ucf101", 100_000, True),
+    **{name: _official(name, False) for name, spec in DATASETS.items() if spec.official},
+    **{f"{name}_img": _official(name, True) for name, spec in DATASETS.items() if spec.official_img},
     # What `latte-bench demo` trains on one CPU thread in ~11 minutes: 16 frames of 16x16 pixels (the
     # I3D needs >= 9 frames; 16 is the FVD protocol), a 4-block Latte-S/4 of width 64, 4 shape classes.
     # Where it departs from Latte's recipe, and why (each measured; docs/training.md, "The demo preset"):

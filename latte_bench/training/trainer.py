@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latte_bench.data.registry import get_dataset
 from latte_bench.errors import UserError
 from latte_bench.fsutil import check_writable, write_bytes, write_json
 from latte_bench import distributed as dist
@@ -123,7 +124,7 @@ def build_dataset(cfg: TrainConfig):
     options = dict(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval, image_size=cfg.image_size,
                    num_images=cfg.num_images, seed=cfg.seed)
     if cfg.data is None:
-        if cfg.dataset != "demo":
+        if not get_dataset(cfg.dataset).procedural:
             raise UserError(f"preset {cfg.dataset} needs --data pointing at the {cfg.dataset} videos (or --latents)")
         from latte_bench.data.demo import SHAPES, make_demo_videos
 
