@@ -1,4 +1,6 @@
-"""``latte-bench demo``: the whole pipeline offline on a CPU, in minutes, with the real detectors.
+"""``latte-bench demo``: the whole pipeline on a CPU, in minutes, with the real detectors.
+
+Nothing to download but the I3D weights (51 MB, fetched once into the cache: docs/weights.md); offline after that.
 
 1. data: the procedural moving-shapes set (:mod:`latte_bench.data.demo`) at the ``demo`` preset's
    size; a held-out real set (seed ``preset seed + 1000``) for the real-vs-real floor;
