@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from latte_bench.cli import main
-from latte_bench.reports.demo import QUICK_NOTE
+from latte_bench.reports.demo import FULL, QUICK, QUICK_NOTE, _Stages, load_slowdown, stage_plan
 
 
 def test_demo_refuses_a_non_empty_folder_it_did_not_make(tmp_path, capsys):
@@ -99,6 +99,34 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch, capsys):
     ckpt.write_bytes(b"half-written")  # a kept checkpoint that cannot be read: refused, with the way out
     assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 2
     assert f"{ckpt}: cannot load checkpoint safely" in (err := capsys.readouterr().err) and "to train it again" in err
+
+
+# Recorded runs (their README's "Time per stage"): settings, the 1-min load average at the start on the
+# 2-core machine, the main process's wall seconds per stage (data, training, floor wait, scoring, Variant 2
+# wait, figures). The full demo: reports/demo/ on the idle machine; --quick idle, and with about 7 other
+# busy processes (the 2.1-min run whose old ETA said "about 0.3 min left" until stage 6), and with about 8.
+RECORDED = [(FULL, 0.0, [0, 529, 5, 70, 0, 14]), (QUICK, 0.6, [0, 25, 0, 2, 2, 2]), (QUICK, 7.2, [0, 107, 0, 12, 0, 9]),
+            (QUICK, 8.2, [0, 102, 0, 10, 0, 9])]
+
+
+@pytest.mark.parametrize("settings, load, walls", RECORDED)
+def test_the_demo_eta_is_not_below_the_time_left_of_a_recorded_run(settings, load, walls):
+    import re
+
+    clock = [0.0]
+    stages = _Stages(stage_plan(settings, settings.steps or 8000), load_slowdown(2, load, cores=2), clock=lambda: clock[0],
+                     say=lambda line: None)
+    for i, wall in enumerate(walls):
+        line = stages.next(f"stage {i + 1}")
+        left = sum(walls[i:]) / 60
+        if i < 2:  # speed still unknown: a range from idle cores to the load at the start
+            low, high = map(float, re.search(r"([\d.]+)-([\d.]+) min left depending on the load", line).groups())
+            assert high >= left - 0.05 and low <= high, line
+        else:  # after training: its measured speed
+            eta = float(re.search(r"about ([\d.]+) min left", line).group(1))
+            assert left - 0.05 <= eta <= 3 * left + 0.1, line
+        clock[0] += wall
+    assert stages.finish() == sum(walls)
 
 
 def test_fig6_summary_reads_the_papers_claims_from_the_block_statistics():

@@ -133,3 +133,20 @@ def test_default_sample_threads_leave_busy_cores_alone(monkeypatch):
     import torch
 
     assert default_sample_threads() == min(len(os.sched_getaffinity(0)), torch.get_num_threads())
+
+
+def test_the_steps_of_a_slow_batch_are_shown_below_the_bar(run_dir, tmp_path, capsys, monkeypatch):
+    import re
+
+    from latte_bench import progress
+
+    argv = ["sample", "--ckpt", str(run_dir), "--num-videos", "2", "--batch-size", "2", "--steps", "4", "--format", "npz"]
+    assert main([*argv, "--out", str(tmp_path / "fast")]) == 0
+    err = capsys.readouterr().err
+    assert "sample:" in err and "steps" not in err  # a batch of a tiny model ends well before 3 s
+    monkeypatch.setattr(progress, "SLOW_BATCH_S", 0.0)  # every batch counts as slow
+    assert main([*argv, "--out", str(tmp_path / "slow")]) == 0
+    err = capsys.readouterr().err
+    assert "sample:" in err and re.search(r"DDPM steps: +\d+%\S* *\| *\d/4", err)
+    assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""

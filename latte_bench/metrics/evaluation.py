@@ -398,6 +398,7 @@ def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings
     work_dir, work_key = work
     if isinstance(src, CheckpointSource):
         read_options["dataset"] = proto.dataset
+        read_options["progress"] = cfg.run.progress and dist.is_main()  # the sampler's steps of a slow batch
         if cfg.save_samples is not None:
             read_options["on_video"] = _sample_writer(Path(cfg.save_samples))
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,

@@ -274,8 +274,9 @@ class CheckpointSource:
     def description(self) -> dict:
         return {"kind": "checkpoint", "path": str(self.ckpt)}
 
-    def generate(self, indices: Sequence[int], dataset: str | None) -> np.ndarray:
-        """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``."""
+    def generate(self, indices: Sequence[int], dataset: str | None, progress: bool = False) -> np.ndarray:
+        """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``; ``progress``: show the sampler's
+        steps when the batch runs longer than 3 s (:func:`latte_bench.progress.step_bar`)."""
         from latte_bench.training.latents import to_uint8
         from latte_bench.training.sampling import generate_latents
         from latte_bench.training.trainer import PRECISIONS
@@ -285,16 +286,18 @@ class CheckpointSource:
             lm.model, list(indices), lm.latent_shape, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
             cfg_scale=self.effective_cfg(dataset), num_classes=self.num_classes, labels=self.label_of(indices),
             clip_denoised=self._space.vae is None, **lm.diffusion_options,
-            device=self.device, autocast_dtype=PRECISIONS[self.precision])
+            device=self.device, autocast_dtype=PRECISIONS[self.precision], progress=progress)
         return to_uint8(self._space.decode(latents))
 
     def iter_clips(self, clips: Sequence[Clip], *, batch_size: int, num_workers: int = 0, dataset: str | None = None,
-                   on_video: Callable[[int, np.ndarray], None] | None = None) -> Iterator[tuple[Clip, object]]:
-        """Sample the videos of ``clips`` in batches; ``on_video(i, video)`` sees every whole video (e.g. to save it)."""
+                   on_video: Callable[[int, np.ndarray], None] | None = None,
+                   progress: bool = False) -> Iterator[tuple[Clip, object]]:
+        """Sample the videos of ``clips`` in batches; ``on_video(i, video)`` sees every whole video (e.g. to save it);
+        ``progress``: the sampler's steps of a slow batch (:meth:`generate`)."""
         bs = int(self.batch_size or batch_size)
         for start in range(0, len(clips), bs):
             chunk = clips[start : start + bs]
-            videos = self.generate([c.video for c in chunk], dataset)
+            videos = self.generate([c.video for c in chunk], dataset, progress)
             for c, video in zip(chunk, videos):
                 if on_video is not None:
                     on_video(c.video, video)

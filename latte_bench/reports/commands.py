@@ -84,14 +84,15 @@ def register(subparsers) -> None:
     ana.set_defaults(func=lambda args: ana.print_help() or 2)
 
     # ------------------------------------------------------------ demo
-    p = subparsers.add_parser("demo", help="offline end-to-end demo on CPU: data, training, sampling, FVD vs the real-vs-real floor, reports",
+    p = subparsers.add_parser("demo", help="end-to-end demo on CPU, no dataset to download: data, training, sampling, FVD vs the real-vs-real floor, reports",
                               description="Generate the procedural moving-shapes set, train a small Latte (Variant 1, and Variant 2 "
                               "for the Fig. 6 comparison) on the CPU, sample it, score it through the evaluation path with the "
                               "real I3D beside the real-vs-real floor, and write leaderboards and figures. Numbers on a few dozen "
                               "16x16 clips are NOT comparable with published ones.")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder, created (default ./latte-demo); a non-empty folder the demo did not make is refused")
-    p.add_argument("--quick", action="store_true", help="tiny settings (about a minute of work; for tests)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of every stage on a tiny model, whose numbers mean nothing (about 0.5 min on 2 idle "
+                   "cores, 2 min at a load average of 8)")
     p.add_argument("--steps", type=int, default=None, help="training steps of the Variant 1 model (default: the demo preset's)")
     p.add_argument("--clips", type=int, default=None, help="clips per set for FVD/KVD and the floor (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training runs, the sampling and the evaluation's clip choice (default 0; the real sets are fixed)")

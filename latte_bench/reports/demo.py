@@ -1,4 +1,6 @@
-"""``latte-bench demo``: the whole pipeline offline on a CPU, in minutes, with the real detectors.
+"""``latte-bench demo``: the whole pipeline on a CPU, in minutes, with the real detectors.
+
+Nothing to download but the I3D weights (51 MB, fetched once into the cache: docs/weights.md); offline after that.
 
 1. data: the procedural moving-shapes set (:mod:`latte_bench.data.demo`) at the ``demo`` preset's
    size; a held-out real set (seed ``preset seed + 1000``) for the real-vs-real floor;
@@ -65,9 +67,48 @@ QUICK = DemoSettings(steps=1500, compare_steps=1000, curve_points=1, clips=2, sa
 QUICK_NOTE = ("--quick checks that every stage runs: its tiny model, short training and 2-clip FVDs make numbers that "
               "mean nothing (run `latte-bench demo` for the real demo)")
 
-# Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
-# stage"); scaled by the measured speed as long stages finish, for the overall ETA.
-UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 5.0}
+# Seconds per unit on one thread of the 2-core machine at low load (reports/demo/README.md, "Time per
+# stage"; the analysis from the full and a --quick run): the stage estimates of the ETA, on idle cores.
+UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 2.0, "analysis_video": 1.5}
+SMALL_MODEL = 0.2  # time per step of --quick's small model relative to the demo preset's
+CALIBRATE_S = 10.0  # estimated seconds of finished stages before their measured speed replaces the load's guess
+MIN_SLOWDOWN = 1.5  # the high end of the first ETA is at least this many times the idle estimate
+LOAD_MARGIN = 1.25  # the load grows while the demo runs (other work starting): the high end allows for 25 % more
+
+
+def stage_plan(s: "DemoSettings", train_steps: int) -> list[tuple[str, float]]:
+    """The demo's stages in order, each with its estimated seconds on idle cores (``UNIT_S``).
+
+    Stages that wait for the second process (the floor, the comparison model) count 1 s: it runs
+    during Variant 1's training, which takes longer.
+    """
+    scale = 1.0 if s.model_options is None else SMALL_MODEL
+    sampled = s.clips + (s.curve_points - 1) * min(8, s.clips)
+    plan = [("held-out real set", 1.0), ("training Variant 1", train_steps * UNIT_S["train_step"] * scale),
+            ("real-vs-real floor", 1.0),
+            ("scoring", s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
+    if s.compare_variant:
+        plan += [(f"Variant {s.compare_variant}", 1.0)]
+    return plan + [("figures, analysis, tables", UNIT_S["analysis"] + UNIT_S["analysis_video"] * s.analysis_videos)]
+
+
+def load_average() -> float:
+    """The 1-minute load average (runnable threads, all users); NaN where the OS does not say (Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def load_slowdown(busy_threads: int, load: float, cores: int | None = None) -> float:
+    """How many times slower than on idle cores the demo may run at ``load`` (>= ``MIN_SLOWDOWN``).
+
+    ``busy_threads``: the demo's own compute threads (both processes); ``load``: the load average
+    before the demo starts (NaN: unknown, ``MIN_SLOWDOWN``); ``cores``: ``os.cpu_count()`` when None.
+    With ``load`` runnable threads of other work, each of the demo's gets about
+    ``cores / (load + busy_threads)`` of a core instead of a whole one.
+    """
+    if load != load:  # NaN
+        return MIN_SLOWDOWN
+    cores = cores or os.cpu_count() or 1
+    return max(MIN_SLOWDOWN, LOAD_MARGIN * (load + busy_threads) / cores)
 
 
 def default_threads() -> int:
@@ -80,27 +121,40 @@ def _say(msg: str) -> None:
 
 
 class _Stages:
-    """``stage i/n: what — elapsed, ETA`` lines; the ETA scales the estimates by the speed measured so far."""
+    """``stage i/n: what (elapsed, ETA)`` lines.
 
-    def __init__(self, plan: list[tuple[str, float]]):
-        self.plan, self.i, self.t0 = plan, 0, time.time()
+    ``plan``: :func:`stage_plan`. Until stages estimated at ``CALIBRATE_S`` seconds or more have
+    finished, the machine's speed is unknown and the ETA is a range: from the idle estimate to
+    ``slowdown`` (:func:`load_slowdown`) times it. Afterwards it is one number: the remaining
+    estimates times the measured speed (wall seconds / estimated seconds of the finished stages).
+    ``clock`` and ``say``: the time source and where the lines go (a test replays recorded timings).
+    """
+
+    def __init__(self, plan: list[tuple[str, float]], slowdown: float, clock=time.time, say=_say):
+        self.plan, self.slowdown, self.clock, self.say = plan, slowdown, clock, say
+        self.i, self.t0 = 0, clock()
         self.done_est = self.done_real = 0.0
         self.t_stage = None
 
-    def next(self, what: str) -> None:
-        now = time.time()
+    def next(self, what: str) -> str:
+        """Start the next stage; returns the line it printed."""
+        now = self.clock()
         if self.t_stage is not None:
             self.done_real += now - self.t_stage
             self.done_est += self.plan[self.i - 1][1]
         self.t_stage = now
         self.i += 1
-        speed = self.done_real / self.done_est if self.done_est >= 30 else 1.0  # calibrate on long stages only
-        left = sum(est for _, est in self.plan[self.i - 1:]) * speed
-        _say(f"stage {self.i}/{len(self.plan)}: {what} (elapsed {(now - self.t0) / 60:.1f} min, "
-             f"about {left / 60:.1f} min left)")
+        left = sum(est for _, est in self.plan[self.i - 1:])
+        if self.done_est >= CALIBRATE_S:
+            eta = f"about {left * self.done_real / self.done_est / 60:.1f} min left"
+        else:
+            eta = f"{left / 60:.1f}-{left * self.slowdown / 60:.1f} min left depending on the load, refined after training"
+        line = f"stage {self.i}/{len(self.plan)}: {what} (elapsed {(now - self.t0) / 60:.1f} min, {eta})"
+        self.say(line)
+        return line
 
     def finish(self) -> float:
-        return time.time() - self.t0
+        return self.clock() - self.t0
 
 
 def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) -> DemoSettings:
@@ -222,16 +276,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
                                                 s.compare_steps)
     for v, cfg in runs.items():
         _refuse_other_settings(out, v, cfg)
-    scale = 1.0 if s.model_options is None else 0.2
-    plan = [("held-out real set", 1.0)]
-    plan += [("training Variant 1", runs[1].steps * UNIT_S["train_step"] * scale)]
-    plan += [("real-vs-real floor", 1.0)]  # scored by the second process during training
-    sampled = s.clips + (s.curve_points - 1) * min(8, s.clips)
-    plan += [("scoring", s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
-    if s.compare_variant:
-        plan += [(f"Variant {s.compare_variant}", 1.0)]  # trained and scored by the second process during training
-    plan += [("figures, analysis, tables", UNIT_S["analysis"] + 10)]
-    stages = _Stages(plan)
+    load_start = load_average()
+    stages = _Stages(stage_plan(s, runs[1].steps), load_slowdown(2 * threads, load_start))
     files: list[Path] = []
     timings: dict[str, float] = {}
 
@@ -344,7 +390,7 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     md_path, csv_path, table3 = leaderboard.write_table(df, "table3", out, footer=footer)
     files += [md_path, csv_path]
     wall = stages.finish()
-    readme = _readme(s, runs, seed, threads, quick, finals, floor, unc_floor, sims, table3, timings, wall)
+    readme = _readme(s, runs, seed, threads, quick, finals, floor, unc_floor, sims, table3, timings, wall, load_start)
     write_bytes(out / "README.md", readme.encode("utf-8"))
     files.append(out / "README.md")
 
@@ -584,7 +630,7 @@ def _pm(u: dict) -> str:
 
 
 def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, floor, unc_floor: dict,
-            sims: dict, table3: str, timings: dict, wall: float) -> str:
+            sims: dict, table3: str, timings: dict, wall: float, load_start: float) -> str:
     import torch
 
     cfg = runs[1]
@@ -592,14 +638,14 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
     fvd_prov = main.record["results"]["fvd"]["provenance"]
     ckpt = finals[1][0]
     cmd = "latte-bench demo" + (" --quick" if quick else "")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         "# latte-bench demo" + (" (quick settings)" if quick else ""),
         "",
         *([f"> **{QUICK_NOTE}.**", ""] if quick else []),
         f"Produced by `{cmd}` (seed {seed}, {threads} thread(s)) on {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__}; wall time **{wall / 60:.1f} min**, process CPU time "
-        f"{sum(c for _, c in timings.values()) / 60:.1f} min (1-min load average at the end: {load:.1f}).",
+        f"{sum(c for _, c in timings.values()) / 60:.1f} min (1-min load average at the start {load_start:.1f}, at the end "
+        f"{load_average():.1f}).",
         "",
         "> **Not comparable with published numbers.** FVD/KVD here use "
         f"{s.clips} clips of {cfg.num_frames} frames at {cfg.image_size}x{cfg.image_size} pixels (upsampled to 224 for the I3D); "

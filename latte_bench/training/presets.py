@@ -127,7 +127,7 @@ def _official(dataset: str, joint: bool) -> TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     **{name: _official(name, False) for name, spec in DATASETS.items() if spec.official},
     **{f"{name}_img": _official(name, True) for name, spec in DATASETS.items() if spec.official_img},
-    # What `latte-bench demo` trains on one CPU thread in ~11 minutes: 16 frames of 16x16 pixels (the
+    # What `latte-bench demo` trains on one CPU thread in about 9 minutes (529 s in reports/demo/): 16 frames of 16x16 pixels (the
     # I3D needs >= 9 frames; 16 is the FVD protocol), a 4-block Latte-S/4 of width 64, 4 shape classes.
     # Where it departs from Latte's recipe, and why (each measured; docs/training.md, "The demo preset"):
     # - patch 4 (16 tokens per frame): 3.4x cheaper steps than patch 2, and steps are what a tiny model lacks;

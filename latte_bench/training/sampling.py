@@ -79,7 +79,8 @@ def generate_latents(
     ``clip_denoised`` clamps predicted x_0 to [-1, 1] (DDPM/DDIM): right for pixel-space models
     (the data is in [-1, 1]), wrong for VAE latents (Latte passes False). ``learn_sigma``,
     ``noise_schedule`` and ``prediction`` are the model's training settings (``LoadedModel.diffusion_options``).
-    ``model`` must be in eval mode.
+    ``model`` must be in eval mode. ``progress``: show the sampler's steps when the batch runs longer than
+    3 s (:func:`latte_bench.progress.step_bar`).
     """
     from latte_bench.diffusion import sample
 
@@ -350,7 +351,8 @@ def sample_videos(
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
         sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
-        latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes, **sample_options)
+        latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes,
+                                      progress=not bar.disable, **sample_options)
         videos = to_uint8(latent_space.decode(latents))
         for index, frames in zip(chunk, videos):
             write_output(out, index, frames, fmt)
