@@ -140,7 +140,8 @@ def test_the_steps_of_a_slow_batch_are_shown_below_the_bar(run_dir, tmp_path, ca
 
     from latte_bench import progress
 
-    argv = ["sample", "--ckpt", str(run_dir), "--num-videos", "2", "--batch-size", "2", "--steps", "4", "--format", "npz"]
+    argv = ["sample", "--ckpt", str(run_dir), "--num-videos", "2", "--batch-size", "2", "--sampler", "ddpm", "--steps", "4",
+            "--format", "npz"]
     assert main([*argv, "--out", str(tmp_path / "fast")]) == 0
     err = capsys.readouterr().err
     assert "sample:" in err and "steps" not in err  # a batch of a tiny model ends well before 3 s
