@@ -140,3 +140,10 @@ def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path):
         LatteT2V.from_pretrained(tmp_path)
     with pytest.raises(UserError, match="norm_type"):
         LatteT2V.from_config({**TINY, "norm_type": "ada_norm_zero"})
+
+
+def test_latte1_default_configuration_parameter_count():
+    with torch.device("meta"):
+        model = LatteT2V()  # Latte-1's transformer/config.json values are the defaults (docs/t2v.md)
+    assert sum(p.numel() for p in model.parameters()) == 1_057_246_880
+    assert (model.hidden_size, len(model.transformer_blocks), model.out_channels) == (1152, 28, 8)

@@ -1,4 +1,4 @@
-"""``latte-bench train``, ``encode``, ``sample`` and ``export-official``: the training-side subcommands."""
+"""``latte-bench train``, ``encode``, ``sample``, ``encode-prompts`` and ``export-official``: the training-side subcommands."""
 
 from __future__ import annotations
 
@@ -162,14 +162,21 @@ def register(subparsers) -> None:
                               formatter_class=fmt,
                               description="Sample videos. Video i depends only on (--seed, i); a rerun of the same command "
                               "finishes an interrupted set, and a folder made with other settings is refused.")
-    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), or an "
-                   "official {'ema': ...} file")
+    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), an "
+                   "official {'ema': ...} file, or a Latte-1 folder (text-to-video: transformer/, vae/, ...; docs/t2v.md)")
     s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm", help="diffusion sampler")
-    s.add_argument("--steps", type=int, default=250, help="sampler steps")
-    s.add_argument("--cfg-scale", type=float, default=1.0,
-                   help="classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)")
+    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None,
+                   help="diffusion sampler (default: ddpm; Latte-1: ddim, as LattePipeline)")
+    s.add_argument("--steps", type=int, default=None, help="sampler steps (default: 250; Latte-1: 50)")
+    s.add_argument("--cfg-scale", type=float, default=None,
+                   help="classifier-free guidance scale, 1: none (default: 1; Latte-1: 7.5; Latte's UCF101 setting is 7)")
+    t2v = s.add_argument_group("text-to-video (a Latte-1 --ckpt; video i gets prompt i mod the number of prompts)")
+    prompt = t2v.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, help="one prompt for every video (default: none)")
+    prompt.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line (default: none)")
+    prompt.add_argument("--prompt-embeds", metavar="FILE", default=None,
+                        help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
     s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
     s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
@@ -187,6 +194,20 @@ def register(subparsers) -> None:
     s.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
+
+    ep = subparsers.add_parser("encode-prompts", formatter_class=fmt,
+                               help="encode text prompts with Latte-1's T5 into a file that `sample --prompt-embeds` reads",
+                               description="Encode prompts as LattePipeline does (lower-cased, up to 120 tokens, with the empty "
+                               "negative prompt) with the T5 of a Latte-1 folder, into one safetensors file, so that a machine "
+                               "without T5 can sample.")
+    ep.add_argument("--ckpt", required=True, help="a Latte-1 folder (its text_encoder/ and tokenizer/ are read)")
+    which = ep.add_mutually_exclusive_group(required=True)
+    which.add_argument("--prompt", default=None, help="one prompt")
+    which.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line")
+    ep.add_argument("--out", required=True, help="the .safetensors file to write")
+    ep.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="T5 weights dtype")
+    ep.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ep.set_defaults(func=run_encode_prompts)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
                               formatter_class=fmt,
@@ -266,6 +287,30 @@ def run_encode(args) -> int:
 
 
 def run_sample(args) -> int:
+    from latte_bench.training.t2v import is_t2v_folder
+
+    if is_t2v_folder(args.ckpt):
+        from latte_bench.training.t2v_commands import run_sample_t2v
+
+        return run_sample_t2v(args)
+    given = [flag for flag, key in (("--prompt", "prompt"), ("--prompts", "prompts"), ("--prompt-embeds", "prompt_embeds"))
+             if getattr(args, key, None) is not None]
+    if given:
+        raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
+                        "class-conditional or unconditional checkpoint")
+    args.sampler = args.sampler or "ddpm"
+    args.steps = 250 if args.steps is None else args.steps
+    args.cfg_scale = 1.0 if args.cfg_scale is None else args.cfg_scale
+    return _run_sample(args)
+
+
+def run_encode_prompts(args) -> int:
+    from latte_bench.training.t2v_commands import run_encode_prompts as run
+
+    return run(args)
+
+
+def _run_sample(args) -> int:
     import torch
 
     from latte_bench import distributed as dist
