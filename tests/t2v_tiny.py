@@ -27,13 +27,13 @@ def tiny_tokenizer(words=WORDS):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def tiny_pipeline(seed: int = 0):
-    """diffusers' LattePipeline on tiny random components (transformer weights ~ N(0, 0.05))."""
+def tiny_pipeline(seed: int = 0, frames: int = FRAMES):
+    """diffusers' LattePipeline on tiny random components (transformer weights ~ N(0, 0.05)), ``frames`` per video."""
     from diffusers import AutoencoderKL, DDIMScheduler, LattePipeline, LatteTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    transformer = LatteTransformer3DModel(**TRANSFORMER)
+    transformer = LatteTransformer3DModel(**{**TRANSFORMER, "video_length": frames})
     with torch.no_grad():
         for p in transformer.parameters():
             p.normal_(0, 0.05)
@@ -49,8 +49,8 @@ def tiny_pipeline(seed: int = 0):
     return pipe
 
 
-def write_tiny_latte1(folder: Path, seed: int = 0):
+def write_tiny_latte1(folder: Path, seed: int = 0, frames: int = FRAMES):
     """Write the tiny pipeline to ``folder`` (transformer/, text_encoder/, tokenizer/, vae/, scheduler/); return it."""
-    pipe = tiny_pipeline(seed)
+    pipe = tiny_pipeline(seed, frames)
     pipe.save_pretrained(str(folder))
     return pipe
