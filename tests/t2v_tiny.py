@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 WORDS = ("a", "video", "of", "person", "playing", "guitar", "cat", "dog", "running", "apply", "eye", "makeup",
-         "the", "sky", "jump", "rope")
+         "the", "sky", "jump", "rope", "square", "disc", "triangle", "cross", "ring", "diamond")  # the demo's classes last
 TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
                    cross_attention_dim=16, attention_bias=True, sample_size=8, patch_size=2,
                    activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",

@@ -58,6 +58,7 @@ def c3d(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_eval_ucf101_zero_shot_scores_fvd_and_is_with_balanced_classname_prompts(latte1, c3d, tmp_path, capsys):
     write_npz(tmp_path / "real.npz", waves(3, 48, seed=0))
     argv = ["eval", "--dataset", "ucf101", "--real", str(tmp_path / "real.npz"), "--ckpt", str(latte1), "--t2v-prompts",

@@ -299,6 +299,32 @@ class LatteT2V(nn.Module):
         out = unpatchify_frames(x.reshape(b, f, n, -1), grid, self.patch_size, self.out_channels)  # (B, F, C, H, W)
         return out.permute(0, 2, 1, 3, 4)
 
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        """PixArt-α's initialisation, for training from scratch (loading weights overwrites it).
+
+        Every Linear xavier-uniform with zero bias; the patch conv xavier-uniform on its ``(D, C*p*p)``
+        view; timestep MLP and caption projection N(0, 0.02); zero: each cross-attention's output
+        projection (a spatial block starts caption-blind) and ``proj_out`` (the output starts at 0).
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        w = self.pos_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.pos_embed.proj.bias)
+        mlp = self.adaln_single.emb.timestep_embedder
+        for linear in (mlp.linear_1, mlp.linear_2, self.adaln_single.linear, self.caption_projection.linear_1,
+                       self.caption_projection.linear_2):
+            nn.init.normal_(linear.weight, std=0.02)
+        for block in self.transformer_blocks:
+            nn.init.zeros_(block.attn2.to_out[0].weight)
+            nn.init.zeros_(block.attn2.to_out[0].bias)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
     def _temporal_table(self, frames: int, like: torch.Tensor) -> torch.Tensor:
         table = self.temp_pos_embed if frames == self.temp_pos_embed.shape[1] else temporal_sincos_table(self.hidden_size, frames)[None]
         return table.to(like.device, like.dtype)
@@ -365,6 +391,46 @@ class LatteT2V(nn.Module):
         cfg = self.config
         return (f"layers={cfg['num_layers']}, width={self.hidden_size}, heads={cfg['num_attention_heads']}, "
                 f"patch={self.patch_size}, in={self.in_channels}, out={self.out_channels}, caption={cfg['caption_channels']}")
+
+
+class CaptionConditioned(nn.Module):
+    """Latte-T2V behind the class-conditional interface: ``model(x (B, F, C, H, W), t, y) -> (B, F, C_out, H, W)``.
+
+    Label ``k < K`` is conditioned on prompt ``k``'s embeddings (``captions[k]``, padding masked by
+    ``caption_mask[k]``); the null label ``K`` on the empty prompt's, so that label dropout trains
+    classifier-free guidance as sampling with the empty negative prompt uses it. The training loop,
+    EMA, checkpoints and class-conditional samplers work on it unchanged (frames-first layout outside,
+    diffusers' channels-first inside).
+    """
+
+    def __init__(self, model: LatteT2V, num_prompts: int, length: int):
+        super().__init__()
+        self.model = model
+        self.num_classes = num_prompts
+        width = model.config["caption_channels"]
+        self.register_buffer("captions", torch.zeros(num_prompts + 1, length, width))
+        self.register_buffer("caption_mask", torch.zeros(num_prompts + 1, length, dtype=torch.int64))
+
+    @classmethod
+    def from_embeddings(cls, model: LatteT2V, embeddings) -> "CaptionConditioned":
+        """Fill the caption table from :class:`~latte_bench.training.t2v.PromptEmbeddings` (one prompt per class)."""
+        embeds, lengths = embeddings.padded()
+        if embeds.shape[-1] != model.config["caption_channels"]:
+            raise UserError(f"the prompt embeddings are {embeds.shape[-1]} wide, the model's caption_channels "
+                            f"{model.config['caption_channels']}; encode the prompts with the matching T5 or set caption_channels")
+        out = cls(model, len(embeddings), embeds.shape[1])
+        out.captions[:-1] = embeds
+        out.caption_mask[:-1] = (torch.arange(embeds.shape[1])[None] < lengths[:, None]).long()
+        negative = embeddings.negative[: embeds.shape[1]]
+        out.captions[-1, : len(negative)] = negative
+        out.caption_mask[-1, : len(negative)] = 1
+        return out
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **unused) -> torch.Tensor:
+        if y is None:
+            raise ValueError("a caption-conditioned model needs labels y (B,): prompt k, or the null label for the empty prompt")
+        out = self.model(x.transpose(1, 2), t, self.captions[y], encoder_attention_mask=self.caption_mask[y])
+        return out.transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -28,7 +28,7 @@ _TRAIN_FIELDS = {
     "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
     "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
     "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
-    "learn_sigma": _yes_no, "snr_gamma": float,
+    "learn_sigma": _yes_no, "snr_gamma": float, "prompt_embeds": str,
 }
 
 
@@ -37,7 +37,8 @@ _TRAIN_HELP = {
     "data": "data folder of the preset's dataset (videos or frame folders)",
     "split": "UCF101 split list (trainlist01.txt) to train on a subset",
     "latents": "pre-encoded latent shards from `latte-bench encode`, instead of --data",
-    "model": "model size, e.g. Latte-XL/2, Latte-S/2",
+    "model": "model size, e.g. Latte-XL/2, Latte-S/2, or Latte-T2V (text-to-video; needs --prompt-embeds)",
+    "prompt_embeds": "Latte-T2V: prompt embeddings from `latte-bench encode-prompts`, one prompt per class in label order",
     "variant": "Latte model variant 1-4 (paper Sec. 3.2)",
     "out": "run folder: config.json, metrics.jsonl, checkpoints/",
     "steps": "optimizer steps to train to (with --resume: the new end)",
@@ -227,9 +228,10 @@ def train_config(args: argparse.Namespace):
         overrides["gradient_checkpointing"] = True
     if getattr(args, "compile", None):
         overrides["compile"] = True
+    t2v = overrides.get("model") == "Latte-T2V"  # the preset's options are Latte's keys, not Latte-T2V's
     if getattr(args, "model_options", None):
-        overrides["model_options"] = {**cfg.model_options, **args.model_options}
-    if "model" in overrides and "model_options" not in overrides and args.preset == "demo":
+        overrides["model_options"] = {**({} if t2v else cfg.model_options), **args.model_options}
+    if "model" in overrides and "model_options" not in overrides and (args.preset == "demo" or t2v):
         overrides["model_options"] = {}  # a named size replaces the demo's tiny one
     return dataclasses.replace(cfg, **overrides)
 
