@@ -147,3 +147,24 @@ def test_latte1_default_configuration_parameter_count():
         model = LatteT2V()  # Latte-1's transformer/config.json values are the defaults (docs/t2v.md)
     assert sum(p.numel() for p in model.parameters()) == 1_057_246_880
     assert (model.hidden_size, len(model.transformer_blocks), model.out_channels) == (1152, 28, 8)
+
+
+def test_sharded_folder_loads(tmp_path):
+    ref = random_reference()
+    state = ref.state_dict()
+    keys = sorted(state)
+    half = len(keys) // 2
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "LatteTransformer3DModel", **TINY}))
+    weight_map = {}
+    for i, part in enumerate((keys[:half], keys[half:])):
+        name = f"diffusion_pytorch_model-0000{i + 1}-of-00002.safetensors"
+        save_file({k: state[k].contiguous() for k in part}, str(folder / name))
+        weight_map.update({k: name for k in part})
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ours = LatteT2V.from_pretrained(tmp_path)
+    for key, value in state.items():
+        assert torch.equal(ours.state_dict()[key], value), key

@@ -112,6 +112,7 @@ def test_t2v_sample_refusals_are_one_line(latte1, tmp_path, capsys):
         (["--prompt", "a dog"], tmp_path / "ckpt.pt", "needs a Latte-1 folder"),
         ([], latte1, "text-to-video model: pass --prompt"),
         (["--prompt", "a dog", "--sampler", "ddpm"], latte1, "ddim or dpm++"),
+        ([], latte1 / "transformer", "pass the Latte-1 folder above it"),
     ]
     for extra, ckpt, message in cases:
         capsys.readouterr()

@@ -52,6 +52,9 @@ def resolve_checkpoint(path_or_run) -> Path:
         raise UserError(f"{path}: no such checkpoint file or run folder")
     if path.is_dir():
         found = latest_checkpoint(path)
+        if found is None and (path / "config.json").is_file() and any(path.glob("diffusion_pytorch_model*")):
+            raise UserError(f"{path}: a diffusers transformer folder; pass the Latte-1 folder above it "
+                            "(transformer/, vae/, scheduler/, ...) for text-to-video")
         if found is None:
             raise UserError(f"{path}: no checkpoints/NNNNNNN.pt inside; pass a checkpoint file or a run folder")
         return found
