@@ -243,8 +243,7 @@ class CheckpointSource:
     def _load_t2v(self, device, dataset: str | None) -> None:
         from latte_bench.data.prompts import classname_prompts
         from latte_bench.training.load import LoadedModel
-        from latte_bench.training.t2v import Latte1, check_sampler
-        from latte_bench.training.t2v_commands import prompt_embeddings
+        from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
 
         if self.t2v_prompts is None:
             raise UserError(f"{self.ckpt} is a text-to-video model (Latte-1): pass --t2v-prompts classnames "

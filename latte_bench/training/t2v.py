@@ -179,6 +179,21 @@ def encode_prompts(prompts: Sequence[str], text_encoder, tokenizer, *, device="c
     return PromptEmbeddings(list(prompts), rows, negative[0, : max(len(r) for r in rows)].clone(), source=source)
 
 
+def prompt_embeddings(folder, *, prompts: Sequence[str] | None = None, embeds_file=None, device="cpu", precision: str = "fp32"):
+    """:class:`PromptEmbeddings` from a file, or ``prompts`` encoded by the folder's T5
+    (loaded in ``precision`` on ``device`` and released afterwards)."""
+    from latte_bench.training.trainer import PRECISIONS
+
+    if embeds_file is not None:
+        return PromptEmbeddings.load(embeds_file)
+    if not prompts:
+        raise UserError("text-to-video needs prompts: pass --prompt TEXT, --prompts FILE or --prompt-embeds FILE")
+    encoder, tokenizer = load_text_encoder(folder, device, PRECISIONS[precision] or torch.float32)
+    embeddings = encode_prompts(list(prompts), encoder, tokenizer, device=device, source=str(Path(folder) / "text_encoder"))
+    del encoder
+    return embeddings
+
+
 # ------------------------------------------------------------------------------------ the folder
 @dataclass
 class Latte1:

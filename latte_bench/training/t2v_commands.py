@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 from latte_bench.errors import UserError
-
-
-def prompt_embeddings(folder, *, prompts: Sequence[str] | None = None, embeds_file=None, device="cpu", precision: str = "fp32"):
-    """:class:`~latte_bench.training.t2v.PromptEmbeddings` from a file, or ``prompts`` encoded by the folder's T5
-    (loaded in ``precision`` on ``device`` and released afterwards)."""
-    import torch
-
-    from latte_bench.training.t2v import PromptEmbeddings, encode_prompts, load_text_encoder
-    from latte_bench.training.trainer import PRECISIONS
-
-    if embeds_file is not None:
-        return PromptEmbeddings.load(embeds_file)
-    if not prompts:
-        raise UserError("text-to-video needs prompts: pass --prompt TEXT, --prompts FILE or --prompt-embeds FILE")
-    encoder, tokenizer = load_text_encoder(folder, device, PRECISIONS[precision] or torch.float32)
-    embeddings = encode_prompts(list(prompts), encoder, tokenizer, device=device, source=str(Path(folder) / "text_encoder"))
-    del encoder
-    return embeddings
 
 
 def prompts_from_args(args) -> list[str] | None:
@@ -42,6 +23,7 @@ def prompts_from_args(args) -> list[str] | None:
 def run_encode_prompts(args) -> int:
     from latte_bench.device import resolve_device
     from latte_bench.fsutil import check_writable
+    from latte_bench.training.t2v import prompt_embeddings
 
     check_writable(Path(args.out).parent, "--out")
     embeddings = prompt_embeddings(args.ckpt, prompts=prompts_from_args(args), device=resolve_device(args.device),
@@ -61,7 +43,9 @@ def run_sample_t2v(args) -> int:
     from latte_bench.provenance import environment
     from latte_bench.training.commands import default_sample_threads
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
-    from latte_bench.training.t2v import MAX_TOKENS, NEGATIVE_PROMPT, T2V_DEFAULTS, Latte1, check_sampler, t2v_generator
+    from latte_bench.training.t2v import (
+        MAX_TOKENS, NEGATIVE_PROMPT, T2V_DEFAULTS, Latte1, check_sampler, prompt_embeddings, t2v_generator,
+    )
     from latte_bench.training.trainer import PRECISIONS
 
     if args.num_videos < 1 or args.batch_size < 1:
