@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from latte_bench.errors import UserError
-from latte_bench.models.embeddings import TimestepEmbedder, sincos_1d, temporal_sincos_table
+from latte_bench.models.embeddings import TimestepEmbedder, spatial_sincos_table, temporal_sincos_table
 from latte_bench.models.latte import modulate, sdpa_attention, unpatchify_frames
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -51,22 +51,7 @@ LATTE1_CONFIG = dict(
 )
 
 
-# --------------------------------------------------------------------------- tables
-def patch_sincos_table(embed_dim: int, grid: tuple[int, int], base_size: int, interpolation_scale: float) -> torch.Tensor:
-    """``(gh * gw, embed_dim)`` float32 2D sin-cos table of diffusers' ``PatchEmbed``, row-major tokens.
-
-    Positions are ``i / (g / base_size) / interpolation_scale`` (integers 0..g-1 at the built size);
-    channels ``[:D/2]`` encode the column, ``[D/2:]`` the row (as :func:`spatial_sincos_table`).
-    """
-    if embed_dim % 4:
-        raise UserError(f"the 2D sin-cos table needs a width divisible by 4, got {embed_dim}")
-    gh, gw = grid
-    rows = torch.arange(gh, dtype=torch.float32) / (gh / base_size) / interpolation_scale
-    cols = torch.arange(gw, dtype=torch.float32) / (gw / base_size) / interpolation_scale
-    r, c = torch.meshgrid(rows, cols, indexing="ij")
-    return torch.cat([sincos_1d(embed_dim // 2, c.reshape(-1)), sincos_1d(embed_dim // 2, r.reshape(-1))], dim=1).float()
-
-
+# --------------------------------------------------------------------------- helpers of forward
 def caption_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
     """A caption mask ``(B, L)`` (1 = keep, 0 = discard) -> additive bias ``(B, 1, L)`` (0 / -10000, as the
     official code); a ``(B, 1, L)`` bias passes through."""
@@ -161,15 +146,16 @@ class T2VBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """``proj``: Conv2d with kernel = stride = p, frames ``(S, C, H, W) -> (S, N, D)`` plus the 2D sin-cos table."""
+    """``proj``: Conv2d with kernel = stride = p, frames ``(S, C, H, W) -> (S, N, D)`` plus the 2D sin-cos table
+    (positions scaled to the ``sample_size`` grid when the latent size differs, as diffusers' ``PatchEmbed``)."""
 
     def __init__(self, sample_size: int, patch_size: int, in_channels: int, dim: int):
         super().__init__()
         self.patch_size, self.base_size = patch_size, sample_size // patch_size
         self.interpolation_scale = max(sample_size // 64, 1)
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size, bias=True)
-        grid = (self.base_size, self.base_size)
-        self.register_buffer("pos_embed", patch_sincos_table(dim, grid, self.base_size, self.interpolation_scale)[None], persistent=False)
+        table = spatial_sincos_table(dim, self.base_size, self.base_size, self.base_size, self.interpolation_scale)
+        self.register_buffer("pos_embed", table[None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
@@ -177,7 +163,7 @@ class PatchEmbed(nn.Module):
         if grid == (self.base_size, self.base_size):
             table = self.pos_embed
         else:
-            table = patch_sincos_table(tokens.shape[-1], grid, self.base_size, self.interpolation_scale).to(x.device)[None]
+            table = spatial_sincos_table(tokens.shape[-1], *grid, self.base_size, self.interpolation_scale).to(x.device)[None]
         return (tokens + table).to(tokens.dtype)
 
 
