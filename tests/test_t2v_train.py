@@ -73,7 +73,8 @@ def test_t2v_training_refusals(tmp_path, demo_prompts):
     from latte_bench.training.checkpoint import load_checkpoint
     from latte_bench.training.load import export_official
 
-    train(t2v_config(tmp_path / "d", path, steps=1), progress=False)
+    train(t2v_config(tmp_path / "d", path, steps=1, ckpt_every=1), progress=False)
     ckpt = load_checkpoint(next((tmp_path / "d" / "checkpoints").glob("*.pt")))
     with pytest.raises(UserError, match="no official"):
         export_official(tmp_path / "d.pt", ckpt)
+    assert train(t2v_config(tmp_path / "d", path, steps=2, ckpt_every=1), resume=True, progress=False)["step"] == 2
