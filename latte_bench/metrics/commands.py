@@ -99,12 +99,15 @@ EVAL_FLAGS = (
      help="CPU threads of the detectors (default: torch's current count; recorded: CPU features are "
           "bitwise reproducible at equal thread counts)")),
     ("sampling", "--sampler", "sampler", None, dict(choices=("ddpm", "ddim", "dpm++"),
-     help="sampler (default: the paper's ddpm; --dataset demo: the demo's ddim)")),
-    ("sampling", "--steps", "steps", None, dict(type=int, help="sampling steps (default: 250; --dataset demo: 25)")),
+     help="sampler (default: the paper's ddpm; --dataset demo: the demo's ddim; a Latte-1 --ckpt: ddim)")),
+    ("sampling", "--steps", "steps", None, dict(type=int, help="sampling steps (default: 250; --dataset demo: 25; a Latte-1 --ckpt: 50)")),
     ("sampling", "--cfg-scale", "cfg_scale", None,
-     dict(type=float, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0)")),
+     dict(type=float, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0; a Latte-1 --ckpt: 7.5)")),
     ("sampling", "--labels", "labels", "random", dict(choices=("random", "balanced"),
      help="class labels: uniform per video from the seed (official sample_ddp.py) or balanced over classes")),
+    ("sampling", "--t2v-prompts", "t2v_prompts", None, dict(choices=("classnames",),
+     help="a Latte-1 --ckpt (text-to-video): classnames = one prompt per class of --dataset, 'a video of <class words>', "
+          "balanced over videos (docs/t2v.md); its sampler defaults are LattePipeline's, ddim 50 and guidance 7.5")),
     ("sampling", "--weights", "weights", "ema", dict(choices=("ema", "model"), help="which weights of the checkpoint")),
     ("sampling", "--precision", "precision", "fp32", dict(choices=("fp32", "bf16", "fp16"), help="sampling precision")),
     ("sampling", "--preset", "preset", None,
@@ -175,6 +178,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.ckpt is not None:
         sampling = {key: getattr(args, key) for key in SAMPLING_KEYS}  # --cfg-scale None: resolved once the model is loaded
         defaults = sampling_defaults(args.dataset, 0)
+        from latte_bench.training.t2v import T2V_DEFAULTS, is_t2v_folder
+
+        if is_t2v_folder(args.ckpt):  # LattePipeline's settings, not the class-conditional protocol's
+            sampling["sampler"] = sampling["sampler"] or T2V_DEFAULTS["sampler"]
+            sampling["steps"] = sampling["steps"] or T2V_DEFAULTS["steps"]
         if sampling["sampler"] is None:
             sampling["sampler"] = defaults.sampler
         if sampling["steps"] is None:

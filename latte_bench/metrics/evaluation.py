@@ -109,7 +109,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
         if not isinstance(fake, CheckpointSource):
             raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
-        fake.load(device)
+        fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
     if any(DETECTOR_OF[m] not in (*FAKE_ONLY, "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         if proto.dataset is None:

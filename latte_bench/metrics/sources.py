@@ -33,6 +33,9 @@ from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, 
 from latte_bench.errors import UserError
 
 
+T2V_PROMPTS = ("classnames",)  # eval --t2v-prompts: how a text-to-video checkpoint gets its prompts
+
+
 def as_source(obj, *, side: str, skip_bad: bool = False):
     """The source for ``obj`` (see the module docstring); ``side`` is ``real`` or ``fake`` (for messages)."""
     if isinstance(obj, CheckpointSource):
@@ -171,6 +174,11 @@ class CheckpointSource:
     :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (its
     ``DatasetSpec.guidance`` for a class-conditional model: 7.0 for UCF101; else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
     or ``balanced`` (video ``i`` gets class ``i % K``). ``batch_size=None``: the evaluation's.
+
+    Text-to-video: ``ckpt`` a Latte-1 folder and ``t2v_prompts="classnames"``: one prompt per class of the
+    dataset (:func:`latte_bench.data.prompts.classname_prompts`), video ``i`` gets class ``i % K``'s prompt
+    (balanced, whatever ``labels`` says), sampled as ``LattePipeline`` (:mod:`latte_bench.training.t2v`;
+    ``cfg_scale=None`` is its 7.5).
     """
 
     ckpt: str | os.PathLike
@@ -185,9 +193,11 @@ class CheckpointSource:
     preset: str | None = None
     model_name: str | None = None
     vae: str | None = None
+    t2v_prompts: str | None = None
     device: object = field(default=None, repr=False)
     _loaded: object = field(default=None, repr=False)
     _space: object = field(default=None, repr=False)
+    _t2v: object = field(default=None, repr=False)  # (Latte1, PromptEmbeddings) of a text-to-video checkpoint
     stream = False  # random access: any video can be sampled on its own
 
     def __post_init__(self):
@@ -198,6 +208,8 @@ class CheckpointSource:
         _check_choice("--labels", self.labels, ("random", "balanced"))
         _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
         _check_int("--steps", self.steps, 1)
+        if self.t2v_prompts is not None:
+            _check_choice("--t2v-prompts", self.t2v_prompts, T2V_PROMPTS)
 
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
@@ -207,8 +219,16 @@ class CheckpointSource:
         return cls(ckpt=f"<in-memory model, step {checkpoint.get('step')}>", device=device,
                    _loaded=LoadedModel(model.eval(), info, checkpoint), _space=latent_space, **options)
 
-    def load(self, device) -> "CheckpointSource":
-        """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error."""
+    def load(self, device, dataset: str | None = None) -> "CheckpointSource":
+        """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error.
+
+        ``dataset``: whose class names become the prompts of a text-to-video checkpoint."""
+        from latte_bench.training.t2v import is_t2v_folder
+
+        if self._loaded is None and is_t2v_folder(self.ckpt):
+            self._load_t2v(device, dataset)
+        elif self.t2v_prompts is not None and self._loaded is None:
+            raise UserError(f"--t2v-prompts needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {self.ckpt} is not one")
         if self._loaded is None:
             from latte_bench.training.latents import LatentSpace, load_vae
             from latte_bench.training.load import load_model
@@ -220,6 +240,21 @@ class CheckpointSource:
                                       int(info.get("vae_batch_frames", 64)))
             self.device = device
         return self
+
+    def _load_t2v(self, device, dataset: str | None) -> None:
+        from latte_bench.data.prompts import classname_prompts
+        from latte_bench.training.load import LoadedModel
+        from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
+
+        if self.t2v_prompts is None:
+            raise UserError(f"{self.ckpt} is a text-to-video model (Latte-1): pass --t2v-prompts classnames "
+                            "(one prompt per class of --dataset; docs/t2v.md)")
+        check_sampler(self.sampler)
+        prompts = classname_prompts(dataset)
+        embeddings = prompt_embeddings(self.ckpt, prompts=prompts, device=device, precision=self.precision)
+        latte1 = Latte1.load(self.ckpt, device, vae=self.vae)
+        info = {**latte1.info, "num_classes": len(prompts)}
+        self._loaded, self._space, self._t2v, self.device = LoadedModel(latte1.model, info, latte1.checkpoint), latte1.latent_space, (latte1, embeddings), device
 
     @property
     def loaded(self):
@@ -239,6 +274,10 @@ class CheckpointSource:
         """``cfg_scale``, else the dataset's guidance for this model (:func:`~latte_bench.data.registry.sampling_defaults`)."""
         if self.cfg_scale is not None:
             return float(self.cfg_scale)
+        if self._t2v is not None:
+            from latte_bench.training.t2v import T2V_DEFAULTS
+
+            return float(T2V_DEFAULTS["cfg_scale"])
         return sampling_defaults(dataset, self.num_classes).cfg_scale
 
     def label_of(self, indices: Sequence[int]) -> list[int] | None:
@@ -247,7 +286,7 @@ class CheckpointSource:
         k = self.num_classes
         if not k:
             return None
-        if self.labels == "balanced":
+        if self.labels == "balanced" or self._t2v is not None:
             return [int(i) % k for i in indices]
         return video_labels(self.seed, indices, k)
 
@@ -265,6 +304,15 @@ class CheckpointSource:
         if not self.loaded.checkpoint.get("sha256"):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)
+        if self._t2v is not None:
+            from latte_bench.data.prompts import CLASSNAME_TEMPLATE, prompts_sha256
+            from latte_bench.training.t2v import MAX_TOKENS, NEGATIVE_PROMPT
+
+            embeddings = self._t2v[1]
+            out.update(labels="balanced", t2v_prompts=self.t2v_prompts, prompt_template=CLASSNAME_TEMPLATE,
+                       prompts_sha256=prompts_sha256(embeddings.prompts), prompt_embeds_sha256=embeddings.sha256(),
+                       negative_prompt=NEGATIVE_PROMPT, max_tokens=MAX_TOKENS, scheduler=self.loaded.checkpoint.get("scheduler"),
+                       latent_layout="(C, F, h, w) per video, LattePipeline's")
         return out
 
     def fingerprint(self) -> str:
@@ -282,6 +330,13 @@ class CheckpointSource:
         from latte_bench.training.trainer import PRECISIONS
 
         lm = self.loaded
+        if self._t2v is not None:
+            from latte_bench.training.t2v import t2v_generator
+
+            latte1, embeddings = self._t2v
+            return t2v_generator(latte1, embeddings, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
+                                 cfg_scale=self.effective_cfg(dataset), device=self.device,
+                                 autocast_dtype=PRECISIONS[self.precision])(list(indices))
         latents, _ = generate_latents(
             lm.model, list(indices), lm.latent_shape, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
             cfg_scale=self.effective_cfg(dataset), num_classes=self.num_classes, labels=self.label_of(indices),

@@ -1,4 +1,4 @@
-"""``latte-bench train``, ``encode``, ``sample`` and ``export-official``: the training-side subcommands."""
+"""``latte-bench train``, ``encode``, ``sample``, ``encode-prompts`` and ``export-official``: the training-side subcommands."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ _TRAIN_FIELDS = {
     "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
     "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
     "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
-    "learn_sigma": _yes_no, "snr_gamma": float,
+    "learn_sigma": _yes_no, "snr_gamma": float, "prompt_embeds": str,
 }
 
 
@@ -37,7 +37,8 @@ _TRAIN_HELP = {
     "data": "data folder of the preset's dataset (videos or frame folders)",
     "split": "UCF101 split list (trainlist01.txt) to train on a subset",
     "latents": "pre-encoded latent shards from `latte-bench encode`, instead of --data",
-    "model": "model size, e.g. Latte-XL/2, Latte-S/2",
+    "model": "model size, e.g. Latte-XL/2, Latte-S/2, or Latte-T2V (text-to-video; needs --prompt-embeds)",
+    "prompt_embeds": "Latte-T2V: prompt embeddings from `latte-bench encode-prompts`, one prompt per class in label order",
     "variant": "Latte model variant 1-4 (paper Sec. 3.2)",
     "out": "run folder: config.json, metrics.jsonl, checkpoints/",
     "steps": "optimizer steps to train to (with --resume: the new end)",
@@ -162,17 +163,24 @@ def register(subparsers) -> None:
                               formatter_class=fmt,
                               description="Sample videos. Video i depends only on (--seed, i); a rerun of the same command "
                               "finishes an interrupted set, and a folder made with other settings is refused.")
-    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), or an "
-                   "official {'ema': ...} file")
+    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), an "
+                   "official {'ema': ...} file, or a Latte-1 folder (text-to-video: transformer/, vae/, ...; docs/t2v.md)")
     s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
     s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None,
-                   help="diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; demo: ddim)")
+                   help="diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; demo: ddim; "
+                        "Latte-1: ddim, as LattePipeline)")
     s.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25)")
+                   help="sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25; Latte-1: 50)")
     s.add_argument("--cfg-scale", type=float, default=None,
                    help="classifier-free guidance scale, 1: none (default: eval --ckpt's for the checkpoint's dataset: "
-                        "7 for a class-conditional ucf101 model, else 1)")
+                        "7 for a class-conditional ucf101 model, else 1; Latte-1: 7.5)")
+    t2v = s.add_argument_group("text-to-video (a Latte-1 --ckpt; video i gets prompt i mod the number of prompts)")
+    prompt = t2v.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, help="one prompt for every video (default: none)")
+    prompt.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line (default: none)")
+    prompt.add_argument("--prompt-embeds", metavar="FILE", default=None,
+                        help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
     s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
     s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
@@ -190,6 +198,20 @@ def register(subparsers) -> None:
     s.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
+
+    ep = subparsers.add_parser("encode-prompts", formatter_class=fmt,
+                               help="encode text prompts with Latte-1's T5 into a file that `sample --prompt-embeds` reads",
+                               description="Encode prompts as LattePipeline does (lower-cased, up to 120 tokens, with the empty "
+                               "negative prompt) with the T5 of a Latte-1 folder, into one safetensors file, so that a machine "
+                               "without T5 can sample.")
+    ep.add_argument("--ckpt", required=True, help="a Latte-1 folder (its text_encoder/ and tokenizer/ are read)")
+    which = ep.add_mutually_exclusive_group(required=True)
+    which.add_argument("--prompt", default=None, help="one prompt")
+    which.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line")
+    ep.add_argument("--out", required=True, help="the .safetensors file to write")
+    ep.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="T5 weights dtype")
+    ep.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ep.set_defaults(func=run_encode_prompts)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
                               formatter_class=fmt,
@@ -209,9 +231,10 @@ def train_config(args: argparse.Namespace):
         overrides["gradient_checkpointing"] = True
     if getattr(args, "compile", None):
         overrides["compile"] = True
+    t2v = overrides.get("model") == "Latte-T2V"  # the preset's options are Latte's keys, not Latte-T2V's
     if getattr(args, "model_options", None):
-        overrides["model_options"] = {**cfg.model_options, **args.model_options}
-    if "model" in overrides and "model_options" not in overrides and args.preset == "demo":
+        overrides["model_options"] = {**({} if t2v else cfg.model_options), **args.model_options}
+    if "model" in overrides and "model_options" not in overrides and (args.preset == "demo" or t2v):
         overrides["model_options"] = {}  # a named size replaces the demo's tiny one
     return dataclasses.replace(cfg, **overrides)
 
@@ -269,6 +292,30 @@ def run_encode(args) -> int:
 
 
 def run_sample(args) -> int:
+    from latte_bench.training.t2v import is_t2v_folder
+
+    if is_t2v_folder(args.ckpt):
+        from latte_bench.training.t2v_commands import run_sample_t2v
+
+        return run_sample_t2v(args)
+    given = [flag for flag, key in (("--prompt", "prompt"), ("--prompts", "prompts"), ("--prompt-embeds", "prompt_embeds"))
+             if getattr(args, key, None) is not None]
+    if given:
+        raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
+                        "class-conditional or unconditional checkpoint")
+    args.sampler = args.sampler or "ddpm"
+    args.steps = 250 if args.steps is None else args.steps
+    args.cfg_scale = 1.0 if args.cfg_scale is None else args.cfg_scale
+    return _run_sample(args)
+
+
+def run_encode_prompts(args) -> int:
+    from latte_bench.training.t2v_commands import run_encode_prompts as run
+
+    return run(args)
+
+
+def _run_sample(args) -> int:
     import torch
 
     from latte_bench import distributed as dist

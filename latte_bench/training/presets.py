@@ -36,6 +36,7 @@ class TrainConfig:
     num_classes: int = 0  # 0: unconditional (the official presets: their DatasetSpec.num_classes)
     class_dropout_prob: float = 0.1
     learn_sigma: bool = True
+    prompt_embeds: str | None = None  # model Latte-T2V: prompt embeddings (encode-prompts), prompt k = class k
     # diffusion (Latte: linear betas, epsilon prediction)
     noise_schedule: str = "linear"  # linear (Latte) | squaredcos_cap_v2 (the IDDPM cosine schedule)
     prediction: str = "eps"  # what the model predicts: eps (Latte) | x0 (the clean sample)

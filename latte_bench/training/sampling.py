@@ -239,7 +239,8 @@ def prepare_output(out: Path, fmt: str, num_videos: int, num_frames: int) -> dic
 # ------------------------------------------------------------------------------------ the settings record
 
 # What makes two sets of samples different: a folder holds videos of one combination only.
-SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_scale", "format", "precision", "vae", "shape")
+SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_scale", "format", "precision", "vae", "shape",
+            "prompts_sha256", "prompt_embeds_sha256")  # the last two: text-to-video only
 
 
 def _has_outputs(out: Path) -> bool:
@@ -321,9 +322,14 @@ def sample_videos(
     seed: int = 0,
     num_classes: int = 0,
     progress: bool = True,
+    generate=None,
     **sample_options,
 ) -> dict:
     """Write ``num_videos`` videos to ``out`` (this rank's share under torchrun); skip the ones already there.
+
+    ``generate(indices) -> uint8 (len, F, H, W, 3)`` replaces the class-conditional sampling
+    (``model``, ``latent_space`` and ``sample_options`` are then unused): text-to-video
+    (:func:`latte_bench.training.t2v.t2v_generator`) writes through the same resumable, sharded path.
 
     A rerun finishes what an interrupted one left: temporary files are removed, incomplete
     videos (a half-written png folder, a truncated npz part) are sampled again, finished ones are
@@ -350,10 +356,13 @@ def sample_videos(
     bar = tqdm(total=len(mine), desc="sample", unit="video", disable=not (progress and dist.is_main()))
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
-        sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
-        latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes,
-                                      progress=not bar.disable, **sample_options)
-        videos = to_uint8(latent_space.decode(latents))
+        if generate is not None:
+            videos = generate(chunk)
+        else:
+            sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
+            latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes,
+                                          progress=not bar.disable, **sample_options)
+            videos = to_uint8(latent_space.decode(latents))
         for index, frames in zip(chunk, videos):
             write_output(out, index, frames, fmt)
         bar.update(len(chunk))

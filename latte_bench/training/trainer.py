@@ -209,6 +209,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
         raise UserError(f"--snr-gamma {cfg.snr_gamma}: must be > 0 (Min-SNR-gamma weighting) or 0 (uniform MSE)")
+    if fsdp and cfg.model == "Latte-T2V":
+        raise UserError("--distributed fsdp shards Latte's blocks; train Latte-T2V with ddp")
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
@@ -245,7 +247,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
 
     # ---------------------------------------------------------------- model, EMA, optimizer
     model = build_model(cfg, in_channels, input_size).to(device)
-    if num_classes:
+    if num_classes and hasattr(model, "y_embedder"):
         model.y_embedder.dropout_prob = 0.0  # label dropout is drawn per sample below (world-size independent)
     ema = create_ema(model)
     params = [p for p in model.parameters() if p.requires_grad]
