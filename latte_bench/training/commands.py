@@ -303,10 +303,7 @@ def run_sample(args) -> int:
     if given:
         raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
                         "class-conditional or unconditional checkpoint")
-    args.sampler = args.sampler or "ddpm"
-    args.steps = 250 if args.steps is None else args.steps
-    args.cfg_scale = 1.0 if args.cfg_scale is None else args.cfg_scale
-    return _run_sample(args)
+    return _run_sample(args)  # --sampler, --steps, --cfg-scale left out: eval --ckpt's for the checkpoint's dataset
 
 
 def run_encode_prompts(args) -> int:
