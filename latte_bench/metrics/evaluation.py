@@ -109,29 +109,56 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
         fake.load(device)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
     if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
-        if proto.dataset is None:
-            raise UserError("no real videos: pass --real PATH or --dataset NAME")
-        from latte_bench.data.registry import get_dataset, real_videos
-
-        real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
-                         skip_bad=proto.skip_bad)
-        real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+        real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
         return _evaluate(real, fake, metrics, proto, cfg, device, start)
 
 
+def evaluate_floor(real=None, **settings) -> dict:
+    """The real-vs-real floor alone: what ``evaluate(..., floor=True)`` records as ``floor``, with no generated side.
+
+    ``real`` and ``settings`` as for :func:`evaluate` (``real=None`` with ``dataset=NAME``: the registry's
+    split). The protocol's real clips (the cached real statistics) are scored against a disjoint real set of
+    up to the same size, by the code of ``eval --floor``. Returns ``{"floor", "protocol", "real", "detector",
+    "counts", "wall_time_s", "environment"}``: ``floor`` as in an evaluation record (``fvd``, ``se``,
+    ``fvd_inf``, ``fvd_inf_ci``, ``real_count``, ``floor_count``, ``sets``, ``tag``).
+    """
+    start = time.time()
+    cfg = split_settings(settings)
+    proto = cfg.protocol.resolved()
+    device = resolve_device(cfg.run.device)
+    dist.init(device)
+    if real is None:
+        real = _registry_real(proto, cfg)
+    with torch_threads(proto.torch_threads):
+        src = as_source(real, side="real", skip_bad=proto.skip_bad)
+        _check_floor(("fvd",), src)
+        _check_frames(["i3d"], proto)
+        clips, sampling = _real_plan("i3d", src, proto)
+        nets = _load_detectors(["i3d"], cfg, device)
+        real_result = _real_pass("i3d", src, nets["i3d"], clips, sampling, ("fvd",), proto, cfg, device)
+        floor = _floor(src, real_result, nets, clips, proto, cfg, device)
+    return {"floor": floor, "protocol": proto.to_dict(), "real": {**src.description, "sampling": real_result["sampling"],
+                                                                   "cache": real_result["cache"]},
+            "detector": {"i3d": nets["i3d"][1]}, "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
+            "wall_time_s": time.time() - start, "environment": environment()}
+
+
+def _registry_real(proto: Protocol, cfg: Settings):
+    """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
+    if proto.dataset is None:
+        raise UserError("no real videos: pass --real PATH or --dataset NAME")
+    from latte_bench.data.registry import get_dataset, real_videos
+
+    real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
+                     skip_bad=proto.skip_bad)
+    real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+    return real
+
+
 def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start) -> EvalResult:
     detectors = sorted({DETECTOR_OF[m] for m in metrics})
-    if "i3d" in detectors:
-        from latte_bench.metrics.i3d import MIN_FRAMES
-
-        if proto.num_frames < MIN_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
-    if "c3d" in detectors:
-        from latte_bench.metrics.c3d import NUM_FRAMES
-
-        if proto.num_frames < NUM_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+    _check_frames(detectors, proto)
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
     counts = _head_counts(metrics, proto)
@@ -142,9 +169,8 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
         if folder is not None:
             check_writable(folder, flag)
-    if cfg.floor and ("fvd" not in metrics or real_src is None or real_src.stream):
-        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
-                        "as a folder, array or --dataset (not --real-features or a stream)")
+    if cfg.floor:
+        _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
     work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
     nets = _load_detectors(detectors, cfg, device)
@@ -201,6 +227,26 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     if unknown or not metrics:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
     return metrics
+
+
+def _check_frames(detectors, proto: Protocol) -> None:
+    """Clips too short for a detector are refused (the I3D's minimum, the C3D's 16 frames)."""
+    if "i3d" in detectors:
+        from latte_bench.metrics.i3d import MIN_FRAMES
+
+        if proto.num_frames < MIN_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
+    if "c3d" in detectors:
+        from latte_bench.metrics.c3d import NUM_FRAMES
+
+        if proto.num_frames < NUM_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+
+
+def _check_floor(metrics, real_src) -> None:
+    if "fvd" not in metrics or real_src is None or real_src.stream:
+        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
+                        "as a folder, array or --dataset (not --real-features or a stream)")
 
 
 def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
