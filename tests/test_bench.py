@@ -324,27 +324,31 @@ def test_floor_is_scored_once_per_dataset_and_reused(run_dir, tmp_path, monkeypa
     monkeypatch.setattr(metrics, "evaluate_floor", counting)
     plan = write_plan(tmp_path / "plan.toml", run_dir)
     plan.write_text("floor = true\n" + plan.read_text())
-    assert main(["bench", str(plan), "--no-progress"]) == 0
+    four = ["--num-clips", "4"]  # the fewest clips with an se (4 a side)
+    assert main(["bench", str(plan), "--no-progress", *four]) == 0
     out = tmp_path / "out"
     (path,) = (out / "floors" / "demo").glob("floor-*.json")
     record = json.loads(path.read_text())
-    assert calls == ["demo"] and record["dataset"] == "demo" and record["protocol"]["num_clips"] == 2
-    # the demo split holds exactly num_clips videos: the floor is two halves of them, tagged with its size
-    eval_floor = metrics.evaluate(None, metrics.CheckpointSource(str(run_dir), steps=2), dataset="demo", num_clips=2,
+    floor = record["floor"]
+    assert calls == ["demo"] and record["dataset"] == "demo" and record["protocol"]["num_clips"] == 4
+    # the demo split is made with exactly num_clips videos: the floor's set is the next 4 the demo set makes
+    eval_floor = metrics.evaluate(None, metrics.CheckpointSource(str(run_dir), steps=2), dataset="demo", num_clips=4,
                                   num_frames=9, floor=True, cache=False, progress=False).record["floor"]
-    assert record["floor"] == eval_floor and eval_floor["tag"] == "floor 1 vs 1 clips"
-    assert math.isfinite(record["floor"]["fvd"]) and record["floor"]["fvd"] > 0
+    assert floor == eval_floor and floor["tag"] is None and floor["sets"] == "protocol real clips vs clips of other real videos"
+    assert floor["real_count"] == floor["floor_count"] == 4 and floor["fvd"] > 0 and floor["se"] > 0
 
     (entry,) = json.loads((out / "bench.json").read_text())["floors"]
-    assert entry["record"] == str(path.relative_to(out)) and entry["fvd"] == record["floor"]["fvd"]
-    assert entry["real_count"] == entry["floor_count"] == 1 and entry["num_clips"] == 2
+    assert entry["record"] == str(path.relative_to(out)) and entry["num_clips"] == 4
+    assert [entry[k] for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci")] == [floor[k] for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci")]
     footer = next(line for line in (out / "table3.md").read_text().splitlines() if "Real-vs-real floor" in line)
-    assert f"Demo, 2 clips of 9 frames: FVD floor (real vs real, 1 vs 1 clips): {record['floor']['fvd']:.2f} [floor 1 vs 1 clips]" in footer
+    low, high = floor["fvd_inf_ci"]
+    assert (f"Demo, 4 clips of 9 frames: FVD floor (real vs real, 4 vs 4 clips): {floor['fvd']:.2f} ± {floor['se']:.2f} "
+            f"(FVD∞ {floor['fvd_inf']:.2f} [{low:.2f}, {high:.2f}]) (`floors/demo/{path.name}`)") in footer
 
     capsys.readouterr()
-    assert main(["bench", str(plan), "--no-progress"]) == 0
+    assert main(["bench", str(plan), "--no-progress", *four]) == 0
     assert calls == ["demo"] and f"recorded in {path.name}, not run again" in capsys.readouterr().out
-    assert main(["bench", str(plan), "--no-progress", "--seed", "1"]) == 0  # other real clips: scored again
+    assert main(["bench", str(plan), "--no-progress", *four, "--seed", "1"]) == 0  # other real clips: scored again
     assert calls == ["demo", "demo"] and len(list((out / "floors" / "demo").glob("floor-*.json"))) == 2
 
 

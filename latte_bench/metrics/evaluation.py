@@ -108,10 +108,11 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
+    from_registry = real is None
     if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
         real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
-        return _evaluate(real, fake, metrics, proto, cfg, device, start)
+        return _evaluate(real, fake, metrics, proto, cfg, device, start, from_registry)
 
 
 def evaluate_floor(real=None, **settings) -> dict:
@@ -128,6 +129,7 @@ def evaluate_floor(real=None, **settings) -> dict:
     proto = cfg.protocol.resolved()
     device = resolve_device(cfg.run.device)
     dist.init(device)
+    from_registry = real is None
     if real is None:
         real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
@@ -137,7 +139,7 @@ def evaluate_floor(real=None, **settings) -> dict:
         clips, sampling = _real_plan("i3d", src, proto)
         nets = _load_detectors(["i3d"], cfg, device)
         real_result = _real_pass("i3d", src, nets["i3d"], clips, sampling, ("fvd",), proto, cfg, device)
-        floor = _floor(src, real_result, nets, clips, proto, cfg, device)
+        floor = _floor(src, real_result, nets, clips, proto, cfg, device, from_registry)
     return {"floor": floor, "protocol": proto.to_dict(), "real": {**src.description, "sampling": real_result["sampling"],
                                                                    "cache": real_result["cache"]},
             "detector": {"i3d": nets["i3d"][1]}, "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
@@ -156,7 +158,7 @@ def _registry_real(proto: Protocol, cfg: Settings):
     return real
 
 
-def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start) -> EvalResult:
+def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start, from_registry: bool = False) -> EvalResult:
     detectors = sorted({DETECTOR_OF[m] for m in metrics})
     _check_frames(detectors, proto)
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
@@ -190,7 +192,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
     if cfg.floor:
-        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device)
+        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device, from_registry)
     if cfg.save_features is not None and dist.is_main():
         from latte_bench.metrics.uncertainty import save_features
 
@@ -392,11 +394,22 @@ def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dic
             "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
 
 
-def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device) -> dict:
-    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md)."""
+def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device, from_registry: bool = False) -> dict:
+    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md).
+
+    The other set comes from the real videos the protocol's clips do not use; when none are left and the real side is
+    the registry's split of a dataset that makes its videos (``demo``), from the next videos it makes.
+    """
     from latte_bench.metrics.uncertainty import floor_clips, floor_entry
 
     clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    if not clips and from_registry and proto.dataset is not None:
+        from latte_bench.data.registry import floor_videos
+
+        extra = floor_videos(proto.dataset, proto.num_clips)
+        if extra is not None:
+            src = as_source(extra, side="real", skip_bad=proto.skip_bad)
+            clips = floor_clips(src.videos, [], proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     other = None
     if clips:
         head = _head("i3d", nets, proto, len(clips), True)
