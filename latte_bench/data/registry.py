@@ -228,6 +228,15 @@ def real_videos(name: str, data: str | os.PathLike | None = None, *, num_videos:
     return root
 
 
+def floor_videos(name: str, num_videos: int):
+    """Real videos outside ``real_videos(name, num_videos=num_videos)`` for the real-vs-real floor, where the split
+    makes them: for ``demo``, videos ``num_videos`` to ``2·num_videos`` of the same procedural set (uint8 array);
+    None for the datasets read from disk, whose split is listed whole."""
+    if name != "demo":
+        return None
+    return demo_real_videos(2 * int(num_videos))[int(num_videos):]
+
+
 def demo_real_videos(num_videos: int, num_frames: int = 16) -> np.ndarray:
     """``num_videos`` procedural videos of the demo set (``data.demo.DEMO_SET``), ``num_frames + 4`` frames each.
 

@@ -3,6 +3,7 @@
 Public API (imported lazily, so ``import latte_bench.metrics`` stays cheap):
 
 * :func:`evaluate` — several metrics, one record: ``evaluate(real, fake, metrics=("fvd", "kvd"), **settings)``;
+* :func:`evaluate_floor` — the real-vs-real floor alone (``eval --floor``'s ``floor``, no generated side);
 * :func:`compute_fvd`, :func:`compute_fid`, :func:`compute_is` — one metric each;
 * :class:`EvalResult` (``.value``, ``.fvd``/``.fid``/..., ``.record``), :class:`Protocol`, :class:`RunOptions`;
 * :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory;
@@ -16,6 +17,7 @@ from latte_bench.lazy import lazy_getattr
 
 _EXPORTS = {
     "evaluate": "evaluation",
+    "evaluate_floor": "evaluation",
     "compute_fvd": "evaluation",
     "compute_fid": "evaluation",
     "compute_is": "evaluation",

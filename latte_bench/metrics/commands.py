@@ -248,11 +248,10 @@ def format_table(record: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    floor = record.get("floor")
-    if floor:
-        se = "" if floor["se"] is None else f" ± {floor['se']:.4f} (FVD∞ {floor['fvd_inf']:.4f} " \
-                                             f"[{floor['fvd_inf_ci'][0]:.4f}, {floor['fvd_inf_ci'][1]:.4f}])"
-        lines.append(f"floor (real vs real, {floor['real_count']} vs {floor['floor_count']} clips): {floor['fvd']:.4f}{se}")
+    if record.get("floor"):
+        from latte_bench.metrics.uncertainty import floor_text
+
+        lines.append(floor_text(record["floor"]))
     head = f"{record.get('method')}" + (f" on {record['dataset']}" if record.get("dataset") else "")
     tags = record.get("nonstandard") or []
     if tags:

@@ -111,32 +111,59 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
+    from_registry = real is None
     if any(DETECTOR_OF[m] not in (*FAKE_ONLY, "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
-        if proto.dataset is None:
-            raise UserError("no real videos: pass --real PATH or --dataset NAME")
-        from latte_bench.data.registry import get_dataset, real_videos
-
-        real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
-                         skip_bad=proto.skip_bad)
-        real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+        real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
-        return _evaluate(real, fake, metrics, proto, cfg, device, start)
+        return _evaluate(real, fake, metrics, proto, cfg, device, start, from_registry)
 
 
-def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start) -> EvalResult:
+def evaluate_floor(real=None, **settings) -> dict:
+    """The real-vs-real floor alone: what ``evaluate(..., floor=True)`` records as ``floor``, with no generated side.
+
+    ``real`` and ``settings`` as for :func:`evaluate` (``real=None`` with ``dataset=NAME``: the registry's
+    split). The protocol's real clips (the cached real statistics) are scored against a disjoint real set of
+    up to the same size, by the code of ``eval --floor``. Returns ``{"floor", "protocol", "real", "detector",
+    "counts", "wall_time_s", "environment"}``: ``floor`` as in an evaluation record (``fvd``, ``se``,
+    ``fvd_inf``, ``fvd_inf_ci``, ``real_count``, ``floor_count``, ``sets``, ``tag``).
+    """
+    start = time.time()
+    cfg = split_settings(settings)
+    proto = cfg.protocol.resolved()
+    device = resolve_device(cfg.run.device)
+    dist.init(device)
+    from_registry = real is None
+    if real is None:
+        real = _registry_real(proto, cfg)
+    with torch_threads(proto.torch_threads):
+        src = as_source(real, side="real", skip_bad=proto.skip_bad)
+        _check_floor(("fvd",), src)
+        _check_frames(["i3d"], proto)
+        clips, sampling = _real_plan("i3d", src, proto)
+        nets = _load_detectors(["i3d"], cfg, device)
+        real_result = _real_pass("i3d", src, nets["i3d"], clips, sampling, ("fvd",), proto, cfg, device)
+        floor = _floor(src, real_result, nets, clips, proto, cfg, device, from_registry)
+    return {"floor": floor, "protocol": proto.to_dict(), "real": {**src.description, "sampling": real_result["sampling"],
+                                                                   "cache": real_result["cache"]},
+            "detector": {"i3d": nets["i3d"][1]}, "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
+            "wall_time_s": time.time() - start, "environment": environment()}
+
+
+def _registry_real(proto: Protocol, cfg: Settings):
+    """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
+    if proto.dataset is None:
+        raise UserError("no real videos: pass --real PATH or --dataset NAME")
+    from latte_bench.data.registry import get_dataset, real_videos
+
+    real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
+                     skip_bad=proto.skip_bad)
+    real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+    return real
+
+
+def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start, from_registry: bool = False) -> EvalResult:
     detectors = sorted({DETECTOR_OF[m] for m in metrics})
-    if "i3d" in detectors:
-        from latte_bench.metrics.i3d import MIN_FRAMES
-
-        if proto.num_frames < MIN_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
-    if "c3d" in detectors:
-        from latte_bench.metrics.c3d import NUM_FRAMES
-
-        if proto.num_frames < NUM_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
-    if "flicker" in detectors and proto.num_frames < 2:
-        raise UserError(f"--num-frames {proto.num_frames}: temporal flickering compares consecutive frames; pass 2 or more")
+    _check_frames(detectors, proto)
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
     counts = _head_counts(metrics, proto)
@@ -147,9 +174,8 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
         if folder is not None:
             check_writable(folder, flag)
-    if cfg.floor and ("fvd" not in metrics or real_src is None or real_src.stream):
-        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
-                        "as a folder, array or --dataset (not --real-features or a stream)")
+    if cfg.floor:
+        _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
     work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
     nets = _load_detectors(detectors, cfg, device)
@@ -169,7 +195,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
     if cfg.floor:
-        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device)
+        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device, from_registry)
     if cfg.save_features is not None and dist.is_main():
         from latte_bench.metrics.uncertainty import save_features
 
@@ -206,6 +232,28 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     if unknown or not metrics:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
     return metrics
+
+
+def _check_frames(detectors, proto: Protocol) -> None:
+    """Clips too short for a detector are refused (the I3D's minimum, the C3D's 16 frames, flickering's 2)."""
+    if "i3d" in detectors:
+        from latte_bench.metrics.i3d import MIN_FRAMES
+
+        if proto.num_frames < MIN_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
+    if "c3d" in detectors:
+        from latte_bench.metrics.c3d import NUM_FRAMES
+
+        if proto.num_frames < NUM_FRAMES:
+            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+    if "flicker" in detectors and proto.num_frames < 2:
+        raise UserError(f"--num-frames {proto.num_frames}: temporal flickering compares consecutive frames; pass 2 or more")
+
+
+def _check_floor(metrics, real_src) -> None:
+    if "fvd" not in metrics or real_src is None or real_src.stream:
+        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
+                        "as a folder, array or --dataset (not --real-features or a stream)")
 
 
 def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
@@ -358,11 +406,22 @@ def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dic
             "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
 
 
-def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device) -> dict:
-    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md)."""
+def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device, from_registry: bool = False) -> dict:
+    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md).
+
+    The other set comes from the real videos the protocol's clips do not use; when none are left and the real side is
+    the registry's split of a dataset that makes its videos (``demo``), from the next videos it makes.
+    """
     from latte_bench.metrics.uncertainty import floor_clips, floor_entry
 
     clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    if not clips and from_registry and proto.dataset is not None:
+        from latte_bench.data.registry import floor_videos
+
+        extra = floor_videos(proto.dataset, proto.num_clips)
+        if extra is not None:
+            src = as_source(extra, side="real", skip_bad=proto.skip_bad)
+            clips = floor_clips(src.videos, [], proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     other = None
     if clips:
         head = _head("i3d", nets, proto, len(clips), True)

@@ -16,7 +16,8 @@ Nothing to download but the I3D weights (51 MB, fetched once into the cache: doc
    scored: the I3D costs a second per clip) of the earlier checkpoints, to show the model learning;
 4. outputs in ``OUT`` (default ``./latte-demo``; a folder the demo did not make is refused unless
    empty): ``results/`` (the evaluation records), ``table3.md/.csv``, ``training_curves.png``,
-   ``samples.png``, the similarity figures of both variants (paper Fig. 6), ``README.md``;
+   ``fvd_uncertainty.png`` (FVD ± se and FVD∞ [95%] of each model and the floor, drawn from the records:
+   :func:`refresh_report` redraws it and the README's Results and Table 3 from them alone), ``samples.png``, the similarity figures of both variants (paper Fig. 6), ``README.md``;
    ``run/`` (checkpoints, kept) and ``samples/`` (PNG frames) are listed in ``OUT/.gitignore``.
 
 Numbers from 64 clips of 16x16 frames are **not comparable** with published FVDs (2,048 clips of
@@ -37,6 +38,7 @@ from latte_bench.data.registry import get_dataset
 
 DEFAULT_OUT = "latte-demo"
 MARKER = ".latte-bench-demo"  # written into every folder the demo makes; its presence allows re-use
+FVD_FIGURE = "fvd_uncertainty"  # OUT/<this>.png/.pdf: FVD ± se and FVD∞ of the final models and the floor
 
 
 @dataclass(frozen=True)
@@ -262,8 +264,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     from latte_bench.data.demo import make_demo_videos
     from latte_bench.fsutil import write_bytes, write_json
     from latte_bench.metrics import CheckpointSource
-    from latte_bench.reports import analysis, leaderboard
-    from latte_bench.reports.store import load_records, read_training_log
+    from latte_bench.reports import analysis
+    from latte_bench.reports.store import read_training_log
     from latte_bench.training.presets import preset
 
     base = preset("demo")
@@ -377,20 +379,18 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     losses = {f"Variant {v}": read_training_log(out / "run" / f"v{v}")["loss"] for v in runs}
     scores = {"real vs real (floor)": floor.fvd, **{f"Variant {v}, step {int(ck.stem)}": r.fvd for v, (ck, r) in finals.items()}}
     files += results_figure(losses, scores, out / "training_curves", clips=s.clips, loss_label=_loss_name(runs[1]))
+    rows = fvd_rows(results_dir, seed)
+    files += fvd_figure(rows, out)
     sims = {1: analysis.run_analysis("similarity", str(main_ckpt), out=out, num_videos=s.analysis_videos, seed=seed), **sims}
     for ana in sims.values():
         files += ana["files"]
     timed("figures+analysis", t0)
 
     # tables + README
-    records = load_records(results_dir)
-    footer = (f"The `Demo` column is this demo: {s.clips} clips of {frames} frames at {size}x{size} pixels, "
-              "NOT comparable with the paper's 2,048-clip 256x256 numbers.")
-    df = leaderboard.build_table("table3", records)
-    md_path, csv_path, table3 = leaderboard.write_table(df, "table3", out, footer=footer)
+    md_path, csv_path, table3 = write_table3(out)
     files += [md_path, csv_path]
     wall = stages.finish()
-    readme = _readme(s, runs, seed, threads, quick, finals, floor, unc_floor, sims, table3, timings, wall, load_start)
+    readme = _readme(s, runs, seed, threads, quick, finals, rows, sims, table3, timings, wall, load_start)
     write_bytes(out / "README.md", readme.encode("utf-8"))
     files.append(out / "README.md")
 
@@ -629,7 +629,107 @@ def _pm(u: dict) -> str:
     return "" if u["se"] is None else f"{_se(u)} (FVD∞ {_inf(u)})"
 
 
-def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, floor, unc_floor: dict,
+def fvd_rows(results_dir: str | Path, seed: int = 0) -> list[dict]:
+    """The demo's FVDs as its records ``results_dir/demo_v<V>_seed<seed>.json`` hold them: the real-vs-real floor
+    first, then each variant in order.
+
+    Each row: ``label`` (short), ``method`` (the record's), ``value`` (FVD), ``se``, ``fvd_inf``, ``fvd_inf_ci``
+    ([low, high]; None each below 4 clips), ``kvd``, ``floor`` (True for the floor) and ``clips``.
+    """
+    import json
+
+    from latte_bench.errors import UserError
+
+    paths = sorted(Path(results_dir).glob(f"demo_v*_seed{seed}.json"), key=lambda p: int(p.stem.split("_")[1][1:]))
+    if not paths:
+        raise UserError(f"{results_dir}: no demo records (demo_v<V>_seed{seed}.json); run `latte-bench demo` first")
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    floor = records[0]["fvd_real_floor"]
+    rows = [{"label": "real vs real (floor)", "method": "real vs real (floor: training-set clips vs held-out clips)",
+             "value": floor["value"], **{k: floor["uncertainty"][k] for k in ("se", "fvd_inf", "fvd_inf_ci")},
+             "kvd": floor["kvd"], "floor": True, "clips": floor["real_count"]}]
+    for r in records:
+        fvd = r["results"]["fvd"]
+        rows.append({"label": f"Variant {r['model']['variant']}, step {int(Path(r['model']['checkpoint']).stem)}",
+                     "method": r["method"], "value": r["metrics"]["fvd"],
+                     **{k: fvd.get(k) for k in ("se", "fvd_inf", "fvd_inf_ci")}, "kvd": r["metrics"].get("kvd"),
+                     "floor": False, "clips": fvd["fake_count"]})
+    return rows
+
+
+def fvd_figure(rows: list[dict], out: Path) -> list[Path]:
+    """``OUT/fvd_uncertainty.png/.pdf``: each model's FVD ± se beside the floor's, with FVD∞ and its 95% interval."""
+    from latte_bench.reports.figures import fvd_uncertainty_figure
+
+    return fvd_uncertainty_figure(rows, out / FVD_FIGURE, clips=rows[0]["clips"],
+                                  title="Final models against the real-vs-real floor: FVD ± se, and FVD∞ [95%]")
+
+
+def results_section(rows: list[dict]) -> list[str]:
+    """The README's ``## Results``: a table of FVD ± se, FVD∞ [95%] and KVD per row of :func:`fvd_rows`, its note
+    and the FVD figure."""
+    floor = rows[0]["value"]
+    lines = ["## Results", "", "| | FVD ± se | FVD∞ [95%] | KVD |", "|---|---:|---|---:|"]
+    for r in rows:
+        ratio = "" if r["floor"] else f" ({r['value'] / floor:.2f}x floor)"
+        lines.append(f"| {r['method']} | {r['value']:.1f}{_se(r)}{ratio} | {_inf(r)} | {r['kvd']:.2f} |")
+    return lines + [
+        "",
+        "`se`: the standard error of the FVD over draws of clips; FVD∞: the bias-corrected estimate of the population "
+        "distance with its 95% interval (a grouped jackknife over clips; docs/uncertainty.md). At this clip count, below "
+        "the I3D logits' dimension, FVD∞ still carries part of the bias, so compare the models with the floor at the "
+        "same N. Records with provenance: `results/` (the evaluation records of `latte_bench.metrics.evaluate`, with "
+        "`se`, `fvd_inf` and `fvd_inf_ci`, plus `fvd_real_floor`).",
+        "",
+        f"FVD of each model and of the floor, bars ± se, with FVD∞ and its 95% interval (◆ on a line; an interval cut "
+        f"at 0 starts at the 0 line): ![FVD ± se and FVD∞]({FVD_FIGURE}.png)",
+        "",
+    ]
+
+
+def write_table3(out: Path) -> tuple[Path, Path, str]:
+    """``OUT/table3.md/.csv`` from the records in ``OUT/results`` (the leaderboard's Table 3 with the demo's column
+    explained); returns (md, csv, markdown)."""
+    from latte_bench.reports import leaderboard
+    from latte_bench.reports.store import load_records
+
+    records = load_records(out / "results")
+    first = next(r.raw for r in records if r.raw.get("dataset") == "demo")
+    size = first["model"]["train_config"]["image_size"]
+    footer = (f"The `Demo` column is this demo: {first['protocol']['num_clips']} clips of {first['protocol']['num_frames']} "
+              f"frames at {size}x{size} pixels, NOT comparable with the paper's 2,048-clip 256x256 numbers.")
+    return leaderboard.write_table(leaderboard.build_table("table3", records), "table3", out, footer=footer)
+
+
+def refresh_report(out: str | Path, seed: int = 0) -> list[Path]:
+    """Re-render what a demo report takes from its stored records alone, training and scoring nothing: the FVD
+    figure, ``table3.md/.csv`` and the README's Results and Table 3 sections (the rest of the README is kept).
+    Returns the files written."""
+    from latte_bench.fsutil import write_bytes
+
+    out = Path(out)
+    rows = fvd_rows(out / "results", seed)
+    files = fvd_figure(rows, out)
+    md_path, csv_path, table3 = write_table3(out)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    readme = _splice(readme, "## Results\n", "## Samples\n", "\n".join(results_section(rows)) + "\n")
+    readme = _splice(readme, table3.split("\n", 1)[0] + "\n", "## Reproduce and continue\n", table3 + "\n")
+    write_bytes(out / "README.md", readme.encode("utf-8"))
+    return files + [md_path, csv_path, out / "README.md"]
+
+
+def _splice(text: str, start: str, end: str, new: str) -> str:
+    """``text`` with the part from the line ``start`` up to (not including) the line ``end`` replaced by ``new``."""
+    from latte_bench.errors import UserError
+
+    i = text.find(start)
+    j = text.find(end, i + 1)
+    if i < 0 or j < 0 or (i > 0 and text[i - 1] != "\n"):
+        raise UserError(f"the demo README has no {start.strip()!r} ... {end.strip()!r} section; run `latte-bench demo` again")
+    return text[:i] + new + text[j:]
+
+
+def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, rows: list[dict],
             sims: dict, table3: str, timings: dict, wall: float, load_start: float) -> str:
     import torch
 
@@ -653,23 +753,7 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
         "reports it beside the **real-vs-real floor**: the FVD between two disjoint sets of real clips of the same size, "
         "same protocol, same run.",
         "",
-        "## Results",
-        "",
-        "| | FVD ± se | FVD∞ [95%] | KVD |",
-        "|---|---:|---|---:|",
-        f"| real vs real (floor: training-set clips vs held-out clips) | {floor.fvd:.1f}{_se(unc_floor)} | {_inf(unc_floor)} | {floor.kvd:.2f} |",
-    ]
-    for v, (ck, r) in finals.items():
-        u = _uncertainty(r)
-        lines.append(f"| {_method(runs[v])} | {r.fvd:.1f}{_se(u)} ({r.fvd / floor.fvd:.2f}x floor) | {_inf(u)} | {r.kvd:.2f} |")
-    lines += [
-        "",
-        "`se`: the standard error of the FVD over draws of clips; FVD∞: the bias-corrected estimate of the population "
-        "distance with its 95% interval (a grouped jackknife over clips; docs/uncertainty.md). At this clip count, below "
-        "the I3D logits' dimension, FVD∞ still carries part of the bias, so compare the models with the floor at the "
-        "same N. Records with provenance: `results/` (the evaluation records of `latte_bench.metrics.evaluate`, with "
-        "`se`, `fvd_inf` and `fvd_inf_ci`, plus `fvd_real_floor`).",
-        "",
+        *results_section(rows),
         "## Samples",
         "",
         "Held-out real clips, then EMA samples of Variant 1 at each checkpoint and of the Variant "
