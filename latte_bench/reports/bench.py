@@ -713,7 +713,7 @@ def score_floor(floor: Floor, progress: bool = True) -> dict:
     from latte_bench import metrics
 
     ev = floor.evaluation
-    evaluation, _ = _split({k: v for k, v in ev.settings.items() if k not in ("metrics", "num_runs")})
+    evaluation, _ = _split({k: v for k, v in ev.settings.items() if k not in ("metrics", "num_runs")}, ev.dataset)
     result = metrics.evaluate_floor(None, dataset=ev.dataset, data_root=ev.data_root, progress=progress, **evaluation)
     return {"schema": FLOOR_SCHEMA, "key": floor.key, "dataset": floor.dataset, "real_fingerprint": ev.real_fingerprint,
             **result}
