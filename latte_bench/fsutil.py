@@ -151,6 +151,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj`` to ``path``.
+
+    Written through a Python file object, so that a full disk raises the ``OSError`` of the failed write
+    (``No space left on device``), not the ``RuntimeError: unexpected pos`` torch raises on closing the archive.
+    """
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
+
+
 def _json_default(obj: Any) -> Any:
     # numpy scalars and paths show up in provenance records.
     if hasattr(obj, "item"):

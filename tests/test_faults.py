@@ -764,3 +764,43 @@ def test_a_nan_loss_stops_training_before_a_checkpoint_is_written(tmp_path, caps
     torch.save(bad, out / "checkpoints" / "0000001.pt")
     assert _cli("train", "demo", *TINY_FLAGS, "--steps", 6, "--ckpt-every", 1, "--out", out, "--resume") == 2
     assert "(ema): tensor pos_embed holds" in _one_line(capsys)
+
+
+def test_a_full_disk_while_sampling_or_training_is_one_line_and_leaves_no_data(run_dir, tmp_path, capsys, monkeypatch):
+    """Item 10: a write failure in `sample --format png/mp4` was an OSError traceback, and in a training checkpoint
+    torch's `RuntimeError: unexpected pos`."""
+    from latte_bench.training import checkpoint, sampling
+
+    full = _FileSizeLimit(100)  # smaller than any frame or video file
+    begin_record = sampling.begin_record
+
+    def the_disk_fills_after_the_record(*args, **kwargs):  # samples.json is written, the first video is not
+        record = begin_record(*args, **kwargs)
+        full.__enter__()
+        return record
+
+    monkeypatch.setattr(sampling, "begin_record", the_disk_fills_after_the_record)
+    for fmt, first in (("png", "000000"), ("mp4", "000000.mp4")):
+        out = tmp_path / fmt
+        argv = ["sample", "--ckpt", run_dir, "--num-videos", 2, "--out", out, "--steps", 2, "--threads", 1, "--no-progress",
+                "--format", fmt]
+        try:
+            code = _cli(*argv)
+        finally:
+            full.__exit__()
+        assert code == 2
+        assert _one_line(capsys) == f"{out / first}: cannot write (File too large); {sampling.WRITE_WAY_OUT}"
+        assert [p.name for p in out.rglob("*")] == ["samples.json"]  # no temporary, no folder of some frames
+        assert json.loads((out / "samples.json").read_text())["status"] == "sampling"  # eval refuses the folder
+        monkeypatch.setattr(sampling, "begin_record", begin_record)
+        assert _cli(*argv) == 0 and sampling.count_done(out, fmt, 4) == 2  # the same command finishes the set
+        monkeypatch.setattr(sampling, "begin_record", the_disk_fills_after_the_record)
+    capsys.readouterr()
+
+    out = tmp_path / "run"
+    with _FileSizeLimit(20_000):  # config.json and the log fit, a checkpoint does not
+        code = _cli("train", "demo", *TINY_FLAGS, "--steps", 2, "--out", out)
+    assert code == 2
+    assert _one_line(capsys) == (f"{out / 'checkpoints' / '0000002.pt'}: cannot write (File too large); "
+                                 f"{checkpoint.RUN_WRITE_WAY_OUT}")
+    assert list((out / "checkpoints").iterdir()) == []

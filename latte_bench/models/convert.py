@@ -20,7 +20,7 @@ from typing import Mapping
 import torch
 
 from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path
+from latte_bench.fsutil import write_errors, write_torch
 from latte_bench.models.latte import Latte
 
 OFFICIAL_KEYS = (
@@ -166,8 +166,8 @@ def export_official(model: Latte) -> dict[str, dict[str, torch.Tensor]]:
 def save_official(model: Latte, path: str | os.PathLike) -> None:
     """Atomically write :func:`export_official` to ``path`` with ``torch.save``."""
     ckpt = export_official(model)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    with write_errors(path, "free some space or choose another --out"):
+        write_torch(path, ckpt)
 
 
 # --------------------------------------------------------------------------- DiT init
