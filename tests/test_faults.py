@@ -804,3 +804,44 @@ def test_a_full_disk_while_sampling_or_training_is_one_line_and_leaves_no_data(r
     assert _one_line(capsys) == (f"{out / 'checkpoints' / '0000002.pt'}: cannot write (File too large); "
                                  f"{checkpoint.RUN_WRITE_WAY_OUT}")
     assert list((out / "checkpoints").iterdir()) == []
+
+
+def _running(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (a dead child nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("way", ["parent-death signal", "getppid poll"])
+def test_the_demo_worker_dies_with_a_killed_demo(way):
+    """Item 11: after `kill -9` of `latte-bench demo`, its worker process went on writing into the output folder
+    for up to 13 s while a rerun started."""
+    script = textwrap.dedent(f"""
+        import multiprocessing, os, time
+        from latte_bench.reports.demo import _background, die_with_parent
+
+        if {way == "parent-death signal"}:
+            background = _background()  # the demo's own worker pool
+            pool = background.__enter__()
+        else:  # the fallback alone
+            pool = multiprocessing.get_context("spawn").Pool(1, die_with_parent, (os.getpid(), False))
+        print(pool.apply(os.getpid), flush=True)
+        pool.apply_async(time.sleep, (120,))  # the worker is busy, as while it trains the comparison model
+        time.sleep(120)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    demo = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    try:
+        worker = int(demo.stdout.readline())
+        assert _running(worker)
+    finally:
+        demo.kill()
+        demo.wait()
+    end = time.time() + 5
+    while _running(worker) and time.time() < end:
+        time.sleep(0.05)
+    assert not _running(worker), f"worker {worker} still running 5 s after its demo was killed"

@@ -546,11 +546,12 @@ def _background():
     """A one-worker process pool (spawned: a fresh interpreter, no state shared with the training process).
 
     Its tasks run one after the other. If the demo fails or is interrupted, the worker is terminated at
-    once, so the error is not held back until the second process's work is done.
+    once, so the error is not held back until the second process's work is done; if the demo is killed
+    (``kill -9``, which runs no clean-up), the worker ends with it (:func:`die_with_parent`).
     """
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     except BaseException:
@@ -560,6 +561,34 @@ def _background():
         pool.close()
     finally:
         pool.join()
+
+
+def die_with_parent(parent: int, parent_death_signal: bool = True) -> None:
+    """In a worker process: end it when process ``parent`` ends, however it ends, so that no worker of a
+    killed demo goes on writing into the output folder while a rerun starts.
+
+    Linux: the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``). Everywhere (and
+    should the call be refused): a daemon thread that checks ``getppid()`` every 0.2 s.
+    """
+    import signal
+    import threading
+
+    if parent_death_signal and platform.system() == "Linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _uncertainty(result) -> dict:
