@@ -816,7 +816,7 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
-@pytest.mark.parametrize("way", ["parent-death signal", "getppid poll"])
+@pytest.mark.parametrize("way", ["the demo's pool", "parent-death signal alone", "getppid poll alone"])
 def test_the_demo_worker_dies_with_a_killed_demo(way):
     """Item 11: after `kill -9` of `latte-bench demo`, its worker process went on writing into the output folder
     for up to 13 s while a rerun started."""
@@ -824,11 +824,12 @@ def test_the_demo_worker_dies_with_a_killed_demo(way):
         import multiprocessing, os, time
         from latte_bench.reports.demo import _background, die_with_parent
 
-        if {way == "parent-death signal"}:
-            background = _background()  # the demo's own worker pool
+        if {way!r} == "the demo's pool":
+            background = _background()
             pool = background.__enter__()
-        else:  # the fallback alone
-            pool = multiprocessing.get_context("spawn").Pool(1, die_with_parent, (os.getpid(), False))
+        else:
+            ways = (True, False) if {way!r} == "parent-death signal alone" else (False, True)
+            pool = multiprocessing.get_context("spawn").Pool(1, die_with_parent, (os.getpid(), *ways))
         print(pool.apply(os.getpid), flush=True)
         pool.apply_async(time.sleep, (120,))  # the worker is busy, as while it trains the comparison model
         time.sleep(120)

@@ -563,12 +563,12 @@ def _background():
         pool.join()
 
 
-def die_with_parent(parent: int, parent_death_signal: bool = True) -> None:
+def die_with_parent(parent: int, parent_death_signal: bool = True, poll: bool = True) -> None:
     """In a worker process: end it when process ``parent`` ends, however it ends, so that no worker of a
     killed demo goes on writing into the output folder while a rerun starts.
 
-    Linux: the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``). Everywhere (and
-    should the call be refused): a daemon thread that checks ``getppid()`` every 0.2 s.
+    Linux (``parent_death_signal``): the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere, should the call be refused (``poll``): a daemon thread that checks ``getppid()`` every 0.2 s.
     """
     import signal
     import threading
@@ -588,7 +588,8 @@ def die_with_parent(parent: int, parent_death_signal: bool = True) -> None:
 
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if poll:
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _uncertainty(result) -> dict:
