@@ -3,6 +3,8 @@
 Raise :class:`UserError` for anything the user can fix (a missing folder, a corrupt
 video, a missing weight file). The CLI prints ``latte-bench: error: <message>`` and
 exits with status 2, without a traceback. The message should name the file and the fix.
+:func:`check_int` is the one check of a whole-number setting, used by the command-line parsers
+(``latte_bench.cli.AtLeast``) and by the settings objects alike.
 """
 
 
@@ -10,3 +12,10 @@ class UserError(Exception):
     """A problem with the user's input or environment, reported in one line (exit 2)."""
 
     exit_code = 2
+
+
+def check_int(flag: str, value, minimum: int) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``; else a :class:`UserError` naming ``flag`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+    return value

@@ -846,3 +846,33 @@ def test_the_demo_worker_dies_with_a_killed_demo(way):
     while _running(worker) and time.time() < end:
         time.sleep(0.05)
     assert not _running(worker), f"worker {worker} still running 5 s after its demo was killed"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "demo", "--steps", "0"], ["train", "demo", "--steps", "-5"], ["sample", "--ckpt", "x", "--num-videos", "1",
+    "--out", "x", "--steps", "0"], ["eval", "--dataset", "demo", "--ckpt", "x", "--steps", "0"], ["demo", "--steps", "-5"],
+])
+def test_a_step_count_below_one_is_refused_by_every_command_in_one_line(argv, tmp_path, capsys, monkeypatch):
+    """Item 12: `train demo --steps 0` (or -5) reported `trained to step 0  loss nan` and left a run folder without a
+    checkpoint. One check (`errors.check_int`, through `cli.AtLeast`) refuses it while parsing, before any work."""
+    monkeypatch.chdir(tmp_path)
+    assert _cli(*argv) == 2
+    assert _one_line(capsys) == f"--steps must be an integer >= 1, got {int(argv[-1])}"
+    assert list(tmp_path.iterdir()) == []  # no run folder, no --out
+
+
+def test_the_trainer_refuses_zero_steps_from_python_too(tmp_path):
+    import dataclasses
+
+    with pytest.raises(UserError, match="--steps must be an integer >= 1, got 0"):  # the same check, for the demo and the API
+        train(dataclasses.replace(preset("demo"), steps=0, out=str(tmp_path / "run")), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_and_analyze_into_a_read_only_folder_are_one_line(run_dir, unwritable, capsys):
+    """Item 12: `demo --out` and `analyze similarity --out` on a read-only folder were OSError tracebacks."""
+    for out in (unwritable, unwritable / "new"):
+        assert _cli("demo", "--quick", "--out", out) == 2
+        assert _one_line(capsys).startswith(f"{out}: cannot write there (")
+        assert _cli("analyze", "similarity", "--ckpt", run_dir, "--num-videos", 1, "--out", out) == 2
+        assert _one_line(capsys).startswith(f"{out}: cannot write there (")

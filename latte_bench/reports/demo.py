@@ -102,17 +102,13 @@ class _Stages:
 
 
 def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) -> DemoSettings:
-    from latte_bench.errors import UserError
+    from latte_bench.errors import check_int
 
     s = QUICK if quick else FULL
     if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps {steps}: must be >= 1")
-        s = dataclasses.replace(s, steps=steps, compare_steps=min(s.compare_steps, steps))
-    if clips is not None:
-        if clips < 2:
-            raise UserError(f"--clips {clips}: need at least 2 clips per set for a covariance")
-        s = dataclasses.replace(s, clips=clips)
+        s = dataclasses.replace(s, steps=check_int("--steps", steps, 1), compare_steps=min(s.compare_steps, steps))
+    if clips is not None:  # two clips per set at least, for a covariance
+        s = dataclasses.replace(s, clips=check_int("--clips", clips, 2))
     if not compare:
         s = dataclasses.replace(s, compare_variant=0)
     return s
@@ -125,7 +121,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     files it did not make.
     """
     from latte_bench.errors import UserError
-    from latte_bench.fsutil import write_bytes, write_json
+    from latte_bench.fsutil import check_writable, write_bytes, write_json
 
     out = Path(out if out is not None else DEFAULT_OUT)
     if out.exists():
@@ -134,6 +130,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise UserError(f"--out {out}: the folder is not empty and was not made by `latte-bench demo`; "
                             "pass a new folder (it will be created)")
+    check_writable(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).is_file():
         write_json(out / MARKER, {"made_by": "latte-bench demo"})

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, check_int
 from latte_bench.fsutil import check_writable, write_bytes, write_errors, write_json
 from latte_bench import distributed as dist
 from latte_bench.device import resolve_device
@@ -206,6 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     if cfg.distributed not in ("ddp", "fsdp"):
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
+    check_int("--steps", cfg.steps, 1)  # 0 steps would "train" to loss nan and leave no checkpoint
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
