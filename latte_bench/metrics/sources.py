@@ -191,12 +191,13 @@ class CheckpointSource:
 
     def __post_init__(self):
         from latte_bench.diffusion.samplers import SAMPLERS
-        from latte_bench.metrics.protocol import _check_choice, _check_int
+        from latte_bench.errors import check_int
+        from latte_bench.metrics.protocol import _check_choice
 
         _check_choice("--sampler", self.sampler, SAMPLERS)
         _check_choice("--labels", self.labels, ("random", "balanced"))
         _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
-        _check_int("--steps", self.steps, 1)
+        check_int("--steps", self.steps, 1)
 
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
