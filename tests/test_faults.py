@@ -622,7 +622,7 @@ def test_save_samples_is_refused_on_a_resumed_evaluation(demo_run, tmp_path):
     first = _demo_eval(demo_run, work)
     with pytest.raises(UserError, match=r"2 finished block.*--save-samples.*rerun without --save-samples"):
         _demo_eval(demo_run, work, save_samples=str(saved))
-    assert not any(saved.iterdir())
+    assert not saved.exists()  # refused before anything was made
     assert _demo_eval(demo_run, work).fvd == first.fvd  # the resume itself is untouched
     fresh = _demo_eval(demo_run, tmp_path / "new", save_samples=str(saved))  # a new folder saves every video
     assert sorted(p.name for p in saved.iterdir()) == ["000000", "000001"] and fresh.fvd == first.fvd
@@ -876,3 +876,24 @@ def test_demo_and_analyze_into_a_read_only_folder_are_one_line(run_dir, unwritab
         assert _one_line(capsys).startswith(f"{out}: cannot write there (")
         assert _cli("analyze", "similarity", "--ckpt", run_dir, "--num-videos", 1, "--out", out) == 2
         assert _one_line(capsys).startswith(f"{out}: cannot write there (")
+
+
+def test_a_failed_command_leaves_no_output_folder(run_dir, tmp_path, capsys, monkeypatch):
+    """Item 13: `sample` with a bad checkpoint or an unknown preset left an empty --out behind, and `report curves
+    /nonexistent` created ./reports: outputs are checked for writing without being made (`fsutil.check_writable`)."""
+    bad, official = tmp_path / "bad.pt", tmp_path / "official.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert _cli("export-official", "--ckpt", run_dir, "--out", official) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    sample = ["sample", "--num-videos", 1, "--steps", 2, "--threads", 1, "--no-progress"]
+    for argv, error in (
+        ([*sample, "--ckpt", bad, "--out", "samples/bad"], f"{bad}: cannot load checkpoint safely"),
+        ([*sample, "--ckpt", official, "--preset", "nope", "--out", "samples/nope"], "unknown preset 'nope'"),
+        (["report", "curves", "/nonexistent"], "/nonexistent"),
+        (["analyze", "similarity", "--ckpt", bad], f"{bad}: cannot load checkpoint safely"),  # --out reports/analysis
+        (["train", "demo", *TINY_FLAGS, "--resume", "--out", "run"], "run"),  # nothing to resume
+    ):
+        assert _cli(*argv) == 2, argv
+        assert error in _one_line(capsys)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "official.pt"], argv
