@@ -258,6 +258,8 @@ SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_sca
 
 
 def _has_outputs(out: Path) -> bool:
+    if not out.is_dir():
+        return False
     if (out / "videos.npz").exists() or (out / ".parts").exists():
         return True
     with os.scandir(out) as it:  # NNNNNN.mp4 files or NNNNNN/ frame folders
