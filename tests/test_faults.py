@@ -897,3 +897,43 @@ def test_a_failed_command_leaves_no_output_folder(run_dir, tmp_path, capsys, mon
         assert _cli(*argv) == 2, argv
         assert error in _one_line(capsys)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "official.pt"], argv
+
+
+def test_library_noise_stays_off_the_terminal_when_a_file_is_refused(run_dir, tmp_path):
+    """Item 14: a VAE folder with a bad `.bin` printed eight lines of diffusers output before the one-line error, and a
+    raw-pickle `.pt` a two-line torch warning. The real CLI in a subprocess, so that stderr is the terminal's."""
+    import pickle
+
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({
+        "_class_name": "AutoencoderKL", "latent_channels": 4, "block_out_channels": [32, 32], "layers_per_block": 1,
+        "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2, "sample_size": 32}))
+    (vae / "diffusion_pytorch_model.bin").write_bytes(b"not a pickle")
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"ema": {"weight": {1, 2}}}, protocol=4))  # weights_only refuses a set
+    sample = ["sample", "--num-videos", 1, "--out", tmp_path / "out", "--steps", 1, "--threads", 1, "--no-progress"]
+    for argv, error in (([*sample, "--ckpt", run_dir, "--vae", vae], f"{vae}: cannot load the VAE (OSError)"),
+                        ([*sample, "--ckpt", raw], f"{raw}: cannot load checkpoint safely (UnpicklingError")):
+        proc = _spawn(*argv)
+        err = proc.stderr.read().decode()
+        assert proc.wait() == 2
+        assert err.count("\n") == 1 and err.startswith(f"latte-bench: error: {error}"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_noise_is_silenced_only_inside_the_load():
+    import logging
+    import warnings
+
+    from latte_bench.errors import third_party_quiet
+
+    before = logging.root.manager.disable
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with third_party_quiet():
+            warnings.warn("inside")
+            assert not logging.getLogger("diffusers").isEnabledFor(logging.CRITICAL)
+        warnings.warn("outside")
+    assert [str(w.message) for w in seen] == ["outside"]
+    assert logging.root.manager.disable == before and logging.getLogger("diffusers").isEnabledFor(logging.WARNING)

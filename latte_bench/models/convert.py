@@ -19,7 +19,7 @@ from typing import Mapping
 
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import write_errors, write_torch
 from latte_bench.models.latte import Latte
 
@@ -48,9 +48,12 @@ def load_checkpoint_file(path: str | os.PathLike, prefer: str = "ema") -> dict[s
 
             obj = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or unsafe pickle
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {e}); re-save it as a plain state dict or safetensors") from None
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {first}); "
+                        "re-save it as a plain state dict or safetensors") from None
     return extract_state_dict(obj, source=str(path), prefer=prefer)
 
 

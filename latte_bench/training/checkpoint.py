@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import clean_temporaries, write_errors, write_torch
 
 FORMAT = "latte-bench-train-v1"
@@ -117,7 +117,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: checkpoint is empty (0 bytes: an interrupted copy?); delete it or copy it again")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:200]
         raise UserError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {first}); "

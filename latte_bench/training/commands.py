@@ -299,10 +299,11 @@ def run_sample(args) -> int:
         "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(),
         "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
     }
+    # the VAE first: a bad one is refused before --out is made
+    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
         record = begin_record(out, record, allow_change=args.allow_settings_change)
     dist.barrier()
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
