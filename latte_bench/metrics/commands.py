@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from latte_bench.cli import HelpFormatter
+from latte_bench.cli import AtLeast, HelpFormatter
 from latte_bench.errors import UserError
 
 
@@ -100,7 +100,8 @@ EVAL_FLAGS = (
           "bitwise reproducible at equal thread counts)")),
     ("sampling", "--sampler", "sampler", None, dict(choices=("ddpm", "ddim", "dpm++"),
      help="sampler (default: the paper's ddpm; --dataset demo: the demo's ddim; a Latte-1 --ckpt: ddim)")),
-    ("sampling", "--steps", "steps", None, dict(type=int, help="sampling steps (default: 250; --dataset demo: 25; a Latte-1 --ckpt: 50)")),
+    ("sampling", "--steps", "steps", None, dict(type=int, action=AtLeast, minimum=1,
+     help="sampling steps (default: 250; --dataset demo: 25; a Latte-1 --ckpt: 50)")),
     ("sampling", "--cfg-scale", "cfg_scale", None,
      dict(type=float, help="classifier-free guidance (default: 7.0 for ucf101, else 1.0; a Latte-1 --ckpt: 7.5)")),
     ("sampling", "--labels", "labels", "random", dict(choices=("random", "balanced"),
@@ -115,7 +116,7 @@ EVAL_FLAGS = (
     ("sampling", "--model", "model_name", None, dict(help="official checkpoints: model name if not the preset's")),
     ("sampling", "--vae", "vae", None, dict(help="override the checkpoint's VAE (hub id, folder or none)")),
     ("sampling", "--num-runs", "num_runs", 1,
-     dict(type=int, help="K sampling seeds (seed, seed+1, ...), reported as mean ± std")),
+     dict(type=int, action=AtLeast, minimum=1, help="K sampling seeds (seed, seed+1, ...), reported as mean ± std")),
     ("sampling", "--save-samples", "save_samples", None, dict(metavar="DIR",
      help="also write the sampled videos as lossless PNG frame folders (rescore with --fake DIR)")),
     ("sampling", "--work-dir", "work_dir", None, dict(metavar="DIR",

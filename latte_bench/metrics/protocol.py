@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 import torch
 
 from latte_bench.data.registry import get_dataset, real_stride as resolve_real_stride
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, check_int
 
 # "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
 METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
@@ -57,12 +57,12 @@ class Protocol:
     torch_threads: int | None = None
 
     def __post_init__(self):
-        _check_int("--num-clips", self.num_clips, 2)
-        _check_int("--num-frames", self.num_frames, 1)
+        check_int("--num-clips", self.num_clips, 2)
+        check_int("--num-frames", self.num_frames, 1)
         if self.real_stride is not None:
-            _check_int("--real-stride", self.real_stride, 1)
-        _check_int("fake_stride", self.fake_stride, 1)
-        _check_int("--block-size", self.block_size, 1)
+            check_int("--real-stride", self.real_stride, 1)
+        check_int("fake_stride", self.fake_stride, 1)
+        check_int("--block-size", self.block_size, 1)
         _check_choice("--resize", self.resize, RESIZE_MODES)
         _check_choice("--covariance", self.covariance, ("biased", "unbiased"))
         _check_choice("--fid-mode", self.fid_mode, FID_MODES)
@@ -110,8 +110,8 @@ class RunOptions:
     c3d_mean: str | None = None
 
     def __post_init__(self):
-        _check_int("--batch-size", self.batch_size, 1)
-        _check_int("--workers", self.num_workers, 0)
+        check_int("--batch-size", self.batch_size, 1)
+        check_int("--workers", self.num_workers, 0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def split_settings(kwargs: dict) -> Settings:
         known = sorted(proto_keys | run_keys | set(_EVAL_KEYS))
         raise UserError(f"unknown evaluation setting(s): {', '.join(unknown)}; known settings: {', '.join(known)}")
     num_runs = int(kwargs.get("num_runs") or 1)
-    _check_int("--num-runs", num_runs, 1)
+    check_int("--num-runs", num_runs, 1)
     return Settings(
         protocol=Protocol(**{k: v for k, v in kwargs.items() if k in proto_keys}),
         run=RunOptions(**{k: v for k, v in kwargs.items() if k in run_keys}),
@@ -153,11 +153,6 @@ def split_settings(kwargs: dict) -> Settings:
         save_features=kwargs.get("save_features"), real_features=kwargs.get("real_features"),
         floor=bool(kwargs.get("floor")), on_record=kwargs.get("on_record"),
     )
-
-
-def _check_int(flag: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{flag} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_choice(flag: str, value, choices) -> None:

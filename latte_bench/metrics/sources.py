@@ -202,12 +202,13 @@ class CheckpointSource:
 
     def __post_init__(self):
         from latte_bench.diffusion.samplers import SAMPLERS
-        from latte_bench.metrics.protocol import _check_choice, _check_int
+        from latte_bench.errors import check_int
+        from latte_bench.metrics.protocol import _check_choice
 
         _check_choice("--sampler", self.sampler, SAMPLERS)
         _check_choice("--labels", self.labels, ("random", "balanced"))
         _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
-        _check_int("--steps", self.steps, 1)
+        check_int("--steps", self.steps, 1)
         if self.t2v_prompts is not None:
             _check_choice("--t2v-prompts", self.t2v_prompts, T2V_PROMPTS)
 

@@ -19,8 +19,8 @@ from typing import Mapping
 
 import torch
 
-from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path
+from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.fsutil import write_errors, write_torch
 from latte_bench.models.latte import Latte
 
 OFFICIAL_KEYS = (
@@ -48,9 +48,12 @@ def load_checkpoint_file(path: str | os.PathLike, prefer: str = "ema") -> dict[s
 
             obj = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or unsafe pickle
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {e}); re-save it as a plain state dict or safetensors") from None
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {first}); "
+                        "re-save it as a plain state dict or safetensors") from None
     return extract_state_dict(obj, source=str(path), prefer=prefer)
 
 
@@ -173,8 +176,8 @@ def export_official(model: Latte) -> dict[str, dict[str, torch.Tensor]]:
 def save_official(model: Latte, path: str | os.PathLike) -> None:
     """Atomically write :func:`export_official` to ``path`` with ``torch.save``."""
     ckpt = export_official(model)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    with write_errors(path, "free some space or choose another --out"):
+        write_torch(path, ckpt)
 
 
 # --------------------------------------------------------------------------- DiT init

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.metrics.commands import EVAL_FLAGS, add_eval_flags
 
 BENCH_SCHEMA = "latte-bench/bench/1"
@@ -528,10 +528,11 @@ def checkpoint_info(path: Path) -> dict:
         info.update(_official_counts(shapes, path))
         return info
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from latte_bench.cli import HelpFormatter
+    from latte_bench.cli import AtLeast, HelpFormatter
 
     # ------------------------------------------------------------ report
     rep = subparsers.add_parser("report", help="leaderboards (paper Tables 3, 4 and 5, joint training) and training curves",
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
         p.add_argument("--variant", type=int, choices=(1, 2, 3, 4), default=None,
                        help="expected model variant; a checkpoint of another variant is refused (default: any)")
         p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (default: the procedural demo set)")
-        p.add_argument("--num-videos", type=int, default=8, help="videos averaged over")
+        p.add_argument("--num-videos", type=int, action=AtLeast, default=8, help="videos averaged over")
         p.add_argument("--timestep", type=int, default=None, help="diffusion step (0..999) the clips are noised to (default: 250)")
         p.add_argument("--reduce", choices=("flatten", "mean"), default="flatten",
                        help="frame vector: the frame's tokens concatenated (flatten) or averaged (mean)")
@@ -93,8 +93,10 @@ def register(subparsers) -> None:
                    help="output folder, created (default ./latte-demo); a non-empty folder the demo did not make is refused")
     p.add_argument("--quick", action="store_true", help="a smoke run of every stage on a tiny model, whose numbers mean nothing (about 0.5 min on 2 idle "
                    "cores, 2 min at a load average of 8)")
-    p.add_argument("--steps", type=int, default=None, help="training steps of the Variant 1 model (default: the demo preset's)")
-    p.add_argument("--clips", type=int, default=None, help="clips per set for FVD/KVD and the floor (default 64)")
+    p.add_argument("--steps", type=int, action=AtLeast, default=None,
+                   help="training steps of the Variant 1 model (default: the demo preset's)")
+    p.add_argument("--clips", type=int, action=AtLeast, minimum=2, default=None,
+                   help="clips per set for FVD/KVD and the floor (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training runs, the sampling and the evaluation's clip choice (default 0; the real sets are fixed)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: half the cores, at least 1, so another process does not slow it down)")

@@ -160,17 +160,13 @@ class _Stages:
 
 
 def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) -> DemoSettings:
-    from latte_bench.errors import UserError
+    from latte_bench.errors import check_int
 
     s = QUICK if quick else FULL
     if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps {steps}: must be >= 1")
-        s = dataclasses.replace(s, steps=steps, compare_steps=min(s.compare_steps, steps))
-    if clips is not None:
-        if clips < 2:
-            raise UserError(f"--clips {clips}: need at least 2 clips per set for a covariance")
-        s = dataclasses.replace(s, clips=clips)
+        s = dataclasses.replace(s, steps=check_int("--steps", steps, 1), compare_steps=min(s.compare_steps, steps))
+    if clips is not None:  # two clips per set at least, for a covariance
+        s = dataclasses.replace(s, clips=check_int("--clips", clips, 2))
     if not compare:
         s = dataclasses.replace(s, compare_variant=0)
     return s
@@ -183,7 +179,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     files it did not make.
     """
     from latte_bench.errors import UserError
-    from latte_bench.fsutil import write_bytes, write_json
+    from latte_bench.fsutil import check_writable, write_bytes, write_json
 
     out = Path(out if out is not None else DEFAULT_OUT)
     if out.exists():
@@ -192,6 +188,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise UserError(f"--out {out}: the folder is not empty and was not made by `latte-bench demo`; "
                             "pass a new folder (it will be created)")
+    check_writable(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).is_file():
         write_json(out / MARKER, {"made_by": "latte-bench demo"})
@@ -594,11 +591,12 @@ def _background():
     """A one-worker process pool (spawned: a fresh interpreter, no state shared with the training process).
 
     Its tasks run one after the other. If the demo fails or is interrupted, the worker is terminated at
-    once, so the error is not held back until the second process's work is done.
+    once, so the error is not held back until the second process's work is done; if the demo is killed
+    (``kill -9``, which runs no clean-up), the worker ends with it (:func:`die_with_parent`).
     """
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     except BaseException:
@@ -608,6 +606,35 @@ def _background():
         pool.close()
     finally:
         pool.join()
+
+
+def die_with_parent(parent: int, parent_death_signal: bool = True, poll: bool = True) -> None:
+    """In a worker process: end it when process ``parent`` ends, however it ends, so that no worker of a
+    killed demo goes on writing into the output folder while a rerun starts.
+
+    Linux (``parent_death_signal``): the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere, should the call be refused (``poll``): a daemon thread that checks ``getppid()`` every 0.2 s.
+    """
+    import signal
+    import threading
+
+    if parent_death_signal and platform.system() == "Linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if poll:
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _uncertainty(result) -> dict:

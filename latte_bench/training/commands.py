@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from latte_bench.cli import HelpFormatter
+from latte_bench.cli import AtLeast, HelpFormatter
 from latte_bench.errors import UserError
 
 def _yes_no(text: str) -> bool:
@@ -30,6 +30,10 @@ _TRAIN_FIELDS = {
     "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
     "learn_sigma": _yes_no, "snr_gamma": float, "prompt_embeds": str,
 }
+
+# the smallest value of the whole-number overrides that have one (checked while parsing, one line)
+_TRAIN_MINIMUM = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "ckpt_every": 1, "sample_every": 0,
+                  "sample_videos": 1, "sample_steps": 1, "fvd_every": 0, "num_workers": 0, "demo_videos": 1}
 
 
 # what each `train` override means (its default is the preset's, listed by _preset_default)
@@ -125,8 +129,9 @@ def register(subparsers) -> None:
                               "field (defaults below are the presets' values).")
     p.add_argument("preset", choices=sorted(PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
     for name, kind in _TRAIN_FIELDS.items():
+        bounded = dict(action=AtLeast, minimum=_TRAIN_MINIMUM[name]) if name in _TRAIN_MINIMUM else {}
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})")
+                       help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})", **bounded)
     p.add_argument("--gradient-checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass to save memory (default: off)")
     p.add_argument("--compile", action="store_true", default=None,
@@ -165,12 +170,12 @@ def register(subparsers) -> None:
                               "finishes an interrupted set, and a folder made with other settings is refused.")
     s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), an "
                    "official {'ema': ...} file, or a Latte-1 folder (text-to-video: transformer/, vae/, ...; docs/t2v.md)")
-    s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
+    s.add_argument("--num-videos", type=int, action=AtLeast, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
     s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None,
                    help="diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; demo: ddim; "
                         "Latte-1: ddim, as LattePipeline)")
-    s.add_argument("--steps", type=int, default=None,
+    s.add_argument("--steps", type=int, action=AtLeast, default=None,
                    help="sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25; Latte-1: 50)")
     s.add_argument("--cfg-scale", type=float, default=None,
                    help="classifier-free guidance scale, 1: none (default: eval --ckpt's for the checkpoint's dataset: "
@@ -182,7 +187,7 @@ def register(subparsers) -> None:
     prompt.add_argument("--prompt-embeds", metavar="FILE", default=None,
                         help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
     s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
-    s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
+    s.add_argument("--batch-size", type=int, action=AtLeast, default=4, help="videos per model call (does not change the videos)")
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
                    help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
     s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)")
@@ -324,8 +329,6 @@ def _run_sample(args) -> int:
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
     from latte_bench.training.trainer import PRECISIONS
 
-    if args.num_videos < 1 or args.batch_size < 1:
-        raise UserError("--num-videos and --batch-size must be >= 1")
     out = Path(args.out)
     check_writable(out, "--out")  # before the model is loaded or anything is sampled
     torch.set_num_threads(args.threads or default_sample_threads())
@@ -344,10 +347,11 @@ def _run_sample(args) -> int:
         "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(),
         "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
     }
+    # the VAE first: a bad one is refused before --out is made
+    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
         record = begin_record(out, record, allow_change=args.allow_settings_change)
     dist.barrier()
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,

@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 from latte_bench.data.registry import get_dataset
-from latte_bench.errors import UserError
-from latte_bench.fsutil import check_writable, write_bytes, write_json
+from latte_bench.errors import UserError, check_int
+from latte_bench.fsutil import check_writable, write_bytes, write_errors, write_json
 from latte_bench import distributed as dist
 from latte_bench.device import resolve_device
 from latte_bench.training.checkpoint import (
+    RUN_WRITE_WAY_OUT,
     checkpoint_path,
     clean_checkpoint_temporaries,
     latest_checkpoint,
@@ -162,8 +163,9 @@ class JsonlLog:
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with write_errors(self.path, RUN_WRITE_WAY_OUT):
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
 
     def rewind(self, step: int) -> int:
         """Drop what a crashed run logged after ``step`` (records with a later step, a half-written
@@ -205,6 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     if cfg.distributed not in ("ddp", "fsdp"):
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
+    check_int("--steps", cfg.steps, 1)  # 0 steps would "train" to loss nan and leave no checkpoint
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
@@ -285,7 +288,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
         run_config["config_changes"] = config_changes
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_config)
+        with write_errors(run_dir / "config.json", RUN_WRITE_WAY_OUT):
+            write_json(run_dir / "config.json", run_config)
     model = compile_for_training(model, cfg)
     train_model = model
     if world > 1 and not fsdp:
