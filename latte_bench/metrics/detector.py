@@ -10,11 +10,12 @@ whatever it is given through these interfaces alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from latte_bench.metrics.stats import FeatureStats
+    from latte_bench.metrics.stats import FeatureStats
 
 
 @dataclass(frozen=True)
