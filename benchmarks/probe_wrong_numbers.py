@@ -118,7 +118,7 @@ class Probe:
         return path
 
 
-def write_frames(folder: Path, video: np.ndarray, name: str = "{t:02d}.png", numbers=None) -> None:
+def save_frame_folder(folder: Path, video: np.ndarray, name: str = "{t:02d}.png", numbers=None) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,8 +152,8 @@ def item1(p: Probe) -> None:
     string_order = sorted(range(16), key=lambda t: f"frame_{t}.png")
     np.save(d / "fake_string_order.npy", fake[:, string_order])
     for i, video in enumerate(fake):
-        write_frames(d / "frames" / f"v{i}", video, "frame_{t}.png")
-        write_frames(d / "step3" / f"v{i}", video, "frame_{t}.png", numbers=[3 * t for t in range(16)])
+        save_frame_folder(d / "frames" / f"v{i}", video, "frame_{t}.png")
+        save_frame_folder(d / "step3" / f"v{i}", video, "frame_{t}.png", numbers=[3 * t for t in range(16)])
     common = ["eval", "--real", d / "real.npz", "--num-clips", 3, *ONE]
     ref = p.fvd(cache, *common, "--fake", d / "fake.npy")
     wrong = p.fvd(cache, *common, "--fake", d / "fake_string_order.npy")
@@ -176,7 +176,7 @@ def item1(p: Probe) -> None:
     p.row("1", "the same folder, `data check taichi`", "—", f"exit {proc.returncode}: {p.short(line)}",
           "exit 1, v1 listed as skipped", listed)
     for i, video in enumerate(fake):  # the frame number first, a constant number after it
-        write_frames(d / "number_first" / f"v{i}", video, "{t}_take2.png")
+        save_frame_folder(d / "number_first" / f"v{i}", video, "{t}_take2.png")
     proc = p.cli(cache, "eval", "--real", d / "real.npz", "--fake", d / "number_first", "--num-clips", 3, *ONE)
     p.row("1", "`0_take2.png … 15_take2.png` (the last number is not the frame's)", "—", p.refusal(proc),
           "exit 2 (or the .npy's FVD), never another order", p.refused(proc, str(d / "number_first" / "v0")))
@@ -285,7 +285,7 @@ def item4(p: Probe) -> None:
 
     real = d / "real_frames"
     for i, video in enumerate(waves(3, 16, seed=2, size=32)):
-        write_frames(real / f"v{i}", video)
+        save_frame_folder(real / f"v{i}", video)
     other = waves(1, 16, seed=9, size=32)[0]
     cache = p.cache("i4_frames")
     common = ["eval", "--real", real, "--fake", d / "fake.npz", "--num-clips", 3, *ONE]
@@ -314,7 +314,7 @@ def item5(p: Probe) -> None:
     assert proc.returncode == 0, proc.stderr
     for name, seed in (("a", 0), ("b", 7)):
         for i, video in enumerate(waves(2, 9, seed=seed, size=16)):
-            write_frames(d / name / "train" / f"v{i}", video)
+            save_frame_folder(d / name / "train" / f"v{i}", video)
     common = ["bench", "--method", "m", "--ckpt", f"taichi={run}", "--out", d / "out", "--num-clips", 2, "--num-frames", 9,
               "--real-stride", 1, "--steps", 2, "--metrics", "fvd", *ONE]
     fvd, reused = [], []
