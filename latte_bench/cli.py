@@ -3,7 +3,7 @@
 Each subcommand lives beside the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (called with the parsed namespace; returns an
 exit code or None). This file only assembles them and turns :class:`UserError` into a
-one-line message with exit status 2.
+one-line message with exit status 2, naming each setting by its flag (``--num-clips 2048``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
             return text
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return f"{text} (default: off)"
         return f"{text} (default: %(default)s)"
 
@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except UserError as e:
-        print(f"latte-bench: error: {e}", file=sys.stderr)
+        from latte_bench.options import cli_name
+
+        print(f"latte-bench: error: {e.render(cli_name)}", file=sys.stderr)  # settings named by their flags
         return UserError.exit_code
     except KeyboardInterrupt:
         print("latte-bench: interrupted", file=sys.stderr)

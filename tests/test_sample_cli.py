@@ -119,17 +119,3 @@ def test_every_training_side_option_has_help_with_its_default(capsys):
         parser.parse_args(["train", "--help"])
     out = capsys.readouterr().out
     assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.004))" in " ".join(out.split())
-
-
-def test_default_sample_threads_leave_busy_cores_alone(monkeypatch):
-    from latte_bench.training.commands import default_sample_threads
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert default_sample_threads() == 3  # torchrun's / the user's setting wins
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1) + 4.0, 0.0, 0.0))
-    assert default_sample_threads() == 1  # every core busy: one thread, not an oversubscribed pool
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    import torch
-
-    assert default_sample_threads() == min(len(os.sched_getaffinity(0)), torch.get_num_threads())

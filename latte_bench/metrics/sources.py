@@ -30,6 +30,7 @@ import torch
 from latte_bench.data.clips import Clip
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
 from latte_bench.errors import UserError
+from latte_bench.metrics.protocol import SamplingSettings
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -163,7 +164,7 @@ class StreamSource:
 
 
 @dataclass
-class CheckpointSource:
+class CheckpointSource(SamplingSettings):
     """Generated videos sampled from a checkpoint (a file or a run folder), in memory.
 
     Video ``i`` depends only on ``(seed, i)`` (its noise and label come from its own generators,
@@ -173,30 +174,10 @@ class CheckpointSource:
     """
 
     ckpt: str | os.PathLike
-    sampler: str = "ddpm"
-    steps: int = 250
-    cfg_scale: float | None = None
-    seed: int = 0
-    weights: str = "ema"
-    labels: str = "random"
-    batch_size: int | None = None
-    precision: str = "fp32"
-    preset: str | None = None
-    model_name: str | None = None
-    vae: str | None = None
     device: object = field(default=None, repr=False)
     _loaded: object = field(default=None, repr=False)
     _space: object = field(default=None, repr=False)
     stream = False  # random access: any video can be sampled on its own
-
-    def __post_init__(self):
-        from latte_bench.diffusion.samplers import SAMPLERS
-        from latte_bench.metrics.protocol import _check_choice, _check_int
-
-        _check_choice("--sampler", self.sampler, SAMPLERS)
-        _check_choice("--labels", self.labels, ("random", "balanced"))
-        _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
-        _check_int("--steps", self.steps, 1)
 
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
@@ -250,7 +231,8 @@ class CheckpointSource:
         return video_labels(self.seed, indices, k)
 
     def settings(self, dataset: str | None) -> dict:
-        """What determines the videos: the checkpoint file and every sampling setting.
+        """What determines the videos: the checkpoint file (its ``weights`` too) and every sampling setting
+        that can move a number (:func:`latte_bench.metrics.protocol.key_settings`), resolved.
 
         A model in memory (no checkpoint sha256) adds ``weights_sha256`` (:func:`state_dict_sha256`) and
         its diffusion options, so that two models of one name and step never share a work folder.
@@ -260,6 +242,9 @@ class CheckpointSource:
                "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
                "latent_shape": list(self.loaded.latent_shape),
                "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
+        for name in ("preset", "model_name"):  # the model an official file is read as (latte-bench files carry it)
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if not self.loaded.checkpoint.get("sha256"):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)

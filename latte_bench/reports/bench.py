@@ -40,7 +40,6 @@ import argparse
 import collections
 import dataclasses
 import glob
-import hashlib
 import json
 import math
 import os
@@ -52,16 +51,17 @@ from pathlib import Path
 from typing import Any
 
 from latte_bench.errors import UserError
-from latte_bench.metrics.commands import EVAL_FLAGS, add_eval_flags
+from latte_bench.metrics.commands import add_eval_options, eval_options
+from latte_bench.options import PROGRESS, add_options
 
 BENCH_SCHEMA = "latte-bench/bench/1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 # settings the runner itself sets for every evaluation: never taken from a plan
 RESERVED = frozenset({"method", "dataset", "data_root", "work_dir", "save_samples", "progress", "real", "fake", "json", "ckpt"})
+# evaluation options that bench does not take from its command line: the reserved ones and the per-evaluation files
+CLI_EXCLUDED = tuple(RESERVED | {"save_features", "real_features", "floor"})
 # settings that name files: relative to the plan file (to the working folder on the command line)
 PATH_SETTINGS = frozenset({"cache_dir", "i3d_weights", "inception_weights", "c3d_weights", "c3d_mean"})
-# settings that cannot change a number (results are independent of batch size and device): not part of a record's key
-NO_EFFECT = frozenset({"batch_size", "device", "num_workers", "cache", "cache_dir", "progress"})
 
 
 # ---------------------------------------------------------------- the plan
@@ -240,21 +240,24 @@ def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
 
 
 def _data_flags(args) -> tuple[dict, str | None]:
-    data, root = {}, None
+    """``({dataset: root} of --data DATASET=DIR, --data-root DIR)``."""
+    data = {}
     for item in args.data_root or []:
-        if "=" in item and not Path(item).exists():
-            name, path = item.split("=", 1)
-            data[name.strip()] = path
-        elif root is not None:
-            raise UserError("--data-root DIR given twice; use --data-root DATASET=DIR for one dataset's own root")
-        else:
-            root = item
+        if "=" not in item:
+            raise UserError(f"--data {item}: expected DATASET=DIR (e.g. --data ucf101=/datasets/UCF-101); "
+                            "a folder holding one sub-folder per dataset is --data-root DIR")
+        name, path = item.split("=", 1)
+        data[name.strip()] = path
+    root = args.datasets_root
+    if root is not None and "=" in root and not Path(root).exists():
+        raise UserError(f"--data-root {root}: one dataset's own folder is --data DATASET=DIR; --data-root DIR is "
+                        "a folder holding one sub-folder per dataset")
     return data, root
 
 
 def _cli_settings(args) -> dict:
     out = {}
-    for key in [k for _, _, k, _, _ in EVAL_FLAGS if k not in RESERVED] + ["cache"]:
+    for key in [o.name for o in eval_options(exclude=CLI_EXCLUDED)]:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -381,7 +384,7 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
         root, how = Path(os.environ[DATA_ENV]) / dataset, f"${DATA_ENV}"
     else:
         raise UserError(f"{where}: no data root for {dataset}: pass --data-root DIR (holding {dataset}/) or "
-                        f"--data-root {dataset}=DIR, or set ${DATA_ENV}")
+                        f"--data {dataset}=DIR, or set ${DATA_ENV}")
     if not root.is_absolute():
         root = base / root
     if not root.is_dir():
@@ -581,16 +584,16 @@ def evaluation_key(ev: Evaluation) -> str:
     that leaves it out share them too.
     """
     from latte_bench.data.registry import get_dataset
+    from latte_bench.metrics.protocol import key_settings, settings_key
     from latte_bench.metrics.sources import CheckpointSource
 
     _, src = _split(ev.settings)
-    source = CheckpointSource(str(ev.checkpoint), **src)
-    sampling = {k: getattr(source, k) for k in _source_keys() if k not in NO_EFFECT}
-    protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
+    sampling = key_settings(CheckpointSource(str(ev.checkpoint), **src))
+    protocol = key_settings(dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride))
     payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset, "real": ev.real_fingerprint,
                "metrics": list(ev.settings.get("metrics") or get_dataset(ev.dataset).metrics),
                "protocol": protocol, "sampling": sampling, "num_runs": int(ev.settings.get("num_runs") or 1)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return settings_key(payload)
 
 
 # ---------------------------------------------------------------- running
@@ -876,22 +879,22 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", action="append", default=None, metavar="DATASET=CKPT",
                    help="a checkpoint file, run folder (its latest checkpoint) or quoted glob for one dataset "
                    "(demo, ffs, sky, ucf101, taichi); repeat for more, e.g. --ckpt 'ffs=runs/ffs/checkpoints/*'")
-    p.add_argument("--data-root", action="append", default=None, metavar="DIR|DATASET=DIR",
-                   help="folder holding one sub-folder per dataset (DIR/ucf101, ...); or DATASET=DIR for one dataset "
-                   "(default: $LATTE_BENCH_DATA/<dataset>)")
+    p.add_argument("--data", dest="data_root", action="append", default=None, metavar="DATASET=DIR",
+                   help="one dataset's folder, as `eval --data`; repeat for more, e.g. --data ucf101=/datasets/UCF-101 "
+                   "(default: DIR/<dataset> of --data-root, else $LATTE_BENCH_DATA/<dataset>)")
+    p.add_argument("--data-root", dest="datasets_root", default=None, metavar="DIR",
+                   help="a folder holding one sub-folder per dataset (DIR/ucf101, ...): the plan's data_root")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="records, work folders, tables and figures (default: the plan's `out`, else bench/)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated metrics (default per dataset, the paper's: ffs fvd,fid; ucf101 fvd,is; "
                    "sky, taichi fvd; demo fvd,kvd)")
     s = p.add_argument_group("evaluation settings (for every evaluation; they override the plan)")
-    add_eval_flags(collections.defaultdict(lambda: s), with_defaults=False, exclude=tuple(RESERVED))
-    s.add_argument("--no-cache", dest="cache", action="store_false", default=None,
-                   help="recompute the real statistics instead of using the cache")
+    add_eval_options(collections.defaultdict(lambda: s), defaults=False, exclude=CLI_EXCLUDED)
     s.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="any other evaluation setting by name, e.g. --set kid_subsets=50 (values are TOML literals)")
     p.add_argument("--dry-run", action="store_true", help="check the plan and list its evaluations; run nothing")
-    p.add_argument("--no-progress", action="store_true", help="no per-evaluation progress bars")
+    add_options(p, [PROGRESS])
     p.set_defaults(func=run_bench)
 
 
@@ -938,7 +941,7 @@ def run_bench(args: argparse.Namespace) -> int:
                     print(f"{i}. {ev.label} on {ev.dataset}: {ev.checkpoint} (sha256 {ev.sha256[:12]}, "
                           f"step {ev.step}) -> {ev.record_path} [{state}]")
             return 0
-        run_plan(plan, progress=not args.no_progress)
+        run_plan(plan, progress=args.progress)
     finally:
         if dist.active():
             import torch.distributed

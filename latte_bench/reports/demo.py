@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from latte_bench.options import resolve_threads
+
 DEFAULT_OUT = "latte-demo"
 MARKER = ".latte-bench-demo"  # written into every folder the demo makes; its presence allows re-use
 
@@ -66,11 +68,6 @@ QUICK_NOTE = ("--quick checks that every stage runs: its tiny model, short train
 # Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
 # stage"); scaled by the measured speed as long stages finish, for the overall ETA.
 UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 5.0}
-
-
-def default_threads() -> int:
-    """Half the cores (at least 1): leaves room for another process without oversubscribing."""
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 def _say(msg: str) -> None:
@@ -191,11 +188,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, steps: int | No
     """Run the demo; returns ``{"out", "record", "fvd", "fvd_real_floor", "wall_s", "checkpoint", "files"}``."""
     from latte_bench.device import torch_threads
 
-    threads = default_threads() if threads is None else threads
-    if threads < 1:
-        from latte_bench.errors import UserError
-
-        raise UserError(f"--threads {threads}: must be >= 1")
+    threads = resolve_threads(threads)  # the --threads rule of every command
     s = _settings(quick, steps, clips, compare)
     out = prepare_out(out)
     with torch_threads(threads), _background() as pool:

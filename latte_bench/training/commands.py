@@ -9,75 +9,9 @@ from pathlib import Path
 
 from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
-
-def _yes_no(text: str) -> bool:
-    if text.lower() in ("yes", "true", "1"):
-        return True
-    if text.lower() in ("no", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
-
-
-# command-line flag → TrainConfig field, for the plain overrides of `train`
-_TRAIN_FIELDS = {
-    "data": str, "split": str, "latents": str, "model": str, "variant": int, "out": str, "steps": int,
-    "batch_size": int, "grad_accum": int, "lr": float, "lr_schedule": str, "warmup_steps": int, "weight_decay": float,
-    "ema_decay": float,
-    "start_clip_iter": int, "clip_max_norm": float, "precision": str, "joint_strategy": str, "num_images": int,
-    "num_frames": int, "frame_interval": int, "image_size": int, "num_classes": int, "vae": str, "seed": int,
-    "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
-    "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
-    "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
-    "learn_sigma": _yes_no, "snr_gamma": float,
-}
-
-
-# what each `train` override means (its default is the preset's, listed by _preset_default)
-_TRAIN_HELP = {
-    "data": "data folder of the preset's dataset (videos or frame folders)",
-    "split": "UCF101 split list (trainlist01.txt) to train on a subset",
-    "latents": "pre-encoded latent shards from `latte-bench encode`, instead of --data",
-    "model": "model size, e.g. Latte-XL/2, Latte-S/2",
-    "variant": "Latte model variant 1-4 (paper Sec. 3.2)",
-    "out": "run folder: config.json, metrics.jsonl, checkpoints/",
-    "steps": "optimizer steps to train to (with --resume: the new end)",
-    "batch_size": "clips per process per micro-batch (global batch = batch-size x processes x grad-accum)",
-    "grad_accum": "micro-batches accumulated per optimizer step",
-    "lr": "AdamW learning rate",
-    "lr_schedule": "constant | cosine (to 0 at --steps)",
-    "noise_schedule": "diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)",
-    "prediction": "model target: eps (Latte) | x0 (the clean sample)",
-    "learn_sigma": "yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance",
-    "snr_gamma": "Min-SNR-gamma loss weighting: each clip's x_0 error counts min(SNR_t, gamma) times (0: uniform MSE, Latte)",
-    "warmup_steps": "linear learning-rate warm-up steps",
-    "weight_decay": "AdamW weight decay",
-    "ema_decay": "EMA decay per optimizer step",
-    "start_clip_iter": "step from which gradients are clipped (before: norm only logged)",
-    "clip_max_norm": "gradient-norm clipping threshold",
-    "precision": "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16",
-    "joint_strategy": "image-video joint training: only_video | temporal_mask",
-    "num_images": "K single frames per clip for image-video joint training (0: off)",
-    "num_frames": "frames per training clip",
-    "frame_interval": "stride between the frames of a clip",
-    "image_size": "frame size in pixels (square)",
-    "num_classes": "class-conditional model with this many classes (0: unconditional)",
-    "vae": "VAE hub id or folder, or none for pixel space",
-    "seed": "seed of the weights, data order and noise",
-    "num_workers": "DataLoader worker processes",
-    "log_every": "steps between metrics.jsonl records",
-    "ckpt_every": "steps between checkpoints",
-    "sample_every": "steps between preview videos (0: never)",
-    "sample_videos": "preview videos each time",
-    "sample_steps": "sampler steps for previews and periodic FVD",
-    "sample_sampler": "sampler for previews and periodic FVD: ddpm | ddim | dpm++",
-    "fvd_every": "steps between FVD evaluations (0: never; needs --fvd-real)",
-    "fvd_real": "held-out real videos for the periodic FVD",
-    "fvd_videos": "generated clips per periodic FVD",
-    "device": "auto | cpu | cuda | cuda:N",
-    "distributed": "under torchrun: ddp | fsdp",
-    "demo_videos": "size of the generated demo set",
-}
-
+from latte_bench.metrics.protocol import SamplingSettings
+from latte_bench.options import DEVICE, PROGRESS, THREADS, add_options, options_of
+from latte_bench.training.presets import TrainConfig
 
 def _preset_default(name: str) -> str:
     """The default of a TrainConfig field across presets, e.g. "0.0001 (demo: 0.002)"."""
@@ -93,52 +27,20 @@ def _preset_default(name: str) -> str:
     return f"{first} ({'; '.join(rest)})"
 
 
-def default_sample_threads() -> int:
-    """CPU threads for `sample` when --threads is not given: the cores other processes leave free.
-
-    ``OMP_NUM_THREADS`` wins when set (torchrun sets 1). Otherwise ``cores - load average``, at
-    least 1 and at most torch's default (the physical cores): on the shared 2-core machine (load
-    5-7) the demo model sampled 4 videos x 50 DDPM steps in 10-14 s with 1 thread and 73-106 s
-    with 2 (docs/training.md, "Sampling").
-    """
-    import os
-
-    import torch
-
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, torch.get_num_threads(), int(cores - busy)))
-
-
 def register(subparsers) -> None:
     from latte_bench.training.presets import PRESETS
 
     fmt = HelpFormatter
-    p = subparsers.add_parser("train", help="train Latte from a preset (official configs or the CPU demo)",
+    p = subparsers.add_parser("train", formatter_class=fmt, help="train Latte from a preset (official configs or the CPU demo)",
                               description="Train Latte. Presets follow the official configs; each flag overrides one "
                               "field (defaults below are the presets' values).")
     p.add_argument("preset", choices=sorted(PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
-    for name, kind in _TRAIN_FIELDS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})")
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
-                   help="recompute activations in the backward pass to save memory (default: off)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile each transformer block (checkpoint names unchanged; default: off)")
-    p.add_argument("--model-options", type=json.loads, default=None,
-                   help='extra create_model() options as JSON, e.g. \'{"depth": 4}\' (default: the preset\'s)')
+    add_options(p, options_of(TrainConfig), defaults=False, default_text=_preset_default)
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in --out; other settings than the run's are refused (default: off)")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: continue with changed settings, recorded in config.json and metrics.jsonl (default: off)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads; 1 is fastest for the demo on a busy machine (default: torch's, all cores)")
+    add_options(p, [PROGRESS, THREADS])
     p.set_defaults(func=run_train)
 
     e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards", formatter_class=fmt,
@@ -166,26 +68,12 @@ def register(subparsers) -> None:
                    "official {'ema': ...} file")
     s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default="ddpm", help="diffusion sampler")
-    s.add_argument("--steps", type=int, default=250, help="sampler steps")
-    s.add_argument("--cfg-scale", type=float, default=1.0,
-                   help="classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)")
-    s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
-    s.add_argument("--batch-size", type=int, default=4, help="videos per model call (does not change the videos)")
+    add_options(s, [o for o in options_of(SamplingSettings) if o.name != "labels"], overrides=SAMPLE_OVERRIDES)
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
                    help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
-    s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)")
-    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model, e.g. ucf101 (default: none; "
-                   "latte-bench checkpoints carry their config)")
-    s.add_argument("--model", default=None, help="for official checkpoints: the model name (default: the preset's)")
-    s.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a training checkpoint")
-    s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_options(s, [DEVICE, PROGRESS, THREADS])
     s.add_argument("--allow-settings-change", action="store_true",
                    help="keep videos in --out made with other settings and add these (recorded in samples.json)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
@@ -197,15 +85,17 @@ def register(subparsers) -> None:
     x.set_defaults(func=run_export)
 
 
+# `sample` writes unguided videos unless told (the dataset's guidance is `eval --ckpt`'s default), 4 at a time
+SAMPLE_OVERRIDES = {"cfg_scale": {"default": 1.0, "help": "classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)"},
+                    "batch_size": {"default": 4, "help": "videos per model call (does not change the videos)"}}
+
+
 def train_config(args: argparse.Namespace):
     from latte_bench.training.presets import preset
 
     cfg = preset(args.preset)
-    overrides = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k, None) is not None}
-    if getattr(args, "gradient_checkpointing", None):
-        overrides["gradient_checkpointing"] = True
-    if getattr(args, "compile", None):
-        overrides["compile"] = True
+    overrides = {o.name: getattr(args, o.name) for o in options_of(TrainConfig) if getattr(args, o.name, None) is not None}
+    overrides.pop("model_options", None)
     if getattr(args, "model_options", None):
         overrides["model_options"] = {**cfg.model_options, **args.model_options}
     if "model" in overrides and "model_options" not in overrides and args.preset == "demo":
@@ -213,19 +103,14 @@ def train_config(args: argparse.Namespace):
     return dataclasses.replace(cfg, **overrides)
 
 
-def _set_threads(args) -> None:  # train: torch's default unless --threads (a resumed run keeps its numerics)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
 def run_train(args) -> int:
     from latte_bench.training.trainer import train
 
-    _set_threads(args)
+    from latte_bench.device import set_threads  # torch: not at the top, `latte-bench --help` stays fast
+
+    set_threads(args.threads)
     cfg = train_config(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress,
+    result = train(cfg, resume=args.resume, progress=args.progress,
                    allow_config_change=getattr(args, "allow_config_change", False))
     from latte_bench import distributed as dist
 
@@ -269,7 +154,7 @@ def run_sample(args) -> int:
     import torch
 
     from latte_bench import distributed as dist
-    from latte_bench.device import resolve_device
+    from latte_bench.device import resolve_device, set_threads
     from latte_bench.fsutil import check_writable
     from latte_bench.provenance import environment
     from latte_bench.training.latents import LatentSpace, load_vae
@@ -279,12 +164,12 @@ def run_sample(args) -> int:
 
     if args.num_videos < 1 or args.batch_size < 1:
         raise UserError("--num-videos and --batch-size must be >= 1")
+    set_threads(args.threads)
     out = Path(args.out)
     check_writable(out, "--out")  # before the model is loaded or anything is sampled
-    torch.set_num_threads(args.threads or default_sample_threads())
     device = resolve_device(args.device)
     dist.init(device.type)
-    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model, device=device)
+    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model_name, device=device)
     model, info = loaded.model, loaded.info
     vae_spec = args.vae or info.get("vae", "none")
     shape = (int(info["num_frames"]), int(info["latent_channels"]), int(info["latent_size"]), int(info["latent_size"]))
@@ -303,7 +188,7 @@ def run_sample(args) -> int:
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
-                           autocast_dtype=PRECISIONS[args.precision], progress=not args.no_progress)
+                           autocast_dtype=PRECISIONS[args.precision], progress=args.progress)
     if dist.is_main():
         finish_record(out, record, result["present"], result["labels"])
         where = out / "videos.npz" if args.format == "npz" else out
