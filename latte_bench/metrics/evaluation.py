@@ -31,7 +31,8 @@ from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import UserError
 from latte_bench.fsutil import check_writable
 from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
-from latte_bench.metrics.protocol import METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
+from latte_bench.metrics.protocol import (METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings,
+                                          settings_key, split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
@@ -436,19 +437,18 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
     import json
 
     from latte_bench.fsutil import write_errors, write_json
-    from latte_bench.metrics.extract import real_stats_key, stats_cache_root
+    from latte_bench.metrics.extract import stats_cache_root
 
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
-    manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
+    manifest = {"version": CACHE_VERSION, "protocol": key_settings(proto), "fake": fake,
                 "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics, cfg)} for det in sorted(counts)},
                 "batch_independent": True}
-    manifest["protocol"].pop("allow_fewer")
     if cfg.work_dir is not None:
         root = Path(cfg.work_dir) / (f"seed{src.seed}" if isinstance(src, CheckpointSource) and cfg.num_runs > 1 else "")
     else:
-        root = stats_cache_root("eval_work", cfg.run.cache_dir) / real_stats_key(manifest)[:32]
+        root = stats_cache_root("eval_work", cfg.run.cache_dir) / settings_key(manifest)[:32]
     path = root / "manifest.json"
     error = None
     if dist.is_main():
@@ -479,7 +479,7 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
     error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
     if error is not None:
         raise UserError(error)
-    return root, real_stats_key(manifest)
+    return root, settings_key(manifest)
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -41,6 +41,7 @@ from latte_bench.data.clips import Clip
 from latte_bench.device import exact_fp32
 from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, write_errors, write_json
+from latte_bench.metrics.protocol import settings_key
 from latte_bench.metrics.stats import FeatureStats
 
 
@@ -332,11 +333,6 @@ def stats_cache_root(metric: str, cache_dir=None) -> Path:
     return weights_cache_dir() / f"{metric}_stats"
 
 
-def real_stats_key(settings: dict) -> str:
-    """sha256 of the canonical JSON of everything that determines the real statistics."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
 def _load_cached(path: Path, keep_features: bool, key: str):
     try:
         found = _read_checked(path, {"key": key})
@@ -357,7 +353,7 @@ def cached_real_stats(metric: str, settings: dict, compute: Callable[[], tuple[F
     (+ ``.json`` holding the settings, the extraction info and the arrays' sha256); a missing,
     unreadable or altered entry is recomputed by ``compute()`` and stored atomically by rank 0.
     """
-    key = real_stats_key({**settings, "keep_features": keep_features})
+    key = settings_key({**settings, "keep_features": keep_features})
     cache_file = stats_cache_root(metric, cache_dir) / f"{key}.npz"
     if cache:
         loaded = dist.broadcast_object(_load_cached(cache_file, keep_features, key) if dist.is_main() else None)
