@@ -17,7 +17,7 @@ from typing import Iterator
 
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, Setting, UserError, literal
 from latte_bench.options import resolve_threads
 
 
@@ -29,12 +29,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu")
+            raise UserError("{device}: no CUDA device is visible here; use {cpu}", device=device, cpu=Setting("device", "cpu"))
         if device == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device(device)
     if device != "cpu":
-        raise UserError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        raise UserError(f"{{device}} must be cpu, cuda, cuda:N or auto, got {literal(repr(device))}", device=NAME_ONLY)
     return torch.device("cpu")
 
 

@@ -9,10 +9,14 @@ A message that names a setting says it the way the reader passed it: the setting
 {num_clips}; pass {allow_fewer}", num_clips=2048, allow_fewer=True)``. ``str(e)`` (a Python
 caller) reads ``num_clips=2048 ... allow_fewer=True``; the command line renders the same
 error with :meth:`UserError.render` and the option's flag, ``--num-clips 2048 ... --allow-fewer``.
-A keyword given :data:`NAME_ONLY` is named without a value.
+A keyword given :data:`NAME_ONLY` is named without a value; one given ``Setting(field, value)``
+names another value of a setting (``"use {cpu}", cpu=Setting("device", "cpu")``). Other text in
+such a template (a path, a value) goes through :func:`literal`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 
 class _NameOnly:
@@ -21,6 +25,18 @@ class _NameOnly:
 
 
 NAME_ONLY = _NameOnly()  # a setting named without its value
+
+
+class Setting(NamedTuple):
+    """A setting and a value of it, for a placeholder whose name is not the field's."""
+
+    field: str
+    value: object
+
+
+def literal(text) -> str:
+    """``text`` for a message template that names settings: its braces doubled, so they stay as written."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class UserError(Exception):
@@ -36,7 +52,8 @@ class UserError(Exception):
         """The message with each setting written by ``name(field, value)`` (e.g. as a flag)."""
         if not self.settings:
             return self.template
-        return self.template.format_map({k: name(k, v) for k, v in self.settings.items()})
+        return self.template.format_map({k: name(*v) if isinstance(v, Setting) else name(k, v)
+                                         for k, v in self.settings.items()})
 
     def __str__(self) -> str:
         from latte_bench.options import api_name
@@ -47,5 +64,4 @@ class UserError(Exception):
         """The same error with text before and after its message (the settings still rendered per reader)."""
         if not self.settings:
             return UserError(prefix + self.template + suffix)
-        esc = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
-        return UserError(esc(prefix) + self.template + esc(suffix), **self.settings)
+        return UserError(literal(prefix) + self.template + literal(suffix), **self.settings)

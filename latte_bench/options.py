@@ -5,7 +5,7 @@ the choices and value type, the lowest allowed value, and the option's *effect* 
 :data:`EFFECTS`: whether and how it moves a number). ``compare``, the settings keys of the caches
 and the argparse of ``eval``, ``bench``, ``sample`` and ``train`` all read it:
 
-* :meth:`Option.field` makes the dataclass field (``Protocol``, ``RunOptions``, ``CheckpointSource``,
+* :meth:`Option.field` makes the dataclass field (``Protocol``, ``RunOptions``, ``SamplingSettings``,
   ``TrainConfig``); :func:`options_of` lists a class's options, each with its field name and default;
 * :func:`add_options` adds options to an argparse parser or group;
 * :func:`check_fields` validates a dataclass instance against its options (one rule per option);
@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable, Iterable
 
-from latte_bench.errors import NAME_ONLY, UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 
 # What a difference in a setting does, one rule for every comparison of two evaluations (`latte-bench
 # compare`, the leaderboards' notes) and for the settings keys: "meaning" makes two numbers
@@ -52,7 +52,7 @@ class Option:
     """One option. ``flag`` defaults to ``--field-name`` (``--no-field-name`` for a switch that is on by
     default); ``type`` to the default's type; ``keyed`` (part of the settings key) to "changes a number".
     ``real=False``: a protocol setting that does not act on the real statistics (the cache key leaves it out).
-    ``aliases``: older spellings, accepted but hidden from ``--help``."""
+    ``flag=""``: a setting of the Python API only."""
 
     help: str
     effect: str = "none"
@@ -64,7 +64,6 @@ class Option:
     group: str | None = None
     keyed: bool | None = None
     real: bool = True
-    aliases: tuple[str, ...] = ()
     name: str = ""
     default: Any = None
 
@@ -154,8 +153,6 @@ def add_options(target, options: Iterable[Option], *, defaults: bool = True, def
                 kwargs["help"] = f"{opt.help} (default: {shown})"
             kwargs["default"] = None
         group.add_argument(opt.cli_flag, **kwargs)
-        for alias in opt.aliases:
-            group.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
 
 
 def settings_from(args: argparse.Namespace, options: Iterable[Option]) -> dict:
@@ -178,9 +175,10 @@ def check_value(opt: Option, value) -> None:
     if value is None and opt.default is None:
         return
     if opt.minimum is not None and (isinstance(value, bool) or not isinstance(value, int) or value < opt.minimum):
-        raise UserError(f"{{{opt.name}}} must be an integer >= {opt.minimum}, got {value!r}", **{opt.name: NAME_ONLY})
+        raise UserError(f"{{{opt.name}}} must be an integer >= {opt.minimum}, got {literal(repr(value))}",
+                        **{opt.name: NAME_ONLY})
     if opt.choices is not None and value not in opt.choices:
-        raise UserError(f"{{{opt.name}}} must be one of {', '.join(map(str, opt.choices))}, got {value!r}",
+        raise UserError(f"{{{opt.name}}} must be one of {', '.join(map(str, opt.choices))}, got {literal(repr(value))}",
                         **{opt.name: NAME_ONLY})
 
 

@@ -191,3 +191,58 @@ def test_a_message_names_the_keyword_for_python_and_the_flag_for_the_command_lin
     assert str(named) == "cache=False is off and data_root is unset"
     assert named.render(cli_name) == "--no-cache is off and --data is unset"
     assert UserError("plain {braces} stay").render(cli_name) == "plain {braces} stay"
+
+
+def test_evaluation_errors_name_the_keyword_from_python_and_the_flag_from_the_command_line(tmp_path, capsys):
+    """Issue 24 item 8: `evaluate()` said "for --num-clips 2048; pass --allow-fewer" to a Python caller."""
+    import numpy as np
+
+    from latte_bench.metrics import evaluate
+
+    videos = np.random.default_rng(0).integers(0, 256, (3, 16, 32, 32, 3), dtype=np.uint8)
+    kw = dict(num_clips=4, cache=False, progress=False, device="cpu")
+    with pytest.raises(UserError, match=r"^generated: only 3 usable generated clips for num_clips=4; pass allow_fewer=True "):
+        evaluate(videos, videos, **kw)
+    with pytest.raises(UserError, match=r"^num_frames=8: the I3D needs at least 9 frames per clip$"):
+        evaluate(videos, videos, **{**kw, "num_frames": 8})
+    np.save(tmp_path / "v.npy", videos)
+    flags = ["--real", str(tmp_path / "v.npy"), "--fake", str(tmp_path / "v.npy"), "--no-cache", "--no-progress",
+             "--device", "cpu"]
+    assert main(["eval", *flags, "--num-clips", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'v.npy'}: only 3 usable generated clips for --num-clips 4; pass --allow-fewer to score 3" in err
+    assert main(["eval", *flags, "--num-frames", "8"]) == 2
+    assert capsys.readouterr().err.strip() == "latte-bench: error: --num-frames 8: the I3D needs at least 9 frames per clip"
+
+
+def test_device_and_folder_errors_in_both_renderings(tmp_path):
+    from latte_bench.device import resolve_device
+    from latte_bench.fsutil import check_writable
+
+    with pytest.raises(UserError) as info:
+        resolve_device("tpu")
+    assert (str(info.value), info.value.render(cli_name)) == (
+        "device must be cpu, cuda, cuda:N or auto, got 'tpu'", "--device must be cpu, cuda, cuda:N or auto, got 'tpu'")
+    (tmp_path / "a {file}").write_text("")
+    with pytest.raises(UserError) as info:
+        check_writable(tmp_path / "a {file}" / "work", setting="work_dir")
+    assert str(info.value).endswith("; choose another work_dir or make it writable")
+    assert info.value.render(cli_name).startswith(f"{tmp_path / 'a {file}' / 'work'}: cannot write there (")
+    assert info.value.render(cli_name).endswith("; choose another --work-dir or make it writable")
+
+
+def test_an_unreadable_real_folder_names_skip_bad_as_its_reader_passes_it(tmp_path, capsys):
+    import numpy as np
+
+    from latte_bench.data.video import write_frames
+    from latte_bench.metrics import evaluate
+
+    videos = np.random.default_rng(0).integers(0, 256, (2, 12, 16, 16, 3), dtype=np.uint8)
+    for i, v in enumerate(videos):
+        write_frames(tmp_path / "real" / f"v{i}", v)
+    (tmp_path / "real" / "v1" / "000005.png").unlink()
+    with pytest.raises(UserError, match=r"jump from 4 to 6.*remove the folder \(skip_bad=True skips it\)$"):
+        evaluate(tmp_path / "real", videos, num_clips=2, num_frames=9, cache=False, progress=False, device="cpu")
+    assert main(["eval", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "real"), "--num-clips", "2",
+                 "--num-frames", "9", "--no-cache", "--no-progress", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith("remove the folder (--skip-bad skips it)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
-from latte_bench.options import add_options
+from latte_bench.options import add_options, cli_name
 
 
 
@@ -62,14 +62,18 @@ def eval_options(exclude: tuple[str, ...] = ()) -> list:
     out = []
     for cls, group in groups:
         for opt in options_of(cls):
-            if cls is SamplingSettings and opt.name in ("seed", "batch_size"):
+            if cls is SamplingSettings and opt.name not in sampling_keys():
                 continue  # the protocol's seed and the run's batch size serve the sampling too
             if opt.name not in exclude and opt.flag != "":
                 out.append(dataclasses.replace(opt, group=opt.group or group))
     return out
 
 
-SAMPLING_KEYS = ("sampler", "steps", "cfg_scale", "weights", "labels", "precision", "preset", "model_name", "vae")
+def sampling_keys() -> tuple[str, ...]:
+    """The flags of `eval` that go to its CheckpointSource: the sampling settings besides the seed and batch size."""
+    from latte_bench.metrics.protocol import SamplingSettings
+
+    return tuple(f.name for f in dataclasses.fields(SamplingSettings) if f.name not in ("seed", "batch_size"))
 
 
 def add_eval_options(groups: dict, *, defaults: bool = True, exclude: tuple[str, ...] = ()) -> None:
@@ -86,7 +90,7 @@ EVAL_OVERRIDES = {"sampler": {"default": None, "help": "diffusion sampler (defau
 
 def eval_settings(args: argparse.Namespace) -> dict:
     """The keyword settings of :func:`latte_bench.metrics.evaluate` that the flags in ``args`` give."""
-    return {o.name: getattr(args, o.name) for o in eval_options() if o.name not in SAMPLING_KEYS}
+    return {o.name: getattr(args, o.name) for o in eval_options() if o.name not in sampling_keys()}
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -110,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, _cache_root() if args.cache else None)
     if args.ckpt is not None:
-        sampling = {key: getattr(args, key) for key in SAMPLING_KEYS}
+        sampling = {key: getattr(args, key) for key in sampling_keys()}
         if sampling["sampler"] is None:
             sampling["sampler"] = (spec.sampler if args.dataset is not None else None) or "ddpm"
         if sampling["steps"] is None:
@@ -207,7 +211,7 @@ def run_data_check(args: argparse.Namespace) -> int:
             e.read([0, e.num_frames - 1])
         except UserError as err:
             unreadable += 1
-            print(f"unreadable: {err}")
+            print(f"unreadable: {err.render(cli_name)}")
     print(f"dataset      {spec.name} ({spec.title})")
     print(f"folder       {real if not hasattr(real, 'shape') else 'generated in memory'}")
     print(f"layout       {videos.kind} (expected: {spec.layout})")

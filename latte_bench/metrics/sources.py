@@ -12,7 +12,7 @@
   videos are quantised to uint8 exactly as ``latte-bench sample`` writes them losslessly.
 
 Every source reads a list of :class:`~latte_bench.data.clips.Clip` with :meth:`iter_clips`,
-yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, message)`` for an unreadable clip.
+yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, UserError)`` for an unreadable clip.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class FileSource:
 
 
 class _ClipDataset(torch.utils.data.Dataset):
-    """Reads clips; a failure comes back as its message (worker tracebacks stay out of the terminal)."""
+    """Reads clips; a failure comes back as its :class:`UserError` (worker tracebacks stay out of the terminal)."""
 
     def __init__(self, source: VideoSource, clips: Sequence[Clip]):
         self.source, self.clips = source, list(clips)
@@ -119,7 +119,7 @@ class _ClipDataset(torch.utils.data.Dataset):
         try:
             return i, self.source.entries[clip.video].read(clip.indices)
         except UserError as e:
-            return i, str(e)
+            return i, e  # the error itself, so the command line still names its settings by flag
 
 
 # ------------------------------------------------------------------------------------------ stream

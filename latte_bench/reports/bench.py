@@ -461,7 +461,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
             resolve_device(settings["device"])
         return split_settings({**ev, "dataset": dataset}).protocol
     except UserError as e:
-        raise UserError(f"{where}: {e}") from None
+        raise e.with_context(f"{where}: ") from None
     except (TypeError, ValueError) as e:  # a value of the wrong type
         raise UserError(f"{where}: a setting has a value of the wrong type ({e})") from None
 
@@ -713,8 +713,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         try:
             record = evaluate_one(ev, progress=progress)
         except UserError as e:
-            raise UserError(f"evaluation {i} of {n} ({what}) stopped: {e} [the {len(evaluated) + len(reused)} finished "
-                            "record(s) are kept; fix this and rerun the same command to continue]") from None
+            raise e.with_context(f"evaluation {i} of {n} ({what}) stopped: ", f" [the {len(evaluated) + len(reused)} "
+                                 "finished record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
             with write_errors(ev.record_path, "free some space or make it writable, then rerun (its work folder is kept)"):
                 write_json(ev.record_path, record)
