@@ -249,20 +249,30 @@ RECORD_EFFECTS = (
     ("protocol.*", "field"),
     ("schema", "none"), ("method", "none"), ("dataset", "meaning"), ("seed", "draw"), ("runs", "draw"),
     ("nonstandard", "meaning"), ("detectors.*", "meaning"), ("counts.*", "meaning"),
-    ("run.device", "digits"), ("run.*", "none"),
+    ("run.*", "field"),
     ("environment.timestamp_utc", "none"), ("environment.*", "digits"),
     ("real.*", "meaning"),
-    ("fake.lossless", "meaning"), ("fake.skipped_unreadable", "meaning"), ("fake.seed", "draw"),
-    ("fake.path", "none"), ("fake.checkpoint.path", "none"), ("fake.saved_samples", "none"), ("fake.*", "generated"),
+    ("fake.lossless", "meaning"), ("fake.skipped_unreadable", "meaning"),
+    ("fake.path", "none"), ("fake.checkpoint.path", "none"), ("fake.saved_samples", "none"), ("fake.*", "field"),
     ("results.*.provenance.real_stats_cache.*", "none"), ("results.*.provenance.real_sampling.seed", "draw"),
     ("results.*.provenance.*", "meaning"), ("results.*.real_count", "meaning"), ("results.*.fake_count", "meaning"),
     ("results.*.unit", "meaning"),
 )
 
 
+# a record section whose keys are option fields: ({field: effect} of the class declaring them, the group of its other keys)
+_SECTIONS = {"protocol": (effects_of(Protocol), "meaning"), "run": (effects_of(RunOptions), "none"),
+             "fake": (effects_of(SamplingSettings), "generated")}
+
+
 def effect_of(key: str) -> str | None:
-    """The group (a key of :data:`EFFECTS`) of the record setting ``key``; None for a result."""
+    """The group (a key of :data:`EFFECTS`) of the record setting ``key``; None for a result. A "field" key
+    takes the effect its option declares (``fake.seed``: draw, ``run.device``: digits)."""
     for pattern, effect in RECORD_EFFECTS:
         if fnmatchcase(key, pattern):
-            return FIELD_EFFECTS.get(key.split(".", 1)[1], "meaning") if effect == "field" else effect
+            if effect != "field":
+                return effect
+            section, name = key.split(".", 1)
+            effects, other = _SECTIONS[section]
+            return effects.get(name, other)
     return None
