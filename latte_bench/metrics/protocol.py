@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from latte_bench.errors import UserError
-from latte_bench.options import (DEVICE, EFFECTS, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, THREADS, WEIGHTS, Option,
-                                 check_fields, effects_of, key_fields)
+from latte_bench.options import EFFECTS  # noqa: F401  (compare and the tests read it here)
+from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, THREADS, WEIGHTS, Option, check_fields,
+                                 effects_of, key_fields)
 
 METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage")  # "prdc": the last four
 RESIZE_MODES = ("pytorch", "tf")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from latte_bench.cli import HelpFormatter
@@ -151,8 +150,6 @@ def run_encode(args) -> int:
 
 
 def run_sample(args) -> int:
-    import torch
-
     from latte_bench import distributed as dist
     from latte_bench.device import resolve_device, set_threads
     from latte_bench.fsutil import check_writable

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from latte_bench.errors import UserError
 from latte_bench.data.demo import DEMO_SET
