@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from latte_bench.errors import UserError
 from latte_bench.data.demo import DEMO_SET
-from latte_bench.options import DEVICE, Option, yes_no
+from latte_bench.options import DEVICE, SAMPLERS, Option, yes_no
 
 
 @dataclass
@@ -88,7 +88,7 @@ class TrainConfig:
     sample_every: int = Option('steps between preview videos (0: never)').field(0)
     sample_videos: int = Option('preview videos each time').field(4)
     sample_steps: int = Option('sampler steps for previews and periodic FVD').field(50)
-    sample_sampler: str = Option('sampler for previews and periodic FVD: ddpm | ddim | dpm++').field("ddim")
+    sample_sampler: str = Option('sampler for previews and periodic FVD', choices=SAMPLERS).field("ddim")
     fvd_every: int = Option('steps between FVD evaluations (0: never; needs --fvd-real)').field(0)
     fvd_real: str | None = Option('held-out real videos for the periodic FVD', type=str).field(None)
     fvd_videos: int = Option('generated clips per periodic FVD').field(256)
