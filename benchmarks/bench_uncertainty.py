@@ -11,16 +11,28 @@ For each: the bias of FD_N and of FVD∞, mean(se) / std(FD_N), the coverage of 
 (of the truth), and the seconds per estimate. Default run: a few minutes on one core.
 
     python benchmarks/bench_uncertainty.py --threads 1 [--figure docs/uncertainty_bias.png] [--json out.json]
+    python benchmarks/bench_uncertainty.py --threads 1 --overhead-only   # the cost target alone (needs the I3D weights)
+
+``--overhead`` (or ``--overhead-only``) measures the cost target: the I3D pass's seconds per clip (16 frames, upsampled
+to 224) on a few clips, against what ``eval`` adds per FVD at 2,048 clips a side (the se / FVD∞ estimate on 400-d
+features) and what ``--metrics prdc`` adds; the share is of the generated side's I3D pass alone (real statistics cached).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":  # BLAS reads its thread count when numpy loads: set it first
+    _threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FEATURES = ROOT / "reports" / "demo" / "results" / "features"
@@ -109,6 +121,50 @@ def demo_study(splits: int = 40) -> list[dict]:
     return rows
 
 
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn()``: on a shared machine the CPU seconds are the stable ones."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def overhead_study(clips: int = 8, n: int = 2048, d: int = 400, seed: int = 0) -> dict:
+    """(wall, CPU) seconds: ``i3d_per_clip`` (a 16-frame 16x16 clip upsampled to 224, as the demo scores),
+    ``estimate`` (se and FVD∞ at ``n`` x ``d``), ``prdc`` (at ``n`` x ``d``); ``share`` = estimate / (n x i3d_per_clip)
+    and ``share_prdc``, in CPU seconds."""
+    import torch
+
+    from latte_bench.metrics.i3d import load_i3d
+    from latte_bench.metrics.prdc import prdc
+    from latte_bench.metrics.resize import preprocess_clips
+    from latte_bench.metrics.uncertainty import fvd_from_features
+
+    rng = np.random.default_rng(seed)
+    net = load_i3d("cpu")
+    video = torch.from_numpy(rng.integers(0, 256, (clips, 16, 16, 16, 3), dtype=np.uint8))
+
+    def i3d():
+        for k in range(clips):
+            net(preprocess_clips(video[k:k + 1]))
+
+    with torch.no_grad():
+        net(preprocess_clips(video[:1]))  # warm-up
+        wall, cpu = _timed(i3d)
+    per_clip = (wall / clips, cpu / clips)
+    real, fake = rng.standard_normal((n, d)), rng.standard_normal((n, d)) + 0.1
+    estimate = _timed(lambda: fvd_from_features(real, fake))
+    knn = _timed(lambda: prdc(real, fake))
+    return {"i3d_per_clip": per_clip, "estimate": estimate, "prdc": knn, "n": n, "d": d,
+            "share": estimate[1] / (n * per_clip[1]), "share_prdc": knn[1] / (n * per_clip[1])}
+
+
+def overhead_line(o: dict) -> str:
+    return (f"cost at {o['n']:,} clips, {o['d']}-d, CPU seconds (wall): I3D {o['i3d_per_clip'][1]:.2f} "
+            f"({o['i3d_per_clip'][0]:.2f}) s/clip -> the generated side's pass {o['n'] * o['i3d_per_clip'][1]:.0f} s; "
+            f"se + FVD∞ {o['estimate'][1]:.2f} ({o['estimate'][0]:.2f}) s, {o['share']:.3%} of it; "
+            f"prdc {o['prdc'][1]:.2f} ({o['prdc'][0]:.2f}) s, {o['share_prdc']:.3%}")
+
+
 PLAN = [("gauss", 16, n, 60) for n in (64, 128, 256, 600, 1024, 2048)] + \
        [("heavy", 16, n, 60) for n in (64, 256, 600, 2048)] + \
        [("gauss", 400, 256, 6), ("gauss", 400, 512, 6), ("gauss", 400, 1024, 4), ("gauss", 400, 2048, 3),
@@ -157,7 +213,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="d=16 only, fewer trials")
     p.add_argument("--figure", type=Path, default=None, help="write the bias-vs-N figure (PNG)")
     p.add_argument("--json", type=Path, default=None, help="write all rows as JSON")
+    p.add_argument("--overhead", action="store_true", help="also measure the cost target (needs the I3D weights)")
+    p.add_argument("--overhead-only", action="store_true", help="measure the cost target only")
     args = p.parse_args()
+    if args.overhead_only:
+        print(overhead_line(overhead_study()))
+        return
     plan = [(c, d, n, 20) for c, d, n, _ in PLAN if d == 16] if args.quick else PLAN
     rows = []
     for case, d, n, trials in plan:
@@ -172,19 +233,16 @@ def main() -> None:
                   f"mean FVD∞ {r['bias_inf']:.1f}, mean se {r['mean_se']:.1f}, interval contains 0 in {r['coverage']:.0%}")
         else:
             print(f"  {r['case']}: FVD {r['value']:.1f} ± {r['se']:.1f}, FVD∞ {r['inf']:.1f} [{r['ci'][0]:.1f}, {r['ci'][1]:.1f}]")
+    overhead = overhead_study() if args.overhead else None
+    if overhead:
+        print("\n" + overhead_line(overhead))
     if args.figure:
         figure(rows, args.figure)
     if args.json:
         from latte_bench.fsutil import write_json
 
-        write_json(args.json, {"rows": rows, "demo": demo})
+        write_json(args.json, {"rows": rows, "demo": demo, "overhead": overhead})
 
 
 if __name__ == "__main__":
-    import os
-    import sys
-
-    n = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, n)
     main()

@@ -3,7 +3,8 @@
 Each subcommand lives beside the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (called with the parsed namespace; returns an
 exit code or None). This file only assembles them and turns :class:`UserError` into a
-one-line message with exit status 2, naming each setting by its flag (``--num-clips 2048``).
+one-line message with exit status 2, naming each setting by its flag (``--num-clips 2048``), also when it
+is raised while parsing (:class:`AtLeast`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import sys
 
 from latte_bench import __version__
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, check_int
 
 # module that defines ``register(subparsers)`` for each group of subcommands, in help order
 COMMAND_MODULES = (
@@ -37,6 +38,19 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class AtLeast(argparse.Action):
+    """``add_argument("--steps", type=int, action=AtLeast, minimum=1)``: a value below ``minimum`` is refused while
+    parsing, in one line naming the flag (:func:`latte_bench.errors.check_int`, the check the settings use too).
+    :func:`latte_bench.options.add_options` gives it to every option declared with a ``minimum``."""
+
+    def __init__(self, option_strings, dest, minimum: int = 1, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.minimum = minimum
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, check_int(self.dest, values, self.minimum, flag=option_string))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latte-bench",
@@ -51,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
         code = args.func(args)
     except UserError as e:
         from latte_bench.options import cli_name

@@ -12,10 +12,16 @@ error with :meth:`UserError.render` and the option's flag, ``--num-clips 2048 ..
 A keyword given :data:`NAME_ONLY` is named without a value; one given ``Setting(field, value)``
 names another value of a setting (``"use {cpu}", cpu=Setting("device", "cpu")``). Other text in
 such a template (a path, a value) goes through :func:`literal`.
+
+:func:`check_int` is the one check of a whole-number setting, used by the command-line parsers
+(``latte_bench.cli.AtLeast``, which the option metadata's ``minimum`` applies) and by the settings objects alike.
+:func:`third_party_quiet` keeps what libraries print while loading a file off the terminal, so that the one
+line is all there is.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 
@@ -65,3 +71,34 @@ class UserError(Exception):
         if not self.settings:
             return UserError(prefix + self.template + suffix)
         return UserError(literal(prefix) + self.template + literal(suffix), **self.settings)
+
+
+def check_int(field: str, value, minimum: int, *, flag: str | None = None) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``; else a :class:`UserError` naming the setting
+    ``field`` as its reader passes it (``flag`` instead: an argument of the command line alone) and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if flag is not None:
+            raise UserError(f"{literal(flag)} must be an integer >= {minimum}, got {literal(repr(value))}")
+        raise UserError(f"{{{field}}} must be an integer >= {minimum}, got {literal(repr(value))}", **{field: NAME_ONLY})
+    return value
+
+
+@contextlib.contextmanager
+def third_party_quiet():
+    """Silence every log record and Python warning inside the block (diffusers' eight lines around a bad VAE
+    file, torch's pickle-protocol warning on a raw pickle); a failure reaches the user as one UserError line.
+
+    Use around a third-party load only: ``logging.disable`` and the warning filters are process-wide
+    while the block runs. Both are restored on exit.
+    """
+    import logging
+    import warnings
+
+    before = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(before)

@@ -93,18 +93,26 @@ def clean_temporaries(folder: str | os.PathLike, recursive: bool = False) -> lis
 
 
 def check_writable(folder: str | os.PathLike, flag: str = "--out", *, setting: str | None = None) -> Path:
-    """Create ``folder`` if needed and check that files can be written in it (before any work).
+    """Check, before any work, that files can be written in ``folder``; create nothing.
 
+    A folder that does not exist yet is checked at its nearest existing parent: its writer makes it
+    with the first file, so a command that fails before writing leaves no empty folder behind.
     Raises :class:`latte_bench.errors.UserError` naming the folder, the flag it came from (or the
     evaluation ``setting``, named as its reader passes it) and the fix, instead of a traceback after
     the work is done.
     """
+    import errno
+
     from latte_bench.errors import NAME_ONLY, UserError, literal
 
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=TEMP_MARK, dir=folder)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=TEMP_MARK, dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -158,6 +166,23 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON (with a trailing newline)."""
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
     write_bytes(path, text.encode("utf-8"))
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj`` to ``path``.
+
+    Written through a Python file object, so that a full disk raises the ``OSError`` of the failed write
+    (``No space left on device``), not the ``RuntimeError: unexpected pos`` torch raises on closing the archive.
+    """
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def _json_default(obj: Any) -> Any:

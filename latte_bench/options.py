@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import MISSING, dataclass
 from typing import Any, Callable, Iterable
 
-from latte_bench.errors import NAME_ONLY, UserError, literal
+from latte_bench.errors import NAME_ONLY, UserError, check_int, literal
 
 # What a difference in a setting does, one rule for every comparison of two evaluations (`latte-bench
 # compare`, the leaderboards' notes) and for the settings keys: "meaning" makes two numbers
@@ -45,6 +45,7 @@ SAMPLERS = ("ddpm", "ddim", "dpm++")
 SAMPLE_PRECISIONS = ("fp32", "bf16", "fp16")
 WEIGHTS = ("ema", "model")  # which weights of a training checkpoint
 LABELS = ("random", "balanced")  # class labels of sampled videos
+T2V_PROMPTS = ("classnames",)  # how a text-to-video checkpoint gets its prompts (eval --t2v-prompts)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,10 @@ def add_options(target, options: Iterable[Option], *, defaults: bool = True, def
                 kwargs["choices"] = opt.choices
             if opt.metavar:
                 kwargs["metavar"] = opt.metavar
+            if declared.minimum is not None:  # refused while parsing, by the check the settings use
+                from latte_bench.cli import AtLeast
+
+                kwargs.update(action=AtLeast, minimum=declared.minimum)
         if defaults:
             kwargs["default"] = opt.default
         else:
@@ -174,9 +179,8 @@ def check_fields(obj) -> None:
 def check_value(opt: Option, value) -> None:
     if value is None and opt.default is None:
         return
-    if opt.minimum is not None and (isinstance(value, bool) or not isinstance(value, int) or value < opt.minimum):
-        raise UserError(f"{{{opt.name}}} must be an integer >= {opt.minimum}, got {literal(repr(value))}",
-                        **{opt.name: NAME_ONLY})
+    if opt.minimum is not None:
+        check_int(opt.name, value, opt.minimum)
     if opt.choices is not None and value not in opt.choices:
         raise UserError(f"{{{opt.name}}} must be one of {', '.join(map(str, opt.choices))}, got {literal(repr(value))}",
                         **{opt.name: NAME_ONLY})

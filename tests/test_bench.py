@@ -256,8 +256,9 @@ def test_files_that_are_not_latte_checkpoints_are_refused(tmp_path, capsys, no_e
     assert not (tmp_path / "out").exists()
 
 
-def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
-    """Issue 20 item 5: a rerun with another --data said "recorded ..., not run again" and kept the old FVD."""
+def unconditional_run_and_real_roots(tmp_path, videos: int):
+    """A 1-step unconditional 9-frame run (``tmp_path/run``) and two taichi-style real roots ``a`` and ``b`` of
+    ``videos`` 9-frame 16x16 PNG videos each, from different seeds."""
     from PIL import Image
 
     from synthetic import waves
@@ -266,10 +267,16 @@ def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
     assert main(["train", "demo", "--steps", "1", "--out", str(run), "--model-options", TINY, "--num-frames", "9",
                  "--demo-videos", "4", "--batch-size", "2", "--num-classes", "0", "--no-progress"]) == 0
     for name, seed in (("a", 0), ("b", 7)):
-        for i, video in enumerate(waves(2, 9, seed=seed, size=16)):
+        for i, video in enumerate(waves(videos, 9, seed=seed, size=16)):
             (tmp_path / name / "train" / f"v{i}").mkdir(parents=True)
             for t, frame in enumerate(video):
                 Image.fromarray(frame).save(tmp_path / name / "train" / f"v{i}" / f"{t:02d}.png")
+    return run
+
+
+def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
+    """Issue 20 item 5: a rerun with another --data said "recorded ..., not run again" and kept the old FVD."""
+    run = unconditional_run_and_real_roots(tmp_path, 2)
     common = ["bench", "--method", "m", "--ckpt", f"taichi={run}", "--out", str(tmp_path / "out"), "--num-clips", "2",
               "--num-frames", "9", "--real-stride", "1", "--steps", "2", "--metrics", "fvd", "--no-progress",
               "--set", f'cache_dir="{tmp_path / "cache"}"']
@@ -302,3 +309,68 @@ def test_a_record_that_cannot_be_written_is_one_line_and_keeps_the_work_folder(r
     ev.record_path.rmdir()
     assert main(["bench", str(plan), "--no-progress"]) == 0
     assert json.loads(ev.record_path.read_text())["run"]["resumed_blocks"] > 0 and not ev.work_dir.exists()
+
+
+def test_floor_is_scored_once_per_dataset_and_reused(run_dir, tmp_path, monkeypatch, capsys):
+    """`floor = true`: one real-vs-real floor for both checkpoints on demo, with the numbers `eval --floor` records
+    on the same protocol, under table3.md and in bench.json; a rerun scores nothing; another seed scores it again."""
+    calls = []
+    evaluate_floor = metrics.evaluate_floor
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["dataset"])
+        return evaluate_floor(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "evaluate_floor", counting)
+    plan = write_plan(tmp_path / "plan.toml", run_dir)
+    plan.write_text("floor = true\n" + plan.read_text())
+    four = ["--num-clips", "4"]  # the fewest clips with an se (4 a side)
+    assert main(["bench", str(plan), "--no-progress", *four]) == 0
+    out = tmp_path / "out"
+    (path,) = (out / "floors" / "demo").glob("floor-*.json")
+    record = json.loads(path.read_text())
+    floor = record["floor"]
+    assert calls == ["demo"] and record["dataset"] == "demo" and record["protocol"]["num_clips"] == 4
+    # the demo split is made with exactly num_clips videos: the floor's set is the next 4 the demo set makes
+    eval_floor = metrics.evaluate(None, metrics.CheckpointSource(str(run_dir), steps=2), dataset="demo", num_clips=4,
+                                  num_frames=9, floor=True, cache=False, progress=False).record["floor"]
+    assert floor == eval_floor and floor["tag"] is None and floor["sets"] == "protocol real clips vs clips of other real videos"
+    assert floor["real_count"] == floor["floor_count"] == 4 and floor["fvd"] > 0 and floor["se"] > 0
+
+    (entry,) = json.loads((out / "bench.json").read_text())["floors"]
+    assert entry["record"] == str(path.relative_to(out)) and entry["num_clips"] == 4
+    assert [entry[k] for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci")] == [floor[k] for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci")]
+    footer = next(line for line in (out / "table3.md").read_text().splitlines() if "Real-vs-real floor" in line)
+    low, high = floor["fvd_inf_ci"]
+    assert (f"Demo, 4 clips of 9 frames: FVD floor (real vs real, 4 vs 4 clips): {floor['fvd']:.2f} ± {floor['se']:.2f} "
+            f"(FVD∞ {floor['fvd_inf']:.2f} [{low:.2f}, {high:.2f}]) (`floors/demo/{path.name}`)") in footer
+
+    capsys.readouterr()
+    assert main(["bench", str(plan), "--no-progress", *four]) == 0
+    assert calls == ["demo"] and f"recorded in {path.name}, not run again" in capsys.readouterr().out
+    assert main(["bench", str(plan), "--no-progress", *four, "--seed", "1"]) == 0  # other real clips: scored again
+    assert calls == ["demo", "demo"] and len(list((out / "floors" / "demo").glob("floor-*.json"))) == 2
+
+
+def test_floor_of_other_real_data_is_scored_again(tmp_path, capsys):
+    """`bench --floor` on two real roots of one dataset: a floor each (from real videos the protocol's clips do not
+    use, with se and FVD∞), the same numbers as `evaluate_floor` on that root; back on the first root, reused."""
+    run = unconditional_run_and_real_roots(tmp_path, 8)
+    common = ["bench", "--method", "m", "--ckpt", f"taichi={run}", "--out", str(tmp_path / "out"), "--num-clips", "4",
+              "--num-frames", "9", "--real-stride", "1", "--steps", "2", "--metrics", "fvd", "--no-progress", "--floor",
+              "--set", f'cache_dir="{tmp_path / "cache"}"']
+    floors = {}
+    for name in ("a", "b", "a"):
+        capsys.readouterr()
+        assert main([*common, "--data-root", f"taichi={tmp_path / name}"]) == 0
+        out = capsys.readouterr().out
+        (entry,) = json.loads((tmp_path / "out" / "bench.json").read_text())["floors"]
+        floors.setdefault(name, []).append(entry)
+        assert ("not run again" in out.split("real-vs-real floor")[1]) == (len(floors[name]) == 2), out
+    assert floors["a"][0] == floors["a"][1] and floors["a"][0]["record"] != floors["b"][0]["record"]
+    assert floors["a"][0]["fvd"] != floors["b"][0]["fvd"]
+    fresh = metrics.evaluate_floor(None, dataset="taichi", data_root=str(tmp_path / "b"), num_clips=4, num_frames=9,
+                                   real_stride=1, cache=False, progress=False)["floor"]
+    assert fresh["real_count"] == fresh["floor_count"] == 4 and fresh["tag"] is None and fresh["se"] > 0
+    assert floors["b"][0]["fvd"] == fresh["fvd"] and floors["b"][0]["fvd_inf_ci"] == fresh["fvd_inf_ci"]
+    assert len(list((tmp_path / "out" / "floors" / "taichi").glob("floor-*.json"))) == 2

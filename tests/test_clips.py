@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from latte_bench.data.clips import DATASET_STRIDES, real_stride, sample_fake_clips, sample_real_clips
+from latte_bench.data.clips import sample_fake_clips, sample_real_clips
+from latte_bench.data.registry import DATASETS, real_stride
 from latte_bench.data.video import VideoEntry, VideoSource
 from latte_bench.errors import UserError
 
@@ -83,7 +84,7 @@ def test_fewer_fake_videos_warns():
 
 
 def test_presets():
-    assert DATASET_STRIDES == {"ffs": 3, "sky": 3, "ucf101": 3, "taichi": 6}
+    assert {name: spec.stride for name, spec in DATASETS.items()} == {"demo": 1, "ffs": 3, "sky": 3, "ucf101": 3, "taichi": 6}
     assert real_stride() == 1
     assert real_stride("taichi") == 6 and real_stride("sky") == 3
     assert real_stride("taichi", 2) == 2

@@ -85,6 +85,19 @@ def test_eval_ckpt_one_command_deterministic_and_rescored_from_saved_samples(run
 
 
 @pytest.mark.slow
+def test_eval_ckpt_shows_the_sampling_steps_of_a_slow_batch(run, capsys, monkeypatch):
+    import re
+
+    from latte_bench import progress
+
+    monkeypatch.setattr(progress, "SLOW_BATCH_S", 0.0)  # every batch counts as slow (3 s by default)
+    code, _, err = _eval_cli(capsys, "--dataset", "demo", "--ckpt", str(run), "--num-clips", "2", "--num-frames", "9",
+                             "--steps", "3", "--sampler", "ddim", "--threads", "1", "--seed", "11")
+    assert code == 0, err
+    assert "sample + i3d" in err and re.search(r"DDIM steps: +\d+%\S* *\| *\d/3", err)
+
+
+@pytest.mark.slow
 def test_one_i3d_pass_array_equals_file_and_global_state_restored(tmp_path, monkeypatch):
     from latte_bench.metrics import i3d as i3d_module
 

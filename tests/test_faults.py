@@ -194,9 +194,9 @@ def test_sample_refuses_other_settings_unless_allowed(run_dir, tmp_path, capsys)
     common = ["--ckpt", run_dir, "--out", out, "--steps", 4, "--no-progress", "--format", "png"]
     assert _cli("sample", *common, "--num-videos", 2) == 0
     before = _tree(out)
-    assert _cli("sample", *common, "--num-videos", 3, "--seed", 1, "--sampler", "ddim") == 2
-    err = capsys.readouterr().err
-    assert "seed 0 -> 1" in err and "sampler 'ddpm' -> 'ddim'" in err and err.count("\n") == 1
+    assert _cli("sample", *common, "--num-videos", 3, "--seed", 1, "--sampler", "ddpm") == 2
+    err = capsys.readouterr().err  # the demo checkpoint's default sampler is ddim
+    assert "seed 0 -> 1" in err and "sampler 'ddim' -> 'ddpm'" in err and err.count("\n") == 1
     assert _tree(out) == before and not (out / "000002").exists()  # refused before any work
     assert json.loads((out / "samples.json").read_text())["seed"] == 0
     assert _cli("sample", *common, "--num-videos", 3, "--seed", 1, "--allow-settings-change") == 0
@@ -622,7 +622,7 @@ def test_save_samples_is_refused_on_a_resumed_evaluation(demo_run, tmp_path):
     first = _demo_eval(demo_run, work)
     with pytest.raises(UserError, match=r"2 finished block.*save_samples.*rerun without save_samples"):
         _demo_eval(demo_run, work, save_samples=str(saved))
-    assert not any(saved.iterdir())
+    assert not saved.exists()  # refused before anything was made
     assert _demo_eval(demo_run, work).fvd == first.fvd  # the resume itself is untouched
     fresh = _demo_eval(demo_run, tmp_path / "new", save_samples=str(saved))  # a new folder saves every video
     assert sorted(p.name for p in saved.iterdir()) == ["000000", "000001"] and fresh.fvd == first.fvd
@@ -764,3 +764,176 @@ def test_a_nan_loss_stops_training_before_a_checkpoint_is_written(tmp_path, caps
     torch.save(bad, out / "checkpoints" / "0000001.pt")
     assert _cli("train", "demo", *TINY_FLAGS, "--steps", 6, "--ckpt-every", 1, "--out", out, "--resume") == 2
     assert "(ema): tensor pos_embed holds" in _one_line(capsys)
+
+
+def test_a_full_disk_while_sampling_or_training_is_one_line_and_leaves_no_data(run_dir, tmp_path, capsys, monkeypatch):
+    """Item 10: a write failure in `sample --format png/mp4` was an OSError traceback, and in a training checkpoint
+    torch's `RuntimeError: unexpected pos`."""
+    from latte_bench.training import checkpoint, sampling
+
+    full = _FileSizeLimit(100)  # smaller than any frame or video file
+    begin_record = sampling.begin_record
+
+    def the_disk_fills_after_the_record(*args, **kwargs):  # samples.json is written, the first video is not
+        record = begin_record(*args, **kwargs)
+        full.__enter__()
+        return record
+
+    monkeypatch.setattr(sampling, "begin_record", the_disk_fills_after_the_record)
+    for fmt, first in (("png", "000000"), ("mp4", "000000.mp4")):
+        out = tmp_path / fmt
+        argv = ["sample", "--ckpt", run_dir, "--num-videos", 2, "--out", out, "--steps", 2, "--threads", 1, "--no-progress",
+                "--format", fmt]
+        try:
+            code = _cli(*argv)
+        finally:
+            full.__exit__()
+        assert code == 2
+        assert _one_line(capsys) == f"{out / first}: cannot write (File too large); {sampling.WRITE_WAY_OUT}"
+        assert [p.name for p in out.rglob("*")] == ["samples.json"]  # no temporary, no folder of some frames
+        assert json.loads((out / "samples.json").read_text())["status"] == "sampling"  # eval refuses the folder
+        monkeypatch.setattr(sampling, "begin_record", begin_record)
+        assert _cli(*argv) == 0 and sampling.count_done(out, fmt, 4) == 2  # the same command finishes the set
+        monkeypatch.setattr(sampling, "begin_record", the_disk_fills_after_the_record)
+    capsys.readouterr()
+
+    out = tmp_path / "run"
+    with _FileSizeLimit(20_000):  # config.json and the log fit, a checkpoint does not
+        code = _cli("train", "demo", *TINY_FLAGS, "--steps", 2, "--out", out)
+    assert code == 2
+    assert _one_line(capsys) == (f"{out / 'checkpoints' / '0000002.pt'}: cannot write (File too large); "
+                                 f"{checkpoint.RUN_WRITE_WAY_OUT}")
+    assert list((out / "checkpoints").iterdir()) == []
+
+
+def _running(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (a dead child nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("way", ["the demo's pool", "parent-death signal alone", "getppid poll alone"])
+def test_the_demo_worker_dies_with_a_killed_demo(way):
+    """Item 11: after `kill -9` of `latte-bench demo`, its worker process went on writing into the output folder
+    for up to 13 s while a rerun started."""
+    script = textwrap.dedent(f"""
+        import multiprocessing, os, time
+        from latte_bench.reports.demo import _background, die_with_parent
+
+        if {way!r} == "the demo's pool":
+            background = _background()
+            pool = background.__enter__()
+        else:
+            ways = (True, False) if {way!r} == "parent-death signal alone" else (False, True)
+            pool = multiprocessing.get_context("spawn").Pool(1, die_with_parent, (os.getpid(), *ways))
+        print(pool.apply(os.getpid), flush=True)
+        pool.apply_async(time.sleep, (120,))  # the worker is busy, as while it trains the comparison model
+        time.sleep(120)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    demo = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE)
+    try:
+        worker = int(demo.stdout.readline())
+        assert _running(worker)
+    finally:
+        demo.kill()
+        demo.wait()
+    end = time.time() + 5
+    while _running(worker) and time.time() < end:
+        time.sleep(0.05)
+    assert not _running(worker), f"worker {worker} still running 5 s after its demo was killed"
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "demo", "--steps", "0"], ["train", "demo", "--steps", "-5"], ["sample", "--ckpt", "x", "--num-videos", "1",
+    "--out", "x", "--steps", "0"], ["eval", "--dataset", "demo", "--ckpt", "x", "--steps", "0"], ["demo", "--steps", "-5"],
+])
+def test_a_step_count_below_one_is_refused_by_every_command_in_one_line(argv, tmp_path, capsys, monkeypatch):
+    """Item 12: `train demo --steps 0` (or -5) reported `trained to step 0  loss nan` and left a run folder without a
+    checkpoint. One check (`errors.check_int`, through `cli.AtLeast`) refuses it while parsing, before any work."""
+    monkeypatch.chdir(tmp_path)
+    assert _cli(*argv) == 2
+    assert _one_line(capsys) == f"--steps must be an integer >= 1, got {int(argv[-1])}"
+    assert list(tmp_path.iterdir()) == []  # no run folder, no --out
+
+
+def test_the_trainer_refuses_zero_steps_from_python_too(tmp_path):
+    import dataclasses
+
+    with pytest.raises(UserError, match="--steps must be an integer >= 1, got 0"):  # the same check, for the demo and the API
+        train(dataclasses.replace(preset("demo"), steps=0, out=str(tmp_path / "run")), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_and_analyze_into_a_read_only_folder_are_one_line(run_dir, unwritable, capsys):
+    """Item 12: `demo --out` and `analyze similarity --out` on a read-only folder were OSError tracebacks."""
+    for out in (unwritable, unwritable / "new"):
+        assert _cli("demo", "--quick", "--out", out) == 2
+        assert _one_line(capsys).startswith(f"{out}: cannot write there (")
+        assert _cli("analyze", "similarity", "--ckpt", run_dir, "--num-videos", 1, "--out", out) == 2
+        assert _one_line(capsys).startswith(f"{out}: cannot write there (")
+
+
+def test_a_failed_command_leaves_no_output_folder(run_dir, tmp_path, capsys, monkeypatch):
+    """Item 13: `sample` with a bad checkpoint or an unknown preset left an empty --out behind, and `report curves
+    /nonexistent` created ./reports: outputs are checked for writing without being made (`fsutil.check_writable`)."""
+    bad, official = tmp_path / "bad.pt", tmp_path / "official.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert _cli("export-official", "--ckpt", run_dir, "--out", official) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    sample = ["sample", "--num-videos", 1, "--steps", 2, "--threads", 1, "--no-progress"]
+    for argv, error in (
+        ([*sample, "--ckpt", bad, "--out", "samples/bad"], f"{bad}: cannot load checkpoint safely"),
+        ([*sample, "--ckpt", official, "--preset", "nope", "--out", "samples/nope"], "unknown preset 'nope'"),
+        (["report", "curves", "/nonexistent"], "/nonexistent"),
+        (["analyze", "similarity", "--ckpt", bad], f"{bad}: cannot load checkpoint safely"),  # --out reports/analysis
+        (["train", "demo", *TINY_FLAGS, "--resume", "--out", "run"], "run"),  # nothing to resume
+    ):
+        assert _cli(*argv) == 2, argv
+        assert error in _one_line(capsys)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "official.pt"], argv
+
+
+def test_library_noise_stays_off_the_terminal_when_a_file_is_refused(run_dir, tmp_path):
+    """Item 14: a VAE folder with a bad `.bin` printed eight lines of diffusers output before the one-line error, and a
+    raw-pickle `.pt` a two-line torch warning. The real CLI in a subprocess, so that stderr is the terminal's."""
+    import pickle
+
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({
+        "_class_name": "AutoencoderKL", "latent_channels": 4, "block_out_channels": [32, 32], "layers_per_block": 1,
+        "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2, "sample_size": 32}))
+    (vae / "diffusion_pytorch_model.bin").write_bytes(b"not a pickle")
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"ema": {"weight": {1, 2}}}, protocol=4))  # weights_only refuses a set
+    sample = ["sample", "--num-videos", 1, "--out", tmp_path / "out", "--steps", 1, "--threads", 1, "--no-progress"]
+    for argv, error in (([*sample, "--ckpt", run_dir, "--vae", vae], f"{vae}: cannot load the VAE (OSError)"),
+                        ([*sample, "--ckpt", raw], f"{raw}: cannot load checkpoint safely (UnpicklingError")):
+        proc = _spawn(*argv)
+        err = proc.stderr.read().decode()
+        assert proc.wait() == 2
+        assert err.count("\n") == 1 and err.startswith(f"latte-bench: error: {error}"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_noise_is_silenced_only_inside_the_load():
+    import logging
+    import warnings
+
+    from latte_bench.errors import third_party_quiet
+
+    before = logging.root.manager.disable
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with third_party_quiet():
+            warnings.warn("inside")
+            assert not logging.getLogger("diffusers").isEnabledFor(logging.CRITICAL)
+        warnings.warn("outside")
+    assert [str(w.message) for w in seen] == ["outside"]
+    assert logging.root.manager.disable == before and logging.getLogger("diffusers").isEnabledFor(logging.WARNING)

@@ -48,7 +48,7 @@ def test_same_seed_same_videos_for_any_batch_size(run_dir, tmp_path):
     sample(run_dir, tmp_path / "other", "--seed", "1", "--format", "png")
     assert not np.array_equal(read_all(tmp_path / "other"), a)
     meta = json.loads((tmp_path / "b1" / "samples.json").read_text())
-    assert meta["seed"] == 0 and meta["sampler"] == "ddpm" and len(meta["labels"]) == 3
+    assert meta["seed"] == 0 and meta["sampler"] == "ddim" and len(meta["labels"]) == 3  # the demo's default, as eval --ckpt's
 
 
 def test_resume_keeps_existing_videos(run_dir, tmp_path):
@@ -119,3 +119,21 @@ def test_every_training_side_option_has_help_with_its_default(capsys):
         parser.parse_args(["train", "--help"])
     out = capsys.readouterr().out
     assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.004))" in " ".join(out.split())
+
+
+def test_the_steps_of_a_slow_batch_are_shown_below_the_bar(run_dir, tmp_path, capsys, monkeypatch):
+    import re
+
+    from latte_bench import progress
+
+    argv = ["sample", "--ckpt", str(run_dir), "--num-videos", "2", "--batch-size", "2", "--sampler", "ddpm", "--steps", "4",
+            "--format", "npz"]
+    assert main([*argv, "--out", str(tmp_path / "fast")]) == 0
+    err = capsys.readouterr().err
+    assert "sample:" in err and "steps" not in err  # a batch of a tiny model ends well before 3 s
+    monkeypatch.setattr(progress, "SLOW_BATCH_S", 0.0)  # every batch counts as slow
+    assert main([*argv, "--out", str(tmp_path / "slow")]) == 0
+    err = capsys.readouterr().err
+    assert "sample:" in err and re.search(r"DDPM steps: +\d+%\S* *\| *\d/4", err)
+    assert main([*argv, "--out", str(tmp_path / "off"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -280,3 +281,28 @@ def test_guidance_is_one_model_call_per_step(sampler):
            generator=torch.Generator().manual_seed(0), progress=False)
     assert len(calls) == 6
     assert all(batch == 6 and labels == [0, 2, 1, 5, 5, 5] for batch, labels in calls)
+
+
+@pytest.mark.parametrize("sampler, name", [("ddpm", "DDPM"), ("ddim", "DDIM"), ("dpm++", "DPM-Solver++")])
+def test_a_slow_batch_shows_its_sampling_steps_a_fast_one_does_not(sampler, name, capsys, monkeypatch):
+    import time
+
+    from latte_bench import progress
+
+    oracle = GaussianOracle(DATA_MEAN, DATA_STD, v=0.0)
+
+    def slow(x, t, **kwargs):
+        time.sleep(0.06)
+        return oracle(x, t, **kwargs)
+
+    def run(model, show):
+        sample(model, (2, *SHAPE), sampler=sampler, steps=10, generator=torch.Generator().manual_seed(0), progress=show)
+        return capsys.readouterr().err
+
+    assert progress.SLOW_BATCH_S == 3.0
+    assert run(oracle, True) == ""  # a batch of 10 steps in well under 3 s: no bar at all
+    monkeypatch.setattr(progress, "SLOW_BATCH_S", 0.25)  # one slow batch: 10 steps of 0.06 s
+    shown = run(slow, True)
+    steps = [int(n) for n in re.findall(rf"{re.escape(name)} steps: +\d+%\S* *\| *(\d+)/10", shown)]
+    assert steps and 3 <= min(steps) and max(steps) <= 10  # appears after 0.25 s, counts the steps of the batch
+    assert run(slow, False) == ""  # progress off: nothing, however slow

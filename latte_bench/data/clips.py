@@ -19,11 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latte_bench.data.video import VideoSource
-from latte_bench.errors import NAME_ONLY, UserError, literal
-
-# Real-data frame stride per dataset preset (Latte: 3, matching training frame_interval; Taichi: 6).
-DATASET_STRIDES = {"ffs": 3, "sky": 3, "ucf101": 3, "taichi": 6}
-
+from latte_bench.errors import UserError
 
 @dataclass(frozen=True)
 class Clip:
@@ -32,19 +28,6 @@ class Clip:
     video: int
     name: str
     indices: tuple[int, ...]
-
-
-def real_stride(dataset: str | None = None, stride: int | None = None) -> int:
-    """The real-clip stride: explicit ``stride``, else the dataset preset, else 1."""
-    if stride is not None:
-        if stride < 1:
-            raise UserError(f"{{real_stride}} must be >= 1 (got {literal(stride)})", real_stride=NAME_ONLY)
-        return int(stride)
-    if dataset is None:
-        return 1
-    if dataset not in DATASET_STRIDES:
-        raise UserError(f"unknown dataset preset {dataset!r}; choose one of {', '.join(DATASET_STRIDES)}")
-    return DATASET_STRIDES[dataset]
 
 
 def sample_real_clips(

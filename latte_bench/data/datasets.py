@@ -2,14 +2,14 @@
 
 :class:`ClipDataset` turns a set of videos (read through :mod:`latte_bench.data.video`)
 into training items ``{"video": float (T+K, 3, S, S) in [-1, 1], "label": int64,
-"image_labels": int64 (K,), "skipped": int}``. Layouts (:func:`list_videos`):
+"image_labels": int64 (K,), "skipped": int}``. Layouts (:func:`list_videos`, by the dataset's
+``DatasetSpec.train_layout``):
 
-- ``ffs``: FaceForensics, video files anywhere under ROOT (recursive).
-- ``sky``: SkyTimelapse, every folder holding frames, at any depth (``sky_train/<video>/<clip>/*.jpg``).
-- ``ucf101``: ``ROOT/<Class>/*.avi``; labels index the sorted class folder names; optional
+- ``video_files`` (ffs): FaceForensics, video files anywhere under ROOT (recursive).
+- ``frame_folders`` (sky, taichi): every folder holding frames, at any depth (``sky_train/<video>/<clip>/*.jpg``).
+- ``class_folders`` (ucf101): ``ROOT/<Class>/*.avi``; labels index the sorted class folder names; optional
   official split list (``trainlist01.txt`` / ``testlist01.txt``).
-- ``taichi``: Taichi-HD frame folders, at any depth.
-- ``demo``: :mod:`latte_bench.data.demo` sets on disk (labels from ``labels.json``) or in memory.
+- ``demo_set`` (demo): :mod:`latte_bench.data.demo` sets on disk (labels from ``labels.json``) or in memory.
 
 Temporal sampling: ``num_frames`` frames at an exact stride of ``frame_interval`` from a
 start drawn uniformly over *every* valid position ``0..n - span`` (``span = (T-1)·s + 1``).
@@ -35,12 +35,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from latte_bench.data.registry import get_dataset
 from latte_bench.data.transforms import dataset_transform
 from latte_bench.data.video import IMAGE_EXTS
 from latte_bench.errors import UserError
 from latte_bench.fsutil import is_data_name
-
-KINDS = ("ffs", "sky", "ucf101", "taichi", "demo")
 
 
 # ------------------------------------------------------------------------------------ listing
@@ -90,25 +89,26 @@ def _read_split(split: str | os.PathLike) -> set[str]:
 def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | None = None):
     """The videos of a benchmark at ``root``: ``(entries, labels, class_names, skipped)``.
 
+    ``kind`` is a dataset name; its ``DatasetSpec.train_layout`` says how the videos are listed.
+
     ``entries`` are :class:`latte_bench.data.video.VideoEntry` objects, ``labels`` their class
     indices (0 for unconditional sets), ``skipped`` a list of ``(name, reason)``.
     """
     from latte_bench.data.video import open_videos
 
-    if kind not in KINDS:
-        raise UserError(f"unknown dataset {kind!r}; choose one of {', '.join(KINDS)}")
+    layout = get_dataset(kind).train_layout
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: data folder not found; pass --data pointing at the {kind} videos")
     if not any(os.scandir(root)):
         raise UserError(f"{root}: data folder is empty; download/extract the {kind} videos there")
     class_names: list[str] = []
-    if kind in ("sky", "taichi"):
+    if layout == "frame_folders":
         entries, skipped = _frame_folder_sources(root)
         if not entries:
             raise UserError(f"{root}: no frame folders found (expected <video>/<frame>.png|jpg below it)")
         labels = [0] * len(entries)
-    elif kind == "demo":
+    elif layout == "demo_set":
         array = root / "videos.npz"
         source = open_videos(array if array.is_file() else root, skip_bad=True)
         entries, skipped = list(source.entries), list(source.skipped)
@@ -126,7 +126,7 @@ def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | N
             raise UserError(f"{root}: {kind} expects video files (mp4/avi) below the folder, found {source.kind}")
         entries, skipped = list(source.entries), list(source.skipped)
         labels = [0] * len(entries)
-        if kind == "ucf101":
+        if layout == "class_folders":
             class_names = sorted(d.name for d in os.scandir(root) if is_data_name(d.name) and _is_dir(d))
             index = {c: i for i, c in enumerate(class_names)}
             keep = []

@@ -4,7 +4,8 @@ Every function takes a clip as a tensor of shape (T, C, H, W) (frames first, cha
 second). :func:`to_unit_float` turns uint8 [0, 255] into float [0, 1]; the resize and crop
 functions keep the value range; :func:`normalize` maps [0, 1] to [-1, 1].
 
-Per-dataset chains (:func:`dataset_transform`), matching ``datasets/video_transforms.py``:
+Per-dataset chains (:func:`dataset_transform`, named by each ``DatasetSpec.train_transform`` in
+:mod:`latte_bench.data.registry`), matching ``datasets/video_transforms.py``:
 
 ========  ==========================================================  =====
 dataset   spatial                                                     flip
@@ -28,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from latte_bench.data.registry import get_dataset
 from latte_bench.errors import UserError
 
 
@@ -86,12 +88,11 @@ def hflip(clip: torch.Tensor) -> torch.Tensor:
     return clip.flip(-1)
 
 
-SPATIAL = {
-    "ffs": (resize_short_side_center_crop, True),
-    "ucf101": (resize_short_side_center_crop, True),
-    "sky": (center_crop_resize, False),
-    "taichi": (check_size, True),
-    "demo": (center_crop_resize, True),
+# The chains by name; which dataset uses which (and whether it flips) is its DatasetSpec's train_transform/train_flip
+CHAINS = {
+    "resize_short_side_center_crop": resize_short_side_center_crop,
+    "center_crop_resize": center_crop_resize,
+    "check_size": check_size,
 }
 
 
@@ -101,9 +102,8 @@ def dataset_transform(dataset: str, size: int) -> Callable[[torch.Tensor, bool],
     ``flip_coin`` is the caller's random draw (so that randomness stays in one seeded
     place); it is ignored for datasets the official code never flips (sky).
     """
-    if dataset not in SPATIAL:
-        raise UserError(f"unknown dataset kind {dataset!r}; choose one of {sorted(SPATIAL)}")
-    spatial, flips = SPATIAL[dataset]
+    spec = get_dataset(dataset)
+    spatial, flips = CHAINS[spec.train_transform], spec.train_flip
 
     def apply(clip: torch.Tensor, flip_coin: bool) -> torch.Tensor:
         x = spatial(to_unit_float(clip), size)

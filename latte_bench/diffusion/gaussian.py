@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..progress import step_bar
+
 
 
 class ModelMeanType(enum.Enum):
@@ -550,9 +552,4 @@ def _initial_noise(shape, noise, device, generator) -> torch.Tensor:
 
 
 def _steps(num_timesteps: int, progress: bool, name: str):
-    indices = range(num_timesteps - 1, -1, -1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        return tqdm(indices, desc=name, total=num_timesteps)
-    return indices
+    return step_bar(range(num_timesteps - 1, -1, -1), num_timesteps, name, progress)

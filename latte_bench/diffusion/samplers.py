@@ -19,6 +19,7 @@ import torch
 
 from ..errors import UserError
 from ..options import SAMPLERS  # the choice list of every --sampler
+from ..progress import step_bar
 from .gaussian import named_beta_schedule, randn
 from .respace import create_diffusion
 
@@ -111,12 +112,7 @@ def dpm_solver_sample_loop(
     """DPM-Solver++ (2M) from x_T = ``noise`` (B, F, C, H, W) to x_0; deterministic."""
     scheduler = dpm_solver_scheduler(steps, noise_schedule, diffusion_steps, spacing, prediction)
     x = noise * scheduler.init_noise_sigma
-    timesteps = scheduler.timesteps
-    if progress:
-        from tqdm.auto import tqdm
-
-        timesteps = tqdm(timesteps, desc="DPM-Solver++")
-    for timestep in timesteps:
+    for timestep in step_bar(scheduler.timesteps, len(scheduler.timesteps), "DPM-Solver++", progress):
         t = torch.full((x.shape[0],), int(timestep), device=x.device, dtype=torch.long)
         with torch.no_grad():
             out = model(x, t, **(model_kwargs or {}))
@@ -173,7 +169,8 @@ def sample(
         eta: DDIM stochasticity (0 = deterministic).
         clip_denoised: clamp predicted x_0 to [−1, 1] (DDPM/DDIM). False by default, as in
             Latte's sample scripts (VAE latents are not confined to [−1, 1]).
-        progress: show a tqdm bar (pass False on ranks other than 0).
+        progress: show the steps as a tqdm bar once the call has run 3 s
+            (:func:`latte_bench.progress.step_bar`; pass False on ranks other than 0).
         device: where to sample; defaults to the noise's, else the model's device.
         learn_sigma: whether the model outputs the variance channels (Latte: True).
         noise_schedule: the training betas, ``"linear"`` (Latte) or ``"squaredcos_cap_v2"``.

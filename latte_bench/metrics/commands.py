@@ -16,7 +16,7 @@ from latte_bench.options import add_options, cli_name
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", formatter_class=HelpFormatter,
-        help="score generated videos or a checkpoint against real videos (FVD, FID, IS, KVD, KID)",
+        help="score generated videos or a checkpoint against real videos (FVD, FID, IS, KVD, KID; temporal flickering)",
         description="Score generated videos against real ones with the StyleGAN-V/Latte protocol. Either "
         "--real PATH --fake PATH (frame folders ROOT/<video>/<frame>.png|jpg, a video tree, a .npy/.npz uint8 "
         "array (N,T,H,W,3), or a `latte-bench sample` folder), or --dataset NAME --ckpt CKPT: the checkpoint is "
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     src.add_argument("--ckpt", metavar="CKPT", default=None,
                      help="a checkpoint file or run folder (its latest checkpoint) to sample and score instead of --fake")
     src.add_argument("--metrics", default=None,
-                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
+                     help="comma-separated: fvd, kvd, fid, kid, is, prdc (precision, recall, density, coverage on the I3D features; or any of the four), flicker (VBench temporal flickering of the generated videos alone; docs/t2v.md) (default: the paper's metrics for --dataset with --ckpt, else fvd)")
     groups = {"source": src, "protocol": p.add_argument_group("protocol (every setting is recorded)"),
               "sampling": p.add_argument_group("sampling (with --ckpt)"),
               "run": p.add_argument_group("run options (do not change the numbers)")}
@@ -84,8 +84,9 @@ def add_eval_options(groups: dict, *, defaults: bool = True, exclude: tuple[str,
 
 
 # eval resolves these from --dataset when they are not given (the registry's sampling settings)
-EVAL_OVERRIDES = {"sampler": {"default": None, "help": "diffusion sampler (default: the paper's ddpm; --dataset demo: the demo's ddim)"},
-                  "steps": {"default": None, "help": "sampling steps (default: 250; --dataset demo: 25)"}}
+EVAL_OVERRIDES = {"sampler": {"default": None, "help": "diffusion sampler (default: the paper's ddpm; --dataset demo: the "
+                                                     "demo's ddim; a Latte-1 --ckpt: ddim)"},
+                  "steps": {"default": None, "help": "sampling steps (default: 250; --dataset demo: 25; a Latte-1 --ckpt: 50)"}}
 
 
 def eval_settings(args: argparse.Namespace) -> dict:
@@ -95,6 +96,7 @@ def eval_settings(args: argparse.Namespace) -> dict:
 
 def run_eval(args: argparse.Namespace) -> int:
     from latte_bench import distributed as dist
+    from latte_bench.data.registry import get_dataset, sampling_defaults
     from latte_bench.fsutil import write_errors, write_json
     from latte_bench.metrics import CheckpointSource, evaluate
 
@@ -105,20 +107,24 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.ckpt is None and (args.save_samples or args.num_runs != 1):
         raise UserError("--save-samples and --num-runs need --ckpt")
     if args.dataset is not None:
-        from latte_bench.data.registry import get_dataset
-
         spec = get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
-    needs_real = set(metrics.replace(" ", "").split(",")) - ({"is", "fvd", "kvd"} if args.real_features else {"is"})
+    needs_real = set(metrics.replace(" ", "").split(",")) - {"is", "flicker", *(("fvd", "kvd") if args.real_features else ())}
     if args.real is None and args.dataset is None and needs_real:
         raise UserError("no real videos: pass --real PATH or --dataset NAME")
     check_outputs(args.json, _cache_root() if args.cache else None)
     if args.ckpt is not None:
-        sampling = {key: getattr(args, key) for key in sampling_keys()}
+        sampling = {key: getattr(args, key) for key in sampling_keys()}  # --cfg-scale None: resolved once the model is loaded
+        defaults = sampling_defaults(args.dataset, 0)
+        from latte_bench.training.t2v import T2V_DEFAULTS, is_t2v_folder
+
+        if is_t2v_folder(args.ckpt):  # LattePipeline's settings, not the class-conditional protocol's
+            sampling["sampler"] = sampling["sampler"] or T2V_DEFAULTS["sampler"]
+            sampling["steps"] = sampling["steps"] or T2V_DEFAULTS["steps"]
         if sampling["sampler"] is None:
-            sampling["sampler"] = (spec.sampler if args.dataset is not None else None) or "ddpm"
+            sampling["sampler"] = defaults.sampler
         if sampling["steps"] is None:
-            sampling["steps"] = (spec.sample_steps if args.dataset is not None else None) or 250
+            sampling["steps"] = defaults.steps
         fake = CheckpointSource(args.ckpt, seed=args.seed, **sampling)
     else:
         fake = args.fake
@@ -179,11 +185,10 @@ def format_table(record: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    floor = record.get("floor")
-    if floor:
-        se = "" if floor["se"] is None else f" ± {floor['se']:.4f} (FVD∞ {floor['fvd_inf']:.4f} " \
-                                             f"[{floor['fvd_inf_ci'][0]:.4f}, {floor['fvd_inf_ci'][1]:.4f}])"
-        lines.append(f"floor (real vs real, {floor['real_count']} vs {floor['floor_count']} clips): {floor['fvd']:.4f}{se}")
+    if record.get("floor"):
+        from latte_bench.metrics.uncertainty import floor_text
+
+        lines.append(floor_text(record["floor"]))
     head = f"{record.get('method')}" + (f" on {record['dataset']}" if record.get("dataset") else "")
     tags = record.get("nonstandard") or []
     if tags:
@@ -192,7 +197,6 @@ def format_table(record: dict) -> str:
 
 
 def run_data_check(args: argparse.Namespace) -> int:
-    from latte_bench.data.clips import real_stride
     from latte_bench.data.registry import get_dataset, real_videos
     from latte_bench.metrics.sources import as_source
 
@@ -200,7 +204,7 @@ def run_data_check(args: argparse.Namespace) -> int:
     real = real_videos(args.name, args.data, num_videos=16)
     src = as_source(real, side="real", skip_bad=True)
     videos = src.videos
-    stride = real_stride(None, spec.stride)
+    stride = spec.stride
     span = args.num_frames * stride
     long_enough = sum(e.num_frames >= span for e in videos.entries)
     unreadable = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from latte_bench.data.registry import DATASETS, get_dataset
+from latte_bench.data.registry import DATASETS, PAPER_SAMPLER, PAPER_STEPS, get_dataset
 from latte_bench.errors import UserError
 from latte_bench.metrics.protocol import EFFECTS, STANDARD_CLIPS, STANDARD_FRAMES, effect_of
 from latte_bench.metrics.stats import FeatureStats, _psd_eigvals, _sqrt_psd, frechet_distance
@@ -280,8 +280,8 @@ def paper_protocol(dataset: str) -> dict:
     return {
         "protocol.dataset": spec.name, "protocol.num_clips": STANDARD_CLIPS, "protocol.num_frames": STANDARD_FRAMES,
         "protocol.real_stride": spec.stride, "protocol.fake_stride": 1, "protocol.resize": "pytorch",
-        "protocol.covariance": "biased", "real.split": spec.real_split, "fake.sampler": "ddpm", "fake.steps": 250,
-        "fake.cfg_scale": 7.0 if spec.name == "ucf101" else 1.0, "fake.checkpoint.weights": "ema",
+        "protocol.covariance": "biased", "real.split": spec.real_split, "fake.sampler": PAPER_SAMPLER, "fake.steps": PAPER_STEPS,
+        "fake.cfg_scale": spec.guidance, "fake.checkpoint.weights": "ema",
         "fake.lossless": True,
     }
 

@@ -7,8 +7,9 @@ source -> clips -> one pass per detector -> statistics -> distances -> record
 * Settings (:mod:`latte_bench.metrics.protocol`): a frozen :class:`Protocol` (everything that can
   move a number) and :class:`RunOptions` (everything that cannot); an unknown name is refused.
 * Passes (:func:`latte_bench.metrics.extract.run_pass`): each detector runs once per side —
-  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score — and the
-  generated videos are read (or sampled) once for all detectors.
+  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score; temporal
+  flickering reads the generated frames themselves — and the generated videos are read (or sampled)
+  once for all of them.
 * Record (:func:`build_record`): the protocol that ran, the detectors' sha256, the counts, the
   sources, ``nonstandard`` tags for anything short of the protocol, the environment.
 
@@ -31,6 +32,7 @@ from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import check_writable
 from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
+from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL
 from latte_bench.metrics.protocol import (METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings,
                                           settings_key, split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
@@ -39,7 +41,8 @@ from latte_bench.provenance import environment
 
 SCHEMA = "latte-bench/eval-record/2"
 DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
-               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d"}
+               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d", "flicker": "flicker"}
+FAKE_ONLY = ("c3d", "flicker")  # heads that score the generated side alone (no real pass)
 I3D_SIZE = 224
 PRDC = ("precision", "recall", "density", "coverage")
 CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
@@ -86,7 +89,7 @@ class EvalResult:
 
 
 def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
-    """Score ``fake`` against ``real`` with ``metrics`` (fvd, kvd, fid, kid, is) under one protocol.
+    """Score ``fake`` against ``real`` with ``metrics`` (fvd, kvd, fid, kid, is, prdc, flicker) under one protocol.
 
     ``real``: a source, or None with ``dataset=NAME`` (the registry's real split; data root from
     ``data_root=`` or ``$LATTE_BENCH_DATA/NAME``; ``demo`` needs none). ``fake``: a source or a
@@ -108,47 +111,73 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
             raise UserError("{save_samples} and {num_runs} need a checkpoint (a CheckpointSource) as the generated side",
                             save_samples=NAME_ONLY, num_runs=NAME_ONLY)
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
-        fake.load(device)
+        fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
-    if any(DETECTOR_OF[m] not in ("c3d", "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
-        if proto.dataset is None:
-            raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
-        from latte_bench.data.registry import get_dataset, real_videos
-
-        real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
-                         skip_bad=proto.skip_bad)
-        real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+    from_registry = real is None
+    if any(DETECTOR_OF[m] not in (*FAKE_ONLY, "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
+        real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
-        return _evaluate(real, fake, metrics, proto, cfg, device, start)
+        return _evaluate(real, fake, metrics, proto, cfg, device, start, from_registry)
 
 
-def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start) -> EvalResult:
+def evaluate_floor(real=None, **settings) -> dict:
+    """The real-vs-real floor alone: what ``evaluate(..., floor=True)`` records as ``floor``, with no generated side.
+
+    ``real`` and ``settings`` as for :func:`evaluate` (``real=None`` with ``dataset=NAME``: the registry's
+    split). The protocol's real clips (the cached real statistics) are scored against a disjoint real set of
+    up to the same size, by the code of ``eval --floor``. Returns ``{"floor", "protocol", "real", "detector",
+    "counts", "wall_time_s", "environment"}``: ``floor`` as in an evaluation record (``fvd``, ``se``,
+    ``fvd_inf``, ``fvd_inf_ci``, ``real_count``, ``floor_count``, ``sets``, ``tag``).
+    """
+    start = time.time()
+    cfg = split_settings(settings)
+    proto = cfg.protocol.resolved()
+    device = resolve_device(cfg.run.device)
+    dist.init(device)
+    from_registry = real is None
+    if real is None:
+        real = _registry_real(proto, cfg)
+    with torch_threads(proto.torch_threads):
+        src = as_source(real, side="real", skip_bad=proto.skip_bad)
+        _check_floor(("fvd",), src)
+        _check_frames(["i3d"], proto)
+        clips, sampling = _real_plan("i3d", src, proto)
+        nets = _load_detectors(["i3d"], cfg, device)
+        real_result = _real_pass("i3d", src, nets["i3d"], clips, sampling, ("fvd",), proto, cfg, device)
+        floor = _floor(src, real_result, nets, clips, proto, cfg, device, from_registry)
+    return {"floor": floor, "protocol": proto.to_dict(), "real": {**src.description, "sampling": real_result["sampling"],
+                                                                   "cache": real_result["cache"]},
+            "detector": {"i3d": nets["i3d"][1]}, "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
+            "wall_time_s": time.time() - start, "environment": environment()}
+
+
+def _registry_real(proto: Protocol, cfg: Settings):
+    """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
+    if proto.dataset is None:
+        raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
+    from latte_bench.data.registry import get_dataset, real_videos
+
+    real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
+                     skip_bad=proto.skip_bad)
+    real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
+    return real
+
+
+def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start, from_registry: bool = False) -> EvalResult:
     detectors = sorted({DETECTOR_OF[m] for m in metrics})
-    if "i3d" in detectors:
-        from latte_bench.metrics.i3d import MIN_FRAMES
-
-        if proto.num_frames < MIN_FRAMES:
-            raise UserError(f"{{num_frames}}: the I3D needs at least {MIN_FRAMES} frames per clip", num_frames=proto.num_frames)
-    if "c3d" in detectors:
-        from latte_bench.metrics.c3d import NUM_FRAMES
-
-        if proto.num_frames < NUM_FRAMES:
-            raise UserError(f"{{num_frames}}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip",
-                            num_frames=proto.num_frames)
+    _check_frames(detectors, proto)
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
     counts = _head_counts(metrics, proto)
     fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
     plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
-             for det in detectors if det != "c3d"}  # cheap: no decoding
+             for det in detectors if det not in FAKE_ONLY}  # cheap: no decoding
     for folder, setting in ((cfg.save_samples, "save_samples"), (cfg.save_features, "save_features")):
         if folder is not None:
             check_writable(folder, setting=setting)
-    if cfg.floor and ("fvd" not in metrics or real_src is None or real_src.stream):
-        raise UserError("{floor} scores FVD between two disjoint real sets: it needs the fvd metric and real videos "
-                        "as a folder, array or {dataset} (not {real_features} or a stream)", floor=True,
-                        dataset=NAME_ONLY, real_features=NAME_ONLY)
+    if cfg.floor:
+        _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
     work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
     nets = _load_detectors(detectors, cfg, device)
@@ -168,7 +197,7 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
     if cfg.floor:
-        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device)
+        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device, from_registry)
     if cfg.save_features is not None and dist.is_main():
         from latte_bench.metrics.uncertainty import save_features
 
@@ -205,6 +234,31 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     if unknown or not metrics:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
     return metrics
+
+
+def _check_frames(detectors, proto: Protocol) -> None:
+    """Clips too short for a detector are refused (the I3D's minimum, the C3D's 16 frames, flickering's 2)."""
+    if "i3d" in detectors:
+        from latte_bench.metrics.i3d import MIN_FRAMES
+
+        if proto.num_frames < MIN_FRAMES:
+            raise UserError(f"{{num_frames}}: the I3D needs at least {MIN_FRAMES} frames per clip", num_frames=proto.num_frames)
+    if "c3d" in detectors:
+        from latte_bench.metrics.c3d import NUM_FRAMES
+
+        if proto.num_frames < NUM_FRAMES:
+            raise UserError(f"{{num_frames}}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip",
+                            num_frames=proto.num_frames)
+    if "flicker" in detectors and proto.num_frames < 2:
+        raise UserError("{num_frames}: temporal flickering compares consecutive frames; pass 2 or more",
+                        num_frames=proto.num_frames)
+
+
+def _check_floor(metrics, real_src) -> None:
+    if "fvd" not in metrics or real_src is None or real_src.stream:
+        raise UserError("{floor} scores FVD between two disjoint real sets: it needs the fvd metric and real videos "
+                        "as a folder, array or {dataset} (not {real_features} or a stream)", floor=True,
+                        dataset=NAME_ONLY, real_features=NAME_ONLY)
 
 
 def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
@@ -273,6 +327,10 @@ def _load_detectors(detectors, cfg: Settings, device) -> dict:
 
         net, info = load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
         nets["c3d"] = (net, info.get("sha256"), info)
+    if "flicker" in detectors:  # no network: the score of each clip is its one feature
+        from latte_bench.metrics.flicker import clip_scores
+
+        nets["flicker"] = (lambda clips: clip_scores(clips)[:, None], None)
     return nets
 
 
@@ -287,6 +345,8 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
 
         return Head("inception", net, frame_preprocess(proto.fid_mode),
                     lambda c: c.reshape(-1, 1, *c.shape[2:]), count, keep, unit="frame")
+    if det == "flicker":
+        return Head("flicker", net, lambda x: x, lambda c: c, count, keep)
     from latte_bench.metrics.c3d import NUM_FRAMES
     from latte_bench.metrics.inception_score import clip_preprocess
 
@@ -294,9 +354,10 @@ def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head
 
 
 def _keep(det: str, metrics, cfg: Settings | None = None) -> bool:
-    """I3D features are always kept (FVD's se; 1.6 KiB a clip); Inception ones for KID or --save-features."""
+    """I3D features are always kept (FVD's se; 1.6 KiB a clip), flicker scores too (4 bytes a clip); Inception
+    ones for KID or --save-features."""
     saving = cfg is not None and cfg.save_features is not None
-    return det in ("i3d", "c3d") or (det == "inception" and ("kid" in metrics or saving))
+    return det in ("i3d", "c3d", "flicker") or (det == "inception" and ("kid" in metrics or saving))
 
 
 # -------------------------------------------------------------------------------------------- passes
@@ -351,11 +412,22 @@ def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dic
             "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
 
 
-def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device) -> dict:
-    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md)."""
+def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device, from_registry: bool = False) -> dict:
+    """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md).
+
+    The other set comes from the real videos the protocol's clips do not use; when none are left and the real side is
+    the registry's split of a dataset that makes its videos (``demo``), from the next videos it makes.
+    """
     from latte_bench.metrics.uncertainty import floor_clips, floor_entry
 
     clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    if not clips and from_registry and proto.dataset is not None:
+        from latte_bench.data.registry import floor_videos
+
+        extra = floor_videos(proto.dataset, proto.num_clips)
+        if extra is not None:
+            src = as_source(extra, side="real", skip_bad=proto.skip_bad)
+            clips = floor_clips(src.videos, [], proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     other = None
     if clips:
         head = _head("i3d", nets, proto, len(clips), True)
@@ -391,6 +463,7 @@ def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings
     work_dir, work_key = work
     if isinstance(src, CheckpointSource):
         read_options["dataset"] = proto.dataset
+        read_options["progress"] = cfg.run.progress and dist.is_main()  # the sampler's steps of a slow batch
         if cfg.save_samples is not None:
             read_options["on_video"] = _sample_writer(Path(cfg.save_samples))
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
@@ -525,6 +598,11 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
             if "prdc" not in out:  # once for the four
                 out["prdc"] = prdc(r.features, f.features)
             value, detail = out["prdc"][m], {"k": out["prdc"]["k"]}
+        elif m == "flicker":  # the mean of the per-video scores; frames per video as scored
+            value = f.mean()[0]
+            detail = {"frames_per_video": proto.num_frames, "frame_pairs_per_video": proto.num_frames - 1,
+                      "frame_stride": proto.fake_stride, "min_video_score": float(f.features.min()),
+                      "max_video_score": float(f.features.max())}
         elif m == "kvd":
             from latte_bench.metrics.kernel import kvd
 
@@ -558,6 +636,7 @@ METRIC_PROTOCOL = {
     "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
     **{m: f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 (prdc package semantics)"
        for m in ("precision", "recall", "density", "coverage")},
+    "flicker": FLICKER_PROTOCOL,
 }
 
 
@@ -571,10 +650,11 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     from latte_bench.data.registry import real_count_is_standard
 
     tags = []
-    video_metrics = [m for m in metrics if m != "fid" and m != "kid"]
-    if proto.num_clips != STANDARD_CLIPS:
+    video_metrics = [m for m in metrics if m not in ("fid", "kid", "flicker")]
+    counted = [m for m in metrics if m != "flicker"]  # VBench's flickering has no clip or frame count to depart from
+    if proto.num_clips != STANDARD_CLIPS and counted:
         tags.append(f"{proto.num_clips} clips")
-    if proto.num_frames != STANDARD_FRAMES:
+    if proto.num_frames != STANDARD_FRAMES and counted:
         tags.append(f"{proto.num_frames} frames")
     if proto.dataset is not None and any(m in ("fvd", "kvd") for m in metrics):
         from latte_bench.data.registry import get_dataset
@@ -621,13 +701,14 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
             per_run = [r[m]["value"] for r, _, _ in runs]
             values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run, ddof=1)), "runs": per_run,
                          "seeds": [src.seed for _, _, src in runs]}
-    detectors = {det: entry[1] for det, entry in nets.items()}
+    detectors = {det: entry[1] for det, entry in nets.items() if det != "flicker"}
     results = {}
     for m in metrics:
         det = DETECTOR_OF[m]
         detail = dict(last[m]["detail"])
         unc = detail.pop("uncertainty", False)
-        prov = {"protocol": METRIC_PROTOCOL[m], "detector": det, "detector_sha256": detectors.get(det), **detail}
+        prov = {"protocol": METRIC_PROTOCOL[m], "detector": None if det == "flicker" else det,
+                "detector_sha256": detectors.get(det), **detail}
         if det in real_results:
             rr = real_results[det]
             prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),

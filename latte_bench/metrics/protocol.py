@@ -17,12 +17,15 @@ import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, get_dataset, real_stride as resolve_real_stride
 from latte_bench.errors import UserError
 from latte_bench.options import EFFECTS  # noqa: F401  (compare and the tests read it here)
-from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, THREADS, WEIGHTS, Option, check_fields,
+from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, T2V_PROMPTS, THREADS,
+                                 WEIGHTS, Option, check_fields,
                                  effects_of, key_fields)
 
-METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage")  # "prdc": the last four
+# "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
+METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
 IS_PROTOCOLS = ("stylegan_v", "tgan2")
@@ -81,20 +84,12 @@ class Protocol:
     def __post_init__(self):
         check_fields(self)
         if self.dataset is not None:
-            from latte_bench.data.registry import get_dataset
-
             get_dataset(self.dataset)
 
     @property
     def stride(self) -> int:
         """The real-clip stride in force."""
-        if self.real_stride is not None:
-            return self.real_stride
-        if self.dataset is None:
-            return 1
-        from latte_bench.data.registry import get_dataset
-
-        return get_dataset(self.dataset).stride
+        return resolve_real_stride(self.dataset, self.real_stride)
 
     @property
     def is_settings(self) -> dict:
@@ -145,8 +140,8 @@ class SamplingSettings:
     ``cfg_scale=None``: the dataset's default (7.0 for UCF101, else 1.0); ``batch_size=None``: the evaluation's.
     """
 
-    sampler: str = Option("diffusion sampler", effect="generated", choices=SAMPLERS).field("ddpm")
-    steps: int = Option("sampling steps", effect="generated", minimum=1).field(250)
+    sampler: str = Option("diffusion sampler", effect="generated", choices=SAMPLERS).field(PAPER_SAMPLER)
+    steps: int = Option("sampling steps", effect="generated", minimum=1).field(PAPER_STEPS)
     cfg_scale: float | None = Option("classifier-free guidance (default: 7.0 for ucf101, else 1.0)", effect="generated",
                                      type=float).field(None)
     seed: int = Option("video i is a function of (seed, i)", effect="draw").field(0)
@@ -162,6 +157,10 @@ class SamplingSettings:
                                     flag="--model").field(None)
     vae: str | None = Option("override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)",
                              effect="generated").field(None)
+    t2v_prompts: str | None = Option(
+        "a Latte-1 --ckpt (text-to-video): classnames = one prompt per class of --dataset, 'a video of <class words>', "
+        "balanced over videos (docs/t2v.md); its sampler defaults are LattePipeline's, ddim 50 and guidance 7.5",
+        effect="generated", choices=T2V_PROMPTS).field(None)
 
     def __post_init__(self):
         check_fields(self)

@@ -28,9 +28,13 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
+from latte_bench.data.registry import sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.protocol import SamplingSettings
+
+
+from latte_bench.options import T2V_PROMPTS  # noqa: F401  (eval --t2v-prompts: its choice list, read here)
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -168,15 +172,21 @@ class CheckpointSource(SamplingSettings):
     """Generated videos sampled from a checkpoint (a file or a run folder), in memory.
 
     Video ``i`` depends only on ``(seed, i)`` (its noise and label come from its own generators,
-    :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (7.0 for
-    UCF101, else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
+    :mod:`latte_bench.training.sampling`). ``cfg_scale=None``: the dataset's default (its
+    ``DatasetSpec.guidance`` for a class-conditional model: 7.0 for UCF101; else 1.0). ``labels``: ``random`` (uniform per video, as the official ``sample_ddp.py``)
     or ``balanced`` (video ``i`` gets class ``i % K``). ``batch_size=None``: the evaluation's.
+
+    Text-to-video: ``ckpt`` a Latte-1 folder and ``t2v_prompts="classnames"``: one prompt per class of the
+    dataset (:func:`latte_bench.data.prompts.classname_prompts`), video ``i`` gets class ``i % K``'s prompt
+    (balanced, whatever ``labels`` says), sampled as ``LattePipeline`` (:mod:`latte_bench.training.t2v`;
+    ``cfg_scale=None`` is its 7.5).
     """
 
     ckpt: str | os.PathLike
     device: object = field(default=None, repr=False)
     _loaded: object = field(default=None, repr=False)
     _space: object = field(default=None, repr=False)
+    _t2v: object = field(default=None, repr=False)  # (Latte1, PromptEmbeddings) of a text-to-video checkpoint
     stream = False  # random access: any video can be sampled on its own
 
     @classmethod
@@ -187,8 +197,17 @@ class CheckpointSource(SamplingSettings):
         return cls(ckpt=f"<in-memory model, step {checkpoint.get('step')}>", device=device,
                    _loaded=LoadedModel(model.eval(), info, checkpoint), _space=latent_space, **options)
 
-    def load(self, device) -> "CheckpointSource":
-        """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error."""
+    def load(self, device, dataset: str | None = None) -> "CheckpointSource":
+        """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error.
+
+        ``dataset``: whose class names become the prompts of a text-to-video checkpoint."""
+        from latte_bench.training.t2v import is_t2v_folder
+
+        if self._loaded is None and is_t2v_folder(self.ckpt):
+            self._load_t2v(device, dataset)
+        elif self.t2v_prompts is not None and self._loaded is None:
+            raise UserError(f"{{t2v_prompts}} needs a Latte-1 folder as the checkpoint (transformer/, vae/, ...); "
+                            f"{literal(self.ckpt)} is not one", t2v_prompts=NAME_ONLY)
         if self._loaded is None:
             from latte_bench.training.latents import LatentSpace, load_vae
             from latte_bench.training.load import load_model
@@ -200,6 +219,21 @@ class CheckpointSource(SamplingSettings):
                                       int(info.get("vae_batch_frames", 64)))
             self.device = device
         return self
+
+    def _load_t2v(self, device, dataset: str | None) -> None:
+        from latte_bench.data.prompts import classname_prompts
+        from latte_bench.training.load import LoadedModel
+        from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
+
+        if self.t2v_prompts is None:
+            raise UserError(f"{literal(self.ckpt)} is a text-to-video model (Latte-1): pass {{t2v_prompts}} "
+                            "(one prompt per class of {dataset}; docs/t2v.md)", t2v_prompts="classnames", dataset=NAME_ONLY)
+        check_sampler(self.sampler)
+        prompts = classname_prompts(dataset)
+        embeddings = prompt_embeddings(self.ckpt, prompts=prompts, device=device, precision=self.precision)
+        latte1 = Latte1.load(self.ckpt, device, vae=self.vae)
+        info = {**latte1.info, "num_classes": len(prompts)}
+        self._loaded, self._space, self._t2v, self.device = LoadedModel(latte1.model, info, latte1.checkpoint), latte1.latent_space, (latte1, embeddings), device
 
     @property
     def loaded(self):
@@ -216,9 +250,14 @@ class CheckpointSource(SamplingSettings):
         return int(self.loaded.info["num_frames"])
 
     def effective_cfg(self, dataset: str | None) -> float:
+        """``cfg_scale``, else the dataset's guidance for this model (:func:`~latte_bench.data.registry.sampling_defaults`)."""
         if self.cfg_scale is not None:
             return float(self.cfg_scale)
-        return 7.0 if dataset == "ucf101" and self.num_classes else 1.0
+        if self._t2v is not None:
+            from latte_bench.training.t2v import T2V_DEFAULTS
+
+            return float(T2V_DEFAULTS["cfg_scale"])
+        return sampling_defaults(dataset, self.num_classes).cfg_scale
 
     def label_of(self, indices: Sequence[int]) -> list[int] | None:
         from latte_bench.training.sampling import video_labels
@@ -226,7 +265,7 @@ class CheckpointSource(SamplingSettings):
         k = self.num_classes
         if not k:
             return None
-        if self.labels == "balanced":
+        if self.labels == "balanced" or self._t2v is not None:
             return [int(i) % k for i in indices]
         return video_labels(self.seed, indices, k)
 
@@ -242,12 +281,22 @@ class CheckpointSource(SamplingSettings):
                "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
                "latent_shape": list(self.loaded.latent_shape),
                "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
-        for name in ("preset", "model_name"):  # the model an official file is read as (latte-bench files carry it)
+        # the model an official file is read as (latte-bench files carry it); the prompts of a text-to-video one
+        for name in ("preset", "model_name", "t2v_prompts"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if not self.loaded.checkpoint.get("sha256"):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)
+        if self._t2v is not None:
+            from latte_bench.data.prompts import CLASSNAME_TEMPLATE, prompts_sha256
+            from latte_bench.training.t2v import MAX_TOKENS, NEGATIVE_PROMPT
+
+            embeddings = self._t2v[1]
+            out.update(labels="balanced", t2v_prompts=self.t2v_prompts, prompt_template=CLASSNAME_TEMPLATE,
+                       prompts_sha256=prompts_sha256(embeddings.prompts), prompt_embeds_sha256=embeddings.sha256(),
+                       negative_prompt=NEGATIVE_PROMPT, max_tokens=MAX_TOKENS, scheduler=self.loaded.checkpoint.get("scheduler"),
+                       latent_layout="(C, F, h, w) per video, LattePipeline's")
         return out
 
     def fingerprint(self) -> str:
@@ -257,27 +306,37 @@ class CheckpointSource(SamplingSettings):
     def description(self) -> dict:
         return {"kind": "checkpoint", "path": str(self.ckpt)}
 
-    def generate(self, indices: Sequence[int], dataset: str | None) -> np.ndarray:
-        """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``."""
+    def generate(self, indices: Sequence[int], dataset: str | None, progress: bool = False) -> np.ndarray:
+        """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``; ``progress``: show the sampler's
+        steps when the batch runs longer than 3 s (:func:`latte_bench.progress.step_bar`)."""
         from latte_bench.training.latents import to_uint8
         from latte_bench.training.sampling import generate_latents
         from latte_bench.training.trainer import PRECISIONS
 
         lm = self.loaded
+        if self._t2v is not None:
+            from latte_bench.training.t2v import t2v_generator
+
+            latte1, embeddings = self._t2v
+            return t2v_generator(latte1, embeddings, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
+                                 cfg_scale=self.effective_cfg(dataset), device=self.device,
+                                 autocast_dtype=PRECISIONS[self.precision])(list(indices))
         latents, _ = generate_latents(
             lm.model, list(indices), lm.latent_shape, seed=self.seed, sampler=self.sampler, steps=int(self.steps),
             cfg_scale=self.effective_cfg(dataset), num_classes=self.num_classes, labels=self.label_of(indices),
             clip_denoised=self._space.vae is None, **lm.diffusion_options,
-            device=self.device, autocast_dtype=PRECISIONS[self.precision])
+            device=self.device, autocast_dtype=PRECISIONS[self.precision], progress=progress)
         return to_uint8(self._space.decode(latents))
 
     def iter_clips(self, clips: Sequence[Clip], *, batch_size: int, num_workers: int = 0, dataset: str | None = None,
-                   on_video: Callable[[int, np.ndarray], None] | None = None) -> Iterator[tuple[Clip, object]]:
-        """Sample the videos of ``clips`` in batches; ``on_video(i, video)`` sees every whole video (e.g. to save it)."""
+                   on_video: Callable[[int, np.ndarray], None] | None = None,
+                   progress: bool = False) -> Iterator[tuple[Clip, object]]:
+        """Sample the videos of ``clips`` in batches; ``on_video(i, video)`` sees every whole video (e.g. to save it);
+        ``progress``: the sampler's steps of a slow batch (:meth:`generate`)."""
         bs = int(self.batch_size or batch_size)
         for start in range(0, len(clips), bs):
             chunk = clips[start : start + bs]
-            videos = self.generate([c.video for c in chunk], dataset)
+            videos = self.generate([c.video for c in chunk], dataset, progress)
             for c, video in zip(chunk, videos):
                 if on_video is not None:
                     on_video(c.video, video)

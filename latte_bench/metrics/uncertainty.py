@@ -326,3 +326,14 @@ def floor_entry(real: FeatureStats, other: FeatureStats | None, num_clips: int, 
     na, nb = est["n_real"], est["n_fake"]
     return {"fvd": est["value"], **record_fields("fvd", est), "real_count": na, "floor_count": nb, "sets": sets,
             "tag": None if min(na, nb) >= num_clips else f"floor {na} vs {nb} clips"}
+
+
+def floor_text(floor: dict, digits: int = 4) -> str:
+    """``floor (real vs real, 64 vs 64 clips): 41.2 ± 3.1 (FVD∞ 2.0 [0.0, 8.1])`` for a record's ``floor``
+    (the ``±`` part left out when ``se`` is None: fewer than 4 clips a side)."""
+    f = f"{{:.{digits}f}}".format
+    text = f"floor (real vs real, {floor['real_count']} vs {floor['floor_count']} clips): {f(floor['fvd'])}"
+    if floor.get("se") is not None:
+        low, high = floor["fvd_inf_ci"]
+        text += f" ± {f(floor['se'])} (FVD∞ {f(floor['fvd_inf'])} [{f(low)}, {f(high)}])"
+    return text

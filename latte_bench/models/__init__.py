@@ -1,8 +1,9 @@
-"""Latte and its variants (``latte.py``), embeddings, official/DiT checkpoint conversion (``convert.py``), FLOPs (``flops.py``).
+"""Latte and its variants (``latte.py``), Latte-T2V (``latte_t2v.py``), embeddings, official/DiT checkpoint conversion (``convert.py``), FLOPs (``flops.py``).
 
 Public API (imported lazily, so ``import latte_bench.models`` is cheap)::
 
     create_model("Latte-XL/2", variant=1, num_classes=0, ...)   # -> Latte
+    LatteT2V.from_pretrained(folder)                            # Latte-1's transformer/ (``latte_t2v.py``)
     from_official(config, state_dict)                           # official kwargs + weights -> Latte
     load_checkpoint_file(path)                                  # official .pt / .safetensors -> state dict
     export_official(model) / save_official(model, path)         # {"ema": state_dict}
@@ -14,6 +15,7 @@ from latte_bench.lazy import lazy_getattr
 
 _EXPORTS = {
     "Latte": "latte",
+    "LatteT2V": "latte_t2v",
     "create_model": "latte",
     "parse_model_name": "latte",
     "LATTE_SIZES": "latte",

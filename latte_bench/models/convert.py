@@ -19,8 +19,8 @@ from typing import Mapping
 
 import torch
 
-from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path
+from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.fsutil import write_errors, write_torch
 from latte_bench.models.latte import Latte
 
 OFFICIAL_KEYS = (
@@ -48,9 +48,12 @@ def load_checkpoint_file(path: str | os.PathLike, prefer: str = "ema") -> dict[s
 
             obj = load_file(str(path), device="cpu")
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or unsafe pickle
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {e}); re-save it as a plain state dict or safetensors") from None
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {first}); "
+                        "re-save it as a plain state dict or safetensors") from None
     return extract_state_dict(obj, source=str(path), prefer=prefer)
 
 
@@ -112,6 +115,21 @@ def load_official_state_dict(model: Latte, state_dict: Mapping[str, torch.Tensor
     to 1e-5; a difference means the checkpoint was built for another size or frame count).
     """
     expected = model.state_dict()
+    problems = state_dict_problems(expected, state_dict)
+    if problems:
+        raise UserError(f"{source} does not fit {describe(model)}: " + "; ".join(problems) + " (check the model size, patch size, frame count, latent size, num_classes and learn_sigma)")
+    for key in FROZEN_TABLES:
+        if key in state_dict:
+            diff = (state_dict[key].float() - expected[key].float()).abs().max().item()
+            if diff > 1e-5:
+                raise UserError(f"{source}: stored {key} differs from the sin-cos table by {diff:.3g}; the checkpoint was built for another latent size or frame count")
+    weights = {k: v for k, v in state_dict.items() if k not in FROZEN_TABLES}
+    model.load_state_dict(weights, strict=False)
+
+
+def state_dict_problems(expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state_dict`` from loading into a model whose state dict is ``expected``:
+    missing and unexpected keys, and shape mismatches, one phrase each (empty when it fits)."""
     problems = []
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -122,15 +140,7 @@ def load_official_state_dict(model: Latte, state_dict: Mapping[str, torch.Tensor
     for key, value in state_dict.items():
         if key in expected and tuple(value.shape) != tuple(expected[key].shape):
             problems.append(f"{key}: shape {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} in the model")
-    if problems:
-        raise UserError(f"{source} does not fit {describe(model)}: " + "; ".join(problems) + " (check the model size, patch size, frame count, latent size, num_classes and learn_sigma)")
-    for key in FROZEN_TABLES:
-        if key in state_dict:
-            diff = (state_dict[key].float() - expected[key].float()).abs().max().item()
-            if diff > 1e-5:
-                raise UserError(f"{source}: stored {key} differs from the sin-cos table by {diff:.3g}; the checkpoint was built for another latent size or frame count")
-    weights = {k: v for k, v in state_dict.items() if k not in FROZEN_TABLES}
-    model.load_state_dict(weights, strict=False)
+    return problems
 
 
 def _short(keys: list[str], limit: int = 8) -> str:
@@ -166,8 +176,8 @@ def export_official(model: Latte) -> dict[str, dict[str, torch.Tensor]]:
 def save_official(model: Latte, path: str | os.PathLike) -> None:
     """Atomically write :func:`export_official` to ``path`` with ``torch.save``."""
     ckpt = export_official(model)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    with write_errors(path, "free some space or choose another --out"):
+        write_torch(path, ckpt)
 
 
 # --------------------------------------------------------------------------- DiT init

@@ -31,15 +31,23 @@ def sincos_1d(embed_dim: int, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def spatial_sincos_table(embed_dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+def spatial_sincos_table(embed_dim: int, grid_h: int, grid_w: int, base_size: int | None = None,
+                         interpolation_scale: float = 1.0) -> torch.Tensor:
     """``(grid_h * grid_w, embed_dim)`` float32 MAE 2D table, row-major token order.
 
     Channels ``[:D/2]`` encode the column index, ``[D/2:]`` the row index (the official
-    ``np.meshgrid(grid_w, grid_h)`` convention).
+    ``np.meshgrid(grid_w, grid_h)`` convention). Positions are the indices 0..g-1; with
+    ``base_size`` they are ``i / (g / base_size) / interpolation_scale`` (diffusers' ``PatchEmbed``,
+    which Latte-T2V uses; the indices again at ``g = base_size``, scale 1).
     """
     if embed_dim % 4:
         raise ValueError(f"2D sin-cos embedding needs a dimension divisible by 4, got {embed_dim}")
-    rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+
+    def positions(g):
+        index = torch.arange(g)
+        return index if base_size is None else index.float() / (g / base_size) / interpolation_scale
+
+    rows, cols = torch.meshgrid(positions(grid_h), positions(grid_w), indexing="ij")
     emb_col = sincos_1d(embed_dim // 2, cols.reshape(-1))
     emb_row = sincos_1d(embed_dim // 2, rows.reshape(-1))
     return torch.cat([emb_col, emb_row], dim=1).float()

@@ -183,6 +183,14 @@ def pad_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
 
 
+def unpatchify_frames(x: torch.Tensor, grid: tuple[int, int], p: int, channels: int) -> torch.Tensor:
+    """Per-token patch values ``(B, F, N, p*p*C)`` (ordered p_row, p_col, c) -> frames ``(B, F, C, H, W)``."""
+    b, f = x.shape[:2]
+    gh, gw = grid
+    x = torch.einsum("bfhwpqc->bfchpwq", x.reshape(b, f, gh, gw, p, p, channels))
+    return x.reshape(b, f, channels, gh * p, gw * p)
+
+
 # --------------------------------------------------------------------------- blocks
 class LatteBlock(nn.Module):
     """One transformer block on ``(B, F, N, D)`` tokens with condition ``c (B, F or 1, 1, D)``.
@@ -413,11 +421,7 @@ class FinalLayer(nn.Module):
         return modulate(self.norm_final(x), shift, scale)
 
     def _frames(self, x, grid):
-        b, f = x.shape[:2]
-        (gh, gw), p, co = grid, self.patch_size, self.out_channels
-        x = self.linear(x).reshape(b, f, gh, gw, p, p, co)
-        x = torch.einsum("bfhwpqc->bfchpwq", x)
-        return x.reshape(b, f, co, gh * p, gw * p)
+        return unpatchify_frames(self.linear(x), grid, self.patch_size, self.out_channels)
 
     def _tubes(self, x, grid):
         b, f, n, d = x.shape

@@ -267,19 +267,19 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
     """
     from pathlib import Path
 
-    from latte_bench.errors import UserError
-    from latte_bench.fsutil import write_json
+    from latte_bench.errors import UserError, check_int
+    from latte_bench.fsutil import check_writable, write_json
     from latte_bench.reports import figures
 
     if kind not in ("similarity", "fusion"):
         raise ValueError(f"unknown analysis {kind!r}")
-    if num_videos < 1:
-        raise UserError("--num-videos must be at least 1")
+    check_int("num_videos", num_videos, 1, flag="--num-videos")
     if kind == "fusion" and variant not in (None, 4):
         raise UserError(f"--variant {variant}: the fusion analysis (Fig. 8) is defined for Variant 4 (factorised heads)")
     timestep = ANALYSIS_TIMESTEP if timestep is None else int(timestep)
     if not 0 <= timestep < 1000:
         raise UserError(f"--timestep {timestep}: must be in 0..999")
+    check_writable(out, "--out")  # before the model is loaded
     from latte_bench.device import resolve_device
 
     device = str(resolve_device(device))

@@ -10,6 +10,7 @@ TOML/YAML file (see ``docs/bench.md``)::
 
     out = "bench/latte"             # paths are relative to the plan file
     data_root = "data"              # DIR/<dataset> for every dataset (else $LATTE_BENCH_DATA/<dataset>)
+    floor = true                    # also the real-vs-real floor, once per dataset (or --floor)
     [data]                          # or one dataset's own root
     ucf101 = "/datasets/UCF-101"
     [protocol]                      # any `eval` setting, for every evaluation
@@ -29,7 +30,10 @@ root: one :class:`UserError` line, before anything is sampled); then each evalua
 ``OUT/table3.md/.csv``, ``OUT/table5.md/.csv`` (the paper's rows beside the measured ones,
 through :mod:`latte_bench.reports.leaderboard`) and, for a run with several checkpoints on a
 dataset, ``OUT/fvd_vs_step_<dataset>.png/.pdf`` (paper Fig. 5/7) are written, with
-``OUT/bench.json`` listing every evaluation. A killed evaluation resumes from its work folder
+``OUT/bench.json`` listing every evaluation. With ``floor = true`` (``--floor``) the real-vs-real floor
+of each dataset's protocol is scored once (:func:`latte_bench.metrics.evaluate_floor`, the code of
+``eval --floor``) into ``OUT/floors/<dataset>/floor-<key>.json``, reused while the real data and the
+real-side protocol are unchanged, and shown under ``table3.md`` and in ``bench.json``. A killed evaluation resumes from its work folder
 ``OUT/work/...`` (the evaluation path's own resume), which is removed once its record is written. Under torchrun every rank takes part in
 each evaluation and only rank 0 writes.
 """
@@ -50,15 +54,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.metrics.commands import add_eval_options, eval_options
-from latte_bench.options import PROGRESS, add_options
+from latte_bench.options import PROGRESS, add_options, option_named
 
 BENCH_SCHEMA = "latte-bench/bench/1"
+FLOOR_SCHEMA = "latte-bench/bench-floor/1"
+# protocol fields of the generated side and of the other metrics: they cannot move the real-vs-real floor
+FLOOR_IGNORES = frozenset({"fake_stride", "fid_mode", "max_real_frames", "is_protocol", "is_splits", "is_shuffle_seed",
+                           "kid_subsets", "kid_subset_size"})
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 # settings the runner itself sets for every evaluation: never taken from a plan
 RESERVED = frozenset({"method", "dataset", "data_root", "work_dir", "save_samples", "progress", "real", "fake", "json", "ckpt"})
-# evaluation options that bench does not take from its command line: the reserved ones and the per-evaluation files
+# evaluation options that bench does not take from its command line as evaluation settings: the reserved ones, the
+# per-evaluation files and the floor (a flag of the plan, once per dataset)
 CLI_EXCLUDED = tuple(RESERVED | {"save_features", "real_features", "floor"})
 # settings that name files: relative to the plan file (to the working folder on the command line)
 PATH_SETTINGS = frozenset({"cache_dir", "i3d_weights", "inception_weights", "c3d_weights", "c3d_mean"})
@@ -96,12 +105,27 @@ class Evaluation:
 
 
 @dataclass
+class Floor:
+    """The real-vs-real floor of one dataset under one protocol, shared by the evaluations with its ``key``.
+
+    ``key``: sha256 of the dataset, the real data's fingerprint and the protocol's real-side fields
+    (:func:`floor_key`); ``evaluation``: the first evaluation it serves (its settings and data root are used).
+    """
+
+    dataset: str
+    key: str
+    evaluation: Evaluation
+    record_path: Path
+
+
+@dataclass
 class Plan:
-    """A checked plan: the output folder and its evaluations, in plan order."""
+    """A checked plan: the output folder, its evaluations in plan order, and the floors to record (``floor = true``)."""
 
     out: Path
     evaluations: list[Evaluation]
     source: str = "command line"  # the plan file, or "command line"
+    floors: list[Floor] = dataclasses.field(default_factory=list)
 
 
 def read_plan_file(path: str | os.PathLike) -> dict:
@@ -134,7 +158,7 @@ def read_plan_file(path: str | os.PathLike) -> dict:
     return raw
 
 
-_TOP_KEYS = {"out", "data_root", "data", "protocol", "methods"}
+_TOP_KEYS = {"out", "data_root", "data", "protocol", "methods", "floor"}
 
 
 def _table(value, where: str) -> dict:
@@ -224,6 +248,8 @@ def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
             raw["data_root"] = str(Path(data_root).resolve())
         if data:
             raw["data"] = {**_table(raw.get("data"), f"{args.plan}: data"), **{k: str(Path(v).resolve()) for k, v in data.items()}}
+        if args.floor:
+            raw["floor"] = True
         raw["cli"] = cli_settings
         return raw, base, str(args.plan)
     if not args.method or not args.ckpt:
@@ -234,7 +260,7 @@ def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
             raise UserError(f"--ckpt {item}: expected DATASET=CKPT (e.g. --ckpt ffs=runs/ffs/checkpoints/*)")
         name, path = item.split("=", 1)
         ckpts.setdefault(name.strip(), []).append(path)
-    raw = {"out": args.out or "bench", "data_root": data_root, "data": data,
+    raw = {"out": args.out or "bench", "data_root": data_root, "data": data, "floor": bool(args.floor),
            "methods": {args.method: ckpts}, "cli": cli_settings}
     return raw, Path.cwd(), "command line"
 
@@ -286,6 +312,9 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
             raise UserError(f"{where}: data.{name}: unknown dataset {name!r}; choose one of {', '.join(datasets)}")
     common, per_dataset = _split_protocol(_table(raw.get("protocol"), f"{where}: protocol"), f"{where}: protocol", datasets)
     cli = dict(raw.get("cli") or {})
+    floor = raw.get("floor", False)
+    if not isinstance(floor, bool):
+        raise UserError(f"{where}: floor must be true or false, got {floor!r}")
     methods = _table(raw.get("methods"), f"{where}: methods")
     if not methods:
         raise UserError(f"{where}: the plan lists no methods; add [methods.NAME] with DATASET = CHECKPOINT lines")
@@ -330,7 +359,12 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
         stem = f"{_slug(ev.checkpoint.stem)}-{ev.sha256[:8]}-{ev.key[:8]}"
         ev.record_path = out / "records" / slug / ev.dataset / f"{stem}.json"
         ev.work_dir = out / "work" / slug / ev.dataset / stem
-    return Plan(out=out, evaluations=evaluations, source=source)
+    floors: dict[str, Floor] = {}
+    for ev in evaluations if floor else ():
+        key = floor_key(ev)
+        if key not in floors:
+            floors[key] = Floor(ev.dataset, key, ev, out / "floors" / ev.dataset / f"floor-{key[:12]}.json")
+    return Plan(out=out, evaluations=evaluations, source=source, floors=list(floors.values()))
 
 
 def _check_c3d_available(ev: Evaluation) -> None:
@@ -372,9 +406,9 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
     """The data root passed to the evaluation: ``data[dataset]``, else ``data_root/<dataset>``, else
     ``$LATTE_BENCH_DATA/<dataset>`` (returned as None: the evaluation path reads the variable itself).
     ``demo`` needs none. A root that does not exist is a :class:`UserError`."""
-    from latte_bench.data.registry import DATA_ENV
+    from latte_bench.data.registry import DATA_ENV, get_dataset
 
-    if dataset == "demo":
+    if get_dataset(dataset).procedural:
         return None
     if dataset in data:
         root, how = Path(data[dataset]).expanduser(), f"data.{dataset}"
@@ -404,16 +438,19 @@ def _source_keys() -> tuple[str, ...]:
                  if f.name not in ("ckpt", "device") and not f.name.startswith("_"))
 
 
-def _split(settings: dict) -> tuple[dict, dict]:
+def _split(settings: dict, dataset: str) -> tuple[dict, dict]:
     """``settings`` -> (keywords of :func:`latte_bench.metrics.evaluate`, keywords of ``CheckpointSource``).
 
-    A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does.
+    A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does. A sampler
+    or step count the settings leave out is ``dataset``'s, as in ``eval --ckpt`` (the demo's DDIM 25).
     """
+    from latte_bench.data.registry import sampling_defaults
     from latte_bench.metrics.protocol import Protocol, RunOptions
 
     evaluation = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
     source = set(_source_keys())
-    src = {k: v for k, v in settings.items() if k in source}
+    defaults = sampling_defaults(dataset, 0)
+    src = {"sampler": defaults.sampler, "steps": defaults.steps, **{k: v for k, v in settings.items() if k in source}}
     ev = {k: v for k, v in settings.items() if k not in source or k in evaluation}
     return ev, src
 
@@ -452,7 +489,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    ev, src = _split({k: v for k, v in settings.items() if k != "metrics"})
+    ev, src = _split({k: v for k, v in settings.items() if k != "metrics"}, dataset)
     try:
         CheckpointSource("-", **src)
         if settings.get("device") is not None:
@@ -495,10 +532,11 @@ def checkpoint_info(path: Path) -> dict:
         info.update(_official_counts(shapes, path))
         return info
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
@@ -574,6 +612,17 @@ def real_fingerprint(ev: Evaluation) -> str | None:
     return as_source(real, side="real", skip_bad=ev.protocol.skip_bad).fingerprint()
 
 
+def floor_key(ev: Evaluation) -> str:
+    """sha256 over what decides the real-vs-real floor of ``ev``'s dataset: the dataset, the real data's
+    fingerprint (:func:`real_fingerprint`) and the protocol's real-side fields (clips, frames, stride, seed,
+    resize, covariance, ...; not the generated side's, see :data:`FLOOR_IGNORES`)."""
+    from latte_bench.metrics.protocol import settings_key
+
+    protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
+    protocol = {k: v for k, v in protocol.items() if k not in FLOOR_IGNORES}
+    return settings_key({"schema": FLOOR_SCHEMA, "dataset": ev.dataset, "real": ev.real_fingerprint, "protocol": protocol})
+
+
 def evaluation_key(ev: Evaluation) -> str:
     """sha256 over what decides the numbers: the checkpoint's bytes, the dataset, the real data's
     fingerprint (:func:`real_fingerprint`), the metrics, the protocol in force (defaults filled in,
@@ -587,7 +636,7 @@ def evaluation_key(ev: Evaluation) -> str:
     from latte_bench.metrics.protocol import key_settings, settings_key
     from latte_bench.metrics.sources import CheckpointSource
 
-    _, src = _split(ev.settings)
+    _, src = _split(ev.settings, ev.dataset)
     sampling = key_settings(CheckpointSource(str(ev.checkpoint), **src))
     protocol = key_settings(dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride))
     payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset, "real": ev.real_fingerprint,
@@ -637,7 +686,7 @@ def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
     """
     from latte_bench import metrics
 
-    evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"})
+    evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"}, ev.dataset)
     if ev.format == "official" and src.get("preset") is None:
         src["preset"] = ev.dataset
     if ev.settings.get("metrics"):
@@ -648,6 +697,28 @@ def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
     record = dict(result.record)
     record["bench"] = _bench_entry(ev)
     return record
+
+
+def find_floor(floor: Floor) -> dict | None:
+    """The floor record at ``floor.record_path`` when it was made for the same key, else None."""
+    try:
+        raw = json.loads(floor.record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) and raw.get("schema") == FLOOR_SCHEMA and raw.get("key") == floor.key else None
+
+
+def score_floor(floor: Floor, progress: bool = True) -> dict:
+    """Score ``floor`` with :func:`latte_bench.metrics.evaluate_floor` (``eval --floor``'s code) under the settings of
+    the evaluation it serves; returns its JSON record: ``schema``, ``key``, ``dataset``, ``real_fingerprint`` and
+    ``evaluate_floor``'s entries (``floor``: ``fvd``, ``se``, ``fvd_inf``, ``fvd_inf_ci``, counts, ``tag``)."""
+    from latte_bench import metrics
+
+    ev = floor.evaluation
+    evaluation, _ = _split({k: v for k, v in ev.settings.items() if k not in ("metrics", "num_runs")}, ev.dataset)
+    result = metrics.evaluate_floor(None, dataset=ev.dataset, data_root=ev.data_root, progress=progress, **evaluation)
+    return {"schema": FLOOR_SCHEMA, "key": floor.key, "dataset": floor.dataset, "real_fingerprint": ev.real_fingerprint,
+            **result}
 
 
 def _bench_entry(ev: Evaluation) -> dict:
@@ -730,12 +801,46 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         left = to_run - len(times)
         eta = f"; about {_fmt_duration(sum(times) / len(times) * left)} left for {left} more" if left else ""
         say(f"[bench] evaluation {i} of {n} done in {_fmt_duration(times[-1])}: {_metrics_text(record)}{eta}")
+    floors = run_floors(plan, progress=progress, log=say)
     files: list[Path] = []
     if main:
         with write_errors(plan.out, "free some space or make it writable, then rerun (every record is kept)"):
             files = write_outputs(plan, log=say)
     dist.barrier()
-    return {"evaluated": evaluated, "reused": reused, "files": files}
+    return {"evaluated": evaluated, "reused": reused, "floors": floors, "files": files}
+
+
+def run_floors(plan: Plan, progress: bool = True, log=print) -> dict[str, list[Path]]:
+    """Score each floor of ``plan`` not already recorded; ``{"scored": [...], "reused": [...]}`` (record paths).
+
+    Every rank takes part in a scoring (the real passes are sharded as in an evaluation); rank 0 writes.
+    """
+    from latte_bench import distributed as dist
+    from latte_bench.fsutil import write_errors, write_json
+    from latte_bench.metrics.uncertainty import floor_text
+
+    main = dist.is_main()
+    todo = dist.broadcast_object([find_floor(f) is None for f in plan.floors] if main else None)
+    done: dict[str, list[Path]] = {"scored": [], "reused": []}
+    for floor, needed in zip(plan.floors, todo):
+        what = f"real-vs-real floor of {floor.dataset} ({floor.evaluation.protocol.num_clips} clips)"
+        if not needed:
+            log(f"[bench] {what}: recorded in {floor.record_path.name}, not run again")
+            done["reused"].append(floor.record_path)
+            continue
+        log(f"[bench] {what}: running")
+        start = time.time()
+        try:
+            record = score_floor(floor, progress=progress)
+        except UserError as e:
+            raise UserError(f"{what} stopped: {e} [every evaluation record is kept; fix this and rerun the same "
+                            "command to continue]") from None
+        if main:
+            with write_errors(floor.record_path, "free some space or make it writable, then rerun"):
+                write_json(floor.record_path, record)
+        done["scored"].append(floor.record_path)
+        log(f"[bench] {what} done in {_fmt_duration(time.time() - start)}: {floor_text(record['floor'], 2)}")
+    return done
 
 
 def _to_run(plan: Plan) -> list[bool]:
@@ -776,10 +881,12 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
     from latte_bench.reports.store import load_record
 
     records = [load_record(ev.record_path) for ev in plan.evaluations]
+    floors = [(floor, find_floor(floor)) for floor in plan.floors]
     files: list[Path] = []
     for table in ("table3", "table5"):
         df = build_table(table, records)
-        md_path, csv_path, md = write_table(df, table, plan.out)
+        footer = floor_footer(floors, plan.out) if table == "table3" else ""
+        md_path, csv_path, md = write_table(df, table, plan.out, footer=footer)
         files += [md_path, csv_path]
         log(md)
     curves, curve_files = write_curves(plan, log=log)
@@ -794,11 +901,34 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
             for ev, rec in zip(plan.evaluations, records)
         ],
         "curves": curves,
+        "floors": [{"dataset": floor.dataset, "key": floor.key, "record": str(floor.record_path.relative_to(plan.out)),
+                    "num_clips": floor.evaluation.protocol.num_clips, "num_frames": floor.evaluation.protocol.num_frames,
+                    **{k: raw["floor"].get(k) for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci", "real_count", "floor_count", "tag")}}
+                   for floor, raw in floors if raw is not None],
     }
     write_json(plan.out / "bench.json", summary)
     files.append(plan.out / "bench.json")
     log("wrote " + ", ".join(str(p) for p in files))
     return files
+
+
+def floor_footer(floors: list[tuple[Floor, dict | None]], out: Path) -> str:
+    """Table 3's footer line for the recorded floors: per dataset and protocol, its FVD ± se and FVD∞ interval."""
+    from latte_bench.data.registry import get_dataset
+    from latte_bench.metrics.uncertainty import floor_text
+
+    parts = []
+    for floor, raw in floors:
+        if raw is None:
+            continue
+        p = floor.evaluation.protocol
+        tag = f" [{raw['floor']['tag']}]" if raw["floor"].get("tag") else ""
+        parts.append(f"{get_dataset(floor.dataset).title}, {p.num_clips} clips of {p.num_frames} frames: "
+                     f"FVD {floor_text(raw['floor'], 2)}{tag} (`{floor.record_path.relative_to(out)}`)")
+    if not parts:
+        return ""
+    return ("Real-vs-real floor (the FVD of two disjoint sets of real clips under the same protocol: the best "
+            "a model can score at this clip count; docs/uncertainty.md): " + "; ".join(parts) + ".")
 
 
 def fvd_series(plan: Plan) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
@@ -893,6 +1023,9 @@ def register(subparsers) -> None:
     add_eval_options(collections.defaultdict(lambda: s), defaults=False, exclude=CLI_EXCLUDED)
     s.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="any other evaluation setting by name, e.g. --set kid_subsets=50 (values are TOML literals)")
+    add_options(p, [option_named("floor")], defaults=False, overrides={"floor": {
+        "help": "also record the real-vs-real floor once per dataset and protocol (as `eval --floor`; OUT/floors/, "
+                "reused on a rerun; shown under table3.md and in bench.json). In a plan: floor = true"}})
     p.add_argument("--dry-run", action="store_true", help="check the plan and list its evaluations; run nothing")
     add_options(p, [PROGRESS])
     p.set_defaults(func=run_bench)
@@ -940,6 +1073,9 @@ def run_bench(args: argparse.Namespace) -> int:
                     state = "recorded" if find_record(ev) is not None else "to run"
                     print(f"{i}. {ev.label} on {ev.dataset}: {ev.checkpoint} (sha256 {ev.sha256[:12]}, "
                           f"step {ev.step}) -> {ev.record_path} [{state}]")
+                for floor in plan.floors:
+                    state = "recorded" if find_floor(floor) is not None else "to run"
+                    print(f"floor of {floor.dataset} ({floor.evaluation.protocol.num_clips} clips): {floor.record_path} [{state}]")
             return 0
         run_plan(plan, progress=args.progress)
     finally:

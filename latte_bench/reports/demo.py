@@ -1,4 +1,6 @@
-"""``latte-bench demo``: the whole pipeline offline on a CPU, in minutes, with the real detectors.
+"""``latte-bench demo``: the whole pipeline on a CPU, in minutes, with the real detectors.
+
+Nothing to download but the I3D weights (51 MB, fetched once into the cache: docs/weights.md); offline after that.
 
 1. data: the procedural moving-shapes set (:mod:`latte_bench.data.demo`) at the ``demo`` preset's
    size; a held-out real set (seed ``preset seed + 1000``) for the real-vs-real floor;
@@ -14,7 +16,8 @@
    scored: the I3D costs a second per clip) of the earlier checkpoints, to show the model learning;
 4. outputs in ``OUT`` (default ``./latte-demo``; a folder the demo did not make is refused unless
    empty): ``results/`` (the evaluation records), ``table3.md/.csv``, ``training_curves.png``,
-   ``samples.png``, the similarity figures of both variants (paper Fig. 6), ``README.md``;
+   ``fvd_uncertainty.png`` (FVD ± se and FVD∞ [95%] of each model and the floor, drawn from the records:
+   :func:`refresh_report` redraws it and the README's Results and Table 3 from them alone), ``samples.png``, the similarity figures of both variants (paper Fig. 6), ``README.md``;
    ``run/`` (checkpoints, kept) and ``samples/`` (PNG frames) are listed in ``OUT/.gitignore``.
 
 Numbers from 64 clips of 16x16 frames are **not comparable** with published FVDs (2,048 clips of
@@ -32,9 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latte_bench.options import resolve_threads
+from latte_bench.data.registry import get_dataset
 
 DEFAULT_OUT = "latte-demo"
 MARKER = ".latte-bench-demo"  # written into every folder the demo makes; its presence allows re-use
+FVD_FIGURE = "fvd_uncertainty"  # OUT/<this>.png/.pdf: FVD ± se and FVD∞ of the final models and the floor
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,8 @@ class DemoSettings:
     compare_model_options: dict | None = None  # None: the Variant 1 sizes
     curve_points: int = 4  # checkpoints of Variant 1 whose samples are shown (the last one is scored)
     clips: int = 64  # clips per set for FVD / KVD (and the floor)
-    sampler: str = "ddim"
-    sample_steps: int = 25
+    sampler: str = get_dataset("demo").sampler  # eval --ckpt / sample's defaults on the demo (DDIM)
+    sample_steps: int = get_dataset("demo").sample_steps  # (25)
     analysis_videos: int = 8
     train_videos: int | None = None  # None: the preset's demo_videos
     batch_size: int | None = None  # None: the preset's
@@ -65,9 +70,48 @@ QUICK = DemoSettings(steps=1500, compare_steps=1000, curve_points=1, clips=2, sa
 QUICK_NOTE = ("--quick checks that every stage runs: its tiny model, short training and 2-clip FVDs make numbers that "
               "mean nothing (run `latte-bench demo` for the real demo)")
 
-# Seconds per unit on one thread of the shared 2-core machine at low load (reports/demo/, "Time per
-# stage"); scaled by the measured speed as long stages finish, for the overall ETA.
-UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 5.0}
+# Seconds per unit on one thread of the 2-core machine at low load (reports/demo/README.md, "Time per
+# stage"; the analysis from the full and a --quick run): the stage estimates of the ETA, on idle cores.
+UNIT_S = {"train_step": 0.066, "sample_step_video": 0.008, "i3d_clip": 1.09, "analysis": 2.0, "analysis_video": 1.5}
+SMALL_MODEL = 0.2  # time per step of --quick's small model relative to the demo preset's
+CALIBRATE_S = 10.0  # estimated seconds of finished stages before their measured speed replaces the load's guess
+MIN_SLOWDOWN = 1.5  # the high end of the first ETA is at least this many times the idle estimate
+LOAD_MARGIN = 1.25  # the load grows while the demo runs (other work starting): the high end allows for 25 % more
+
+
+def stage_plan(s: "DemoSettings", train_steps: int) -> list[tuple[str, float]]:
+    """The demo's stages in order, each with its estimated seconds on idle cores (``UNIT_S``).
+
+    Stages that wait for the second process (the floor, the comparison model) count 1 s: it runs
+    during Variant 1's training, which takes longer.
+    """
+    scale = 1.0 if s.model_options is None else SMALL_MODEL
+    sampled = s.clips + (s.curve_points - 1) * min(8, s.clips)
+    plan = [("held-out real set", 1.0), ("training Variant 1", train_steps * UNIT_S["train_step"] * scale),
+            ("real-vs-real floor", 1.0),
+            ("scoring", s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
+    if s.compare_variant:
+        plan += [(f"Variant {s.compare_variant}", 1.0)]
+    return plan + [("figures, analysis, tables", UNIT_S["analysis"] + UNIT_S["analysis_video"] * s.analysis_videos)]
+
+
+def load_average() -> float:
+    """The 1-minute load average (runnable threads, all users); NaN where the OS does not say (Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def load_slowdown(busy_threads: int, load: float, cores: int | None = None) -> float:
+    """How many times slower than on idle cores the demo may run at ``load`` (>= ``MIN_SLOWDOWN``).
+
+    ``busy_threads``: the demo's own compute threads (both processes); ``load``: the load average
+    before the demo starts (NaN: unknown, ``MIN_SLOWDOWN``); ``cores``: ``os.cpu_count()`` when None.
+    With ``load`` runnable threads of other work, each of the demo's gets about
+    ``cores / (load + busy_threads)`` of a core instead of a whole one.
+    """
+    if load != load:  # NaN
+        return MIN_SLOWDOWN
+    cores = cores or os.cpu_count() or 1
+    return max(MIN_SLOWDOWN, LOAD_MARGIN * (load + busy_threads) / cores)
 
 
 def _say(msg: str) -> None:
@@ -75,41 +119,50 @@ def _say(msg: str) -> None:
 
 
 class _Stages:
-    """``stage i/n: what — elapsed, ETA`` lines; the ETA scales the estimates by the speed measured so far."""
+    """``stage i/n: what (elapsed, ETA)`` lines.
 
-    def __init__(self, plan: list[tuple[str, float]]):
-        self.plan, self.i, self.t0 = plan, 0, time.time()
+    ``plan``: :func:`stage_plan`. Until stages estimated at ``CALIBRATE_S`` seconds or more have
+    finished, the machine's speed is unknown and the ETA is a range: from the idle estimate to
+    ``slowdown`` (:func:`load_slowdown`) times it. Afterwards it is one number: the remaining
+    estimates times the measured speed (wall seconds / estimated seconds of the finished stages).
+    ``clock`` and ``say``: the time source and where the lines go (a test replays recorded timings).
+    """
+
+    def __init__(self, plan: list[tuple[str, float]], slowdown: float, clock=time.time, say=_say):
+        self.plan, self.slowdown, self.clock, self.say = plan, slowdown, clock, say
+        self.i, self.t0 = 0, clock()
         self.done_est = self.done_real = 0.0
         self.t_stage = None
 
-    def next(self, what: str) -> None:
-        now = time.time()
+    def next(self, what: str) -> str:
+        """Start the next stage; returns the line it printed."""
+        now = self.clock()
         if self.t_stage is not None:
             self.done_real += now - self.t_stage
             self.done_est += self.plan[self.i - 1][1]
         self.t_stage = now
         self.i += 1
-        speed = self.done_real / self.done_est if self.done_est >= 30 else 1.0  # calibrate on long stages only
-        left = sum(est for _, est in self.plan[self.i - 1:]) * speed
-        _say(f"stage {self.i}/{len(self.plan)}: {what} (elapsed {(now - self.t0) / 60:.1f} min, "
-             f"about {left / 60:.1f} min left)")
+        left = sum(est for _, est in self.plan[self.i - 1:])
+        if self.done_est >= CALIBRATE_S:
+            eta = f"about {left * self.done_real / self.done_est / 60:.1f} min left"
+        else:
+            eta = f"{left / 60:.1f}-{left * self.slowdown / 60:.1f} min left depending on the load, refined after training"
+        line = f"stage {self.i}/{len(self.plan)}: {what} (elapsed {(now - self.t0) / 60:.1f} min, {eta})"
+        self.say(line)
+        return line
 
     def finish(self) -> float:
-        return time.time() - self.t0
+        return self.clock() - self.t0
 
 
 def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) -> DemoSettings:
-    from latte_bench.errors import UserError
+    from latte_bench.errors import check_int
 
     s = QUICK if quick else FULL
     if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps {steps}: must be >= 1")
-        s = dataclasses.replace(s, steps=steps, compare_steps=min(s.compare_steps, steps))
-    if clips is not None:
-        if clips < 2:
-            raise UserError(f"--clips {clips}: need at least 2 clips per set for a covariance")
-        s = dataclasses.replace(s, clips=clips)
+        s = dataclasses.replace(s, steps=check_int("steps", steps, 1, flag="--steps"), compare_steps=min(s.compare_steps, steps))
+    if clips is not None:  # two clips per set at least, for a covariance
+        s = dataclasses.replace(s, clips=check_int("clips", clips, 2, flag="--clips"))
     if not compare:
         s = dataclasses.replace(s, compare_variant=0)
     return s
@@ -122,7 +175,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     files it did not make.
     """
     from latte_bench.errors import UserError
-    from latte_bench.fsutil import write_bytes, write_json
+    from latte_bench.fsutil import check_writable, write_bytes, write_json
 
     out = Path(out if out is not None else DEFAULT_OUT)
     if out.exists():
@@ -131,6 +184,7 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise UserError(f"--out {out}: the folder is not empty and was not made by `latte-bench demo`; "
                             "pass a new folder (it will be created)")
+    check_writable(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).is_file():
         write_json(out / MARKER, {"made_by": "latte-bench demo"})
@@ -199,8 +253,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     from latte_bench.data.demo import make_demo_videos
     from latte_bench.fsutil import write_bytes, write_json
     from latte_bench.metrics import CheckpointSource
-    from latte_bench.reports import analysis, leaderboard
-    from latte_bench.reports.store import load_records, read_training_log
+    from latte_bench.reports import analysis
+    from latte_bench.reports.store import read_training_log
     from latte_bench.training.presets import preset
 
     base = preset("demo")
@@ -213,16 +267,8 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
                                                 s.compare_steps)
     for v, cfg in runs.items():
         _refuse_other_settings(out, v, cfg)
-    scale = 1.0 if s.model_options is None else 0.2
-    plan = [("held-out real set", 1.0)]
-    plan += [("training Variant 1", runs[1].steps * UNIT_S["train_step"] * scale)]
-    plan += [("real-vs-real floor", 1.0)]  # scored by the second process during training
-    sampled = s.clips + (s.curve_points - 1) * min(8, s.clips)
-    plan += [("scoring", s.clips * UNIT_S["i3d_clip"] + sampled * s.sample_steps * UNIT_S["sample_step_video"] * scale)]
-    if s.compare_variant:
-        plan += [(f"Variant {s.compare_variant}", 1.0)]  # trained and scored by the second process during training
-    plan += [("figures, analysis, tables", UNIT_S["analysis"] + 10)]
-    stages = _Stages(plan)
+    load_start = load_average()
+    stages = _Stages(stage_plan(s, runs[1].steps), load_slowdown(2 * threads, load_start))
     files: list[Path] = []
     timings: dict[str, float] = {}
 
@@ -322,20 +368,18 @@ def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool)
     losses = {f"Variant {v}": read_training_log(out / "run" / f"v{v}")["loss"] for v in runs}
     scores = {"real vs real (floor)": floor.fvd, **{f"Variant {v}, step {int(ck.stem)}": r.fvd for v, (ck, r) in finals.items()}}
     files += results_figure(losses, scores, out / "training_curves", clips=s.clips, loss_label=_loss_name(runs[1]))
+    rows = fvd_rows(results_dir, seed)
+    files += fvd_figure(rows, out)
     sims = {1: analysis.run_analysis("similarity", str(main_ckpt), out=out, num_videos=s.analysis_videos, seed=seed), **sims}
     for ana in sims.values():
         files += ana["files"]
     timed("figures+analysis", t0)
 
     # tables + README
-    records = load_records(results_dir)
-    footer = (f"The `Demo` column is this demo: {s.clips} clips of {frames} frames at {size}x{size} pixels, "
-              "NOT comparable with the paper's 2,048-clip 256x256 numbers.")
-    df = leaderboard.build_table("table3", records)
-    md_path, csv_path, table3 = leaderboard.write_table(df, "table3", out, footer=footer)
+    md_path, csv_path, table3 = write_table3(out)
     files += [md_path, csv_path]
     wall = stages.finish()
-    readme = _readme(s, runs, seed, threads, quick, finals, floor, unc_floor, sims, table3, timings, wall)
+    readme = _readme(s, runs, seed, threads, quick, finals, rows, sims, table3, timings, wall, load_start)
     write_bytes(out / "README.md", readme.encode("utf-8"))
     files.append(out / "README.md")
 
@@ -539,11 +583,12 @@ def _background():
     """A one-worker process pool (spawned: a fresh interpreter, no state shared with the training process).
 
     Its tasks run one after the other. If the demo fails or is interrupted, the worker is terminated at
-    once, so the error is not held back until the second process's work is done.
+    once, so the error is not held back until the second process's work is done; if the demo is killed
+    (``kill -9``, which runs no clean-up), the worker ends with it (:func:`die_with_parent`).
     """
     import multiprocessing
 
-    pool = multiprocessing.get_context("spawn").Pool(1)
+    pool = multiprocessing.get_context("spawn").Pool(1, initializer=die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     except BaseException:
@@ -553,6 +598,35 @@ def _background():
         pool.close()
     finally:
         pool.join()
+
+
+def die_with_parent(parent: int, parent_death_signal: bool = True, poll: bool = True) -> None:
+    """In a worker process: end it when process ``parent`` ends, however it ends, so that no worker of a
+    killed demo goes on writing into the output folder while a rerun starts.
+
+    Linux (``parent_death_signal``): the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere, should the call be refused (``poll``): a daemon thread that checks ``getppid()`` every 0.2 s.
+    """
+    import signal
+    import threading
+
+    if parent_death_signal and platform.system() == "Linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if poll:
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _uncertainty(result) -> dict:
@@ -574,40 +648,51 @@ def _pm(u: dict) -> str:
     return "" if u["se"] is None else f"{_se(u)} (FVD∞ {_inf(u)})"
 
 
-def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, floor, unc_floor: dict,
-            sims: dict, table3: str, timings: dict, wall: float) -> str:
-    import torch
+def fvd_rows(results_dir: str | Path, seed: int = 0) -> list[dict]:
+    """The demo's FVDs as its records ``results_dir/demo_v<V>_seed<seed>.json`` hold them: the real-vs-real floor
+    first, then each variant in order.
 
-    cfg = runs[1]
-    main = finals[1][1]
-    fvd_prov = main.record["results"]["fvd"]["provenance"]
-    ckpt = finals[1][0]
-    cmd = "latte-bench demo" + (" --quick" if quick else "")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [
-        "# latte-bench demo" + (" (quick settings)" if quick else ""),
-        "",
-        *([f"> **{QUICK_NOTE}.**", ""] if quick else []),
-        f"Produced by `{cmd}` (seed {seed}, {threads} thread(s)) on {platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"torch {torch.__version__}; wall time **{wall / 60:.1f} min**, process CPU time "
-        f"{sum(c for _, c in timings.values()) / 60:.1f} min (1-min load average at the end: {load:.1f}).",
-        "",
-        "> **Not comparable with published numbers.** FVD/KVD here use "
-        f"{s.clips} clips of {cfg.num_frames} frames at {cfg.image_size}x{cfg.image_size} pixels (upsampled to 224 for the I3D); "
-        "the paper uses 2,048 clips of 256x256 videos. FVD is biased upward at small clip counts, so the demo "
-        "reports it beside the **real-vs-real floor**: the FVD between two disjoint sets of real clips of the same size, "
-        "same protocol, same run.",
-        "",
-        "## Results",
-        "",
-        "| | FVD ± se | FVD∞ [95%] | KVD |",
-        "|---|---:|---|---:|",
-        f"| real vs real (floor: training-set clips vs held-out clips) | {floor.fvd:.1f}{_se(unc_floor)} | {_inf(unc_floor)} | {floor.kvd:.2f} |",
-    ]
-    for v, (ck, r) in finals.items():
-        u = _uncertainty(r)
-        lines.append(f"| {_method(runs[v])} | {r.fvd:.1f}{_se(u)} ({r.fvd / floor.fvd:.2f}x floor) | {_inf(u)} | {r.kvd:.2f} |")
-    lines += [
+    Each row: ``label`` (short), ``method`` (the record's), ``value`` (FVD), ``se``, ``fvd_inf``, ``fvd_inf_ci``
+    ([low, high]; None each below 4 clips), ``kvd``, ``floor`` (True for the floor) and ``clips``.
+    """
+    import json
+
+    from latte_bench.errors import UserError
+
+    paths = sorted(Path(results_dir).glob(f"demo_v*_seed{seed}.json"), key=lambda p: int(p.stem.split("_")[1][1:]))
+    if not paths:
+        raise UserError(f"{results_dir}: no demo records (demo_v<V>_seed{seed}.json); run `latte-bench demo` first")
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    floor = records[0]["fvd_real_floor"]
+    rows = [{"label": "real vs real (floor)", "method": "real vs real (floor: training-set clips vs held-out clips)",
+             "value": floor["value"], **{k: floor["uncertainty"][k] for k in ("se", "fvd_inf", "fvd_inf_ci")},
+             "kvd": floor["kvd"], "floor": True, "clips": floor["real_count"]}]
+    for r in records:
+        fvd = r["results"]["fvd"]
+        rows.append({"label": f"Variant {r['model']['variant']}, step {int(Path(r['model']['checkpoint']).stem)}",
+                     "method": r["method"], "value": r["metrics"]["fvd"],
+                     **{k: fvd.get(k) for k in ("se", "fvd_inf", "fvd_inf_ci")}, "kvd": r["metrics"].get("kvd"),
+                     "floor": False, "clips": fvd["fake_count"]})
+    return rows
+
+
+def fvd_figure(rows: list[dict], out: Path) -> list[Path]:
+    """``OUT/fvd_uncertainty.png/.pdf``: each model's FVD ± se beside the floor's, with FVD∞ and its 95% interval."""
+    from latte_bench.reports.figures import fvd_uncertainty_figure
+
+    return fvd_uncertainty_figure(rows, out / FVD_FIGURE, clips=rows[0]["clips"],
+                                  title="Final models against the real-vs-real floor: FVD ± se, and FVD∞ [95%]")
+
+
+def results_section(rows: list[dict]) -> list[str]:
+    """The README's ``## Results``: a table of FVD ± se, FVD∞ [95%] and KVD per row of :func:`fvd_rows`, its note
+    and the FVD figure."""
+    floor = rows[0]["value"]
+    lines = ["## Results", "", "| | FVD ± se | FVD∞ [95%] | KVD |", "|---|---:|---|---:|"]
+    for r in rows:
+        ratio = "" if r["floor"] else f" ({r['value'] / floor:.2f}x floor)"
+        lines.append(f"| {r['method']} | {r['value']:.1f}{_se(r)}{ratio} | {_inf(r)} | {r['kvd']:.2f} |")
+    return lines + [
         "",
         "`se`: the standard error of the FVD over draws of clips; FVD∞: the bias-corrected estimate of the population "
         "distance with its 95% interval (a grouped jackknife over clips; docs/uncertainty.md). At this clip count, below "
@@ -615,6 +700,79 @@ def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, f
         "same N. Records with provenance: `results/` (the evaluation records of `latte_bench.metrics.evaluate`, with "
         "`se`, `fvd_inf` and `fvd_inf_ci`, plus `fvd_real_floor`).",
         "",
+        f"FVD of each model and of the floor, bars ± se, with FVD∞ and its 95% interval (◆ on a line; an interval cut "
+        f"at 0 starts at the 0 line): ![FVD ± se and FVD∞]({FVD_FIGURE}.png)",
+        "",
+    ]
+
+
+def write_table3(out: Path) -> tuple[Path, Path, str]:
+    """``OUT/table3.md/.csv`` from the records in ``OUT/results`` (the leaderboard's Table 3 with the demo's column
+    explained); returns (md, csv, markdown)."""
+    from latte_bench.reports import leaderboard
+    from latte_bench.reports.store import load_records
+
+    records = load_records(out / "results")
+    first = next(r.raw for r in records if r.raw.get("dataset") == get_dataset("demo").name)  # the demo's own records
+    size = first["model"]["train_config"]["image_size"]
+    footer = (f"The `Demo` column is this demo: {first['protocol']['num_clips']} clips of {first['protocol']['num_frames']} "
+              f"frames at {size}x{size} pixels, NOT comparable with the paper's 2,048-clip 256x256 numbers.")
+    return leaderboard.write_table(leaderboard.build_table("table3", records), "table3", out, footer=footer)
+
+
+def refresh_report(out: str | Path, seed: int = 0) -> list[Path]:
+    """Re-render what a demo report takes from its stored records alone, training and scoring nothing: the FVD
+    figure, ``table3.md/.csv`` and the README's Results and Table 3 sections (the rest of the README is kept).
+    Returns the files written."""
+    from latte_bench.fsutil import write_bytes
+
+    out = Path(out)
+    rows = fvd_rows(out / "results", seed)
+    files = fvd_figure(rows, out)
+    md_path, csv_path, table3 = write_table3(out)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    readme = _splice(readme, "## Results\n", "## Samples\n", "\n".join(results_section(rows)) + "\n")
+    readme = _splice(readme, table3.split("\n", 1)[0] + "\n", "## Reproduce and continue\n", table3 + "\n")
+    write_bytes(out / "README.md", readme.encode("utf-8"))
+    return files + [md_path, csv_path, out / "README.md"]
+
+
+def _splice(text: str, start: str, end: str, new: str) -> str:
+    """``text`` with the part from the line ``start`` up to (not including) the line ``end`` replaced by ``new``."""
+    from latte_bench.errors import UserError
+
+    i = text.find(start)
+    j = text.find(end, i + 1)
+    if i < 0 or j < 0 or (i > 0 and text[i - 1] != "\n"):
+        raise UserError(f"the demo README has no {start.strip()!r} ... {end.strip()!r} section; run `latte-bench demo` again")
+    return text[:i] + new + text[j:]
+
+
+def _readme(s: DemoSettings, runs: dict, seed: int, threads: int, quick: bool, finals: dict, rows: list[dict],
+            sims: dict, table3: str, timings: dict, wall: float, load_start: float) -> str:
+    import torch
+
+    cfg = runs[1]
+    main = finals[1][1]
+    fvd_prov = main.record["results"]["fvd"]["provenance"]
+    ckpt = finals[1][0]
+    cmd = "latte-bench demo" + (" --quick" if quick else "")
+    lines = [
+        "# latte-bench demo" + (" (quick settings)" if quick else ""),
+        "",
+        *([f"> **{QUICK_NOTE}.**", ""] if quick else []),
+        f"Produced by `{cmd}` (seed {seed}, {threads} thread(s)) on {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}; wall time **{wall / 60:.1f} min**, process CPU time "
+        f"{sum(c for _, c in timings.values()) / 60:.1f} min (1-min load average at the start {load_start:.1f}, at the end "
+        f"{load_average():.1f}).",
+        "",
+        "> **Not comparable with published numbers.** FVD/KVD here use "
+        f"{s.clips} clips of {cfg.num_frames} frames at {cfg.image_size}x{cfg.image_size} pixels (upsampled to 224 for the I3D); "
+        "the paper uses 2,048 clips of 256x256 videos. FVD is biased upward at small clip counts, so the demo "
+        "reports it beside the **real-vs-real floor**: the FVD between two disjoint sets of real clips of the same size, "
+        "same protocol, same run.",
+        "",
+        *results_section(rows),
         "## Samples",
         "",
         "Held-out real clips, then EMA samples of Variant 1 at each checkpoint and of the Variant "

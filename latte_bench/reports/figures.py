@@ -239,3 +239,57 @@ def samples_figure(sets: dict, stem: str | Path, title: str = "Samples", max_vid
             ax.set_xlabel("frames →")
         fig.suptitle(title)
         return save_figure(fig, stem)
+
+
+def draw_fvd_uncertainty(ax, rows: list[dict]) -> dict:
+    """On ``ax``, one row per entry, top to bottom: the FVD as a bar with a ± se error bar, and below it the FVD∞
+    estimate as a diamond on a thin line spanning its interval.
+
+    ``rows``: dicts with ``label``, ``value`` (FVD, >= 0), ``se``, ``fvd_inf`` and ``fvd_inf_ci`` ([low, high], both
+    >= 0: the interval is cut at 0), the last three None where there were too few clips for an se (then the bar
+    alone); ``floor: True`` draws the row grey. A low end cut at 0 is drawn at 0 and marked with a bar there; an
+    FVD∞ below 0 (a truth near 0) keeps its place left of the 0 line, so the axis extends below 0.
+    Returns the artists: ``{"bars", "errors": {row: ErrorbarContainer}, "inf": {row: diamond}, "ci": {row: line}}``.
+    """
+    n = len(rows)
+    y = np.arange(n)[::-1].astype(float)  # the first row on top
+    colors = ["0.6" if r.get("floor") else f"C{i}" for i, r in enumerate(rows)]
+    bars = ax.barh(y + 0.15, [r["value"] for r in rows], height=0.45, color=colors)
+    errors, infs, cis = {}, {}, {}
+    right = max(r["value"] + (r["se"] or 0.0) for r in rows)
+    left = 0.0
+    for i, (r, yi) in enumerate(zip(rows, y)):
+        text = f"{r['value']:.1f}"
+        if r.get("se") is not None:
+            errors[i] = ax.errorbar(r["value"], yi + 0.15, xerr=r["se"], fmt="none", ecolor="k", capsize=3, lw=1)
+            text += f" ± {r['se']:.1f}"
+        ax.text(r["value"] + (r.get("se") or 0.0), yi + 0.15, "  " + text, va="center", fontsize=8)
+        if r.get("fvd_inf") is None:
+            continue
+        low, high = r["fvd_inf_ci"]
+        cis[i], = ax.plot([low, high], [yi - 0.3, yi - 0.3], color=colors[i], lw=1.2, solid_capstyle="butt")
+        if low == 0.0:
+            ax.plot([0.0], [yi - 0.3], marker="|", ms=9, mew=2, color=colors[i], zorder=3)  # the low end, cut at 0
+        infs[i], = ax.plot([r["fvd_inf"]], [yi - 0.3], marker="D", ms=6, color=colors[i], mec="k", mew=0.6, ls="none")
+        ax.text(max(high, r["fvd_inf"]), yi - 0.3, f"  FVD∞ {r['fvd_inf']:.1f} [{low:.1f}, {high:.1f}]", va="center", fontsize=8)
+        right, left = max(right, high, r["fvd_inf"]), min(left, r["fvd_inf"])
+    span = right - left or 1.0
+    ax.set_xlim(left - 0.03 * span, right + 0.4 * span)  # room for the labels; a line that starts at 0 stays visible
+    ax.axvline(0.0, color="0.35", lw=0.7, zorder=0)
+    ax.set_yticks(y, [r["label"] for r in rows])
+    ax.set_ylim(-0.7, n - 0.4)
+    ax.grid(alpha=0.3, axis="x")
+    return {"bars": bars, "errors": errors, "inf": infs, "ci": cis}
+
+
+def fvd_uncertainty_figure(rows: list[dict], stem: str | Path, clips: int | None = None,
+                           title: str = "FVD ± se, and FVD∞ with its 95% interval") -> list[Path]:
+    """The FVDs of ``rows`` (see :func:`draw_fvd_uncertainty`) in one panel; ``clips``: the clip count, on the axis."""
+    plt = pyplot()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8.5, 0.8 * len(rows) + 1.4))
+        draw_fvd_uncertainty(ax, rows)
+        ax.set_xlabel(f"FVD{f' on {clips} clips' if clips else ''} (lower is better); ◆ FVD∞ and its 95% interval")
+        ax.set_title(title)
+        fig.tight_layout()
+        return save_figure(fig, stem)

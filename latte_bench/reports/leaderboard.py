@@ -1,4 +1,4 @@
-"""Leaderboards: the paper's Table 3 (FVD) and Table 5 (FID / IS), published beside measured.
+"""Leaderboards: the paper's Table 3 (FVD), Table 4 (VBench) and Table 5 (FID / IS), published beside measured.
 
 A leaderboard is a tidy :class:`pandas.DataFrame` with one line per (method, column): ``method``,
 ``source`` (``reported`` = the paper's number from :mod:`latte_bench.reports.published`,
@@ -11,6 +11,9 @@ row), ``nonstandard`` (``;``-joined tags: where a measured row departs from its 
 revision's value) and ``records``. :func:`to_markdown` pivots it to the paper's layout; :func:`write_table` writes the
 Markdown and CSV atomically.
 
+Table 4 has one column per VBench dimension (percent). Its measured rows hold temporal flickering
+(``--metrics flicker``, times 100) and show every other dimension as :data:`NOT_MEASURED`.
+
 :func:`record_uncertainty` gives a single record's FVD/FID se and N → ∞ estimate (docs/uncertainty.md).
 """
 
@@ -22,14 +25,16 @@ from typing import Iterable
 
 import pandas as pd
 
+from latte_bench.data.registry import canonical_dataset
 from latte_bench.errors import UserError
 from latte_bench.fsutil import write_bytes
 from latte_bench.reports import published
-from latte_bench.reports.store import Record, Row, canonical_dataset, group_rows, metric_family, record_features
+from latte_bench.reports.store import GENERATED_ONLY, Record, Row, group_rows, metric_family, record_features
 
 TABLES = {
     # name: (title, metric families)
     "table3": ("Table 3: FVD (fvd2048_16f, lower is better)", ("fvd",)),
+    "table4": ("Table 4: text-to-video on VBench, percent (higher is better)", ("flicker",)),
     "table5": ("Table 5: IS on UCF101 (higher is better), FID on FaceForensics (lower is better)", ("fid", "is")),
     "joint": ("Image-video joint training, zero-shot on UCF101: FVD and FID (lower is better)", ("fvd", "fid")),
 }
@@ -38,6 +43,9 @@ PAPER_CELLS = {
     "table5": {("FaceForensics", "fid"), ("UCF101", "is")},
     "joint": {("UCF101", "fvd"), ("UCF101", "fid")},
 }
+
+NOT_MEASURED = "not measured here"
+FLICKER_COLUMN = "temporal flickering"  # the VBench dimension that `--metrics flicker` measures
 
 COLUMNS = [
     "method",
@@ -59,9 +67,12 @@ COLUMNS = [
 
 
 def _column(table: str, dataset: str, metric: str) -> str:
-    """The column a number goes to: the dataset (Table 3) or dataset and metric (``UCF101 IS``)."""
+    """The column a number goes to: the dataset (Table 3), the VBench dimension (Table 4) or dataset and
+    metric (``UCF101 IS``)."""
     if table == "table3":
         return dataset
+    if table == "table4":
+        return FLICKER_COLUMN if metric_family(metric) == "flicker" else metric
     return f"{dataset} {metric_family(metric).upper()}"
 
 
@@ -102,18 +113,23 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
         note = r.note
         if len(names[(r.method, r.dataset, metric_family(r.metric))]) > 1:
             note = ", ".join(x for x in (r.metric, note) if x)
+        scale = 1.0
+        if table == "table4":  # VBench's scores in [0, 1], shown in percent like the paper; the videos' dataset named
+            scale = 100.0
+            if r.dataset != GENERATED_ONLY:
+                note = ", ".join(x for x in (canonical_dataset(r.dataset), note) if x)
         lines.append(
             dict(
                 method=r.method,
                 source="measured",
                 column=_column(table, canonical_dataset(r.dataset), r.metric),
                 metric=r.metric,
-                mean=r.mean,
-                std=r.std,
+                mean=r.mean * scale,
+                std=r.std * scale,
                 n=len(r.values),
                 seeds=" ".join("-" if s is None else str(s) for s in r.seeds),
-                ci_low=r.ci[0] if r.ci else math.nan,
-                ci_high=r.ci[1] if r.ci else math.nan,
+                ci_low=r.ci[0] * scale if r.ci else math.nan,
+                ci_high=r.ci[1] * scale if r.ci else math.nan,
                 note=note,
                 nonstandard="; ".join(r.nonstandard),
                 footnote="",
@@ -126,14 +142,15 @@ def _measured_lines(table: str, rows: Iterable[Row]) -> list[dict]:
 
 def build_table(table: str, records: Iterable[Record], strict: bool = False, with_reported: bool = True,
                 uncertainty: bool = False, against: str | None = None) -> pd.DataFrame:
-    """The tidy leaderboard ``table`` ("table3", "table5" or "joint") from ``records`` (+ the paper's rows).
+    """The tidy leaderboard ``table`` ("table3", "table4", "table5" or "joint") from ``records`` (+ the paper's rows).
 
     ``records``: :class:`latte_bench.reports.store.Record` objects (``load_records`` / ``record_from_dict``).
     A measured row that departs from its column's protocol is labelled with its tags
     (``Latte [3 clips]``); ``strict=True`` refuses it instead (:class:`UserError`).
     Table 5 keeps FID only for FaceForensics and IS only for UCF101 among the paper's datasets,
     as the paper does, and "joint" FVD and FID on UCF101 only; measured numbers on any other
-    dataset (e.g. the demo set) get their own column.
+    dataset (e.g. the demo set) get their own column. Table 4 takes the ``flicker`` records into its
+    temporal-flickering column, in percent, whatever their dataset (named in the row's label).
     ``uncertainty=True`` adds ``se``, ``inf``, ``inf_low``, ``inf_high`` to FVD/FID rows of a single record
     (:func:`record_uncertainty`): cells show ``value ± se`` and a ``<column> FVD∞`` column the N → ∞ estimate.
     ``against=METHOD`` adds ``p_against``: the p-value of the difference between a single-record measured FVD/FID
@@ -260,9 +277,14 @@ def _row_label(line: pd.Series) -> str:
     return f"{line['method']} [{line['note']}]" if line["note"] else line["method"]
 
 
-def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """Paper layout: one line per (method, source), one column per dataset (or dataset+metric)."""
+def to_wide(df: pd.DataFrame, digits: int = 2, table: str | None = None) -> pd.DataFrame:
+    """Paper layout: one line per (method, source), one column per dataset (or dataset+metric).
+
+    ``table="table4"``: the 16 VBench dimensions as columns, and a measured row's cells that have no
+    number read :data:`NOT_MEASURED` (elsewhere an empty cell is ``–``)."""
     paper_cols = [c for c in _paper_columns(df) if c in set(df["column"])]
+    if table == "table4":
+        paper_cols = list(published.VBENCH_DIMENSIONS)
     other_cols = sorted(set(df["column"]) - set(paper_cols))
     cols = paper_cols + other_cols
     if "inf" in df.columns:  # an N -> inf column after each column that has one
@@ -285,7 +307,8 @@ def to_wide(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
     out = []
     for key in sorted(keyed, key=sort_key):
-        out.append({"Method": key[0], "Source": key[1], **{c: keyed[key].get(c, "–") for c in cols}})
+        empty = NOT_MEASURED if table == "table4" and key[1] == "measured" else "–"
+        out.append({"Method": key[0], "Source": key[1], **{c: keyed[key].get(c, empty) for c in cols}})
     return pd.DataFrame(out, columns=["Method", "Source", *cols])
 
 
@@ -311,8 +334,28 @@ def markdown_table(wide: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _table4_notes() -> list[str]:
+    return [
+        "`reported` = VBench score in percent printed in " + published.PAPER + " (Table 4); "
+        + published.TABLE4_HEADERS_NOTE + ".",
+        "`measured` = VBench's temporal flickering (`latte-bench eval --metrics flicker`) × 100, mean ± std over "
+        "seeds (n records), of the videos each record scored (its dataset in brackets): every video, without "
+        "VBench's static filter and prompt suite, so it is not comparable with the reported column "
+        "(docs/t2v.md).",
+        f"`{NOT_MEASURED}`: VBench's other dimensions score with networks (DINO, CLIP, RAFT, AMT, MUSIQ, the LAION "
+        "aesthetic head, GRiT, UMT, Tag2Text, ViCLIP) whose weights VBench downloads at run time.",
+    ]
+
+
 def to_markdown(df: pd.DataFrame, table: str, title: str | None = None, footer: str = "") -> str:
     title = title or TABLES[table][0]
+    if table == "table4":  # two blocks of eight dimensions, as the paper prints them
+        wide = to_wide(df, table=table)
+        half = 2 + len(published.VBENCH_DIMENSIONS) // 2
+        blocks = [wide.iloc[:, :half], wide.iloc[:, [0, 1, *range(half, wide.shape[1])]]]
+        notes = _table4_notes() + ([footer] if footer else [])
+        return (f"### {title}\n\n" + "\n\n".join(markdown_table(b) for b in blocks) + "\n\n"
+                + "\n".join(f"- {n}" for n in notes) + "\n")
     notes = [
         "`reported` = number printed in " + published.PAPER + ". `measured` = mean ± std over seeds "
         "(n records) from this results store, with an interval stored in older records (`bootstrap`) where present.",

@@ -39,9 +39,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from latte_bench.data.registry import canonical_dataset, find_dataset
 from latte_bench.errors import UserError
 
 DEFAULT_RESULTS_DIR = Path("results")
+GENERATED_ONLY = "generated only"  # the dataset of a record that scored generated videos alone, with no dataset named
 
 # Settings that cannot change a metric value: where files were, how fast it ran, what seeded it,
 # and per-run bookkeeping of `latte-bench eval` records (matched on the first or last part of a
@@ -57,20 +59,6 @@ IGNORED_PROTOCOL_KEYS = frozenset(
         "real_stats_cache", "real_fingerprint", "fake_fingerprint", "timestamp_utc",
     }
 )
-
-# dataset spellings seen in configs, CLI flags and folder names -> the paper's names
-_DATASET_ALIASES = {
-    "ffs": "FaceForensics", "faceforensics": "FaceForensics", "face_forensics": "FaceForensics",
-    "sky": "SkyTimelapse", "skytimelapse": "SkyTimelapse", "sky_timelapse": "SkyTimelapse",
-    "ucf": "UCF101", "ucf101": "UCF101", "ucf-101": "UCF101",
-    "taichi": "Taichi-HD", "taichi-hd": "Taichi-HD", "taichi_hd": "Taichi-HD", "taichihd": "Taichi-HD",
-}
-
-
-def canonical_dataset(name: str) -> str:
-    """``ffs`` -> ``FaceForensics``, ``ucf101`` -> ``UCF101`` etc.; other names are kept."""
-    return _DATASET_ALIASES.get(str(name).strip().lower(), str(name))
-
 
 METRIC_FAMILIES = ("fvd", "fid", "is", "kvd", "kid")
 
@@ -258,7 +246,8 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
 
     ``method`` (the row name) falls back to ``"<model> step <N>"`` of the checkpoint the videos
     were sampled from (``fake.checkpoint``, or ``model``), then to the generated set's folder name;
-    ``dataset`` to ``protocol.dataset``, then to the real set's folder name. ``real``/``fake`` may
+    ``dataset`` to ``protocol.dataset``, then to the real set's folder name, then to :data:`GENERATED_ONLY`
+    for an evaluation of generated videos alone (``"real": null``). ``real``/``fake`` may
     be paths (older records) or ``{"path": ...}`` objects (``latte-bench/eval-record/2``).
     """
     path = Path(path)
@@ -270,6 +259,8 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
     dataset = _first(raw, "dataset", "data.dataset", "protocol.dataset")
     if dataset is None and _source_path(raw.get("real")):
         dataset = _folder_name(_source_path(raw["real"]))
+    if dataset is None and "real" in raw and raw["real"] is None and raw.get("fake"):
+        dataset = GENERATED_ONLY  # scored without real videos or a dataset, e.g. `eval --metrics flicker`
     if method is None or dataset is None:
         missing = " and ".join(n for n, v in (("'method'", method), ("'dataset'", dataset)) if v is None)
         raise UserError(f"{path}: record has no {missing}; add it (e.g. \"method\": \"Latte\", \"dataset\": \"UCF101\")")
@@ -404,12 +395,8 @@ _NAME_PROTOCOL = re.compile(r"^(?:fvd|kvd|fid|kid|isv?)(\d+)(?=_|$)(?:_(\d+)f)?"
 
 def _paper_real_stride(dataset: str) -> int | None:
     """The real-clip stride of a paper dataset's column (3; Taichi-HD 6), None for other columns."""
-    from latte_bench.data.clips import DATASET_STRIDES
-
-    for name, stride in DATASET_STRIDES.items():
-        if canonical_dataset(name) == dataset:
-            return stride
-    return None
+    spec = find_dataset(dataset)
+    return spec.stride if spec is not None and spec.in_paper and spec.title == dataset else None
 
 
 def _count(record: Record, metric: str, side: str) -> int | None:

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latte_bench.errors import UserError
-from latte_bench.fsutil import atomic_path, clean_temporaries
+from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.fsutil import clean_temporaries, write_errors, write_torch
 
 FORMAT = "latte-bench-train-v1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
@@ -87,6 +87,10 @@ def clean_checkpoint_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     return clean_temporaries(Path(run_dir) / "checkpoints")
 
 
+# what a failed write of a run's files says to do (one line, exit 2)
+RUN_WRITE_WAY_OUT = "free some space or choose another --out; --resume continues from the last checkpoint"
+
+
 def save_checkpoint(path: str | os.PathLike, *, model, ema, optimizer, step: int, config: dict, scaler=None) -> Path:
     """Atomically write a full training checkpoint (see the module docstring)."""
     state = {
@@ -100,8 +104,8 @@ def save_checkpoint(path: str | os.PathLike, *, model, ema, optimizer, step: int
         "rng": rng_state(),
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with write_errors(path, RUN_WRITE_WAY_OUT):
+        write_torch(path, state)
     return path
 
 
@@ -113,7 +117,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: checkpoint is empty (0 bytes: an interrupted copy?); delete it or copy it again")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:200]
         raise UserError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {first}); "

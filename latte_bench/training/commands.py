@@ -1,4 +1,4 @@
-"""``latte-bench train``, ``encode``, ``sample`` and ``export-official``: the training-side subcommands."""
+"""``latte-bench train``, ``encode``, ``sample``, ``encode-prompts`` and ``export-official``: the training-side subcommands."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from latte_bench.cli import HelpFormatter
+from latte_bench.cli import AtLeast, HelpFormatter
 from latte_bench.errors import UserError
 from latte_bench.metrics.protocol import SamplingSettings
-from latte_bench.options import DEVICE, PROGRESS, THREADS, add_options, options_of
+from latte_bench.options import DEVICE, PROGRESS, SAMPLE_PRECISIONS, THREADS, Option, add_options, options_of
 from latte_bench.training.presets import TrainConfig
+
+# the prompts of a text-to-video checkpoint (sample; encode-prompts takes the first two): one of them at a time
+PROMPT = Option(name="prompt", default=None, type=str, help="one prompt for every video (default: none)")
+PROMPTS = Option(name="prompts", default=None, type=str, metavar="FILE",
+                 help="a text file, one prompt per line (default: none)")
+PROMPT_EMBEDS = Option(name="prompt_embeds", default=None, type=str, metavar="FILE",
+                       help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
+
 
 def _preset_default(name: str) -> str:
     """The default of a TrainConfig field across presets, e.g. "0.0001 (demo: 0.002)"."""
@@ -63,17 +71,33 @@ def register(subparsers) -> None:
                               formatter_class=fmt,
                               description="Sample videos. Video i depends only on (--seed, i); a rerun of the same command "
                               "finishes an interrupted set, and a folder made with other settings is refused.")
-    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), or an "
-                   "official {'ema': ...} file")
-    s.add_argument("--num-videos", type=int, required=True, help="videos to have in --out")
+    s.add_argument("--ckpt", required=True, help="a latte-bench checkpoint, a run folder (its latest checkpoint), an "
+                   "official {'ema': ...} file, or a Latte-1 folder (text-to-video: transformer/, vae/, ...; docs/t2v.md)")
+    s.add_argument("--num-videos", type=int, action=AtLeast, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
-    add_options(s, [o for o in options_of(SamplingSettings) if o.name != "labels"], overrides=SAMPLE_OVERRIDES)
+    add_options(s, [o for o in options_of(SamplingSettings) if o.name not in ("labels", "t2v_prompts")],
+                overrides=SAMPLE_OVERRIDES)
+    t2v = s.add_argument_group("text-to-video (a Latte-1 --ckpt; video i gets prompt i mod the number of prompts)")
+    add_options(t2v.add_mutually_exclusive_group(), [PROMPT, PROMPTS, PROMPT_EMBEDS])
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
                    help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
     add_options(s, [DEVICE, PROGRESS, THREADS])
     s.add_argument("--allow-settings-change", action="store_true",
                    help="keep videos in --out made with other settings and add these (recorded in samples.json)")
     s.set_defaults(func=run_sample)
+
+    ep = subparsers.add_parser("encode-prompts", formatter_class=fmt,
+                               help="encode text prompts with Latte-1's T5 into a file that `sample --prompt-embeds` reads",
+                               description="Encode prompts as LattePipeline does (lower-cased, up to 120 tokens, with the empty "
+                               "negative prompt) with the T5 of a Latte-1 folder, into one safetensors file, so that a machine "
+                               "without T5 can sample.")
+    ep.add_argument("--ckpt", required=True, help="a Latte-1 folder (its text_encoder/ and tokenizer/ are read)")
+    add_options(ep.add_mutually_exclusive_group(required=True), [PROMPT, PROMPTS],
+                overrides={"prompt": {"help": "one prompt"}, "prompts": {"help": "a text file, one prompt per line"}})
+    ep.add_argument("--out", required=True, help="the .safetensors file to write")
+    ep.add_argument("--precision", choices=SAMPLE_PRECISIONS, default="fp32", help="T5 weights dtype")
+    add_options(ep, [DEVICE])
+    ep.set_defaults(func=run_encode_prompts)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
                               formatter_class=fmt,
@@ -84,9 +108,16 @@ def register(subparsers) -> None:
     x.set_defaults(func=run_export)
 
 
-# `sample` writes unguided videos unless told (the dataset's guidance is `eval --ckpt`'s default), 4 at a time
-SAMPLE_OVERRIDES = {"cfg_scale": {"default": 1.0, "help": "classifier-free guidance scale (1: none; Latte's UCF101 setting is 7)"},
-                    "batch_size": {"default": 4, "help": "videos per model call (does not change the videos)"}}
+# `sample` leaves --sampler, --steps and --cfg-scale to eval --ckpt's defaults for the checkpoint's dataset
+# (with_sampling_defaults, once the checkpoint is read), and samples 4 videos at a time
+SAMPLE_OVERRIDES = {
+    "sampler": {"default": None, "help": "diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; "
+                                         "demo: ddim; Latte-1: ddim, as LattePipeline)"},
+    "steps": {"default": None, "help": "sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25; "
+                                       "Latte-1: 50)"},
+    "cfg_scale": {"default": None, "help": "classifier-free guidance scale, 1: none (default: eval --ckpt's for the "
+                                           "checkpoint's dataset: 7 for a class-conditional ucf101 model, else 1; Latte-1: 7.5)"},
+    "batch_size": {"default": 4, "help": "videos per model call (does not change the videos)"}}
 
 
 def train_config(args: argparse.Namespace):
@@ -95,9 +126,10 @@ def train_config(args: argparse.Namespace):
     cfg = preset(args.preset)
     overrides = {o.name: getattr(args, o.name) for o in options_of(TrainConfig) if getattr(args, o.name, None) is not None}
     overrides.pop("model_options", None)
+    t2v = overrides.get("model") == "Latte-T2V"  # the preset's options are Latte's keys, not Latte-T2V's
     if getattr(args, "model_options", None):
-        overrides["model_options"] = {**cfg.model_options, **args.model_options}
-    if "model" in overrides and "model_options" not in overrides and args.preset == "demo":
+        overrides["model_options"] = {**({} if t2v else cfg.model_options), **args.model_options}
+    if "model" in overrides and "model_options" not in overrides and (args.preset == "demo" or t2v):
         overrides["model_options"] = {}  # a named size replaces the demo's tiny one
     return dataclasses.replace(cfg, **overrides)
 
@@ -150,6 +182,26 @@ def run_encode(args) -> int:
 
 
 def run_sample(args) -> int:
+    from latte_bench.training.t2v import is_t2v_folder
+
+    if is_t2v_folder(args.ckpt):
+        from latte_bench.training.t2v_commands import run_sample_t2v
+
+        return run_sample_t2v(args)
+    given = [opt.cli_flag for opt in (PROMPT, PROMPTS, PROMPT_EMBEDS) if getattr(args, opt.name, None) is not None]
+    if given:
+        raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
+                        "class-conditional or unconditional checkpoint")
+    return _run_sample(args)  # --sampler, --steps, --cfg-scale left out: eval --ckpt's for the checkpoint's dataset
+
+
+def run_encode_prompts(args) -> int:
+    from latte_bench.training.t2v_commands import run_encode_prompts as run
+
+    return run(args)
+
+
+def _run_sample(args) -> int:
     from latte_bench import distributed as dist
     from latte_bench.device import resolve_device, set_threads
     from latte_bench.fsutil import check_writable
@@ -159,8 +211,6 @@ def run_sample(args) -> int:
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
     from latte_bench.training.trainer import PRECISIONS
 
-    if args.num_videos < 1 or args.batch_size < 1:
-        raise UserError("--num-videos and --batch-size must be >= 1")
     set_threads(args.threads)
     out = Path(args.out)
     check_writable(out, "--out")  # before the model is loaded or anything is sampled
@@ -168,6 +218,7 @@ def run_sample(args) -> int:
     dist.init(device.type)
     loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model_name, device=device)
     model, info = loaded.model, loaded.info
+    args = with_sampling_defaults(args, info)
     vae_spec = args.vae or info.get("vae", "none")
     shape = (int(info["num_frames"]), int(info["latent_channels"]), int(info["latent_size"]), int(info["latent_size"]))
     record = {
@@ -178,10 +229,11 @@ def run_sample(args) -> int:
         "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(),
         "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
     }
+    # the VAE first: a bad one is refused before --out is made
+    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
         record = begin_record(out, record, allow_change=args.allow_settings_change)
     dist.barrier()
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
@@ -191,6 +243,17 @@ def run_sample(args) -> int:
         where = out / "videos.npz" if args.format == "npz" else out
         print(f"{result['present']} videos in {where} ({result['skipped']} of the {args.num_videos} asked were already there)")
     return 0
+
+
+def with_sampling_defaults(args, info: dict):
+    """``args`` with --sampler, --steps and --cfg-scale left out set as ``eval --ckpt`` sets them for the
+    checkpoint's dataset (``info["dataset"]``; :func:`~latte_bench.data.registry.sampling_defaults`)."""
+    from latte_bench.data.registry import DATASETS, sampling_defaults
+
+    dataset = info.get("dataset")
+    defaults = sampling_defaults(dataset if dataset in DATASETS else None, int(info.get("num_classes", 0) or 0))
+    return argparse.Namespace(**{**vars(args), **{key: getattr(defaults, key) for key in ("sampler", "steps", "cfg_scale")
+                                                   if getattr(args, key) is None}})
 
 
 def run_export(args) -> int:

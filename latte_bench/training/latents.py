@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import atomic_path, write_json
 
 SD_SCALE = 0.18215
@@ -46,7 +46,8 @@ def load_vae(spec: str, device="cpu", dtype=torch.float32):
     if path.is_dir() and subfolder is None and not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file():
         subfolder = "vae"
     try:
-        vae = AutoencoderKL.from_pretrained(spec, subfolder=subfolder, torch_dtype=dtype)
+        with third_party_quiet():  # diffusers logs several lines before a bad file's exception
+            vae = AutoencoderKL.from_pretrained(spec, subfolder=subfolder, torch_dtype=dtype)
     except Exception as e:
         raise UserError(
             f"{spec}: cannot load the VAE ({type(e).__name__}); pass --vae a local AutoencoderKL folder, "

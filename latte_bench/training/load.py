@@ -52,6 +52,9 @@ def resolve_checkpoint(path_or_run) -> Path:
         raise UserError(f"{path}: no such checkpoint file or run folder")
     if path.is_dir():
         found = latest_checkpoint(path)
+        if found is None and (path / "config.json").is_file() and any(path.glob("diffusion_pytorch_model*")):
+            raise UserError(f"{path}: a diffusers transformer folder; pass the Latte-1 folder above it "
+                            "(transformer/, vae/, scheduler/, ...) for text-to-video")
         if found is None:
             raise UserError(f"{path}: no checkpoints/NNNNNNN.pt inside; pass a checkpoint file or a run folder")
         return found
@@ -121,9 +124,49 @@ def official_shapes(shapes: dict[str, tuple]) -> dict:
     return out
 
 
-def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
-    """The Latte model of ``cfg`` (:func:`latte_bench.models.create_model`)."""
+T2V_MODEL = "Latte-T2V"
+
+
+def build_t2v_model(cfg: TrainConfig, in_channels: int, input_size: int, caption_shape: tuple | None = None):
+    """Latte-T2V conditioned on one prompt per class (:class:`~latte_bench.models.latte_t2v.CaptionConditioned`).
+
+    The transformer takes Latte-1's configuration, overridden by ``cfg.model_options`` (diffusers' keys,
+    e.g. ``num_layers``), with the run's channels, latent size, frames and ``learn_sigma``. The caption
+    table comes from ``cfg.prompt_embeds``, or is left empty with ``caption_shape`` (K + 1, L, D) for a
+    checkpoint's weights to fill.
+    """
+    from latte_bench.models.latte_t2v import CaptionConditioned, LatteT2V
+    from latte_bench.training.t2v import PromptEmbeddings
+
+    embeddings = None
+    if caption_shape is None:
+        if not cfg.prompt_embeds:
+            raise UserError("--model Latte-T2V trains on prompt embeddings: pass --prompt-embeds FILE (latte-bench "
+                            "encode-prompts), one prompt per class in label order")
+        embeddings = PromptEmbeddings.load(cfg.prompt_embeds)
+        if len(embeddings) != cfg.num_classes:
+            raise UserError(f"{cfg.prompt_embeds}: {len(embeddings)} prompts for {cfg.num_classes} classes; "
+                            "write one prompt per class, in label order")
+    width = int(caption_shape[-1]) if caption_shape is not None else int(embeddings.negative.shape[-1])
+    options = {"caption_channels": width, **cfg.model_options, "in_channels": in_channels, "sample_size": input_size,
+               "video_length": cfg.num_frames, "out_channels": in_channels * 2 if cfg.learn_sigma else in_channels}
+    options.setdefault("cross_attention_dim", options.get("num_attention_heads", 16) * options.get("attention_head_dim", 72))
+    try:
+        transformer = LatteT2V(**options)
+    except TypeError as e:
+        raise UserError(f"--model-options {cfg.model_options}: {e} (Latte-T2V takes diffusers' LatteTransformer3DModel keys)") from None
+    transformer.initialize_weights()
+    if embeddings is not None:
+        return CaptionConditioned.from_embeddings(transformer, embeddings)
+    return CaptionConditioned(transformer, int(caption_shape[0]) - 1, int(caption_shape[1]))
+
+
+def build_model(cfg: TrainConfig, in_channels: int, input_size: int, caption_shape: tuple | None = None):
+    """The Latte model of ``cfg`` (:func:`latte_bench.models.create_model`); ``Latte-T2V``: :func:`build_t2v_model`."""
     from latte_bench.models.latte import create_model
+
+    if cfg.model == T2V_MODEL:
+        return build_t2v_model(cfg, in_channels, input_size, caption_shape)
 
     options = dict(
         input_size=input_size, in_channels=in_channels, num_frames=cfg.num_frames, num_classes=cfg.num_classes,
@@ -140,7 +183,9 @@ def build_model(cfg: TrainConfig, in_channels: int, input_size: int):
 def build_model_for_checkpoint(cfg: TrainConfig, checkpoint: dict):
     """The (untrained) model a training checkpoint's weights belong to."""
     stored = checkpoint["config"]
-    return build_model(cfg, int(stored["latent_channels"]), int(stored["latent_size"]))
+    captions = checkpoint.get("ema", {}).get("captions")
+    return build_model(cfg, int(stored["latent_channels"]), int(stored["latent_size"]),
+                       None if captions is None else tuple(captions.shape))
 
 
 def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
@@ -152,6 +197,8 @@ def export_official(path: str | os.PathLike, checkpoint: dict) -> Path:
     from latte_bench.models.convert import save_official
     from latte_bench.training.checkpoint import check_finite
 
+    if checkpoint["config"].get("model") == T2V_MODEL:
+        raise UserError("a Latte-T2V run has no official {'ema': ...} format; sample or evaluate its checkpoint directly")
     model = build_model_for_checkpoint(TrainConfig.from_dict(checkpoint["config"]), checkpoint)
     check_finite(checkpoint["ema"], "--ckpt (ema weights)")
     model.load_state_dict(checkpoint["ema"])

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 from latte_bench.errors import UserError
 from latte_bench.data.demo import DEMO_SET
+from latte_bench.data.registry import DATASETS, get_dataset
 from latte_bench.options import DEVICE, SAMPLERS, Option, yes_no
 
 
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = "ffs"  # ffs | sky | ucf101 | taichi | demo
+    dataset: str = "ffs"  # a name of data.registry.DATASETS
     data: str | None = Option(
         "data folder of the preset's dataset (videos or frame folders)", effect="generated", type=str).field(None)  # None for demo: generated in memory
     split: str | None = Option(
@@ -34,9 +35,10 @@ class TrainConfig:
     image_size: int = Option('frame size in pixels (square)', effect="generated").field(256)
     num_images: int = Option(
         'K single frames per clip for image-video joint training (0: off)', effect="generated").field(0)  # official: 8
-    demo_videos: int = Option('size of the generated demo set', effect="generated").field(256)
+    demo_videos: int = Option('size of the generated demo set', effect="generated", minimum=1).field(256)
     # model
-    model: str = Option('model size, e.g. Latte-XL/2, Latte-S/2', effect="generated").field("Latte-XL/2")
+    model: str = Option('model size, e.g. Latte-XL/2, Latte-S/2, or Latte-T2V (text-to-video; needs --prompt-embeds)',
+                        effect="generated").field("Latte-XL/2")
     variant: int = Option('Latte model variant 1-4 (paper Sec. 3.2)', effect="generated").field(1)
     model_options: dict = Option(
         'extra create_model() options as JSON, e.g. \'{"depth": 4}\'', effect="generated", type=json.loads).field(default_factory=dict)
@@ -45,6 +47,9 @@ class TrainConfig:
     class_dropout_prob: float = 0.1
     learn_sigma: bool = Option(
         'yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance', effect="generated", type=yes_no).field(True)
+    prompt_embeds: str | None = Option(
+        "Latte-T2V: prompt embeddings from `latte-bench encode-prompts`, one prompt per class in label order",
+        effect="generated", type=str).field(None)  # prompt k = class k
     # diffusion (Latte: linear betas, epsilon prediction)
     noise_schedule: str = Option(
         'diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)', effect="generated").field("linear")
@@ -62,10 +67,10 @@ class TrainConfig:
     vae_batch_frames: int = 64  # frames per VAE encode call
     # optimisation
     steps: int = Option(
-        'optimizer steps to train to (with --resume: the new end)', effect="generated").field(1_000_000)
+        'optimizer steps to train to (with --resume: the new end)', effect="generated", minimum=1).field(1_000_000)
     batch_size: int = Option(
-        'clips per process per micro-batch (global batch = batch-size x processes x grad-accum)', effect="generated").field(5)
-    grad_accum: int = Option('micro-batches accumulated per optimizer step', effect="generated").field(1)
+        'clips per process per micro-batch (global batch = batch-size x processes x grad-accum)', effect="generated", minimum=1).field(5)
+    grad_accum: int = Option('micro-batches accumulated per optimizer step', effect="generated", minimum=1).field(1)
     lr: float = Option('AdamW learning rate', effect="generated").field(1e-4)
     weight_decay: float = Option('AdamW weight decay', effect="generated").field(0.0)
     lr_schedule: str = Option('constant | cosine (to 0 at --steps)', effect="generated").field("constant")
@@ -82,14 +87,14 @@ class TrainConfig:
     seed: int = Option('seed of the weights, data order and noise', effect="draw").field(3407)
     # bookkeeping
     out: str = Option('run folder: config.json, metrics.jsonl, checkpoints/').field("runs")
-    num_workers: int = Option('DataLoader worker processes').field(8)
-    log_every: int = Option('steps between metrics.jsonl records').field(100)
-    ckpt_every: int = Option('steps between checkpoints').field(10_000)
-    sample_every: int = Option('steps between preview videos (0: never)').field(0)
-    sample_videos: int = Option('preview videos each time').field(4)
-    sample_steps: int = Option('sampler steps for previews and periodic FVD').field(50)
+    num_workers: int = Option('DataLoader worker processes', minimum=0).field(8)
+    log_every: int = Option('steps between metrics.jsonl records', minimum=1).field(100)
+    ckpt_every: int = Option('steps between checkpoints', minimum=1).field(10_000)
+    sample_every: int = Option('steps between preview videos (0: never)', minimum=0).field(0)
+    sample_videos: int = Option('preview videos each time', minimum=1).field(4)
+    sample_steps: int = Option('sampler steps for previews and periodic FVD', minimum=1).field(50)
     sample_sampler: str = Option('sampler for previews and periodic FVD', choices=SAMPLERS).field("ddim")
-    fvd_every: int = Option('steps between FVD evaluations (0: never; needs --fvd-real)').field(0)
+    fvd_every: int = Option('steps between FVD evaluations (0: never; needs --fvd-real)', minimum=0).field(0)
     fvd_real: str | None = Option('held-out real videos for the periodic FVD', type=str).field(None)
     fvd_videos: int = Option('generated clips per periodic FVD').field(256)
     device: str = DEVICE.field("auto")
@@ -128,28 +133,25 @@ def diffusion_options(info: dict) -> dict:
     return options
 
 
-def _official(dataset: str, start_clip_iter: int, joint: bool, log_every: int = 50) -> TrainConfig:
+def _official(dataset: str, joint: bool) -> TrainConfig:
+    """Latte's ``configs/<dataset>/<dataset>[_img]_train.yaml``: the dataset's classes and official settings."""
+    spec = get_dataset(dataset)
+    official = spec.official_img if joint else spec.official
     return TrainConfig(
         dataset=dataset,
         model="Latte-XL/2",
-        num_classes=101 if dataset == "ucf101" else 0,
-        start_clip_iter=start_clip_iter,
+        num_classes=spec.num_classes,
+        start_clip_iter=official.start_clip_iter,
         batch_size=4 if joint else 5,
         num_images=8 if joint else 0,
-        log_every=log_every,
+        log_every=official.log_every,
     )
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "ffs": _official("ffs", 20_000, False, log_every=100),
-    "sky": _official("sky", 20_000, False),
-    "taichi": _official("taichi", 500_000, False),
-    "ucf101": _official("ucf101", 100_000, False),
-    "ffs_img": _official("ffs", 500_000, True),
-    "sky_img": _official("sky", 20_000, True),
-    "taichi_img": _official("taichi", 500_000, True),
-    "ucf101_img": _official("ucf101", 100_000, True),
-    # What `latte-bench demo` trains on one CPU thread in ~11 minutes: 16 frames of 16x16 pixels (the
+    **{name: _official(name, False) for name, spec in DATASETS.items() if spec.official},
+    **{f"{name}_img": _official(name, True) for name, spec in DATASETS.items() if spec.official_img},
+    # What `latte-bench demo` trains on one CPU thread in about 9 minutes (529 s in reports/demo/): 16 frames of 16x16 pixels (the
     # I3D needs >= 9 frames; 16 is the FVD protocol), a 4-block Latte-S/4 of width 64, 4 shape classes.
     # Where it departs from Latte's recipe, and why (each measured; docs/training.md, "The demo preset"):
     # - patch 4 (16 tokens per frame): 3.4x cheaper steps than patch 2, and steps are what a tiny model lacks;

@@ -79,7 +79,8 @@ def generate_latents(
     ``clip_denoised`` clamps predicted x_0 to [-1, 1] (DDPM/DDIM): right for pixel-space models
     (the data is in [-1, 1]), wrong for VAE latents (Latte passes False). ``learn_sigma``,
     ``noise_schedule`` and ``prediction`` are the model's training settings (``LoadedModel.diffusion_options``).
-    ``model`` must be in eval mode.
+    ``model`` must be in eval mode. ``progress``: show the sampler's steps when the batch runs longer than
+    3 s (:func:`latte_bench.progress.step_bar`).
     """
     from latte_bench.diffusion import sample
 
@@ -145,18 +146,31 @@ def output_done(out: Path, index: int, fmt: str, num_frames: int) -> bool:
     return path.is_file() and _valid_part(path, num_frames)
 
 
-def write_output(out: Path, index: int, frames: np.ndarray, fmt: str, fps: int = 8) -> None:
-    """Write one uint8 (T, H, W, 3) video in ``fmt`` (atomic writers of :mod:`latte_bench.data.video`)."""
-    from latte_bench.data.video import write_frames, write_video
-    from latte_bench.fsutil import atomic_path
+# what a failed write into --out says to do (one line, exit 2)
+WRITE_WAY_OUT = "free some space or choose another --out; the same command then finishes the set (finished videos are kept)"
 
-    if fmt == "mp4":
-        write_video(out / f"{index:06d}.mp4", frames, fps=fps)
-    elif fmt == "png":
-        write_frames(out / f"{index:06d}", frames)
-    else:
-        with atomic_path(_part(out, index)) as tmp:
-            np.save(tmp, frames)
+
+def write_output(out: Path, index: int, frames: np.ndarray, fmt: str, fps: int = 8) -> None:
+    """Write one uint8 (T, H, W, 3) video in ``fmt`` (atomic writers of :mod:`latte_bench.data.video`).
+
+    A failed write (a full disk) is a :class:`UserError` naming the video's file or folder.
+    """
+    from latte_bench.data.video import write_frames, write_video
+    from latte_bench.fsutil import atomic_path, write_errors
+
+    path = {"mp4": out / f"{index:06d}.mp4", "png": out / f"{index:06d}"}.get(fmt, _part(out, index))
+    with write_errors(path, WRITE_WAY_OUT):
+        if fmt == "mp4":
+            write_video(path, frames, fps=fps)
+        elif fmt == "png":
+            try:
+                write_frames(path, frames)
+            except OSError:
+                shutil.rmtree(path, ignore_errors=True)  # no folder of some frames stays behind
+                raise
+        else:
+            with atomic_path(path) as tmp:
+                np.save(tmp, frames)
 
 
 def npz_count(path: Path) -> int:
@@ -201,7 +215,10 @@ def finish_npz(out: Path, num_videos: int) -> Path:
     if len({v.shape for v in videos}) > 1:
         raise UserError(f"{out / '.parts'}: parts of different shapes {sorted({v.shape for v in videos})}; "
                         "delete the folder and sample again")
-    path = write_npz(out / "videos.npz", np.stack(videos))
+    from latte_bench.fsutil import write_errors
+
+    with write_errors(out / "videos.npz", WRITE_WAY_OUT):
+        path = write_npz(out / "videos.npz", np.stack(videos))
     shutil.rmtree(out / ".parts")
     return path
 
@@ -238,10 +255,13 @@ def prepare_output(out: Path, fmt: str, num_videos: int, num_frames: int) -> dic
 # ------------------------------------------------------------------------------------ the settings record
 
 # What makes two sets of samples different: a folder holds videos of one combination only.
-SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_scale", "format", "precision", "vae", "shape")
+SETTINGS = ("checkpoint_sha256", "weights", "seed", "sampler", "steps", "cfg_scale", "format", "precision", "vae", "shape",
+            "prompts_sha256", "prompt_embeds_sha256")  # the last two: text-to-video only
 
 
 def _has_outputs(out: Path) -> bool:
+    if not out.is_dir():
+        return False
     if (out / "videos.npz").exists() or (out / ".parts").exists():
         return True
     with os.scandir(out) as it:  # NNNNNN.mp4 files or NNNNNN/ frame folders
@@ -256,7 +276,7 @@ def begin_record(out: Path, record: dict, allow_change: bool = False) -> dict:
     keeps the old videos and appends ``{"changed": {field: [old, new]}, "videos_before": n}``
     to the record's ``settings_changes``. Returns the record as written.
     """
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
 
     path = out / "samples.json"
     record = dict(record)
@@ -285,7 +305,8 @@ def begin_record(out: Path, record: dict, allow_change: bool = False) -> dict:
         if previous.get("status", "complete") == "complete":
             record["num_videos"] = max(int(record["num_videos"]), int(previous.get("num_videos", 0)))
     record["status"] = "sampling"
-    write_json(path, record)
+    with write_errors(path, WRITE_WAY_OUT):
+        write_json(path, record)
     return record
 
 
@@ -301,10 +322,11 @@ def count_done(out: Path, fmt: str, num_frames: int) -> int:
 
 def finish_record(out: Path, record: dict, num_videos: int, labels) -> dict:
     """Write the final ``samples.json``: status "complete", ``num_videos`` present and their labels."""
-    from latte_bench.fsutil import write_json
+    from latte_bench.fsutil import write_errors, write_json
 
     record = {**record, "status": "complete", "num_videos": int(num_videos), "labels": labels}
-    write_json(out / "samples.json", record)
+    with write_errors(out / "samples.json", WRITE_WAY_OUT):
+        write_json(out / "samples.json", record)
     return record
 
 
@@ -320,9 +342,14 @@ def sample_videos(
     seed: int = 0,
     num_classes: int = 0,
     progress: bool = True,
+    generate=None,
     **sample_options,
 ) -> dict:
     """Write ``num_videos`` videos to ``out`` (this rank's share under torchrun); skip the ones already there.
+
+    ``generate(indices) -> uint8 (len, F, H, W, 3)`` replaces the class-conditional sampling
+    (``model``, ``latent_space`` and ``sample_options`` are then unused): text-to-video
+    (:func:`latte_bench.training.t2v.t2v_generator`) writes through the same resumable, sharded path.
 
     A rerun finishes what an interrupted one left: temporary files are removed, incomplete
     videos (a half-written png folder, a truncated npz part) are sampled again, finished ones are
@@ -349,9 +376,13 @@ def sample_videos(
     bar = tqdm(total=len(mine), desc="sample", unit="video", disable=not (progress and dist.is_main()))
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
-        sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
-        latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes, **sample_options)
-        videos = to_uint8(latent_space.decode(latents))
+        if generate is not None:
+            videos = generate(chunk)
+        else:
+            sample_options.setdefault("clip_denoised", latent_space.vae is None)  # pixel space: x_0 lies in [-1, 1]
+            latents, _ = generate_latents(model, chunk, latent_shape, seed=seed, num_classes=num_classes,
+                                          progress=not bar.disable, **sample_options)
+            videos = to_uint8(latent_space.decode(latents))
         for index, frames in zip(chunk, videos):
             write_output(out, index, frames, fmt)
         bar.update(len(chunk))

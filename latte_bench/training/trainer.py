@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latte_bench.errors import UserError
-from latte_bench.fsutil import check_writable, write_bytes, write_json
+from latte_bench.data.registry import get_dataset
+from latte_bench.errors import UserError, check_int
+from latte_bench.fsutil import check_writable, write_bytes, write_errors, write_json
 from latte_bench import distributed as dist
 from latte_bench.device import resolve_device
 from latte_bench.training.checkpoint import (
+    RUN_WRITE_WAY_OUT,
     checkpoint_path,
     clean_checkpoint_temporaries,
     latest_checkpoint,
@@ -123,7 +125,7 @@ def build_dataset(cfg: TrainConfig):
     options = dict(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval, image_size=cfg.image_size,
                    num_images=cfg.num_images, seed=cfg.seed)
     if cfg.data is None:
-        if cfg.dataset != "demo":
+        if not get_dataset(cfg.dataset).procedural:
             raise UserError(f"preset {cfg.dataset} needs --data pointing at the {cfg.dataset} videos (or --latents)")
         from latte_bench.data.demo import SHAPES, make_demo_videos
 
@@ -161,8 +163,9 @@ class JsonlLog:
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with write_errors(self.path, RUN_WRITE_WAY_OUT):
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
 
     def rewind(self, step: int) -> int:
         """Drop what a crashed run logged after ``step`` (records with a later step, a half-written
@@ -204,10 +207,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     if cfg.distributed not in ("ddp", "fsdp"):
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
+    check_int("steps", cfg.steps, 1)  # 0 steps would "train" to loss nan and leave no checkpoint
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
         raise UserError(f"--snr-gamma {cfg.snr_gamma}: must be > 0 (Min-SNR-gamma weighting) or 0 (uniform MSE)")
+    if fsdp and cfg.model == "Latte-T2V":
+        raise UserError("--distributed fsdp shards Latte's blocks; train Latte-T2V with ddp")
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
@@ -244,7 +250,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
 
     # ---------------------------------------------------------------- model, EMA, optimizer
     model = build_model(cfg, in_channels, input_size).to(device)
-    if num_classes:
+    if num_classes and hasattr(model, "y_embedder"):
         model.y_embedder.dropout_prob = 0.0  # label dropout is drawn per sample below (world-size independent)
     ema = create_ema(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -282,7 +288,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
         run_config["config_changes"] = config_changes
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_config)
+        with write_errors(run_dir / "config.json", RUN_WRITE_WAY_OUT):
+            write_json(run_dir / "config.json", run_config)
     model = compile_for_training(model, cfg)
     train_model = model
     if world > 1 and not fsdp:
