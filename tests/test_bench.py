@@ -362,7 +362,7 @@ def test_floor_of_other_real_data_is_scored_again(tmp_path, capsys):
     floors = {}
     for name in ("a", "b", "a"):
         capsys.readouterr()
-        assert main([*common, "--data-root", f"taichi={tmp_path / name}"]) == 0
+        assert main([*common, "--data", f"taichi={tmp_path / name}"]) == 0
         out = capsys.readouterr().out
         (entry,) = json.loads((tmp_path / "out" / "bench.json").read_text())["floors"]
         floors.setdefault(name, []).append(entry)
