@@ -29,11 +29,12 @@ import numpy as np
 from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
 from latte_bench.device import resolve_device, torch_threads
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import check_writable
 from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
 from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL
-from latte_bench.metrics.protocol import METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
+from latte_bench.metrics.protocol import (METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings,
+                                          settings_key, split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
@@ -107,7 +108,8 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     dist.init(device)
     if cfg.save_samples is not None or cfg.num_runs > 1:
         if not isinstance(fake, CheckpointSource):
-            raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
+            raise UserError("{save_samples} and {num_runs} need a checkpoint (a CheckpointSource) as the generated side",
+                            save_samples=NAME_ONLY, num_runs=NAME_ONLY)
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
@@ -152,7 +154,7 @@ def evaluate_floor(real=None, **settings) -> dict:
 def _registry_real(proto: Protocol, cfg: Settings):
     """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
     if proto.dataset is None:
-        raise UserError("no real videos: pass --real PATH or --dataset NAME")
+        raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
     from latte_bench.data.registry import get_dataset, real_videos
 
     real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
@@ -171,9 +173,9 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
     plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
              for det in detectors if det not in FAKE_ONLY}  # cheap: no decoding
-    for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
+    for folder, setting in ((cfg.save_samples, "save_samples"), (cfg.save_features, "save_features")):
         if folder is not None:
-            check_writable(folder, flag)
+            check_writable(folder, setting=setting)
     if cfg.floor:
         _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
@@ -215,10 +217,10 @@ def _deliver(on_record, record: dict) -> None:
         try:
             on_record(record)
         except UserError as e:
-            error = str(e)
+            error = e
     error = dist.broadcast_object(error)
     if error is not None:
-        raise UserError(error)
+        raise error
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -240,20 +242,23 @@ def _check_frames(detectors, proto: Protocol) -> None:
         from latte_bench.metrics.i3d import MIN_FRAMES
 
         if proto.num_frames < MIN_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the I3D needs at least {MIN_FRAMES} frames per clip")
+            raise UserError(f"{{num_frames}}: the I3D needs at least {MIN_FRAMES} frames per clip", num_frames=proto.num_frames)
     if "c3d" in detectors:
         from latte_bench.metrics.c3d import NUM_FRAMES
 
         if proto.num_frames < NUM_FRAMES:
-            raise UserError(f"--num-frames {proto.num_frames}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip")
+            raise UserError(f"{{num_frames}}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip",
+                            num_frames=proto.num_frames)
     if "flicker" in detectors and proto.num_frames < 2:
-        raise UserError(f"--num-frames {proto.num_frames}: temporal flickering compares consecutive frames; pass 2 or more")
+        raise UserError("{num_frames}: temporal flickering compares consecutive frames; pass 2 or more",
+                        num_frames=proto.num_frames)
 
 
 def _check_floor(metrics, real_src) -> None:
     if "fvd" not in metrics or real_src is None or real_src.stream:
-        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
-                        "as a folder, array or --dataset (not --real-features or a stream)")
+        raise UserError("{floor} scores FVD between two disjoint real sets: it needs the fvd metric and real videos "
+                        "as a folder, array or {dataset} (not {real_features} or a stream)", floor=True,
+                        dataset=NAME_ONLY, real_features=NAME_ONLY)
 
 
 def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
@@ -263,9 +268,9 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
     """
     span = (proto.num_frames - 1) * proto.fake_stride + 1
     if num_frames < span:
-        raise UserError(f"{ckpt}: the model makes {num_frames}-frame videos; the protocol needs {span} "
-                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass --num-frames {num_frames} "
-                        "(tagged nonstandard) or a checkpoint trained on longer clips")
+        raise UserError(f"{literal(ckpt)}: the model makes {num_frames}-frame videos; the protocol needs {span} "
+                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass {{num_frames}} "
+                        "(tagged nonstandard) or a checkpoint trained on longer clips", num_frames=num_frames)
     if proto.dataset is not None:
         from latte_bench.data.registry import get_dataset
 
@@ -280,8 +285,9 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
 def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
     if have < want and not proto.allow_fewer:
         where = getattr(src, "description", {}).get("path") or side
-        raise UserError(f"{where}: only {have} usable {side} clips for --num-clips {want}; pass --allow-fewer to score "
-                        f"{have} (the record is tagged nonstandard) or supply more videos")
+        raise UserError(f"{literal(where)}: only {have} usable {side} clips for {{num_clips}}; pass {{allow_fewer}} to "
+                        f"score {have} (the record is tagged nonstandard) or supply more videos", num_clips=want,
+                        allow_fewer=True)
 
 
 def _check_fewer_real(have: int, sampling: dict, proto: Protocol, src) -> None:
@@ -486,7 +492,8 @@ def _sample_writer(folder: Path):
     from latte_bench.fsutil import write_errors
 
     def write(index: int, video: np.ndarray) -> None:
-        with write_errors(folder / f"{index:06d}", "free some space or choose another --save-samples"):
+        with write_errors(folder / f"{index:06d}", "free some space or choose another {save_samples}",
+                          save_samples=NAME_ONLY):
             write_frames(folder / f"{index:06d}", video)
 
     return write
@@ -508,24 +515,23 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
     import json
 
     from latte_bench.fsutil import write_errors, write_json
-    from latte_bench.metrics.extract import real_stats_key, stats_cache_root
+    from latte_bench.metrics.extract import stats_cache_root
 
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
-    manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
+    manifest = {"version": CACHE_VERSION, "protocol": key_settings(proto), "fake": fake,
                 "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics, cfg)} for det in sorted(counts)},
                 "batch_independent": True}
-    manifest["protocol"].pop("allow_fewer")
     if cfg.work_dir is not None:
         root = Path(cfg.work_dir) / (f"seed{src.seed}" if isinstance(src, CheckpointSource) and cfg.num_runs > 1 else "")
     else:
-        root = stats_cache_root("eval_work", cfg.run.cache_dir) / real_stats_key(manifest)[:32]
+        root = stats_cache_root("eval_work", cfg.run.cache_dir) / settings_key(manifest)[:32]
     path = root / "manifest.json"
     error = None
     if dist.is_main():
         try:
-            check_writable(root, "--work-dir")
+            check_writable(root, setting="work_dir")
             try:
                 old = json.loads(path.read_text()) if path.is_file() else None
             except (OSError, ValueError):
@@ -533,25 +539,27 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
             now = json.loads(json.dumps(manifest))  # as it reads back from the file
             if not isinstance(old, dict):
                 if any(root.glob("block_*")):
-                    raise UserError(f"{root}: work folder holds blocks but no readable manifest.json, so the evaluation "
-                                    "they belong to is unknown; delete that folder or use another --work-dir")
-                with write_errors(path, "free some space or use another --work-dir"):
+                    raise UserError(f"{literal(root)}: work folder holds blocks but no readable manifest.json, so the "
+                                    "evaluation they belong to is unknown; delete that folder or use another {work_dir}",
+                                    work_dir=NAME_ONLY)
+                with write_errors(path, "free some space or use another {work_dir}", work_dir=NAME_ONLY):
                     write_json(path, manifest)
             elif old != now:
                 diffs = _differences(old, now)
-                raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
-                                "use another --work-dir or delete that folder")
+                raise UserError(f"{literal(root)}: work folder of another evaluation (differs in {literal(', '.join(diffs))}); "
+                                "use another {work_dir} or delete that folder", work_dir=NAME_ONLY)
             done = len(list(root.glob("block_*.json")))
             if done and cfg.save_samples is not None:
-                raise UserError(f"{root}: holds {done} finished block(s) of this evaluation, whose videos --save-samples "
-                                "would not write (a resume samples only the missing blocks); rerun without "
-                                "--save-samples to resume, or delete that folder to sample and save every video")
+                raise UserError(f"{literal(root)}: holds {done} finished block(s) of this evaluation, whose videos "
+                                "{save_samples} would not write (a resume samples only the missing blocks); rerun "
+                                "without {save_samples} to resume, or delete that folder to sample and save every video",
+                                save_samples=NAME_ONLY)
         except UserError as e:
-            error = str(e)
+            error = e
     error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
     if error is not None:
-        raise UserError(error)
-    return root, real_stats_key(manifest)
+        raise error
+    return root, settings_key(manifest)
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

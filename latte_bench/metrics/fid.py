@@ -19,7 +19,7 @@ import torch
 
 from latte_bench.data.clips import Clip
 from latte_bench.data.video import VideoSource
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.inception import MODES, preprocess
 
 
@@ -34,7 +34,7 @@ def real_frames(source: VideoSource, max_frames: int | None = None) -> list[Clip
 def frame_preprocess(mode: str):
     """``uint8 (B, 1, H, W, 3)`` single-frame clips → Inception input ``(B, 3, 299, 299)`` for ``mode``."""
     if mode not in MODES:
-        raise UserError(f"--fid-mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"{{fid_mode}} must be one of {', '.join(MODES)}, got {literal(repr(mode))}", fid_mode=NAME_ONLY)
 
     def run(clips: torch.Tensor) -> torch.Tensor:
         if clips.ndim != 5 or clips.shape[1] != 1 or clips.shape[-1] != 3:
