@@ -71,7 +71,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for n in args.clips:
             cmd = [sys.executable, __file__, "--child", str(n), "--data", str(data), "--size", str(args.size),
-                   "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--device", args.device]
+                   "--batch-size", str(args.batch_size), "--num-workers", str(args.workers), "--device", args.device]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             print(f"| {r['clips']} | {r['wall_s']:.1f} | {r['clips_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['fvd']:.2f} |",

@@ -949,7 +949,7 @@ def _eval_ckpt(run: str, out_json: str, frames: int, clips: int, steps: int, bat
     train_s = time.perf_counter() - t0
     command = ["eval", "--dataset", "demo", "--ckpt", run, "--metrics", "fvd", "--num-clips", str(clips), "--num-frames", str(frames),
                "--sampler", "dpm++", "--steps", str(steps), "--batch-size", str(batch), "--device", device,
-               "--workers", str(workers), "--no-cache", "--no-progress", "--json", out_json]
+               "--num-workers", str(workers), "--no-cache", "--no-progress", "--json", out_json]
     reset_peak(dev)
     t1 = time.perf_counter()
     code = cli(command)

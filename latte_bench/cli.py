@@ -3,7 +3,8 @@
 Each subcommand lives beside the code it drives and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` (called with the parsed namespace; returns an
 exit code or None). This file only assembles them and turns :class:`UserError` into a
-one-line message with exit status 2, also when it is raised while parsing (:class:`AtLeast`).
+one-line message with exit status 2, naming each setting by its flag (``--num-clips 2048``), also when it
+is raised while parsing (:class:`AtLeast`).
 """
 
 from __future__ import annotations
@@ -32,21 +33,22 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
             return text
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return f"{text} (default: off)"
         return f"{text} (default: %(default)s)"
 
 
 class AtLeast(argparse.Action):
     """``add_argument("--steps", type=int, action=AtLeast, minimum=1)``: a value below ``minimum`` is refused while
-    parsing, in one line naming the flag (:func:`latte_bench.errors.check_int`, the check the settings use too)."""
+    parsing, in one line naming the flag (:func:`latte_bench.errors.check_int`, the check the settings use too).
+    :func:`latte_bench.options.add_options` gives it to every option declared with a ``minimum``."""
 
     def __init__(self, option_strings, dest, minimum: int = 1, **kwargs):
         super().__init__(option_strings, dest, **kwargs)
         self.minimum = minimum
 
     def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, check_int(option_string, values, self.minimum))
+        setattr(namespace, self.dest, check_int(self.dest, values, self.minimum, flag=option_string))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         code = args.func(args)
     except UserError as e:
-        print(f"latte-bench: error: {e}", file=sys.stderr)
+        from latte_bench.options import cli_name
+
+        print(f"latte-bench: error: {e.render(cli_name)}", file=sys.stderr)  # settings named by their flags
         return UserError.exit_code
     except KeyboardInterrupt:
         print("latte-bench: interrupted", file=sys.stderr)

@@ -5,6 +5,8 @@
 * :func:`exact_fp32`: TF32 off for matmuls and cuDNN inside the block (the metric protocol),
   restored on exit, so metric code never changes the flags a training run set.
 * :func:`torch_threads`: the CPU thread count inside the block, restored on exit.
+* :func:`set_threads`: the one ``--threads`` rule of every command: ``N >= 1``, or when not given
+  torch's current count (``$OMP_NUM_THREADS`` when set, else the physical cores).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Iterator
 
 import torch
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, Setting, UserError, literal
+from latte_bench.options import resolve_threads
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -26,12 +29,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is visible here; use --device cpu")
+            raise UserError("{device}: no CUDA device is visible here; use {cpu}", device=device, cpu=Setting("device", "cpu"))
         if device == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device(device)
     if device != "cpu":
-        raise UserError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        raise UserError(f"{{device}} must be cpu, cuda, cuda:N or auto, got {literal(repr(device))}", device=NAME_ONLY)
     return torch.device("cpu")
 
 
@@ -58,3 +61,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's CPU threads for ``--threads n`` (None: keep the current count); returns the count in force.
+
+    ``n`` below 1 or not an integer is a :class:`UserError`, the same check as ``Protocol.torch_threads``.
+    """
+    count = resolve_threads(n)
+    if count != torch.get_num_threads():
+        torch.set_num_threads(count)
+    return count

@@ -92,17 +92,18 @@ def clean_temporaries(folder: str | os.PathLike, recursive: bool = False) -> lis
     return removed
 
 
-def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
+def check_writable(folder: str | os.PathLike, flag: str = "--out", *, setting: str | None = None) -> Path:
     """Check, before any work, that files can be written in ``folder``; create nothing.
 
     A folder that does not exist yet is checked at its nearest existing parent: its writer makes it
     with the first file, so a command that fails before writing leaves no empty folder behind.
-    Raises :class:`latte_bench.errors.UserError` naming the folder, the flag it came from and
-    the fix, instead of a traceback after the work is done.
+    Raises :class:`latte_bench.errors.UserError` naming the folder, the flag it came from (or the
+    evaluation ``setting``, named as its reader passes it) and the fix, instead of a traceback after
+    the work is done.
     """
     import errno
 
-    from latte_bench.errors import UserError
+    from latte_bench.errors import NAME_ONLY, UserError, literal
 
     folder = Path(folder)
     existing = folder
@@ -115,20 +116,28 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        where = f"{literal(folder)}: cannot write there ({literal(e.strerror or type(e).__name__)}); choose another "
+        if setting is not None:
+            raise UserError(where + f"{{{setting}}} or make it writable", **{setting: NAME_ONLY}) from None
         raise UserError(f"{folder}: cannot write there ({e.strerror or type(e).__name__}); "
                         f"choose another {flag} or make it writable") from None
     return folder
 
 
 @contextlib.contextmanager
-def write_errors(path: str | os.PathLike, way_out: str = "free some space or make it writable") -> Iterator[None]:
+def write_errors(path: str | os.PathLike, way_out: str = "free some space or make it writable",
+                 **settings) -> Iterator[None]:
     """Turn an ``OSError`` raised while writing ``path`` (a full disk, a folder in its place, no permission)
-    into a one-line :class:`latte_bench.errors.UserError` naming ``path``, the cause and ``way_out``."""
-    from latte_bench.errors import UserError
+    into a one-line :class:`latte_bench.errors.UserError` naming ``path``, the cause and ``way_out``
+    (a template naming ``settings``, as :class:`~latte_bench.errors.UserError` takes them, when given)."""
+    from latte_bench.errors import UserError, literal
 
     try:
         yield
     except OSError as e:
+        if settings:
+            raise UserError(f"{literal(path)}: cannot write ({literal(e.strerror or type(e).__name__)}); {way_out}",
+                            **settings) from None
         raise UserError(f"{path}: cannot write ({e.strerror or type(e).__name__}); {way_out}") from None
 
 

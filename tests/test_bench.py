@@ -168,8 +168,8 @@ def test_record_key_follows_the_protocol_not_the_batch_size(benched):
     (["--ckpt", "demo={run}/checkpoints/0000009.pt"], "no such checkpoint"),
     (["--ckpt", "demo={run}/nothing/*"], "no checkpoint matches"),
     (["--ckpt", "demo={run}"], "9-frame videos"),  # the default protocol scores 16-frame clips
-    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}"], "no UCF101 C3D weights"),
-    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data-root", "ucf101={tmp}", "--metrics", "fvd"],
+    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data", "ucf101={tmp}"], "no UCF101 C3D weights"),
+    (["--ckpt", "ucf101={run}", "--num-frames", "9", "--data", "ucf101={tmp}", "--metrics", "fvd"],
      "ucf101 needs 101 classes"),
     (["--ckpt", "ffs={run}", "--num-frames", "9", "--data-root", "{tmp}/nowhere"], "data root of ffs not found"),
     (["--ckpt", "ffs={run}", "--num-frames", "9"], "no data root for ffs"),
@@ -230,7 +230,7 @@ def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, n
     assert (info["num_frames"], info["num_classes"]) == (9, 4)
     assert info["sha256"] == sha256_file(official)
     assert main(["bench", "--method", "tiny", "--ckpt", f"ucf101={official}", "--num-frames", "9",
-                 "--metrics", "fvd", "--data-root", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
+                 "--metrics", "fvd", "--data", f"ucf101={tmp_path}", "--out", str(tmp_path / "out")]) == 2
     assert "ucf101 needs 101 classes" in capsys.readouterr().err
 
 
@@ -275,7 +275,7 @@ def unconditional_run_and_real_roots(tmp_path, videos: int):
 
 
 def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
-    """Issue 20 item 5: a rerun with another --data-root said "recorded ..., not run again" and kept the old FVD."""
+    """Issue 20 item 5: a rerun with another --data said "recorded ..., not run again" and kept the old FVD."""
     run = unconditional_run_and_real_roots(tmp_path, 2)
     common = ["bench", "--method", "m", "--ckpt", f"taichi={run}", "--out", str(tmp_path / "out"), "--num-clips", "2",
               "--num-frames", "9", "--real-stride", "1", "--steps", "2", "--metrics", "fvd", "--no-progress",
@@ -283,7 +283,7 @@ def test_a_record_made_on_other_real_data_is_not_reused(tmp_path, capsys):
     fvd = {}
     for name in ("a", "b", "a"):
         capsys.readouterr()
-        assert main([*common, "--data-root", f"taichi={tmp_path / name}"]) == 0
+        assert main([*common, "--data", f"taichi={tmp_path / name}"]) == 0
         out = capsys.readouterr().out
         (entry,) = json.loads((tmp_path / "out" / "bench.json").read_text())["evaluations"]
         record = tmp_path / "out" / entry["record"]
@@ -362,7 +362,7 @@ def test_floor_of_other_real_data_is_scored_again(tmp_path, capsys):
     floors = {}
     for name in ("a", "b", "a"):
         capsys.readouterr()
-        assert main([*common, "--data-root", f"taichi={tmp_path / name}"]) == 0
+        assert main([*common, "--data", f"taichi={tmp_path / name}"]) == 0
         out = capsys.readouterr().out
         (entry,) = json.loads((tmp_path / "out" / "bench.json").read_text())["floors"]
         floors.setdefault(name, []).append(entry)

@@ -146,7 +146,7 @@ def test_settings_are_checked_and_single_videos_refused(tmp_path):
         evaluate(videos, videos[0], num_clips=2)
     with pytest.raises(UserError, match="unknown metric"):
         evaluate(videos, videos, metrics=("fvd", "psnr"))
-    with pytest.raises(UserError, match="--resize"):
+    with pytest.raises(UserError, match="^resize must be one of pytorch, tf"):
         evaluate(videos, videos, resize="bicubic")
 
 
@@ -155,7 +155,7 @@ def test_too_few_clips_refused_unless_allowed_then_tagged(tmp_path):
     write_npz(tmp_path / "real.npz", waves(2, 12, seed=0))
     fake = waves(3, 9, seed=1)
     kw = dict(num_clips=3, num_frames=9, device="cpu", cache=False, progress=False)
-    with pytest.raises(UserError, match=r"only 2 usable real clips.*--allow-fewer"):
+    with pytest.raises(UserError, match=r"only 2 usable real clips for num_clips=3; pass allow_fewer=True"):
         evaluate(tmp_path / "real.npz", fake, **kw)
     result = evaluate(tmp_path / "real.npz", fake, allow_fewer=True, **kw)
     assert result.record["nonstandard"] == ["3 clips", "9 frames", "2 real clips"]

@@ -606,7 +606,7 @@ def test_work_folders_are_checked_before_the_first_clip_is_read(unwritable, tmp_
 
     fake = waves(2, 9, seed=1)
     kw = dict(num_clips=2, num_frames=9, progress=False, torch_threads=1, cache=False)
-    with pytest.raises(UserError, match=r"cannot write there.*--work-dir"):
+    with pytest.raises(UserError, match=r"cannot write there.*choose another work_dir"):
         evaluate(real, fake, work_dir=str(unwritable / "work"), **kw)
     assert read == []
     evaluate(real, fake, work_dir=str(tmp_path / "work"), **kw)
@@ -620,7 +620,7 @@ def test_save_samples_is_refused_on_a_resumed_evaluation(demo_run, tmp_path):
     """Item 9: a resumed evaluation with --save-samples saved only the recomputed blocks, yet listed saved_samples."""
     work, saved = tmp_path / "work", tmp_path / "saved"
     first = _demo_eval(demo_run, work)
-    with pytest.raises(UserError, match=r"2 finished block.*--save-samples.*rerun without --save-samples"):
+    with pytest.raises(UserError, match=r"2 finished block.*save_samples.*rerun without save_samples"):
         _demo_eval(demo_run, work, save_samples=str(saved))
     assert not saved.exists()  # refused before anything was made
     assert _demo_eval(demo_run, work).fvd == first.fvd  # the resume itself is untouched
@@ -864,8 +864,11 @@ def test_a_step_count_below_one_is_refused_by_every_command_in_one_line(argv, tm
 def test_the_trainer_refuses_zero_steps_from_python_too(tmp_path):
     import dataclasses
 
-    with pytest.raises(UserError, match="--steps must be an integer >= 1, got 0"):  # the same check, for the demo and the API
+    with pytest.raises(UserError, match="^steps must be an integer >= 1, got 0$") as caught:  # the same check, for the API
         train(dataclasses.replace(preset("demo"), steps=0, out=str(tmp_path / "run")), progress=False)
+    from latte_bench.options import cli_name
+
+    assert caught.value.render(cli_name) == "--steps must be an integer >= 1, got 0"  # and as the command line names it
     assert list(tmp_path.iterdir()) == []
 
 

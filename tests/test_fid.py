@@ -86,7 +86,7 @@ def test_fid_and_kid_end_to_end_real_weights(videos, inception_path, tmp_path):
 
 def test_bad_mode_and_missing_weights(videos, tmp_path):
     real_path, fake_path, _, _ = videos
-    with pytest.raises(UserError, match="fid-mode"):
+    with pytest.raises(UserError, match="^fid_mode must be one of stylegan, clean, legacy_pytorch"):
         compute_fid(real_path, fake_path, fid_mode="bicubic", progress=False)
     with pytest.raises(UserError, match="no such file"):
         compute_fid(real_path, fake_path, num_frames=1, num_clips=2, inception_weights=str(tmp_path / "missing.pt"), progress=False)

@@ -121,20 +121,6 @@ def test_every_training_side_option_has_help_with_its_default(capsys):
     assert "--lr LR" in out and "AdamW learning rate (default: 0.0001 (demo: 0.004))" in " ".join(out.split())
 
 
-def test_default_sample_threads_leave_busy_cores_alone(monkeypatch):
-    from latte_bench.training.commands import default_sample_threads
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert default_sample_threads() == 3  # torchrun's / the user's setting wins
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1) + 4.0, 0.0, 0.0))
-    assert default_sample_threads() == 1  # every core busy: one thread, not an oversubscribed pool
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    import torch
-
-    assert default_sample_threads() == min(len(os.sched_getaffinity(0)), torch.get_num_threads())
-
-
 def test_the_steps_of_a_slow_batch_are_shown_below_the_bar(run_dir, tmp_path, capsys, monkeypatch):
     import re
 

@@ -142,7 +142,7 @@ def test_eval_records_uncertainty_saves_and_reuses_features(tmp_path):
     floor = floored.record["floor"]
     assert floor["real_count"] == 6 and floor["floor_count"] == 6 and floor["tag"] is None
     assert floor["fvd"] > 0 and floor["se"] > 0 and floor["fvd_inf_ci"][0] <= floor["fvd_inf_ci"][1]
-    with pytest.raises(UserError, match="--floor"):
+    with pytest.raises(UserError, match="^floor=True scores FVD"):
         evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", floor=True, **kw)
 
     again = evaluate(None, tmp_path / "fake.npz", real_features=tmp_path / "feats" / "i3d_real.npz", **kw)

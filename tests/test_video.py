@@ -100,7 +100,7 @@ def test_folder_with_a_missing_frame_is_named_or_skipped(tmp_path):
     (tmp_path / "gap" / "000005.png").unlink()
     with pytest.raises(UserError, match="jump from 4 to 6") as e:
         open_videos(tmp_path)
-    assert str(tmp_path / "gap") in str(e.value) and "--skip-bad" in str(e.value)
+    assert str(tmp_path / "gap") in str(e.value) and "skip_bad=True skips it" in str(e.value)
     src = open_videos(tmp_path, skip_bad=True)
     assert [e.name for e in src.entries] == ["good"] and [name for name, _ in src.skipped] == ["gap"]
 
@@ -189,7 +189,7 @@ def test_not_a_video_and_truncated_video(tmp_path):
     (tmp_path / "text.avi").write_text("not a video")
     with pytest.raises(UserError, match="text.avi") as e:
         open_videos(tmp_path)
-    assert "\n" not in str(e.value) and "--skip-bad" in str(e.value)
+    assert "\n" not in str(e.value) and "use skip_bad=True to skip it" in str(e.value)
     (tmp_path / "text.avi").unlink()
     with pytest.raises(UserError, match="trunc.mp4"):
         open_videos(tmp_path)

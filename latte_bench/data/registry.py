@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 
 DATA_ENV = "LATTE_BENCH_DATA"
 
@@ -137,7 +137,7 @@ def real_stride(dataset: str | None = None, stride: int | None = None) -> int:
     """The real-clip stride in force: an explicit ``stride`` (>= 1), else the dataset's, else 1."""
     if stride is not None:
         if stride < 1:
-            raise UserError(f"--real-stride must be >= 1 (got {stride})")
+            raise UserError(f"{{real_stride}} must be >= 1 (got {literal(stride)})", real_stride=NAME_ONLY)
         return int(stride)
     return 1 if dataset is None else get_dataset(dataset).stride
 

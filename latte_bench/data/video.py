@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from latte_bench.errors import UserError
+from latte_bench.errors import UserError, literal
 from latte_bench.fsutil import atomic_path, is_data_name
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -251,27 +251,28 @@ def frame_order(names: Sequence[str], folder: str | os.PathLike) -> list[str]:
     (``a.png``, ``b.png``). Anything else (a missing frame, a number used twice, numberless names of
     different widths, numberless names beside numbered ones) raises :class:`UserError` naming ``folder``.
     """
-    fix = "number the frames evenly (000000.png, 000001.png, ...) or remove the folder (--skip-bad skips it)"
+    fix = "number the frames evenly (000000.png, 000001.png, ...) or remove the folder ({skip_bad} skips it)"
+    where = literal(folder)
     numbered = [(int(m.group(1)), n) for n in names if (m := _LAST_NUMBER.search(os.path.splitext(n)[0]))]
     if not numbered:
         widths = {len(os.path.splitext(n)[0]) for n in names}
         if len(widths) > 1:
             short, long = min(names, key=len), max(names, key=len)
-            raise UserError(f"{folder}: frame names have no number and differ in width ({short}, {long}), "
-                            f"so their order is unknown; {fix}")
+            raise UserError(f"{where}: frame names have no number and differ in width ({literal(short)}, {literal(long)}), "
+                            f"so their order is unknown; {fix}", skip_bad=True)
         return sorted(names)
     if len(numbered) < len(names):
         plain = next(n for n in sorted(names) if not _LAST_NUMBER.search(os.path.splitext(n)[0]))
-        raise UserError(f"{folder}: {plain} has no number in its name, the other frames do; {fix}")
+        raise UserError(f"{where}: {literal(plain)} has no number in its name, the other frames do; {fix}", skip_bad=True)
     numbered.sort()
     steps = [b[0] - a[0] for a, b in zip(numbered, numbered[1:])]
     for a, b, step in zip(numbered, numbered[1:], steps):
         if step == 0:
-            raise UserError(f"{folder}: frame number {a[0]} twice ({a[1]}, {b[1]}); {fix}")
+            raise UserError(f"{where}: frame number {a[0]} twice ({literal(a[1])}, {literal(b[1])}); {fix}", skip_bad=True)
     for a, b, step in zip(numbered, numbered[1:], steps):
         if step != min(steps):
-            raise UserError(f"{folder}: frame numbers jump from {a[0]} to {b[0]} ({a[1]}, {b[1]}; a missing frame?) "
-                            f"where the others step by {min(steps)}; {fix}")
+            raise UserError(f"{where}: frame numbers jump from {a[0]} to {b[0]} ({literal(a[1])}, {literal(b[1])}; a missing "
+                            f"frame?) where the others step by {min(steps)}; {fix}", skip_bad=True)
     return [n for _, n in numbered]
 
 
@@ -366,10 +367,11 @@ class _VideoFileReader:
         try:
             container = av.open(self.path, metadata_errors="ignore")
         except Exception as e:
-            raise UserError(f"{self.path}: not a readable video (corrupt, truncated or not a video; use --skip-bad to skip it)") from e
+            raise UserError(f"{literal(self.path)}: not a readable video (corrupt, truncated or not a video; use {{skip_bad}} "
+                            "to skip it)", skip_bad=True) from e
         if not container.streams.video:
             container.close()
-            raise UserError(f"{self.path}: holds no video stream (use --skip-bad to skip it)")
+            raise UserError(f"{literal(self.path)}: holds no video stream (use {{skip_bad}} to skip it)", skip_bad=True)
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
@@ -384,7 +386,8 @@ class _VideoFileReader:
                 n = sum(1 for packet in container.demux(stream) if packet.size)
             return n
         except Exception as e:
-            raise UserError(f"{self.path}: not a readable video (corrupt or truncated; use --skip-bad to skip it)") from e
+            raise UserError(f"{literal(self.path)}: not a readable video (corrupt or truncated; use {{skip_bad}} to skip it)",
+                            skip_bad=True) from e
         finally:
             container.close()
 
@@ -433,7 +436,8 @@ class _VideoFileReader:
             got = self._decode(wanted, 0, None, None)
         if len(got) < len(wanted):
             missing = min(wanted - set(got))
-            raise UserError(f"{self.path}: decoding stopped before frame {missing} (corrupt or truncated video; use --skip-bad to skip it)")
+            raise UserError(f"{literal(self.path)}: decoding stopped before frame {missing} (corrupt or truncated video; use "
+                            "{skip_bad} to skip it)", skip_bad=True)
         return _stack_same_size([got[i] for i in indices], [f"{self.path}[{i}]" for i in indices])
 
     def _decode(self, wanted: set, start: int, seek_pts, order) -> dict | None:

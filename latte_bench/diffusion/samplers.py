@@ -18,11 +18,10 @@ from typing import Callable
 import torch
 
 from ..errors import UserError
+from ..options import SAMPLERS  # the choice list of every --sampler
 from ..progress import step_bar
 from .gaussian import named_beta_schedule, randn
 from .respace import create_diffusion
-
-SAMPLERS = ("ddpm", "ddim", "dpm++")
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float, channels: int) -> torch.Tensor:

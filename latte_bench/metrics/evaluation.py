@@ -38,14 +38,15 @@ from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
 from latte_bench.data.registry import floor_videos, get_dataset, real_count_is_standard, real_videos
 from latte_bench.data.video import write_frames
 from latte_bench.device import resolve_device, torch_threads
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import check_writable, write_errors, write_json
 from latte_bench.metrics import registry, uncertainty
 from latte_bench.metrics.detector import Detector, Loaded, Metric
-from latte_bench.metrics.extract import Head, PassResult, cached_real_stats, real_stats_key, run_pass, stats_cache_root
+from latte_bench.metrics.extract import Head, PassResult, cached_real_stats, run_pass, stats_cache_root
 from latte_bench.metrics.fid import real_frames
 from latte_bench.metrics.fvd import FVD
-from latte_bench.metrics.protocol import STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, split_settings
+from latte_bench.metrics.protocol import (STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings, settings_key,
+                                          split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats
 from latte_bench.provenance import environment
@@ -143,7 +144,8 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
     dist.init(device)
     if cfg.save_samples is not None or cfg.num_runs > 1:
         if not isinstance(fake, CheckpointSource):
-            raise UserError("--save-samples and --num-runs need a checkpoint as the generated side (--ckpt)")
+            raise UserError("{save_samples} and {num_runs} need a checkpoint (a CheckpointSource) as the generated side",
+                            save_samples=NAME_ONLY, num_runs=NAME_ONLY)
     if isinstance(fake, CheckpointSource):  # a wrong checkpoint is refused before any data is touched
         fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
@@ -190,7 +192,7 @@ def evaluate_floor(real=None, **settings) -> dict:
 def _registry_real(proto: Protocol, cfg: Settings):
     """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
     if proto.dataset is None:
-        raise UserError("no real videos: pass --real PATH or --dataset NAME")
+        raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
     real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
                      skip_bad=proto.skip_bad)
     real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
@@ -207,9 +209,9 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     _check_fewer("generated", len(fake_clips), most, proto, fake_src)
     plans = {name: RealPlan([], {}) if real_src is None and u.detector.takes_real_features else _real_plan(u.detector, real_src, proto)
              for name, u in uses.items() if u.real}  # cheap: no decoding
-    for folder, flag in ((cfg.save_samples, "--save-samples"), (cfg.save_features, "--save-features")):
+    for folder, setting in ((cfg.save_samples, "save_samples"), (cfg.save_features, "save_features")):
         if folder is not None:
-            check_writable(folder, flag)
+            check_writable(folder, setting=setting)
     if cfg.floor:
         _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
@@ -252,10 +254,10 @@ def _deliver(on_record, record: dict) -> None:
         try:
             on_record(record)
         except UserError as e:
-            error = str(e)
+            error = e
     error = dist.broadcast_object(error)
     if error is not None:
-        raise UserError(error)
+        raise error
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -278,13 +280,14 @@ def _check_frames(detectors, proto: Protocol) -> None:
     """Clips shorter than a detector's ``min_frames`` are refused (the I3D's 9, the C3D's 16, flickering's 2)."""
     for det in detectors:
         if proto.num_frames < det.min_frames:
-            raise UserError(f"--num-frames {proto.num_frames}: {det.too_short}")
+            raise UserError(f"{{num_frames}}: {det.too_short}", num_frames=proto.num_frames)
 
 
 def _check_floor(metrics, real_src) -> None:
     if FVD not in metrics or real_src is None or real_src.stream:
-        raise UserError("--floor scores FVD between two disjoint real sets: it needs --metrics fvd and real videos "
-                        "as a folder, array or --dataset (not --real-features or a stream)")
+        raise UserError("{floor} scores FVD between two disjoint real sets: it needs the fvd metric and real videos "
+                        "as a folder, array or {dataset} (not {real_features} or a stream)", floor=True,
+                        dataset=NAME_ONLY, real_features=NAME_ONLY)
 
 
 def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protocol) -> None:
@@ -294,9 +297,9 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
     """
     span = (proto.num_frames - 1) * proto.fake_stride + 1
     if num_frames < span:
-        raise UserError(f"{ckpt}: the model makes {num_frames}-frame videos; the protocol needs {span} "
-                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass --num-frames {num_frames} "
-                        "(tagged nonstandard) or a checkpoint trained on longer clips")
+        raise UserError(f"{literal(ckpt)}: the model makes {num_frames}-frame videos; the protocol needs {span} "
+                        f"({proto.num_frames} frames at stride {proto.fake_stride}); pass {{num_frames}} "
+                        "(tagged nonstandard) or a checkpoint trained on longer clips", num_frames=num_frames)
     if proto.dataset is not None:
         want = get_dataset(proto.dataset).num_classes
         if num_classes != want:
@@ -309,8 +312,9 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
 def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
     if have < want and not proto.allow_fewer:
         where = getattr(src, "description", {}).get("path") or side
-        raise UserError(f"{where}: only {have} usable {side} clips for --num-clips {want}; pass --allow-fewer to score "
-                        f"{have} (the record is tagged nonstandard) or supply more videos")
+        raise UserError(f"{literal(where)}: only {have} usable {side} clips for {{num_clips}}; pass {{allow_fewer}} to "
+                        f"score {have} (the record is tagged nonstandard) or supply more videos", num_clips=want,
+                        allow_fewer=True)
 
 
 def _check_fewer_real(have: int, sampling: dict, proto: Protocol, src) -> None:
@@ -460,7 +464,8 @@ def _remove_work_dirs(dirs) -> None:
 
 def _sample_writer(folder: Path):
     def write(index: int, video: np.ndarray) -> None:
-        with write_errors(folder / f"{index:06d}", "free some space or choose another --save-samples"):
+        with write_errors(folder / f"{index:06d}", "free some space or choose another {save_samples}",
+                          save_samples=NAME_ONLY):
             write_frames(folder / f"{index:06d}", video)
 
     return write
@@ -482,19 +487,18 @@ def _work_dir(src, uses: dict[str, Use], proto: Protocol, cfg: Settings) -> tupl
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
-    manifest = {"version": CACHE_VERSION, "protocol": proto.to_dict(), "fake": fake,
+    manifest = {"version": CACHE_VERSION, "protocol": key_settings(proto), "fake": fake,
                 "heads": {name: {"count": use.count, "keep_features": use.keep} for name, use in uses.items()},
                 "batch_independent": True}
-    manifest["protocol"].pop("allow_fewer")
     if cfg.work_dir is not None:
         root = Path(cfg.work_dir) / (f"seed{src.seed}" if isinstance(src, CheckpointSource) and cfg.num_runs > 1 else "")
     else:
-        root = stats_cache_root("eval_work", cfg.run.cache_dir) / real_stats_key(manifest)[:32]
+        root = stats_cache_root("eval_work", cfg.run.cache_dir) / settings_key(manifest)[:32]
     path = root / "manifest.json"
     error = None
     if dist.is_main():
         try:
-            check_writable(root, "--work-dir")
+            check_writable(root, setting="work_dir")
             try:
                 old = json.loads(path.read_text()) if path.is_file() else None
             except (OSError, ValueError):
@@ -502,25 +506,27 @@ def _work_dir(src, uses: dict[str, Use], proto: Protocol, cfg: Settings) -> tupl
             now = json.loads(json.dumps(manifest))  # as it reads back from the file
             if not isinstance(old, dict):
                 if any(root.glob("block_*")):
-                    raise UserError(f"{root}: work folder holds blocks but no readable manifest.json, so the evaluation "
-                                    "they belong to is unknown; delete that folder or use another --work-dir")
-                with write_errors(path, "free some space or use another --work-dir"):
+                    raise UserError(f"{literal(root)}: work folder holds blocks but no readable manifest.json, so the "
+                                    "evaluation they belong to is unknown; delete that folder or use another {work_dir}",
+                                    work_dir=NAME_ONLY)
+                with write_errors(path, "free some space or use another {work_dir}", work_dir=NAME_ONLY):
                     write_json(path, manifest)
             elif old != now:
                 diffs = _differences(old, now)
-                raise UserError(f"{root}: work folder of another evaluation (differs in {', '.join(diffs)}); "
-                                "use another --work-dir or delete that folder")
+                raise UserError(f"{literal(root)}: work folder of another evaluation (differs in {literal(', '.join(diffs))}); "
+                                "use another {work_dir} or delete that folder", work_dir=NAME_ONLY)
             done = len(list(root.glob("block_*.json")))
             if done and cfg.save_samples is not None:
-                raise UserError(f"{root}: holds {done} finished block(s) of this evaluation, whose videos --save-samples "
-                                "would not write (a resume samples only the missing blocks); rerun without "
-                                "--save-samples to resume, or delete that folder to sample and save every video")
+                raise UserError(f"{literal(root)}: holds {done} finished block(s) of this evaluation, whose videos "
+                                "{save_samples} would not write (a resume samples only the missing blocks); rerun "
+                                "without {save_samples} to resume, or delete that folder to sample and save every video",
+                                save_samples=NAME_ONLY)
         except UserError as e:
-            error = str(e)
+            error = e
     error = dist.broadcast_object(error)  # every rank stops on rank 0's refusal
     if error is not None:
-        raise UserError(error)
-    return root, real_stats_key(manifest)
+        raise error
+    return root, settings_key(manifest)
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:

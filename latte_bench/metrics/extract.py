@@ -39,8 +39,9 @@ import torch
 from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip
 from latte_bench.device import exact_fp32
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError
 from latte_bench.fsutil import atomic_path, write_errors, write_json
+from latte_bench.metrics.protocol import settings_key
 from latte_bench.metrics.stats import FeatureStats
 
 
@@ -124,7 +125,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                         payload = _block(it, block_clips, blocks[b][0], heads, batch_size, device, skip_bad,
                                          stream_iter is not None, tick if bar is not None else None)
                     except UserError as e:
-                        payload = {"error": str(e)}
+                        payload = {"error": e}
                     else:
                         if work_dir is not None:
                             _save_block(work_dir, b, payload, work_key)
@@ -132,7 +133,7 @@ def run_pass(source, clips: Sequence[Clip], heads: Sequence[Head], *, batch_size
                 if part is None:
                     continue
                 if "error" in part:
-                    raise UserError(part["error"])
+                    raise part["error"]
                 if part["resolution"] is not None:
                     res = tuple(part["resolution"])
                     if resolution is None:
@@ -183,9 +184,9 @@ def _block(it, block_clips: list[Clip], first_pos: int, heads, batch_size, devic
                 break  # the stream ended: fewer clips than asked (counted by the caller)
             raise RuntimeError("source yielded fewer clips than requested")
         got_clip, item = got
-        if isinstance(item, str):
+        if isinstance(item, (str, UserError)):  # an unreadable clip: its message, or the error itself
             if not skip_bad:
-                raise UserError(item)
+                raise item if isinstance(item, UserError) else UserError(item)
             skipped.append(got_clip.name)
             continue
         res = tuple(item.shape[1:3])
@@ -241,10 +242,10 @@ def _save_block(work_dir, b: int, payload: dict, key: str | None) -> None:
     meta = {"key": key, "block": b, "skipped": payload["skipped"], "example": payload["example"],
             "sha256": _arrays_sha256(arrays)}
     path = _block_path(work_dir, b)
-    way_out = "free some space (the finished blocks are kept: rerun to resume) or use another --work-dir"
-    with write_errors(path, way_out):
+    way_out = "free some space (the finished blocks are kept: rerun to resume) or use another {work_dir}"
+    with write_errors(path, way_out, work_dir=NAME_ONLY):
         _write_npz(path, arrays)
-    with write_errors(path.with_suffix(".json"), way_out):
+    with write_errors(path.with_suffix(".json"), way_out, work_dir=NAME_ONLY):
         write_json(path.with_suffix(".json"), meta)  # written last: a block counts as done only with it
 
 
@@ -333,11 +334,6 @@ def stats_cache_root(metric: str, cache_dir=None) -> Path:
     return weights_cache_dir() / f"{metric}_stats"
 
 
-def real_stats_key(settings: dict) -> str:
-    """sha256 of the canonical JSON of everything that determines the real statistics."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
 def _load_cached(path: Path, keep_features: bool, key: str):
     try:
         found = _read_checked(path, {"key": key})
@@ -358,7 +354,7 @@ def cached_real_stats(metric: str, settings: dict, compute: Callable[[], tuple[F
     (+ ``.json`` holding the settings, the extraction info and the arrays' sha256); a missing,
     unreadable or altered entry is recomputed by ``compute()`` and stored atomically by rank 0.
     """
-    key = real_stats_key({**settings, "keep_features": keep_features})
+    key = settings_key({**settings, "keep_features": keep_features})
     cache_file = stats_cache_root(metric, cache_dir) / f"{key}.npz"
     if cache:
         loaded = dist.broadcast_object(_load_cached(cache_file, keep_features, key) if dist.is_main() else None)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import sha256_file
 from latte_bench.metrics import weights as registry
 from latte_bench.metrics.detector import Detector, Loaded
@@ -345,7 +345,8 @@ class Inception(Detector):
     def preprocess(self, items: torch.Tensor, proto) -> torch.Tensor:
         """uint8 single-frame clips (B, 1, H, W, 3) -> (B, 3, 299, 299) for ``proto.fid_mode``."""
         if proto.fid_mode not in MODES:
-            raise UserError(f"--fid-mode must be one of {', '.join(MODES)}, got {proto.fid_mode!r}")
+            raise UserError(f"{{fid_mode}} must be one of {', '.join(MODES)}, got {literal(repr(proto.fid_mode))}",
+                            fid_mode=NAME_ONLY)
         if items.ndim != 5 or items.shape[1] != 1 or items.shape[-1] != 3:
             raise UserError(f"FID reads single RGB frames (B, 1, H, W, 3), got {list(items.shape)}")
         return preprocess(items[:, 0].permute(0, 3, 1, 2), proto.fid_mode)

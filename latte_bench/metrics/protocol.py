@@ -5,24 +5,31 @@ resize, covariance, FID input mode, IS protocol, KID subsets, summation block, C
 :class:`RunOptions` holds what does not (batch size, device, workers, cache, progress, weight
 files — their sha256 is recorded instead). :func:`split_settings` sorts keyword arguments into
 the two and refuses any other name, so a record can only ever claim the settings that ran.
+Each field declares its option (:mod:`latte_bench.options`): the flag, help, choices, checks and
+effect that the parsers of ``eval`` and ``bench``, the settings keys and ``compare`` read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-import torch
-
-from latte_bench.data.registry import get_dataset, real_stride as resolve_real_stride
-from latte_bench.errors import UserError, check_int
+from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, get_dataset, real_stride as resolve_real_stride
+from latte_bench.errors import UserError
+from latte_bench.options import EFFECTS  # noqa: F401  (compare and the tests read it here)
+from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, T2V_PROMPTS, THREADS,
+                                 WEIGHTS, Option, check_fields,
+                                 effects_of, key_fields)
 
 # "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
 METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
 IS_PROTOCOLS = ("stylegan_v", "tgan2")
+COVARIANCES = ("biased", "unbiased")
 STANDARD_CLIPS = 2048
 STANDARD_FRAMES = 16
 
@@ -36,37 +43,46 @@ class Protocol:
     CPU features are bitwise reproducible at equal thread counts only.
     """
 
-    dataset: str | None = None
-    num_clips: int = STANDARD_CLIPS
-    num_frames: int = STANDARD_FRAMES
-    real_stride: int | None = None
-    fake_stride: int = 1
-    seed: int = 0
-    resize: str = "pytorch"
-    covariance: str = "biased"
-    fid_mode: str = "stylegan"
-    max_real_frames: int | None = None
-    is_protocol: str = "stylegan_v"
-    is_splits: int | None = None
-    is_shuffle_seed: int | None = None
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    block_size: int = 256
-    skip_bad: bool = False
-    allow_fewer: bool = False
-    torch_threads: int | None = None
+    # real=False: the real data enters the statistics' key as its fingerprint, the stride as a number
+    dataset: str | None = Option("protocol preset and real data: demo, ffs, sky, ucf101 or taichi", effect="meaning",
+                                 group="source", real=False).field(None)
+    num_clips: int = Option("clips per set", effect="meaning", minimum=2).field(STANDARD_CLIPS)
+    num_frames: int = Option("frames per clip", effect="meaning", minimum=1).field(STANDARD_FRAMES)
+    real_stride: int | None = Option("frame stride of real clips (default: the dataset's, else 1)", effect="meaning",
+                                     type=int, minimum=1).field(None)
+    fake_stride: int = Option("frame stride of generated clips", effect="meaning", minimum=1, flag="",
+                              real=False).field(1)
+    seed: int = Option("seed of the real-clip sampling and, with --ckpt, of the generated videos", effect="draw").field(0)
+    resize: str = Option("I3D resize to 224: pytorch bilinear half-pixel or TF1 legacy resize_bilinear",
+                         effect="meaning", choices=RESIZE_MODES).field("pytorch")
+    covariance: str = Option("1/n as StyleGAN-V, or 1/(n-1)", effect="meaning", choices=COVARIANCES,
+                             real=False).field("biased")
+    fid_mode: str = Option("FID input pipeline: StyleGAN-V's TF1 resize, clean-fid, or pytorch-fid", effect="meaning",
+                           choices=FID_MODES).field("stylegan")
+    max_real_frames: int | None = Option("FID: use only the first N real frames (default: all)", effect="meaning",
+                                         type=int).field(None)
+    is_protocol: str = Option("IS: StyleGAN-V (num-clips clips, 10 splits) or TGAN2 (10,000 clips, 1 split)",
+                              effect="meaning", choices=IS_PROTOCOLS, real=False).field("stylegan_v")
+    is_splits: int | None = Option("IS: number of splits (default: the IS protocol's)", effect="meaning", type=int,
+                                   real=False).field(None)
+    is_shuffle_seed: int | None = Option("IS: row shuffle seed (default: the IS protocol's)", effect="draw", type=int,
+                                         real=False).field(None)
+    kid_subsets: int = Option("KID: number of subsets", effect="draw", real=False).field(100)
+    kid_subset_size: int = Option("KID: rows per subset (at most)", effect="meaning", real=False).field(1000)
+    block_size: int = Option("clips per summation block, the unit of sharding and resume (moves float64 rounding only)",
+                             effect="digits", minimum=1).field(256)
+    # what these two let through is recorded in the counts and skipped lists, which are compared themselves;
+    # skip_bad still decides which real statistics are computed, so it is part of the settings key
+    skip_bad: bool = Option("skip unreadable real videos (listed in the record)", keyed=True).field(False)
+    allow_fewer: bool = Option("score fewer usable clips than --num-clips instead of refusing (the record is tagged "
+                               "nonstandard)", real=False).field(False)
+    torch_threads: int | None = dataclasses.replace(
+        THREADS, flag="--threads", help="CPU threads of the detectors (default: torch's current count, i.e. "
+        "$OMP_NUM_THREADS when set, else the physical cores; recorded: CPU features are bitwise reproducible at "
+        "equal thread counts)").field(None)
 
     def __post_init__(self):
-        check_int("--num-clips", self.num_clips, 2)
-        check_int("--num-frames", self.num_frames, 1)
-        if self.real_stride is not None:
-            check_int("--real-stride", self.real_stride, 1)
-        check_int("fake_stride", self.fake_stride, 1)
-        check_int("--block-size", self.block_size, 1)
-        _check_choice("--resize", self.resize, RESIZE_MODES)
-        _check_choice("--covariance", self.covariance, ("biased", "unbiased"))
-        _check_choice("--fid-mode", self.fid_mode, FID_MODES)
-        _check_choice("--is-protocol", self.is_protocol, IS_PROTOCOLS)
+        check_fields(self)
         if self.dataset is not None:
             get_dataset(self.dataset)
 
@@ -87,6 +103,8 @@ class Protocol:
 
     def resolved(self) -> "Protocol":
         """This protocol with the stride and the thread count filled in (what a record stores)."""
+        import torch  # here, not at the top: the command line's parsers read this module's options
+
         return dataclasses.replace(self, real_stride=self.stride,
                                    torch_threads=self.torch_threads or torch.get_num_threads())
 
@@ -98,20 +116,54 @@ class Protocol:
 class RunOptions:
     """Settings that do not change any number: how fast, where, and which files hold the weights."""
 
-    batch_size: int = 8
-    device: str | None = None
-    num_workers: int = 0
-    cache: bool = True
-    cache_dir: str | None = None
-    progress: bool = True
-    i3d_weights: str | None = None
-    inception_weights: str | None = None
-    c3d_weights: str | None = None
-    c3d_mean: str | None = None
+    batch_size: int = Option("clips per detector and sampling batch", minimum=1).field(8)
+    device: str | None = DEVICE.field(None)
+    num_workers: int = Option("DataLoader worker processes for decoding", minimum=0).field(0)
+    cache: bool = Option("recompute the real statistics instead of using the cache").field(True)
+    cache_dir: str | None = Option("folder of the cached real statistics (default: $LATTE_BENCH_CACHE/<detector>_stats)",
+                                   flag="").field(None)
+    progress: bool = PROGRESS.field(True)
+    i3d_weights: str | None = Option("I3D weight file (default: the registry's, $LATTE_BENCH_I3D)").field(None)
+    inception_weights: str | None = Option("Inception TorchScript file (default: $LATTE_BENCH_INCEPTION or the cache)"
+                                           ).field(None)
+    c3d_weights: str | None = Option("UCF101 C3D weights for IS (see `latte-bench weights list`)").field(None)
+    c3d_mean: str | None = Option("TGAN2 C3D mean file (default: mean2.npz beside --c3d-weights)").field(None)
 
     def __post_init__(self):
-        check_int("--batch-size", self.batch_size, 1)
-        check_int("--workers", self.num_workers, 0)
+        check_fields(self)
+
+
+@dataclass(kw_only=True)
+class SamplingSettings:
+    """How a checkpoint is sampled (the fields of :class:`latte_bench.metrics.CheckpointSource` besides the file).
+
+    ``cfg_scale=None``: the dataset's default (7.0 for UCF101, else 1.0); ``batch_size=None``: the evaluation's.
+    """
+
+    sampler: str = Option("diffusion sampler", effect="generated", choices=SAMPLERS).field(PAPER_SAMPLER)
+    steps: int = Option("sampling steps", effect="generated", minimum=1).field(PAPER_STEPS)
+    cfg_scale: float | None = Option("classifier-free guidance (default: 7.0 for ucf101, else 1.0)", effect="generated",
+                                     type=float).field(None)
+    seed: int = Option("video i is a function of (seed, i)", effect="draw").field(0)
+    weights: str = Option("which weights of the checkpoint", effect="generated", choices=WEIGHTS).field("ema")
+    labels: str = Option("class labels: uniform per video from the seed (official sample_ddp.py) or balanced over "
+                         "classes", effect="generated", choices=LABELS).field("random")
+    batch_size: int | None = Option("videos per model call (does not change the videos; default: the evaluation's)",
+                                    type=int, minimum=1).field(None)
+    precision: str = Option("sampling precision (autocast)", effect="generated", choices=SAMPLE_PRECISIONS).field("fp32")
+    preset: str | None = Option("official checkpoints (no config inside): the preset describing the model, e.g. ucf101 "
+                                "(default: none; latte-bench checkpoints carry their config)", effect="generated").field(None)
+    model_name: str | None = Option("official checkpoints: the model name (default: the preset's)", effect="generated",
+                                    flag="--model").field(None)
+    vae: str | None = Option("override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)",
+                             effect="generated").field(None)
+    t2v_prompts: str | None = Option(
+        "a Latte-1 --ckpt (text-to-video): classnames = one prompt per class of --dataset, 'a video of <class words>', "
+        "balanced over videos (docs/t2v.md); its sampler defaults are LattePipeline's, ddim 50 and guidance 7.5",
+        effect="generated", choices=T2V_PROMPTS).field(None)
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -120,15 +172,29 @@ class Settings:
 
     protocol: Protocol
     run: RunOptions
-    method: str | None = None
-    work_dir: str | None = None
-    num_runs: int = 1
-    data_root: str | None = None
-    save_samples: str | None = None
-    save_features: str | None = None
-    real_features: str | None = None
-    floor: bool = False
+    method: str | None = Option("row name in the leaderboards (default: model and step for --ckpt, else the --fake "
+                                "folder name)", group="source").field(None)
+    work_dir: str | None = Option(
+        "keep per-block features here; a killed evaluation rerun with the same command resumes (default for --ckpt: "
+        "under $LATTE_BENCH_CACHE/eval_work_stats, removed when done)", metavar="DIR", group="sampling").field(None)
+    num_runs: int = Option("K sampling seeds (seed, seed+1, ...), reported as mean ± std", effect="draw", minimum=1,
+                           group="sampling").field(1)
+    data_root: str | None = Option("data root of --dataset (default: $LATTE_BENCH_DATA/<dataset>)", flag="--data",
+                                   metavar="ROOT", group="source").field(None)
+    save_samples: str | None = Option("also write the sampled videos as lossless PNG frame folders (rescore with "
+                                      "--fake DIR)", metavar="DIR", group="sampling").field(None)
+    save_features: str | None = Option("write the per-clip detector features of both sides and their protocol to DIR "
+                                       "(docs/uncertainty.md)", metavar="DIR", group="source").field(None)
+    real_features: str | None = Option("FVD: reuse DIR/i3d_real.npz of an earlier --save-features (its protocol must "
+                                       "match) instead of the real pass; --real is then optional", metavar="FILE",
+                                       group="source").field(None)
+    floor: bool = Option("also score the real-vs-real floor: FVD between the real clips and as many clips of other "
+                         "real videos, with its se and FVD∞ (record: floor; one more real pass)", group="source"
+                         ).field(False)
     on_record: object = None  # called with the record on every rank before the default work folder is removed
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 _EVAL_KEYS = ("method", "work_dir", "num_runs", "data_root", "save_samples", "save_features", "real_features", "floor",
@@ -144,7 +210,6 @@ def split_settings(kwargs: dict) -> Settings:
         known = sorted(proto_keys | run_keys | set(_EVAL_KEYS))
         raise UserError(f"unknown evaluation setting(s): {', '.join(unknown)}; known settings: {', '.join(known)}")
     num_runs = int(kwargs.get("num_runs") or 1)
-    check_int("--num-runs", num_runs, 1)
     return Settings(
         protocol=Protocol(**{k: v for k, v in kwargs.items() if k in proto_keys}),
         run=RunOptions(**{k: v for k, v in kwargs.items() if k in run_keys}),
@@ -154,40 +219,28 @@ def split_settings(kwargs: dict) -> Settings:
         floor=bool(kwargs.get("floor")), on_record=kwargs.get("on_record"),
     )
 
+# ---------------------------------------------------------------- the settings key
 
-def _check_choice(flag: str, value, choices) -> None:
-    if value not in choices:
-        raise UserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+def key_settings(obj) -> dict:
+    """``{field: value}`` of the fields of dataclass ``obj`` (a Protocol, SamplingSettings, ...) whose option can
+    move a number (its effect is not "none", or it is declared ``keyed``): what a settings key must hold."""
+    return {name: getattr(obj, name) for name in key_fields(type(obj))}
+
+
+def settings_key(payload: dict) -> str:
+    """The one settings hash: sha256 of the canonical JSON of ``payload`` (sorted keys; a value JSON cannot
+    hold, such as a path, as its text). It keys the real-statistics cache, the work folders and bench's records."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- what a difference in a setting does
 #
-# One rule for every comparison of two evaluations (`latte-bench compare`, the leaderboards' notes):
-# each setting of a record is in one of these groups. "meaning" makes two numbers incomparable;
-# "draw" is another random draw of the same protocol (comparable, the difference is noise that the
-# significance test measures); "digits" moves the last digits (summation order, BLAS, the device);
-# "none" cannot move the number; "generated" is the generated side, which is what a comparison is about.
+# One rule for every comparison of two evaluations (`latte-bench compare`, the leaderboards' notes) and
+# for the settings keys: each option declares its effect (a key of EFFECTS, latte_bench.options), and
+# each setting of a record falls in one of those groups.
 
-EFFECTS = {
-    "meaning": "changes what the number means",
-    "draw": "another random draw of the same protocol",
-    "digits": "moves the last digits",
-    "none": "no effect",
-    "generated": "the generated side (what is compared)",
-}
-
-FIELD_EFFECTS = {
-    # Protocol
-    "dataset": "meaning", "num_clips": "meaning", "num_frames": "meaning", "real_stride": "meaning",
-    "fake_stride": "meaning", "seed": "draw", "resize": "meaning", "covariance": "meaning", "fid_mode": "meaning",
-    "max_real_frames": "meaning", "is_protocol": "meaning", "is_splits": "meaning", "is_shuffle_seed": "draw",
-    "kid_subsets": "draw", "kid_subset_size": "meaning", "block_size": "digits", "torch_threads": "digits",
-    # what they let through is recorded in the counts and skipped lists, which are compared themselves
-    "skip_bad": "none", "allow_fewer": "none",
-    # RunOptions (weight files: their sha256 is compared under detectors)
-    "batch_size": "none", "device": "digits", "num_workers": "none", "cache": "none", "cache_dir": "none",
-    "progress": "none", "i3d_weights": "none", "inception_weights": "none", "c3d_weights": "none", "c3d_mean": "none",
-}
+FIELD_EFFECTS = effects_of(Protocol, RunOptions)
 
 # Dotted keys of an evaluation record (fnmatch patterns, first match wins); keys matching none are
 # results, not settings (metric values, standard errors, timings, feature files).
@@ -196,20 +249,30 @@ RECORD_EFFECTS = (
     ("protocol.*", "field"),
     ("schema", "none"), ("method", "none"), ("dataset", "meaning"), ("seed", "draw"), ("runs", "draw"),
     ("nonstandard", "meaning"), ("detectors.*", "meaning"), ("counts.*", "meaning"),
-    ("run.device", "digits"), ("run.*", "none"),
+    ("run.*", "field"),
     ("environment.timestamp_utc", "none"), ("environment.*", "digits"),
     ("real.*", "meaning"),
-    ("fake.lossless", "meaning"), ("fake.skipped_unreadable", "meaning"), ("fake.seed", "draw"),
-    ("fake.path", "none"), ("fake.checkpoint.path", "none"), ("fake.saved_samples", "none"), ("fake.*", "generated"),
+    ("fake.lossless", "meaning"), ("fake.skipped_unreadable", "meaning"),
+    ("fake.path", "none"), ("fake.checkpoint.path", "none"), ("fake.saved_samples", "none"), ("fake.*", "field"),
     ("results.*.provenance.real_stats_cache.*", "none"), ("results.*.provenance.real_sampling.seed", "draw"),
     ("results.*.provenance.*", "meaning"), ("results.*.real_count", "meaning"), ("results.*.fake_count", "meaning"),
     ("results.*.unit", "meaning"),
 )
 
 
+# a record section whose keys are option fields: ({field: effect} of the class declaring them, the group of its other keys)
+_SECTIONS = {"protocol": (effects_of(Protocol), "meaning"), "run": (effects_of(RunOptions), "none"),
+             "fake": (effects_of(SamplingSettings), "generated")}
+
+
 def effect_of(key: str) -> str | None:
-    """The group (a key of :data:`EFFECTS`) of the record setting ``key``; None for a result."""
+    """The group (a key of :data:`EFFECTS`) of the record setting ``key``; None for a result. A "field" key
+    takes the effect its option declares (``fake.seed``: draw, ``run.device``: digits)."""
     for pattern, effect in RECORD_EFFECTS:
         if fnmatchcase(key, pattern):
-            return FIELD_EFFECTS.get(key.split(".", 1)[1], "meaning") if effect == "field" else effect
+            if effect != "field":
+                return effect
+            section, name = key.split(".", 1)
+            effects, other = _SECTIONS[section]
+            return effects.get(name, other)
     return None

@@ -12,7 +12,7 @@
   videos are quantised to uint8 exactly as ``latte-bench sample`` writes them losslessly.
 
 Every source reads a list of :class:`~latte_bench.data.clips.Clip` with :meth:`iter_clips`,
-yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, message)`` for an unreadable clip.
+yielding ``(clip, uint8 (T, H, W, 3))`` in order, or ``(clip, UserError)`` for an unreadable clip.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from latte_bench.data.clips import Clip
-from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, sampling_defaults
+from latte_bench.data.registry import sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
+from latte_bench.metrics.protocol import SamplingSettings
 
 
-T2V_PROMPTS = ("classnames",)  # eval --t2v-prompts: how a text-to-video checkpoint gets its prompts
+from latte_bench.options import T2V_PROMPTS  # noqa: F401  (eval --t2v-prompts: its choice list, read here)
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -109,7 +110,7 @@ class FileSource:
 
 
 class _ClipDataset(torch.utils.data.Dataset):
-    """Reads clips; a failure comes back as its message (worker tracebacks stay out of the terminal)."""
+    """Reads clips; a failure comes back as its :class:`UserError` (worker tracebacks stay out of the terminal)."""
 
     def __init__(self, source: VideoSource, clips: Sequence[Clip]):
         self.source, self.clips = source, list(clips)
@@ -122,7 +123,7 @@ class _ClipDataset(torch.utils.data.Dataset):
         try:
             return i, self.source.entries[clip.video].read(clip.indices)
         except UserError as e:
-            return i, str(e)
+            return i, e  # the error itself, so the command line still names its settings by flag
 
 
 # ------------------------------------------------------------------------------------------ stream
@@ -167,7 +168,7 @@ class StreamSource:
 
 
 @dataclass
-class CheckpointSource:
+class CheckpointSource(SamplingSettings):
     """Generated videos sampled from a checkpoint (a file or a run folder), in memory.
 
     Video ``i`` depends only on ``(seed, i)`` (its noise and label come from its own generators,
@@ -182,35 +183,11 @@ class CheckpointSource:
     """
 
     ckpt: str | os.PathLike
-    sampler: str = PAPER_SAMPLER  # ddpm
-    steps: int = PAPER_STEPS  # 250
-    cfg_scale: float | None = None
-    seed: int = 0
-    weights: str = "ema"
-    labels: str = "random"
-    batch_size: int | None = None
-    precision: str = "fp32"
-    preset: str | None = None
-    model_name: str | None = None
-    vae: str | None = None
-    t2v_prompts: str | None = None
     device: object = field(default=None, repr=False)
     _loaded: object = field(default=None, repr=False)
     _space: object = field(default=None, repr=False)
     _t2v: object = field(default=None, repr=False)  # (Latte1, PromptEmbeddings) of a text-to-video checkpoint
     stream = False  # random access: any video can be sampled on its own
-
-    def __post_init__(self):
-        from latte_bench.diffusion.samplers import SAMPLERS
-        from latte_bench.errors import check_int
-        from latte_bench.metrics.protocol import _check_choice
-
-        _check_choice("--sampler", self.sampler, SAMPLERS)
-        _check_choice("--labels", self.labels, ("random", "balanced"))
-        _check_choice("--precision", self.precision, ("fp32", "bf16", "fp16"))
-        check_int("--steps", self.steps, 1)
-        if self.t2v_prompts is not None:
-            _check_choice("--t2v-prompts", self.t2v_prompts, T2V_PROMPTS)
 
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
@@ -229,7 +206,8 @@ class CheckpointSource:
         if self._loaded is None and is_t2v_folder(self.ckpt):
             self._load_t2v(device, dataset)
         elif self.t2v_prompts is not None and self._loaded is None:
-            raise UserError(f"--t2v-prompts needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {self.ckpt} is not one")
+            raise UserError(f"{{t2v_prompts}} needs a Latte-1 folder as the checkpoint (transformer/, vae/, ...); "
+                            f"{literal(self.ckpt)} is not one", t2v_prompts=NAME_ONLY)
         if self._loaded is None:
             from latte_bench.training.latents import LatentSpace, load_vae
             from latte_bench.training.load import load_model
@@ -248,8 +226,8 @@ class CheckpointSource:
         from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
 
         if self.t2v_prompts is None:
-            raise UserError(f"{self.ckpt} is a text-to-video model (Latte-1): pass --t2v-prompts classnames "
-                            "(one prompt per class of --dataset; docs/t2v.md)")
+            raise UserError(f"{literal(self.ckpt)} is a text-to-video model (Latte-1): pass {{t2v_prompts}} "
+                            "(one prompt per class of {dataset}; docs/t2v.md)", t2v_prompts="classnames", dataset=NAME_ONLY)
         check_sampler(self.sampler)
         prompts = classname_prompts(dataset)
         embeddings = prompt_embeddings(self.ckpt, prompts=prompts, device=device, precision=self.precision)
@@ -292,7 +270,8 @@ class CheckpointSource:
         return video_labels(self.seed, indices, k)
 
     def settings(self, dataset: str | None) -> dict:
-        """What determines the videos: the checkpoint file and every sampling setting.
+        """What determines the videos: the checkpoint file (its ``weights`` too) and every sampling setting
+        that can move a number (:func:`latte_bench.metrics.protocol.key_settings`), resolved.
 
         A model in memory (no checkpoint sha256) adds ``weights_sha256`` (:func:`state_dict_sha256`) and
         its diffusion options, so that two models of one name and step never share a work folder.
@@ -302,6 +281,10 @@ class CheckpointSource:
                "precision": self.precision, "vae": self.vae or self.loaded.info.get("vae", "none"),
                "latent_shape": list(self.loaded.latent_shape),
                "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255), as a lossless file of `latte-bench sample`"}
+        # the model an official file is read as (latte-bench files carry it); the prompts of a text-to-video one
+        for name in ("preset", "model_name", "t2v_prompts"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if not self.loaded.checkpoint.get("sha256"):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)

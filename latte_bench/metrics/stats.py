@@ -171,7 +171,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     fd = float(diff @ diff + scale - 2.0 * trace_sqrt_product(sigma1, sigma2))
     if fd < -NEGATIVE_TOLERANCE * max(scale, 1.0):
         raise UserError(f"Fréchet distance came out negative ({fd:.6g}, beyond round-off of the traces {scale:.6g}): "
-                        "the statistics are inconsistent (a tampered or corrupt statistics file?); recompute with --no-cache")
+                        "the statistics are inconsistent (a tampered or corrupt statistics file?); recompute with {cache}",
+                        cache=False)
     return max(fd, 0.0)  # a negative value within round-off of 0 is 0
 
 

@@ -34,7 +34,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.stats import FeatureStats, _psd_eigvals, _sqrt_psd, frechet_distance
 
 DEFAULT_GROUPS = 20
@@ -88,7 +88,8 @@ class FrechetEstimate:
 def _as_stats(x, side: str) -> FeatureStats:
     if isinstance(x, FeatureStats):
         if not x.keep_features:
-            raise UserError(f"{side} statistics hold no per-item features; keep them (keep_features=True, --save-features)")
+            raise UserError(f"{literal(side)} statistics hold no per-item features; keep them (keep_features=True, "
+                            "{save_features})", save_features=NAME_ONLY)
         return x
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[0] == 0:
@@ -249,26 +250,31 @@ def load_real_features(path, settings: dict, sampling: dict) -> dict:
     path = Path(path)
     index_path = path.parent / FEATURES_INDEX
     if not path.is_file():
-        raise UserError(f"--real-features {path}: no such file; pass the {{folder}}/i3d_real.npz that --save-features wrote")
+        raise UserError(f"{{real_features}} {literal(path)}: no such file; pass the {{{{folder}}}}/i3d_real.npz that "
+                        "{save_features} wrote", real_features=NAME_ONLY, save_features=NAME_ONLY)
     try:
         index = json.loads(index_path.read_text())
         entry = next(e for e in index["files"].values() if e["real"] == path.name)
         saved = entry["real_settings"]
     except (OSError, ValueError, KeyError, TypeError, StopIteration):
-        raise UserError(f"--real-features {path}: {index_path} does not describe it; pass a file written by "
-                        "--save-features, with its features.json") from None
+        raise UserError(f"{{real_features}} {literal(path)}: {literal(index_path)} does not describe it; pass a file "
+                        "written by {save_features}, with its features.json", real_features=NAME_ONLY,
+                        save_features=NAME_ONLY) from None
     if saved.get("detector") != settings["detector"]:
-        raise UserError(f"--real-features {path}: features of the {saved.get('detector')} detector; FVD needs i3d_real.npz")
+        raise UserError(f"{{real_features}} {literal(path)}: features of the {literal(saved.get('detector'))} detector; "
+                        "FVD needs i3d_real.npz", real_features=NAME_ONLY)
     differ = [k for k in settings if k not in _REUSE_FREE and saved.get(k) != settings[k]]
     if saved.get("real_fingerprint") and settings.get("real_fingerprint") and saved["real_fingerprint"] != settings["real_fingerprint"]:
         differ.append("real_fingerprint (other real videos)")
     if differ:
         diffs = ", ".join(f"{k} ({saved.get(k)!r} there, {settings.get(k)!r} now)" if k in settings else k for k in differ)
-        raise UserError(f"--real-features {path}: saved with another protocol ({diffs}); "
-                        "pass matching settings or recompute the real features without --real-features")
+        raise UserError(f"{{real_features}} {literal(path)}: saved with another protocol ({literal(diffs)}); "
+                        "pass matching settings or recompute the real features without {real_features}",
+                        real_features=NAME_ONLY)
     stats = FeatureStats.load(path)
     if not stats.keep_features:
-        raise UserError(f"--real-features {path}: holds statistics only, no per-clip features; save them again with --save-features")
+        raise UserError(f"{{real_features}} {literal(path)}: holds statistics only, no per-clip features; save them "
+                        "again with {save_features}", real_features=NAME_ONLY, save_features=NAME_ONLY)
     return {"stats": stats, "info": {"skipped": [], "resolution": None, "from": str(path.resolve())},
             "sampling": entry.get("real_sampling") or sampling, "settings": saved,
             "cache": {"key": None, "hit": False, "enabled": False, "real_features": str(path.resolve())}}

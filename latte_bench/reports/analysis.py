@@ -273,7 +273,7 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
 
     if kind not in ("similarity", "fusion"):
         raise ValueError(f"unknown analysis {kind!r}")
-    check_int("--num-videos", num_videos, 1)
+    check_int("num_videos", num_videos, 1, flag="--num-videos")
     if kind == "fusion" and variant not in (None, 4):
         raise UserError(f"--variant {variant}: the fusion analysis (Fig. 8) is defined for Variant 4 (factorised heads)")
     timestep = ANALYSIS_TIMESTEP if timestep is None else int(timestep)

@@ -44,7 +44,6 @@ import argparse
 import collections
 import dataclasses
 import glob
-import hashlib
 import json
 import math
 import os
@@ -56,7 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from latte_bench.errors import UserError, third_party_quiet
-from latte_bench.metrics.commands import EVAL_FLAGS, add_eval_flags
+from latte_bench.metrics.commands import add_eval_options, eval_options
+from latte_bench.options import PROGRESS, add_options, option_named
 
 BENCH_SCHEMA = "latte-bench/bench/1"
 FLOOR_SCHEMA = "latte-bench/bench-floor/1"
@@ -66,10 +66,11 @@ FLOOR_IGNORES = frozenset({"fake_stride", "fid_mode", "max_real_frames", "is_pro
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 # settings the runner itself sets for every evaluation: never taken from a plan
 RESERVED = frozenset({"method", "dataset", "data_root", "work_dir", "save_samples", "progress", "real", "fake", "json", "ckpt"})
+# evaluation options that bench does not take from its command line as evaluation settings: the reserved ones, the
+# per-evaluation files and the floor (a flag of the plan, once per dataset)
+CLI_EXCLUDED = tuple(RESERVED | {"save_features", "real_features", "floor"})
 # settings that name files: relative to the plan file (to the working folder on the command line)
 PATH_SETTINGS = frozenset({"cache_dir", "i3d_weights", "inception_weights", "c3d_weights", "c3d_mean"})
-# settings that cannot change a number (results are independent of batch size and device): not part of a record's key
-NO_EFFECT = frozenset({"batch_size", "device", "num_workers", "cache", "cache_dir", "progress"})
 
 
 # ---------------------------------------------------------------- the plan
@@ -265,21 +266,24 @@ def plan_from_args(args: argparse.Namespace) -> tuple[dict, Path, str]:
 
 
 def _data_flags(args) -> tuple[dict, str | None]:
-    data, root = {}, None
+    """``({dataset: root} of --data DATASET=DIR, --data-root DIR)``."""
+    data = {}
     for item in args.data_root or []:
-        if "=" in item and not Path(item).exists():
-            name, path = item.split("=", 1)
-            data[name.strip()] = path
-        elif root is not None:
-            raise UserError("--data-root DIR given twice; use --data-root DATASET=DIR for one dataset's own root")
-        else:
-            root = item
+        if "=" not in item:
+            raise UserError(f"--data {item}: expected DATASET=DIR (e.g. --data ucf101=/datasets/UCF-101); "
+                            "a folder holding one sub-folder per dataset is --data-root DIR")
+        name, path = item.split("=", 1)
+        data[name.strip()] = path
+    root = args.datasets_root
+    if root is not None and "=" in root and not Path(root).exists():
+        raise UserError(f"--data-root {root}: one dataset's own folder is --data DATASET=DIR; --data-root DIR is "
+                        "a folder holding one sub-folder per dataset")
     return data, root
 
 
 def _cli_settings(args) -> dict:
     out = {}
-    for key in [k for _, _, k, _, _ in EVAL_FLAGS if k not in RESERVED] + ["cache"]:
+    for key in [o.name for o in eval_options(exclude=CLI_EXCLUDED)]:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -414,7 +418,7 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
         root, how = Path(os.environ[DATA_ENV]) / dataset, f"${DATA_ENV}"
     else:
         raise UserError(f"{where}: no data root for {dataset}: pass --data-root DIR (holding {dataset}/) or "
-                        f"--data-root {dataset}=DIR, or set ${DATA_ENV}")
+                        f"--data {dataset}=DIR, or set ${DATA_ENV}")
     if not root.is_absolute():
         root = base / root
     if not root.is_dir():
@@ -494,7 +498,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
             resolve_device(settings["device"])
         return split_settings({**ev, "dataset": dataset}).protocol
     except UserError as e:
-        raise UserError(f"{where}: {e}") from None
+        raise e.with_context(f"{where}: ") from None
     except (TypeError, ValueError) as e:  # a value of the wrong type
         raise UserError(f"{where}: a setting has a value of the wrong type ({e})") from None
 
@@ -608,18 +612,15 @@ def real_fingerprint(ev: Evaluation) -> str | None:
     return as_source(real, side="real", skip_bad=ev.protocol.skip_bad).fingerprint()
 
 
-def _digest(payload: dict) -> str:
-    """sha256 of ``payload`` as sorted JSON: the key of a record (:func:`evaluation_key`, :func:`floor_key`)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def floor_key(ev: Evaluation) -> str:
     """sha256 over what decides the real-vs-real floor of ``ev``'s dataset: the dataset, the real data's
     fingerprint (:func:`real_fingerprint`) and the protocol's real-side fields (clips, frames, stride, seed,
     resize, covariance, ...; not the generated side's, see :data:`FLOOR_IGNORES`)."""
+    from latte_bench.metrics.protocol import settings_key
+
     protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
     protocol = {k: v for k, v in protocol.items() if k not in FLOOR_IGNORES}
-    return _digest({"schema": FLOOR_SCHEMA, "dataset": ev.dataset, "real": ev.real_fingerprint, "protocol": protocol})
+    return settings_key({"schema": FLOOR_SCHEMA, "dataset": ev.dataset, "real": ev.real_fingerprint, "protocol": protocol})
 
 
 def evaluation_key(ev: Evaluation) -> str:
@@ -632,16 +633,16 @@ def evaluation_key(ev: Evaluation) -> str:
     that leaves it out share them too.
     """
     from latte_bench.data.registry import get_dataset
+    from latte_bench.metrics.protocol import key_settings, settings_key
     from latte_bench.metrics.sources import CheckpointSource
 
     _, src = _split(ev.settings, ev.dataset)
-    source = CheckpointSource(str(ev.checkpoint), **src)
-    sampling = {k: getattr(source, k) for k in _source_keys() if k not in NO_EFFECT}
-    protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
+    sampling = key_settings(CheckpointSource(str(ev.checkpoint), **src))
+    protocol = key_settings(dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride))
     payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset, "real": ev.real_fingerprint,
                "metrics": list(ev.settings.get("metrics") or get_dataset(ev.dataset).metrics),
                "protocol": protocol, "sampling": sampling, "num_runs": int(ev.settings.get("num_runs") or 1)}
-    return _digest(payload)
+    return settings_key(payload)
 
 
 # ---------------------------------------------------------------- running
@@ -783,8 +784,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
         try:
             record = evaluate_one(ev, progress=progress)
         except UserError as e:
-            raise UserError(f"evaluation {i} of {n} ({what}) stopped: {e} [the {len(evaluated) + len(reused)} finished "
-                            "record(s) are kept; fix this and rerun the same command to continue]") from None
+            raise e.with_context(f"evaluation {i} of {n} ({what}) stopped: ", f" [the {len(evaluated) + len(reused)} "
+                                 "finished record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
             with write_errors(ev.record_path, "free some space or make it writable, then rerun (its work folder is kept)"):
                 write_json(ev.record_path, record)
@@ -1008,25 +1009,25 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", action="append", default=None, metavar="DATASET=CKPT",
                    help="a checkpoint file, run folder (its latest checkpoint) or quoted glob for one dataset "
                    "(demo, ffs, sky, ucf101, taichi); repeat for more, e.g. --ckpt 'ffs=runs/ffs/checkpoints/*'")
-    p.add_argument("--data-root", action="append", default=None, metavar="DIR|DATASET=DIR",
-                   help="folder holding one sub-folder per dataset (DIR/ucf101, ...); or DATASET=DIR for one dataset "
-                   "(default: $LATTE_BENCH_DATA/<dataset>)")
+    p.add_argument("--data", dest="data_root", action="append", default=None, metavar="DATASET=DIR",
+                   help="one dataset's folder, as `eval --data`; repeat for more, e.g. --data ucf101=/datasets/UCF-101 "
+                   "(default: DIR/<dataset> of --data-root, else $LATTE_BENCH_DATA/<dataset>)")
+    p.add_argument("--data-root", dest="datasets_root", default=None, metavar="DIR",
+                   help="a folder holding one sub-folder per dataset (DIR/ucf101, ...): the plan's data_root")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="records, work folders, tables and figures (default: the plan's `out`, else bench/)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated metrics (default per dataset, the paper's: ffs fvd,fid; ucf101 fvd,is; "
                    "sky, taichi fvd; demo fvd,kvd)")
     s = p.add_argument_group("evaluation settings (for every evaluation; they override the plan)")
-    add_eval_flags(collections.defaultdict(lambda: s), with_defaults=False, exclude=tuple(RESERVED))
-    s.add_argument("--no-cache", dest="cache", action="store_false", default=None,
-                   help="recompute the real statistics instead of using the cache")
+    add_eval_options(collections.defaultdict(lambda: s), defaults=False, exclude=CLI_EXCLUDED)
     s.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="any other evaluation setting by name, e.g. --set kid_subsets=50 (values are TOML literals)")
-    p.add_argument("--floor", action="store_true", default=None,
-                   help="also record the real-vs-real floor once per dataset and protocol (as `eval --floor`; "
-                   "OUT/floors/, reused on a rerun; shown under table3.md and in bench.json). In a plan: floor = true")
+    add_options(p, [option_named("floor")], defaults=False, overrides={"floor": {
+        "help": "also record the real-vs-real floor once per dataset and protocol (as `eval --floor`; OUT/floors/, "
+                "reused on a rerun; shown under table3.md and in bench.json). In a plan: floor = true"}})
     p.add_argument("--dry-run", action="store_true", help="check the plan and list its evaluations; run nothing")
-    p.add_argument("--no-progress", action="store_true", help="no per-evaluation progress bars")
+    add_options(p, [PROGRESS])
     p.set_defaults(func=run_bench)
 
 
@@ -1076,7 +1077,7 @@ def run_bench(args: argparse.Namespace) -> int:
                     state = "recorded" if find_floor(floor) is not None else "to run"
                     print(f"floor of {floor.dataset} ({floor.evaluation.protocol.num_clips} clips): {floor.record_path} [{state}]")
             return 0
-        run_plan(plan, progress=not args.no_progress)
+        run_plan(plan, progress=args.progress)
     finally:
         if dist.active():
             import torch.distributed

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from latte_bench.options import THREADS, add_options
+
 
 def register(subparsers) -> None:
     from latte_bench.cli import AtLeast, HelpFormatter
@@ -98,8 +100,7 @@ def register(subparsers) -> None:
     p.add_argument("--clips", type=int, action=AtLeast, minimum=2, default=None,
                    help="clips per set for FVD/KVD and the floor (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training runs, the sampling and the evaluation's clip choice (default 0; the real sets are fixed)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: half the cores, at least 1, so another process does not slow it down)")
+    add_options(p, [THREADS])
     p.add_argument("--no-compare", action="store_true", help="skip the second (Variant 2) model of the Fig. 6 comparison")
     p.set_defaults(func=run_demo)
 

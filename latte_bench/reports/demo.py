@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from latte_bench.options import resolve_threads
 from latte_bench.data.registry import get_dataset
 
 DEFAULT_OUT = "latte-demo"
@@ -113,11 +114,6 @@ def load_slowdown(busy_threads: int, load: float, cores: int | None = None) -> f
     return max(MIN_SLOWDOWN, LOAD_MARGIN * (load + busy_threads) / cores)
 
 
-def default_threads() -> int:
-    """Half the cores (at least 1): leaves room for another process without oversubscribing."""
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
-
-
 def _say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -164,9 +160,9 @@ def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) 
 
     s = QUICK if quick else FULL
     if steps is not None:
-        s = dataclasses.replace(s, steps=check_int("--steps", steps, 1), compare_steps=min(s.compare_steps, steps))
+        s = dataclasses.replace(s, steps=check_int("steps", steps, 1, flag="--steps"), compare_steps=min(s.compare_steps, steps))
     if clips is not None:  # two clips per set at least, for a covariance
-        s = dataclasses.replace(s, clips=check_int("--clips", clips, 2))
+        s = dataclasses.replace(s, clips=check_int("clips", clips, 2, flag="--clips"))
     if not compare:
         s = dataclasses.replace(s, compare_variant=0)
     return s
@@ -246,11 +242,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, steps: int | No
     """Run the demo; returns ``{"out", "record", "fvd", "fvd_real_floor", "wall_s", "checkpoint", "files"}``."""
     from latte_bench.device import torch_threads
 
-    threads = default_threads() if threads is None else threads
-    if threads < 1:
-        from latte_bench.errors import UserError
-
-        raise UserError(f"--threads {threads}: must be >= 1")
+    threads = resolve_threads(threads)  # the --threads rule of every command
     s = _settings(quick, steps, clips, compare)
     out = prepare_out(out)
     with torch_threads(threads), _background() as pool:
@@ -721,7 +713,7 @@ def write_table3(out: Path) -> tuple[Path, Path, str]:
     from latte_bench.reports.store import load_records
 
     records = load_records(out / "results")
-    first = next(r.raw for r in records if r.raw.get("dataset") == "demo")
+    first = next(r.raw for r in records if r.raw.get("dataset") == get_dataset("demo").name)  # the demo's own records
     size = first["model"]["train_config"]["image_size"]
     footer = (f"The `Demo` column is this demo: {first['protocol']['num_clips']} clips of {first['protocol']['num_frames']} "
               f"frames at {size}x{size} pixels, NOT comparable with the paper's 2,048-clip 256x256 numbers.")

@@ -4,84 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from latte_bench.cli import AtLeast, HelpFormatter
 from latte_bench.errors import UserError
+from latte_bench.metrics.protocol import SamplingSettings
+from latte_bench.options import DEVICE, PROGRESS, SAMPLE_PRECISIONS, THREADS, Option, add_options, options_of
+from latte_bench.training.presets import TrainConfig
 
-def _yes_no(text: str) -> bool:
-    if text.lower() in ("yes", "true", "1"):
-        return True
-    if text.lower() in ("no", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
-
-
-# command-line flag → TrainConfig field, for the plain overrides of `train`
-_TRAIN_FIELDS = {
-    "data": str, "split": str, "latents": str, "model": str, "variant": int, "out": str, "steps": int,
-    "batch_size": int, "grad_accum": int, "lr": float, "lr_schedule": str, "warmup_steps": int, "weight_decay": float,
-    "ema_decay": float,
-    "start_clip_iter": int, "clip_max_norm": float, "precision": str, "joint_strategy": str, "num_images": int,
-    "num_frames": int, "frame_interval": int, "image_size": int, "num_classes": int, "vae": str, "seed": int,
-    "num_workers": int, "log_every": int, "ckpt_every": int, "sample_every": int, "sample_videos": int,
-    "sample_steps": int, "sample_sampler": str, "fvd_every": int, "fvd_real": str, "fvd_videos": int, "device": str,
-    "distributed": str, "demo_videos": int, "noise_schedule": str, "prediction": str,
-    "learn_sigma": _yes_no, "snr_gamma": float, "prompt_embeds": str,
-}
-
-# the smallest value of the whole-number overrides that have one (checked while parsing, one line)
-_TRAIN_MINIMUM = {"steps": 1, "batch_size": 1, "grad_accum": 1, "log_every": 1, "ckpt_every": 1, "sample_every": 0,
-                  "sample_videos": 1, "sample_steps": 1, "fvd_every": 0, "num_workers": 0, "demo_videos": 1}
-
-
-# what each `train` override means (its default is the preset's, listed by _preset_default)
-_TRAIN_HELP = {
-    "data": "data folder of the preset's dataset (videos or frame folders)",
-    "split": "UCF101 split list (trainlist01.txt) to train on a subset",
-    "latents": "pre-encoded latent shards from `latte-bench encode`, instead of --data",
-    "model": "model size, e.g. Latte-XL/2, Latte-S/2, or Latte-T2V (text-to-video; needs --prompt-embeds)",
-    "prompt_embeds": "Latte-T2V: prompt embeddings from `latte-bench encode-prompts`, one prompt per class in label order",
-    "variant": "Latte model variant 1-4 (paper Sec. 3.2)",
-    "out": "run folder: config.json, metrics.jsonl, checkpoints/",
-    "steps": "optimizer steps to train to (with --resume: the new end)",
-    "batch_size": "clips per process per micro-batch (global batch = batch-size x processes x grad-accum)",
-    "grad_accum": "micro-batches accumulated per optimizer step",
-    "lr": "AdamW learning rate",
-    "lr_schedule": "constant | cosine (to 0 at --steps)",
-    "noise_schedule": "diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)",
-    "prediction": "model target: eps (Latte) | x0 (the clean sample)",
-    "learn_sigma": "yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance",
-    "snr_gamma": "Min-SNR-gamma loss weighting: each clip's x_0 error counts min(SNR_t, gamma) times (0: uniform MSE, Latte)",
-    "warmup_steps": "linear learning-rate warm-up steps",
-    "weight_decay": "AdamW weight decay",
-    "ema_decay": "EMA decay per optimizer step",
-    "start_clip_iter": "step from which gradients are clipped (before: norm only logged)",
-    "clip_max_norm": "gradient-norm clipping threshold",
-    "precision": "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16",
-    "joint_strategy": "image-video joint training: only_video | temporal_mask",
-    "num_images": "K single frames per clip for image-video joint training (0: off)",
-    "num_frames": "frames per training clip",
-    "frame_interval": "stride between the frames of a clip",
-    "image_size": "frame size in pixels (square)",
-    "num_classes": "class-conditional model with this many classes (0: unconditional)",
-    "vae": "VAE hub id or folder, or none for pixel space",
-    "seed": "seed of the weights, data order and noise",
-    "num_workers": "DataLoader worker processes",
-    "log_every": "steps between metrics.jsonl records",
-    "ckpt_every": "steps between checkpoints",
-    "sample_every": "steps between preview videos (0: never)",
-    "sample_videos": "preview videos each time",
-    "sample_steps": "sampler steps for previews and periodic FVD",
-    "sample_sampler": "sampler for previews and periodic FVD: ddpm | ddim | dpm++",
-    "fvd_every": "steps between FVD evaluations (0: never; needs --fvd-real)",
-    "fvd_real": "held-out real videos for the periodic FVD",
-    "fvd_videos": "generated clips per periodic FVD",
-    "device": "auto | cpu | cuda | cuda:N",
-    "distributed": "under torchrun: ddp | fsdp",
-    "demo_videos": "size of the generated demo set",
-}
+# the prompts of a text-to-video checkpoint (sample; encode-prompts takes the first two): one of them at a time
+PROMPT = Option(name="prompt", default=None, type=str, help="one prompt for every video (default: none)")
+PROMPTS = Option(name="prompts", default=None, type=str, metavar="FILE",
+                 help="a text file, one prompt per line (default: none)")
+PROMPT_EMBEDS = Option(name="prompt_embeds", default=None, type=str, metavar="FILE",
+                       help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
 
 
 def _preset_default(name: str) -> str:
@@ -98,53 +34,20 @@ def _preset_default(name: str) -> str:
     return f"{first} ({'; '.join(rest)})"
 
 
-def default_sample_threads() -> int:
-    """CPU threads for `sample` when --threads is not given: the cores other processes leave free.
-
-    ``OMP_NUM_THREADS`` wins when set (torchrun sets 1). Otherwise ``cores - load average``, at
-    least 1 and at most torch's default (the physical cores): on the shared 2-core machine (load
-    5-7) the demo model sampled 4 videos x 50 DDPM steps in 10-14 s with 1 thread and 73-106 s
-    with 2 (docs/training.md, "Sampling").
-    """
-    import os
-
-    import torch
-
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, torch.get_num_threads(), int(cores - busy)))
-
-
 def register(subparsers) -> None:
     from latte_bench.training.presets import PRESETS
 
     fmt = HelpFormatter
-    p = subparsers.add_parser("train", help="train Latte from a preset (official configs or the CPU demo)",
+    p = subparsers.add_parser("train", formatter_class=fmt, help="train Latte from a preset (official configs or the CPU demo)",
                               description="Train Latte. Presets follow the official configs; each flag overrides one "
                               "field (defaults below are the presets' values).")
     p.add_argument("preset", choices=sorted(PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
-    for name, kind in _TRAIN_FIELDS.items():
-        bounded = dict(action=AtLeast, minimum=_TRAIN_MINIMUM[name]) if name in _TRAIN_MINIMUM else {}
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=f"{_TRAIN_HELP[name]} (default: {_preset_default(name)})", **bounded)
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
-                   help="recompute activations in the backward pass to save memory (default: off)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile each transformer block (checkpoint names unchanged; default: off)")
-    p.add_argument("--model-options", type=json.loads, default=None,
-                   help='extra create_model() options as JSON, e.g. \'{"depth": 4}\' (default: the preset\'s)')
+    add_options(p, options_of(TrainConfig), defaults=False, default_text=_preset_default)
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in --out; other settings than the run's are refused (default: off)")
     p.add_argument("--allow-config-change", action="store_true",
                    help="with --resume: continue with changed settings, recorded in config.json and metrics.jsonl (default: off)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads; 1 is fastest for the demo on a busy machine (default: torch's, all cores)")
+    add_options(p, [PROGRESS, THREADS])
     p.set_defaults(func=run_train)
 
     e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards", formatter_class=fmt,
@@ -172,36 +75,15 @@ def register(subparsers) -> None:
                    "official {'ema': ...} file, or a Latte-1 folder (text-to-video: transformer/, vae/, ...; docs/t2v.md)")
     s.add_argument("--num-videos", type=int, action=AtLeast, required=True, help="videos to have in --out")
     s.add_argument("--out", required=True, help="output folder (or the folder of videos.npz)")
-    s.add_argument("--sampler", choices=("ddpm", "ddim", "dpm++"), default=None,
-                   help="diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; demo: ddim; "
-                        "Latte-1: ddim, as LattePipeline)")
-    s.add_argument("--steps", type=int, action=AtLeast, default=None,
-                   help="sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25; Latte-1: 50)")
-    s.add_argument("--cfg-scale", type=float, default=None,
-                   help="classifier-free guidance scale, 1: none (default: eval --ckpt's for the checkpoint's dataset: "
-                        "7 for a class-conditional ucf101 model, else 1; Latte-1: 7.5)")
+    add_options(s, [o for o in options_of(SamplingSettings) if o.name not in ("labels", "t2v_prompts")],
+                overrides=SAMPLE_OVERRIDES)
     t2v = s.add_argument_group("text-to-video (a Latte-1 --ckpt; video i gets prompt i mod the number of prompts)")
-    prompt = t2v.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=None, help="one prompt for every video (default: none)")
-    prompt.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line (default: none)")
-    prompt.add_argument("--prompt-embeds", metavar="FILE", default=None,
-                        help="T5 embeddings written by `latte-bench encode-prompts` (no text encoder needed; default: none)")
-    s.add_argument("--seed", type=int, default=0, help="video i is a function of (seed, i)")
-    s.add_argument("--batch-size", type=int, action=AtLeast, default=4, help="videos per model call (does not change the videos)")
+    add_options(t2v.add_mutually_exclusive_group(), [PROMPT, PROMPTS, PROMPT_EMBEDS])
     s.add_argument("--format", choices=("mp4", "png", "npz"), default="mp4",
                    help="mp4 (lossy, Latte's), png frame folders or one npz (lossless)")
-    s.add_argument("--vae", default=None, help="override the checkpoint's VAE: hub id, folder or none (default: the checkpoint's)")
-    s.add_argument("--preset", default=None, help="for official checkpoints: the preset that describes the model, e.g. ucf101 (default: none; "
-                   "latte-bench checkpoints carry their config)")
-    s.add_argument("--model", default=None, help="for official checkpoints: the model name (default: the preset's)")
-    s.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a training checkpoint")
-    s.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_options(s, [DEVICE, PROGRESS, THREADS])
     s.add_argument("--allow-settings-change", action="store_true",
                    help="keep videos in --out made with other settings and add these (recorded in samples.json)")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores the load average leaves free, at least 1)")
     s.set_defaults(func=run_sample)
 
     ep = subparsers.add_parser("encode-prompts", formatter_class=fmt,
@@ -210,12 +92,11 @@ def register(subparsers) -> None:
                                "negative prompt) with the T5 of a Latte-1 folder, into one safetensors file, so that a machine "
                                "without T5 can sample.")
     ep.add_argument("--ckpt", required=True, help="a Latte-1 folder (its text_encoder/ and tokenizer/ are read)")
-    which = ep.add_mutually_exclusive_group(required=True)
-    which.add_argument("--prompt", default=None, help="one prompt")
-    which.add_argument("--prompts", metavar="FILE", default=None, help="a text file, one prompt per line")
+    add_options(ep.add_mutually_exclusive_group(required=True), [PROMPT, PROMPTS],
+                overrides={"prompt": {"help": "one prompt"}, "prompts": {"help": "a text file, one prompt per line"}})
     ep.add_argument("--out", required=True, help="the .safetensors file to write")
-    ep.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="T5 weights dtype")
-    ep.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ep.add_argument("--precision", choices=SAMPLE_PRECISIONS, default="fp32", help="T5 weights dtype")
+    add_options(ep, [DEVICE])
     ep.set_defaults(func=run_encode_prompts)
 
     x = subparsers.add_parser("export-official", help="write a checkpoint's EMA weights as the official {'ema': state_dict}",
@@ -227,15 +108,24 @@ def register(subparsers) -> None:
     x.set_defaults(func=run_export)
 
 
+# `sample` leaves --sampler, --steps and --cfg-scale to eval --ckpt's defaults for the checkpoint's dataset
+# (with_sampling_defaults, once the checkpoint is read), and samples 4 videos at a time
+SAMPLE_OVERRIDES = {
+    "sampler": {"default": None, "help": "diffusion sampler (default: eval --ckpt's for the checkpoint's dataset: ddpm; "
+                                         "demo: ddim; Latte-1: ddim, as LattePipeline)"},
+    "steps": {"default": None, "help": "sampler steps (default: eval --ckpt's for the checkpoint's dataset: 250; demo: 25; "
+                                       "Latte-1: 50)"},
+    "cfg_scale": {"default": None, "help": "classifier-free guidance scale, 1: none (default: eval --ckpt's for the "
+                                           "checkpoint's dataset: 7 for a class-conditional ucf101 model, else 1; Latte-1: 7.5)"},
+    "batch_size": {"default": 4, "help": "videos per model call (does not change the videos)"}}
+
+
 def train_config(args: argparse.Namespace):
     from latte_bench.training.presets import preset
 
     cfg = preset(args.preset)
-    overrides = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k, None) is not None}
-    if getattr(args, "gradient_checkpointing", None):
-        overrides["gradient_checkpointing"] = True
-    if getattr(args, "compile", None):
-        overrides["compile"] = True
+    overrides = {o.name: getattr(args, o.name) for o in options_of(TrainConfig) if getattr(args, o.name, None) is not None}
+    overrides.pop("model_options", None)
     t2v = overrides.get("model") == "Latte-T2V"  # the preset's options are Latte's keys, not Latte-T2V's
     if getattr(args, "model_options", None):
         overrides["model_options"] = {**({} if t2v else cfg.model_options), **args.model_options}
@@ -244,19 +134,14 @@ def train_config(args: argparse.Namespace):
     return dataclasses.replace(cfg, **overrides)
 
 
-def _set_threads(args) -> None:  # train: torch's default unless --threads (a resumed run keeps its numerics)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-
 def run_train(args) -> int:
     from latte_bench.training.trainer import train
 
-    _set_threads(args)
+    from latte_bench.device import set_threads  # torch: not at the top, `latte-bench --help` stays fast
+
+    set_threads(args.threads)
     cfg = train_config(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress,
+    result = train(cfg, resume=args.resume, progress=args.progress,
                    allow_config_change=getattr(args, "allow_config_change", False))
     from latte_bench import distributed as dist
 
@@ -303,8 +188,7 @@ def run_sample(args) -> int:
         from latte_bench.training.t2v_commands import run_sample_t2v
 
         return run_sample_t2v(args)
-    given = [flag for flag, key in (("--prompt", "prompt"), ("--prompts", "prompts"), ("--prompt-embeds", "prompt_embeds"))
-             if getattr(args, key, None) is not None]
+    given = [opt.cli_flag for opt in (PROMPT, PROMPTS, PROMPT_EMBEDS) if getattr(args, opt.name, None) is not None]
     if given:
         raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
                         "class-conditional or unconditional checkpoint")
@@ -318,10 +202,8 @@ def run_encode_prompts(args) -> int:
 
 
 def _run_sample(args) -> int:
-    import torch
-
     from latte_bench import distributed as dist
-    from latte_bench.device import resolve_device
+    from latte_bench.device import resolve_device, set_threads
     from latte_bench.fsutil import check_writable
     from latte_bench.provenance import environment
     from latte_bench.training.latents import LatentSpace, load_vae
@@ -329,12 +211,12 @@ def _run_sample(args) -> int:
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
     from latte_bench.training.trainer import PRECISIONS
 
+    set_threads(args.threads)
     out = Path(args.out)
     check_writable(out, "--out")  # before the model is loaded or anything is sampled
-    torch.set_num_threads(args.threads or default_sample_threads())
     device = resolve_device(args.device)
     dist.init(device.type)
-    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model, device=device)
+    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model_name, device=device)
     model, info = loaded.model, loaded.info
     args = with_sampling_defaults(args, info)
     vae_spec = args.vae or info.get("vae", "none")
@@ -355,7 +237,7 @@ def _run_sample(args) -> int:
     result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
-                           autocast_dtype=PRECISIONS[args.precision], progress=not args.no_progress)
+                           autocast_dtype=PRECISIONS[args.precision], progress=args.progress)
     if dist.is_main():
         finish_record(out, record, result["present"], result["labels"])
         where = out / "videos.npz" if args.format == "npz" else out

@@ -1,80 +1,103 @@
 """Training presets: the official Latte configs (``configs/*/*_train.yaml``) and a CPU ``demo``.
 
 :class:`TrainConfig` holds every option of a run as plain values (it is stored in each
-checkpoint). :func:`preset` returns the config of a named preset; command-line options
-override single fields. ``batch_size`` is per process (the official ``local_batch_size``);
+checkpoint); each field that ``latte-bench train`` takes declares its option (flag, help,
+effect: :mod:`latte_bench.options`). :func:`preset` returns the config of a named preset;
+command-line options override single fields. ``batch_size`` is per process (the official ``local_batch_size``);
 the global batch is ``batch_size · world_size · grad_accum``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from latte_bench.errors import UserError
 from latte_bench.data.demo import DEMO_SET
 from latte_bench.data.registry import DATASETS, get_dataset
+from latte_bench.options import DEVICE, SAMPLERS, Option, yes_no
 
 
 @dataclass
 class TrainConfig:
     # data
     dataset: str = "ffs"  # a name of data.registry.DATASETS
-    data: str | None = None  # data folder; None for demo = generated in memory
-    split: str | None = None  # UCF101 split list (trainlist01.txt), optional
-    latents: str | None = None  # pre-encoded latent shards (latte-bench encode) instead of raw data
-    num_frames: int = 16
-    frame_interval: int = 3
-    image_size: int = 256
-    num_images: int = 0  # K frames for image-video joint training (official: 8)
-    demo_videos: int = 256  # size of the in-memory demo set
+    data: str | None = Option(
+        "data folder of the preset's dataset (videos or frame folders)", effect="generated", type=str).field(None)  # None for demo: generated in memory
+    split: str | None = Option(
+        'UCF101 split list (trainlist01.txt) to train on a subset', effect="generated", type=str).field(None)
+    latents: str | None = Option(
+        'pre-encoded latent shards from `latte-bench encode`, instead of --data', effect="generated", type=str).field(None)
+    num_frames: int = Option('frames per training clip', effect="generated").field(16)
+    frame_interval: int = Option('stride between the frames of a clip', effect="generated").field(3)
+    image_size: int = Option('frame size in pixels (square)', effect="generated").field(256)
+    num_images: int = Option(
+        'K single frames per clip for image-video joint training (0: off)', effect="generated").field(0)  # official: 8
+    demo_videos: int = Option('size of the generated demo set', effect="generated", minimum=1).field(256)
     # model
-    model: str = "Latte-XL/2"
-    variant: int = 1  # Latte model variant (1..4, paper §3.2)
-    model_options: dict = field(default_factory=dict)  # extra create_model() arguments (e.g. tiny sizes)
-    num_classes: int = 0  # 0: unconditional (the official presets: their DatasetSpec.num_classes)
+    model: str = Option('model size, e.g. Latte-XL/2, Latte-S/2, or Latte-T2V (text-to-video; needs --prompt-embeds)',
+                        effect="generated").field("Latte-XL/2")
+    variant: int = Option('Latte model variant 1-4 (paper Sec. 3.2)', effect="generated").field(1)
+    model_options: dict = Option(
+        'extra create_model() options as JSON, e.g. \'{"depth": 4}\'', effect="generated", type=json.loads).field(default_factory=dict)
+    num_classes: int = Option(
+        'class-conditional model with this many classes (0: unconditional)', effect="generated").field(0)
     class_dropout_prob: float = 0.1
-    learn_sigma: bool = True
-    prompt_embeds: str | None = None  # model Latte-T2V: prompt embeddings (encode-prompts), prompt k = class k
+    learn_sigma: bool = Option(
+        'yes: the model also predicts the variance, trained by the VB loss (Latte) | no: fixed variance', effect="generated", type=yes_no).field(True)
+    prompt_embeds: str | None = Option(
+        "Latte-T2V: prompt embeddings from `latte-bench encode-prompts`, one prompt per class in label order",
+        effect="generated", type=str).field(None)  # prompt k = class k
     # diffusion (Latte: linear betas, epsilon prediction)
-    noise_schedule: str = "linear"  # linear (Latte) | squaredcos_cap_v2 (the IDDPM cosine schedule)
-    prediction: str = "eps"  # what the model predicts: eps (Latte) | x0 (the clean sample)
-    snr_gamma: float = 0.0  # Min-SNR-γ loss weighting (x_0 error weighted min(SNR_t, γ)); 0: uniform MSE (Latte)
-    joint_strategy: str = "only_video"  # image-video joint training: "only_video" (official) | "temporal_mask"
-    gradient_checkpointing: bool = False
+    noise_schedule: str = Option(
+        'diffusion betas: linear (Latte) | squaredcos_cap_v2 (cosine)', effect="generated").field("linear")
+    prediction: str = Option('model target: eps (Latte) | x0 (the clean sample)', effect="generated").field("eps")
+    snr_gamma: float = Option(
+        "Min-SNR-gamma loss weighting: each clip's x_0 error counts min(SNR_t, gamma) times (0: uniform MSE, Latte)", effect="generated").field(0.0)
+    joint_strategy: str = Option(
+        'image-video joint training: only_video | temporal_mask', effect="generated").field("only_video")
+    gradient_checkpointing: bool = Option(
+        'recompute activations in the backward pass to save memory', effect="digits").field(False)
     # latent space
-    vae: str = "stabilityai/sd-vae-ft-ema"  # hub id, local folder, or "none" (pixel space)
+    vae: str = Option(
+        'VAE hub id or folder, or none for pixel space', effect="generated").field("stabilityai/sd-vae-ft-ema")
     vae_scale: float = 0.18215
     vae_batch_frames: int = 64  # frames per VAE encode call
     # optimisation
-    steps: int = 1_000_000
-    batch_size: int = 5
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # constant (official) | cosine (to 0 at `steps`)
-    warmup_steps: int = 0  # linear warm-up from 0 over this many optimizer steps
-    ema_decay: float = 0.9999
-    start_clip_iter: int = 20_000  # optimizer steps before clipping starts (norm only logged before)
-    clip_max_norm: float = 0.1
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 (exact: no autocast, TF32 off) | bf16 | fp16
-    compile: bool = False  # torch.compile each transformer block for training (seconds to minutes of compilation at start)
-    distributed: str = "ddp"  # ddp | fsdp
-    seed: int = 3407
+    steps: int = Option(
+        'optimizer steps to train to (with --resume: the new end)', effect="generated", minimum=1).field(1_000_000)
+    batch_size: int = Option(
+        'clips per process per micro-batch (global batch = batch-size x processes x grad-accum)', effect="generated", minimum=1).field(5)
+    grad_accum: int = Option('micro-batches accumulated per optimizer step', effect="generated", minimum=1).field(1)
+    lr: float = Option('AdamW learning rate', effect="generated").field(1e-4)
+    weight_decay: float = Option('AdamW weight decay', effect="generated").field(0.0)
+    lr_schedule: str = Option('constant | cosine (to 0 at --steps)', effect="generated").field("constant")
+    warmup_steps: int = Option('linear learning-rate warm-up steps', effect="generated").field(0)
+    ema_decay: float = Option('EMA decay per optimizer step', effect="generated").field(0.9999)
+    start_clip_iter: int = Option(
+        'step from which gradients are clipped (before: norm only logged)', effect="generated").field(20_000)
+    clip_max_norm: float = Option('gradient-norm clipping threshold', effect="generated").field(0.1)
+    precision: str = Option(
+        'auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16', effect="generated").field("auto")  # fp32: exact (no autocast, TF32 off)
+    compile: bool = Option(
+        'torch.compile each transformer block (checkpoint names unchanged)', effect="digits").field(False)
+    distributed: str = Option('under torchrun: ddp | fsdp', effect="digits").field("ddp")
+    seed: int = Option('seed of the weights, data order and noise', effect="draw").field(3407)
     # bookkeeping
-    out: str = "runs"
-    num_workers: int = 8
-    log_every: int = 100
-    ckpt_every: int = 10_000
-    sample_every: int = 0  # write preview videos every N steps (0: never)
-    sample_videos: int = 4
-    sample_steps: int = 50
-    sample_sampler: str = "ddim"
-    fvd_every: int = 0  # FVD against fvd_real every N steps (0: never)
-    fvd_real: str | None = None
-    fvd_videos: int = 256  # generated clips per periodic FVD (2048 for the paper protocol)
-    device: str = "auto"
+    out: str = Option('run folder: config.json, metrics.jsonl, checkpoints/').field("runs")
+    num_workers: int = Option('DataLoader worker processes', minimum=0).field(8)
+    log_every: int = Option('steps between metrics.jsonl records', minimum=1).field(100)
+    ckpt_every: int = Option('steps between checkpoints', minimum=1).field(10_000)
+    sample_every: int = Option('steps between preview videos (0: never)', minimum=0).field(0)
+    sample_videos: int = Option('preview videos each time', minimum=1).field(4)
+    sample_steps: int = Option('sampler steps for previews and periodic FVD', minimum=1).field(50)
+    sample_sampler: str = Option('sampler for previews and periodic FVD', choices=SAMPLERS).field("ddim")
+    fvd_every: int = Option('steps between FVD evaluations (0: never; needs --fvd-real)', minimum=0).field(0)
+    fvd_real: str | None = Option('held-out real videos for the periodic FVD', type=str).field(None)
+    fvd_videos: int = Option('generated clips per periodic FVD').field(256)
+    device: str = DEVICE.field("auto")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

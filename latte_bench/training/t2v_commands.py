@@ -34,23 +34,19 @@ def run_encode_prompts(args) -> int:
 
 
 def run_sample_t2v(args) -> int:
-    import torch
 
     from latte_bench import distributed as dist
     from latte_bench.data.prompts import prompts_sha256
-    from latte_bench.device import resolve_device
+    from latte_bench.device import resolve_device, set_threads
     from latte_bench.fsutil import check_writable
     from latte_bench.provenance import environment
-    from latte_bench.training.commands import default_sample_threads
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
     from latte_bench.training.t2v import (
         MAX_TOKENS, NEGATIVE_PROMPT, T2V_DEFAULTS, Latte1, check_sampler, prompt_embeddings, t2v_generator,
     )
     from latte_bench.training.trainer import PRECISIONS
 
-    if args.num_videos < 1 or args.batch_size < 1:
-        raise UserError("--num-videos and --batch-size must be >= 1")
-    for flag, key in (("--preset", "preset"), ("--model", "model")):
+    for flag, key in (("--preset", "preset"), ("--model", "model_name")):
         if getattr(args, key, None) is not None:
             raise UserError(f"{flag} describes official class-conditional checkpoints; a Latte-1 folder carries its config: drop {flag}")
     sampler = args.sampler or T2V_DEFAULTS["sampler"]
@@ -61,7 +57,7 @@ def run_sample_t2v(args) -> int:
         raise UserError(f"{args.ckpt} is a text-to-video model: pass --prompt TEXT, --prompts FILE or --prompt-embeds FILE")
     out = Path(args.out)
     check_writable(out, "--out")
-    torch.set_num_threads(args.threads or default_sample_threads())
+    set_threads(args.threads)
     device = resolve_device(args.device)
     dist.init(device.type)
     check_sampler(sampler)  # before anything is loaded
@@ -85,7 +81,7 @@ def run_sample_t2v(args) -> int:
     generate = t2v_generator(latte1, embeddings, seed=args.seed, sampler=sampler, steps=steps, cfg_scale=cfg_scale,
                              device=device, autocast_dtype=PRECISIONS[args.precision])
     result = sample_videos(None, None, out, args.num_videos, latte1.latent_shape, fmt=args.format, batch_size=args.batch_size,
-                           seed=args.seed, progress=not args.no_progress, generate=generate)
+                           seed=args.seed, progress=args.progress, generate=generate)
     if dist.is_main():
         finish_record(out, record, result["present"], None)
         where = out / "videos.npz" if args.format == "npz" else out

@@ -207,7 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     if cfg.distributed not in ("ddp", "fsdp"):
         raise UserError(f"--distributed must be ddp or fsdp, not {cfg.distributed!r}")
     fsdp = cfg.distributed == "fsdp" and world > 1
-    check_int("--steps", cfg.steps, 1)  # 0 steps would "train" to loss nan and leave no checkpoint
+    check_int("steps", cfg.steps, 1)  # 0 steps would "train" to loss nan and leave no checkpoint
     learning_rate(cfg, 0)  # a bad --lr-schedule fails here, before any work
     diffusion_options = cfg.diffusion_options  # so does a bad --prediction or --noise-schedule
     if not (cfg.snr_gamma >= 0 and math.isfinite(cfg.snr_gamma)):
