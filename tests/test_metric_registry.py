@@ -75,7 +75,7 @@ def test_a_registered_metric_and_detector_run_through_evaluate(toy_metrics):
     assert r.record["counts"] == {"real_clips": 4, "fake_clips": 4}
     assert r.record["nonstandard"] == ["4 clips", "4 frames"]  # the default ``standard``: clip and frame counts
     assert set(r.stats) == {"mean_level"}
-    with pytest.raises(UserError, match="--num-frames 2: the mean level needs 3 frames"):
+    with pytest.raises(UserError, match="num_frames=2: the mean level needs 3 frames"):
         evaluate(real, fake, metrics=("brightest",), num_clips=4, num_frames=2, progress=False)
     with pytest.raises(ValueError, match="already registered"):
         registry.register(LevelGap("level_gap", MeanLevel(), "again"))
