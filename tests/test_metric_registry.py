@@ -4,6 +4,7 @@ and the evaluation loop never compares a detector or metric name."""
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from latte_bench.errors import UserError
 from latte_bench.metrics import evaluate, registry
 from latte_bench.metrics.detector import Detector, Loaded, Metric
 from latte_bench.metrics.protocol import METRIC_NAMES
+from latte_bench.metrics.record import EvalRecord
 
 EVALUATION = Path(__file__).resolve().parents[1] / "latte_bench" / "metrics" / "evaluation.py"
 
@@ -75,6 +77,8 @@ def test_a_registered_metric_and_detector_run_through_evaluate(toy_metrics):
     assert r.record["counts"] == {"real_clips": 4, "fake_clips": 4}
     assert r.record["nonstandard"] == ["4 clips", "4 frames"]  # the default ``standard``: clip and frame counts
     assert set(r.stats) == {"mean_level"}
+    typed = EvalRecord.from_dict(r.record)  # the record made by this evaluation writes back key for key, in order
+    assert json.dumps(typed.to_dict()) == json.dumps(r.record) and typed.metrics["level_gap"]._stored is None
     with pytest.raises(UserError, match="num_frames=2: the mean level needs 3 frames"):
         evaluate(real, fake, metrics=("brightest",), num_clips=4, num_frames=2, progress=False)
     with pytest.raises(ValueError, match="already registered"):

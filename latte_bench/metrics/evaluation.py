@@ -45,13 +45,13 @@ from latte_bench.metrics.detector import Detector, Loaded, Metric
 from latte_bench.metrics.extract import Head, PassResult, cached_real_stats, run_pass, stats_cache_root
 from latte_bench.metrics.fid import real_frames
 from latte_bench.metrics.fvd import FVD
+from latte_bench.metrics.record import SCHEMA, EvalRecord, MetricResult
 from latte_bench.metrics.protocol import (STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings, settings_key,
                                           split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats
 from latte_bench.provenance import environment
 
-SCHEMA = "latte-bench/eval-record/2"
 CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
 
 
@@ -609,16 +609,16 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
             counts["fake_frames"] = int(s.n)
         else:
             counts["fake_clips"] = max(counts.get("fake_clips", 0), int(s.n))
-    if len(runs) == 1:
-        values = {m.name: last.results[m.name]["value"] for m in metrics}
-    else:
-        values = {}
-        for m in metrics:
+    values = {}
+    for m in metrics:  # one value per metric; the record's ``metrics`` and ``results`` both derive from it
+        if len(runs) == 1:
+            values[m.name] = MetricResult(m.name, last.results[m.name]["value"])
+        else:
             per_run = [run.results[m.name]["value"] for run in runs]
-            values[m.name] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run, ddof=1)), "runs": per_run,
-                              "seeds": [run.source.seed for run in runs]}
+            values[m.name] = MetricResult(m.name, float(np.mean(per_run)), float(np.std(per_run, ddof=1)), per_run,
+                                          [run.source.seed for run in runs])
     detectors = {name: loaded.sha256 for name, loaded in nets.items() if not loaded.detector.weightless}
-    results, protocol_fields = {}, {"is": None}
+    protocol_fields = {"is": None}
     for m in metrics:
         name, loaded, entry = m.detector.name, nets[m.detector.name], last.results[m.name]
         detail = dict(entry["detail"])
@@ -634,12 +634,11 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
             prov[name] = loaded.info
         prov.update(m.provenance(proto))
         protocol_fields.update(m.protocol_fields(proto))
-        value = values[m.name]
-        results[m.name] = {"metric": m.name, "value": value["value"] if isinstance(value, dict) else value,
-                           "real_count": entry["real_count"], "fake_count": entry["fake_count"], "unit": entry["unit"],
-                           "provenance": prov}
+        fields = {"real_count": entry["real_count"], "fake_count": entry["fake_count"], "unit": entry["unit"],
+                  "provenance": prov}
         if unc is not False:  # Fréchet distances: se, N -> inf estimate and interval (of the last run)
-            results[m.name].update(uncertainty.record_fields(m.name, unc))
+            fields.update(uncertainty.record_fields(m.name, unc))
+        values[m.name].detail = fields
     fake_desc = dict(fake_src.description)
     if isinstance(fake_src, CheckpointSource):
         fake_desc.update(fake_src.settings(proto.dataset))
@@ -648,26 +647,25 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
             fake_desc["saved_samples"] = str(cfg.save_samples)
     long_enough = next((rr["sampling"]["videos_long_enough"] for rr in real_results.values()
                         if "videos_long_enough" in rr["sampling"]), None)
-    return {
-        "schema": SCHEMA,
-        "method": cfg.method or default_method(fake_src),
-        "dataset": proto.dataset,
-        "metrics": values,
-        "results": results,
-        "protocol": {**proto.to_dict(), "real_stride": proto.stride, **protocol_fields},
-        "detectors": detectors,
-        "counts": counts,
-        "nonstandard": nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream),
-                                        real_long_enough=long_enough),
-        "real": None if real_src is None else dict(real_src.description),
-        "fake": fake_desc,
-        "seed": proto.seed,
-        "runs": len(runs),
-        "run": {"batch_size": cfg.run.batch_size, "device": str(device), "world_size": dist.world_size(),
-                "num_workers": cfg.run.num_workers, "resumed_blocks": last.fake.resumed_blocks},
-        "environment": environment(),
-        "wall_time_s": round(time.time() - start, 3),
-    }
+    return EvalRecord(
+        schema=SCHEMA,
+        method=cfg.method or default_method(fake_src),
+        dataset=proto.dataset,
+        metrics=values,
+        protocol={**proto.to_dict(), "real_stride": proto.stride, **protocol_fields},
+        detectors=detectors,
+        counts=counts,
+        nonstandard=nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream),
+                                     real_long_enough=long_enough),
+        real=None if real_src is None else dict(real_src.description),
+        fake=fake_desc,
+        seed=proto.seed,
+        runs=len(runs),
+        run={"batch_size": cfg.run.batch_size, "device": str(device), "world_size": dist.world_size(),
+             "num_workers": cfg.run.num_workers, "resumed_blocks": last.fake.resumed_blocks},
+        environment=environment(),
+        wall_time_s=round(time.time() - start, 3),
+    ).to_dict()
 
 
 def default_method(fake_src) -> str:
