@@ -30,8 +30,12 @@ import torch
 from latte_bench.data.clips import Clip
 from latte_bench.data.registry import sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
+from latte_bench.device import PRECISIONS
 from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.protocol import SamplingSettings
+from latte_bench.training.checkpoint import LoadedModel, latent_space, load_model
+from latte_bench.training.latents import to_uint8
+from latte_bench.training.sampling import generate_latents, video_labels
 
 
 from latte_bench.options import T2V_PROMPTS  # noqa: F401  (eval --t2v-prompts: its choice list, read here)
@@ -192,8 +196,6 @@ class CheckpointSource(SamplingSettings):
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
         """A source over a model already in memory (e.g. the trainer's EMA); ``info`` as :class:`LoadedModel`'s."""
-        from latte_bench.training.load import LoadedModel
-
         return cls(ckpt=f"<in-memory model, step {checkpoint.get('step')}>", device=device,
                    _loaded=LoadedModel(model.eval(), info, checkpoint), _space=latent_space, **options)
 
@@ -209,20 +211,13 @@ class CheckpointSource(SamplingSettings):
             raise UserError(f"{{t2v_prompts}} needs a Latte-1 folder as the checkpoint (transformer/, vae/, ...); "
                             f"{literal(self.ckpt)} is not one", t2v_prompts=NAME_ONLY)
         if self._loaded is None:
-            from latte_bench.training.latents import LatentSpace, load_vae
-            from latte_bench.training.load import load_model
-
             self._loaded = load_model(self.ckpt, self.weights, preset=self.preset, model_name=self.model_name, device=device)
-            info = self._loaded.info
-            vae = self.vae or info.get("vae", "none")
-            self._space = LatentSpace(load_vae(vae, device), float(info.get("vae_scale", 0.18215)),
-                                      int(info.get("vae_batch_frames", 64)))
+            self._space = latent_space(self._loaded.info, device, vae=self.vae)
             self.device = device
         return self
 
     def _load_t2v(self, device, dataset: str | None) -> None:
         from latte_bench.data.prompts import classname_prompts
-        from latte_bench.training.load import LoadedModel
         from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
 
         if self.t2v_prompts is None:
@@ -260,8 +255,6 @@ class CheckpointSource(SamplingSettings):
         return sampling_defaults(dataset, self.num_classes).cfg_scale
 
     def label_of(self, indices: Sequence[int]) -> list[int] | None:
-        from latte_bench.training.sampling import video_labels
-
         k = self.num_classes
         if not k:
             return None
@@ -309,10 +302,6 @@ class CheckpointSource(SamplingSettings):
     def generate(self, indices: Sequence[int], dataset: str | None, progress: bool = False) -> np.ndarray:
         """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``; ``progress``: show the sampler's
         steps when the batch runs longer than 3 s (:func:`latte_bench.progress.step_bar`)."""
-        from latte_bench.training.latents import to_uint8
-        from latte_bench.training.sampling import generate_latents
-        from latte_bench.training.trainer import PRECISIONS
-
         lm = self.loaded
         if self._t2v is not None:
             from latte_bench.training.t2v import t2v_generator

@@ -344,8 +344,8 @@ class LatteT2V(nn.Module):
 
         Every key and shape is checked (one line naming what does not fit); a NaN/Inf tensor is refused.
         """
-        from latte_bench.models.convert import load_checkpoint_file, state_dict_problems
-        from latte_bench.training.checkpoint import check_finite
+        from latte_bench.models.convert import state_dict_problems
+        from latte_bench.training.checkpoint import check_finite, load_checkpoint_file
 
         path = Path(path)
         source = source or str(path)

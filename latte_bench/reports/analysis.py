@@ -147,7 +147,7 @@ ANALYSIS_TIMESTEP = 250  # diffusion step at which the clean videos are noised b
 
 def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "ema", preset: str | None = None,
                         model_name: str | None = None, device: str = "cpu"):
-    """The model to analyse and its run config, via :func:`latte_bench.training.load.load_model`.
+    """The model to analyse and its run config, via :func:`latte_bench.training.checkpoint.load_model`.
 
     ``ckpt``: a ``latte-bench train`` checkpoint or run folder (its config gives variant, size and
     data settings) or an official ``{"ema": state_dict}`` file, built as ``preset`` (and
@@ -156,7 +156,7 @@ def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "e
     :class:`latte_bench.training.presets.TrainConfig`; the model is in eval mode on ``device``.
     """
     from latte_bench.errors import UserError
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import load_model
     from latte_bench.training.presets import TrainConfig
 
     loaded = load_model(ckpt, weights, preset=preset, model_name=model_name, device=device)

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.errors import UserError
 from latte_bench.metrics.commands import add_eval_options, eval_options
 from latte_bench.options import PROGRESS, add_options, option_named
 
@@ -195,7 +195,7 @@ def expand_checkpoints(patterns: list[str], base: Path, where: str) -> list[Path
     A run folder gives its latest checkpoint; a glob gives every checkpoint file it matches
     (``runs/ffs/checkpoints/*``), sorted; a pattern that matches nothing is an error.
     """
-    from latte_bench.training.load import resolve_checkpoint
+    from latte_bench.training.checkpoint import resolve_checkpoint
 
     found: list[Path] = []
     for pattern in patterns:
@@ -300,6 +300,7 @@ def _cli_settings(args) -> dict:
 def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
     """Expand and check a raw plan; every problem is a :class:`UserError` before any evaluation runs."""
     from latte_bench.data.registry import DATASETS
+    from latte_bench.training.checkpoint import read_header
 
     datasets = tuple(DATASETS)
     where = source if source != "command line" else "bench"
@@ -343,7 +344,7 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
     for ev in evaluations:
         _check_c3d_available(ev)
     for ev in evaluations:  # the costly checks last: every checkpoint is read (memory-mapped) and hashed
-        info = checkpoint_info(ev.checkpoint)
+        info = read_header(ev.checkpoint)
         check_fits(info, ev.protocol, ev.checkpoint)
         ev.sha256, ev.step, ev.format = info["sha256"], info["step"], info["format"]
     _assign_labels(evaluations)
@@ -504,64 +505,6 @@ def _check_settings(settings: dict, dataset: str, where: str):
 
 
 # ---------------------------------------------------------------- checkpoints
-
-
-def checkpoint_info(path: Path) -> dict:
-    """``{"sha256", "step", "num_frames", "num_classes", "format"}`` of a checkpoint file, without building its model.
-
-    latte-bench training checkpoints are read memory-mapped (only the stored config is touched);
-    official files (``{"ema": ...}``, bare state dicts, ``.safetensors``) give their frame and class
-    counts from the shapes of ``temp_embed`` (1, F, D) and ``y_embedder.embedding_table.weight``
-    (classes + 1, D) where present (None otherwise). ``step`` is None for official files.
-    """
-    import torch
-
-    from latte_bench.fsutil import sha256_file
-    from latte_bench.training.checkpoint import FORMAT
-
-    info: dict[str, Any] = {"sha256": sha256_file(path), "step": None, "num_frames": None, "num_classes": None,
-                            "format": "official"}
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as e:
-            raise UserError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
-        info.update(_official_counts(shapes, path))
-        return info
-    try:
-        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: not a checkpoint (a {type(obj).__name__}, expected a dict of weights)")
-    if obj.get("format") == FORMAT:
-        cfg = obj.get("config") or {}
-        info.update(format=FORMAT, step=int(obj.get("step", 0)), num_frames=int(cfg.get("num_frames", 0)) or None,
-                    num_classes=int(cfg.get("num_classes", 0)))
-        return info
-    from latte_bench.models.convert import extract_state_dict
-
-    state = extract_state_dict(obj, str(path))
-    info.update(_official_counts({k: tuple(v.shape) for k, v in state.items()}, path))
-    return info
-
-
-def _official_counts(shapes: dict, path: Path) -> dict:
-    """Frame and class counts of an official state dict from its tensor shapes (``load_model``'s reading)."""
-    from latte_bench.training.load import official_shapes
-
-    found = official_shapes(shapes)
-    if "latent_channels" not in found:
-        raise UserError(f"{path}: not a Latte checkpoint (no x_embedder.proj.weight / pos_embed tensors)")
-    return {"num_frames": found.get("num_frames"), "num_classes": found.get("num_classes", 0)}
 
 
 def check_fits(info: dict, protocol, path: Path) -> None:

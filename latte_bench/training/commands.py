@@ -135,6 +135,7 @@ def train_config(args: argparse.Namespace):
 
 
 def run_train(args) -> int:
+    from latte_bench.metrics.periodic import periodic_fvd
     from latte_bench.training.trainer import train
 
     from latte_bench.device import set_threads  # torch: not at the top, `latte-bench --help` stays fast
@@ -142,7 +143,7 @@ def run_train(args) -> int:
     set_threads(args.threads)
     cfg = train_config(args)
     result = train(cfg, resume=args.resume, progress=args.progress,
-                   allow_config_change=getattr(args, "allow_config_change", False))
+                   allow_config_change=getattr(args, "allow_config_change", False), evaluate_fvd=periodic_fvd)
     from latte_bench import distributed as dist
 
     if dist.is_main():
@@ -203,13 +204,11 @@ def run_encode_prompts(args) -> int:
 
 def _run_sample(args) -> int:
     from latte_bench import distributed as dist
-    from latte_bench.device import resolve_device, set_threads
+    from latte_bench.device import PRECISIONS, resolve_device, set_threads
     from latte_bench.fsutil import check_writable
     from latte_bench.provenance import environment
-    from latte_bench.training.latents import LatentSpace, load_vae
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import latent_space, load_model
     from latte_bench.training.sampling import begin_record, finish_record, sample_videos
-    from latte_bench.training.trainer import PRECISIONS
 
     set_threads(args.threads)
     out = Path(args.out)
@@ -230,7 +229,7 @@ def _run_sample(args) -> int:
         "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
     }
     # the VAE first: a bad one is refused before --out is made
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
+    space = latent_space(info, device, vae=vae_spec)
     if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
         record = begin_record(out, record, allow_change=args.allow_settings_change)
     dist.barrier()
@@ -258,9 +257,7 @@ def with_sampling_defaults(args, info: dict):
 
 def run_export(args) -> int:
     from latte_bench.fsutil import check_writable
-    from latte_bench.training.checkpoint import FORMAT, load_checkpoint
-    from latte_bench.training.load import export_official
-    from latte_bench.training.load import resolve_checkpoint
+    from latte_bench.training.checkpoint import FORMAT, export_official, load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(args.ckpt)
     check_writable(Path(args.out).parent, "--out")

@@ -182,7 +182,7 @@ def encode_prompts(prompts: Sequence[str], text_encoder, tokenizer, *, device="c
 def prompt_embeddings(folder, *, prompts: Sequence[str] | None = None, embeds_file=None, device="cpu", precision: str = "fp32"):
     """:class:`PromptEmbeddings` from a file, or ``prompts`` encoded by the folder's T5
     (loaded in ``precision`` on ``device`` and released afterwards)."""
-    from latte_bench.training.trainer import PRECISIONS
+    from latte_bench.device import PRECISIONS
 
     if embeds_file is not None:
         return PromptEmbeddings.load(embeds_file)

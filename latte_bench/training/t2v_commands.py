@@ -44,7 +44,7 @@ def run_sample_t2v(args) -> int:
     from latte_bench.training.t2v import (
         MAX_TOKENS, NEGATIVE_PROMPT, T2V_DEFAULTS, Latte1, check_sampler, prompt_embeddings, t2v_generator,
     )
-    from latte_bench.training.trainer import PRECISIONS
+    from latte_bench.device import PRECISIONS
 
     for flag, key in (("--preset", "preset"), ("--model", "model_name")):
         if getattr(args, key, None) is not None:
