@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte_bench.errors import UserError
+from latte_bench.fsutil import sha256_file
+from latte_bench.metrics import weights as registry
 
 NUM_FRAMES = 16
 NUM_CLASSES = 101
@@ -153,7 +155,6 @@ class C3DProbabilities(nn.Module):
 
 def _find_default() -> tuple[Path, Path | None] | None:
     """TGAN2's npz pair, else StyleGAN-V's TorchScript file, from the weights registry (env var or cache)."""
-    from latte_bench.metrics import weights as registry
 
     try:
         return registry.resolve("tgan2_c3d"), registry.resolve("tgan2_c3d_mean")
@@ -176,7 +177,6 @@ def load_c3d(
     ``c3d_ucf101`` (``$LATTE_BENCH_C3D_UCF101`` or the cache). Raises :class:`UserError` saying how to
     get the files when none is found.
     """
-    from latte_bench.fsutil import sha256_file
 
     if weights is None:
         found = _find_default()

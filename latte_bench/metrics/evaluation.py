@@ -30,14 +30,32 @@ from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
 from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import NAME_ONLY, UserError, literal
-from latte_bench.fsutil import check_writable
-from latte_bench.metrics.extract import Head, cached_real_stats, run_pass
-from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL
+from latte_bench.fsutil import check_writable, write_errors, write_json
+from latte_bench.metrics.extract import Head, cached_real_stats, run_pass, stats_cache_root
+from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL, clip_scores
 from latte_bench.metrics.protocol import (METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings,
                                           settings_key, split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats, frechet_distance
 from latte_bench.provenance import environment
+from latte_bench.data.registry import floor_videos, get_dataset, real_count_is_standard, real_videos
+from latte_bench.data.video import write_frames
+from latte_bench.metrics import c3d, i3d, inception  # loaders looked up on their modules at each call (tests replace them)
+from latte_bench.metrics.c3d import NUM_FRAMES
+from latte_bench.metrics.fid import frame_preprocess, real_frames
+from latte_bench.metrics.i3d import MIN_FRAMES
+from latte_bench.metrics.inception_score import clip_preprocess, inception_score
+from latte_bench.metrics.kernel import kid, kvd
+from latte_bench.metrics.prdc import prdc
+from latte_bench.metrics.resize import preprocess_clips
+from latte_bench.metrics.uncertainty import (
+    floor_clips,
+    floor_entry,
+    frechet_from_features,
+    load_real_features,
+    record_fields,
+    save_features,
+)
 
 SCHEMA = "latte-bench/eval-record/2"
 DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
@@ -155,7 +173,6 @@ def _registry_real(proto: Protocol, cfg: Settings):
     """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
     if proto.dataset is None:
         raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
-    from latte_bench.data.registry import get_dataset, real_videos
 
     real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
                      skip_bad=proto.skip_bad)
@@ -199,7 +216,6 @@ def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start
     if cfg.floor:
         record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device, from_registry)
     if cfg.save_features is not None and dist.is_main():
-        from latte_bench.metrics.uncertainty import save_features
 
         record["features"] = save_features(cfg.save_features, metrics, real_results, runs[-1][1].stats, record)
     _deliver(cfg.on_record, record)
@@ -239,12 +255,10 @@ def _check_metrics(metrics) -> tuple[str, ...]:
 def _check_frames(detectors, proto: Protocol) -> None:
     """Clips too short for a detector are refused (the I3D's minimum, the C3D's 16 frames, flickering's 2)."""
     if "i3d" in detectors:
-        from latte_bench.metrics.i3d import MIN_FRAMES
 
         if proto.num_frames < MIN_FRAMES:
             raise UserError(f"{{num_frames}}: the I3D needs at least {MIN_FRAMES} frames per clip", num_frames=proto.num_frames)
     if "c3d" in detectors:
-        from latte_bench.metrics.c3d import NUM_FRAMES
 
         if proto.num_frames < NUM_FRAMES:
             raise UserError(f"{{num_frames}}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip",
@@ -272,7 +286,6 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
                         f"({proto.num_frames} frames at stride {proto.fake_stride}); pass {{num_frames}} "
                         "(tagged nonstandard) or a checkpoint trained on longer clips", num_frames=num_frames)
     if proto.dataset is not None:
-        from latte_bench.data.registry import get_dataset
 
         want = get_dataset(proto.dataset).num_classes
         if num_classes != want:
@@ -292,7 +305,6 @@ def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
 
 def _check_fewer_real(have: int, sampling: dict, proto: Protocol, src) -> None:
     """Real clips: fewer than asked is refused unless it is the dataset's own protocol (every long-enough video)."""
-    from latte_bench.data.registry import real_count_is_standard
 
     if not real_count_is_standard(proto.dataset, have, sampling.get("videos_long_enough"), proto.num_clips):
         _check_fewer("real", have, proto.num_clips, proto, src)
@@ -314,21 +326,17 @@ def _load_detectors(detectors, cfg: Settings, device) -> dict:
     """``{name: (network, sha256 or info)}`` for the detectors the metrics need (loaded once)."""
     nets = {}
     if "i3d" in detectors:
-        from latte_bench.metrics.i3d import load_i3d
 
-        net = load_i3d(device=device, path=cfg.run.i3d_weights)
+        net = i3d.load_i3d(device=device, path=cfg.run.i3d_weights)
         nets["i3d"] = (net, getattr(net, "weights_sha256", None))
     if "inception" in detectors:
-        from latte_bench.metrics.inception import load_inception
 
-        nets["inception"] = load_inception(cfg.run.inception_weights, device)
+        nets["inception"] = inception.load_inception(cfg.run.inception_weights, device)
     if "c3d" in detectors:
-        from latte_bench.metrics.c3d import load_c3d
 
-        net, info = load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
+        net, info = c3d.load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
         nets["c3d"] = (net, info.get("sha256"), info)
     if "flicker" in detectors:  # no network: the score of each clip is its one feature
-        from latte_bench.metrics.flicker import clip_scores
 
         nets["flicker"] = (lambda clips: clip_scores(clips)[:, None], None)
     return nets
@@ -337,18 +345,14 @@ def _load_detectors(detectors, cfg: Settings, device) -> dict:
 def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head:
     net = nets[det][0]
     if det == "i3d":
-        from latte_bench.metrics.resize import preprocess_clips
 
         return Head("i3d", net, lambda x: preprocess_clips(x, size=I3D_SIZE, mode=proto.resize), lambda c: c, count, keep)
     if det == "inception":
-        from latte_bench.metrics.fid import frame_preprocess
 
         return Head("inception", net, frame_preprocess(proto.fid_mode),
                     lambda c: c.reshape(-1, 1, *c.shape[2:]), count, keep, unit="frame")
     if det == "flicker":
         return Head("flicker", net, lambda x: x, lambda c: c, count, keep)
-    from latte_bench.metrics.c3d import NUM_FRAMES
-    from latte_bench.metrics.inception_score import clip_preprocess
 
     return Head("c3d", net, clip_preprocess, lambda c: c[:, :NUM_FRAMES], count, True)
 
@@ -371,7 +375,6 @@ def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
         return clips, sampling
     if src.stream:
         raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
-    from latte_bench.metrics.fid import real_frames
 
     clips = real_frames(src.videos, proto.max_real_frames)
     return clips, {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames}
@@ -381,7 +384,6 @@ def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Se
     """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
     keep = _keep(det, metrics, cfg)
     if det == "i3d" and cfg.real_features is not None:
-        from latte_bench.metrics.uncertainty import load_real_features
 
         return load_real_features(cfg.real_features, _real_settings(det, src, net, proto, cfg, device), sampling)
     head = _head(det, {det: net}, proto, len(clips), keep)
@@ -418,11 +420,9 @@ def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device, 
     The other set comes from the real videos the protocol's clips do not use; when none are left and the real side is
     the registry's split of a dataset that makes its videos (``demo``), from the next videos it makes.
     """
-    from latte_bench.metrics.uncertainty import floor_clips, floor_entry
 
     clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     if not clips and from_registry and proto.dataset is not None:
-        from latte_bench.data.registry import floor_videos
 
         extra = floor_videos(proto.dataset, proto.num_clips)
         if extra is not None:
@@ -488,9 +488,6 @@ def _remove_work_dirs(dirs) -> None:
 
 
 def _sample_writer(folder: Path):
-    from latte_bench.data.video import write_frames
-    from latte_bench.fsutil import write_errors
-
     def write(index: int, video: np.ndarray) -> None:
         with write_errors(folder / f"{index:06d}", "free some space or choose another {save_samples}",
                           save_samples=NAME_ONLY):
@@ -514,8 +511,6 @@ def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Pat
     """
     import json
 
-    from latte_bench.fsutil import write_errors, write_json
-    from latte_bench.metrics.extract import stats_cache_root
 
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
@@ -585,7 +580,6 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
         f = fake_pass.stats[det]
         r = real.get(det, {}).get("stats")
         if m in ("fvd", "fid") and r.keep_features and f.keep_features:
-            from latte_bench.metrics.uncertainty import frechet_from_features
 
             est = frechet_from_features(r, f, metric=m, covariance=proto.covariance, seed=proto.seed)
             value, detail = est.value, {"uncertainty": est.to_dict()}
@@ -593,7 +587,6 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
             value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
             detail = {"uncertainty": None}
         elif m in PRDC:
-            from latte_bench.metrics.prdc import prdc
 
             if "prdc" not in out:  # once for the four
                 out["prdc"] = prdc(r.features, f.features)
@@ -604,16 +597,13 @@ def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
                       "frame_stride": proto.fake_stride, "min_video_score": float(f.features.min()),
                       "max_video_score": float(f.features.max())}
         elif m == "kvd":
-            from latte_bench.metrics.kernel import kvd
 
             value, detail = kvd(r.features, f.features), {}
         elif m == "kid":
-            from latte_bench.metrics.kernel import kid
 
             out_kid = kid(r.features, f.features, proto.kid_subsets, proto.kid_subset_size, proto.seed)
             value, detail = out_kid["kid_x1000"], {"kid_raw": out_kid["kid"], "subset_size": out_kid["subset_size"]}
         else:
-            from latte_bench.metrics.inception_score import inception_score
 
             s = proto.is_settings
             score = inception_score(f.features, splits=s["splits"], shuffle_seed=s["shuffle_seed"])
@@ -647,7 +637,6 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     ``real_long_enough``: how many real videos could give a clip (a dataset whose real split has fewer
     than ``num_clips`` of them is standard when every one was used, :func:`latte_bench.data.registry.real_count_is_standard`).
     """
-    from latte_bench.data.registry import real_count_is_standard
 
     tags = []
     video_metrics = [m for m in metrics if m not in ("fid", "kid", "flicker")]
@@ -657,7 +646,6 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     if proto.num_frames != STANDARD_FRAMES and counted:
         tags.append(f"{proto.num_frames} frames")
     if proto.dataset is not None and any(m in ("fvd", "kvd") for m in metrics):
-        from latte_bench.data.registry import get_dataset
 
         if proto.stride != get_dataset(proto.dataset).stride:
             tags.append(f"stride {proto.stride}")
@@ -721,7 +709,6 @@ def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, re
                       "real_count": last[m]["real_count"], "fake_count": last[m]["fake_count"], "unit": last[m]["unit"],
                       "provenance": prov}
         if unc is not False:  # Fréchet distances: se, N -> inf estimate and interval (of the last run)
-            from latte_bench.metrics.uncertainty import record_fields
 
             results[m].update(record_fields(m, unc))
     fake_desc = dict(fake_src.description)

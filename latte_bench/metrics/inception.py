@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte_bench.errors import UserError
+from latte_bench.fsutil import atomic_path, sha256_file
+from latte_bench.metrics import weights as registry
+from latte_bench.metrics.resize import resize
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -232,7 +235,6 @@ def torchscript_to_safetensors(torchscript_path: str | os.PathLike, out_path: st
     """
     from safetensors.torch import save_file
 
-    from latte_bench.fsutil import atomic_path
 
     module = torch.jit.load(str(torchscript_path), map_location="cpu")
     tensors = {}
@@ -262,8 +264,6 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     """
     from safetensors.torch import load_file
 
-    from latte_bench.fsutil import sha256_file
-    from latte_bench.metrics import weights as registry
 
     path = registry.resolve("inception", weights)
     digest = sha256_file(path)
@@ -311,7 +311,6 @@ def preprocess(frames: torch.Tensor, mode: str = "stylegan") -> torch.Tensor:
       (pytorch-fid).
     An input already 299×299 is not resized in any mode.
     """
-    from latte_bench.metrics.resize import resize
 
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise UserError(f"FID expects RGB frames [B, 3, H, W], got shape {list(frames.shape)}")

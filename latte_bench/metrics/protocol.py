@@ -23,6 +23,7 @@ from latte_bench.options import EFFECTS  # noqa: F401  (compare and the tests re
 from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, T2V_PROMPTS, THREADS,
                                  WEIGHTS, Option, check_fields,
                                  effects_of, key_fields)
+from latte_bench.metrics.inception_score import PROTOCOLS
 
 # "prdc": precision..coverage; "flicker": VBench's temporal flickering of the generated videos
 METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
@@ -94,7 +95,6 @@ class Protocol:
     @property
     def is_settings(self) -> dict:
         """``{"num_clips", "splits", "shuffle_seed"}`` of the Inception Score protocol in force."""
-        from latte_bench.metrics.inception_score import PROTOCOLS
 
         cfg = dict(PROTOCOLS[self.is_protocol])
         return {"num_clips": cfg["num_clips"],

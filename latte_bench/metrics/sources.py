@@ -39,6 +39,17 @@ from latte_bench.training.sampling import generate_latents, video_labels
 
 
 from latte_bench.options import T2V_PROMPTS  # noqa: F401  (eval --t2v-prompts: its choice list, read here)
+from latte_bench.data.prompts import CLASSNAME_TEMPLATE, classname_prompts, prompts_sha256
+from latte_bench.training.t2v import (
+    Latte1,
+    MAX_TOKENS,
+    NEGATIVE_PROMPT,
+    T2V_DEFAULTS,
+    check_sampler,
+    is_t2v_folder,
+    prompt_embeddings,
+    t2v_generator,
+)
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -203,7 +214,6 @@ class CheckpointSource(SamplingSettings):
         """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error.
 
         ``dataset``: whose class names become the prompts of a text-to-video checkpoint."""
-        from latte_bench.training.t2v import is_t2v_folder
 
         if self._loaded is None and is_t2v_folder(self.ckpt):
             self._load_t2v(device, dataset)
@@ -217,9 +227,6 @@ class CheckpointSource(SamplingSettings):
         return self
 
     def _load_t2v(self, device, dataset: str | None) -> None:
-        from latte_bench.data.prompts import classname_prompts
-        from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
-
         if self.t2v_prompts is None:
             raise UserError(f"{literal(self.ckpt)} is a text-to-video model (Latte-1): pass {{t2v_prompts}} "
                             "(one prompt per class of {dataset}; docs/t2v.md)", t2v_prompts="classnames", dataset=NAME_ONLY)
@@ -249,7 +256,6 @@ class CheckpointSource(SamplingSettings):
         if self.cfg_scale is not None:
             return float(self.cfg_scale)
         if self._t2v is not None:
-            from latte_bench.training.t2v import T2V_DEFAULTS
 
             return float(T2V_DEFAULTS["cfg_scale"])
         return sampling_defaults(dataset, self.num_classes).cfg_scale
@@ -282,8 +288,6 @@ class CheckpointSource(SamplingSettings):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)
         if self._t2v is not None:
-            from latte_bench.data.prompts import CLASSNAME_TEMPLATE, prompts_sha256
-            from latte_bench.training.t2v import MAX_TOKENS, NEGATIVE_PROMPT
 
             embeddings = self._t2v[1]
             out.update(labels="balanced", t2v_prompts=self.t2v_prompts, prompt_template=CLASSNAME_TEMPLATE,
@@ -304,7 +308,6 @@ class CheckpointSource(SamplingSettings):
         steps when the batch runs longer than 3 s (:func:`latte_bench.progress.step_bar`)."""
         lm = self.loaded
         if self._t2v is not None:
-            from latte_bench.training.t2v import t2v_generator
 
             latte1, embeddings = self._t2v
             return t2v_generator(latte1, embeddings, seed=self.seed, sampler=self.sampler, steps=int(self.steps),

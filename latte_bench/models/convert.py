@@ -31,6 +31,19 @@ FROZEN_TABLES = ("pos_embed", "temp_embed")
 
 
 # --------------------------------------------------------------------------- state dicts
+def check_finite(state: dict, source: str) -> None:
+    """Refuse a state dict holding a NaN or Inf: one line naming ``source`` and the first such tensor.
+
+    ``state``: name -> tensor (non-floating tensors and other values are skipped). Such weights
+    sample all-black videos that would otherwise be scored or written as if they were results.
+    """
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
+            raise UserError(f"{source}: tensor {name} holds {kind} values (a diverged run?); "
+                            "use an earlier checkpoint of the run")
+
+
 def extract_state_dict(obj, source: str = "checkpoint", prefer: str = "ema") -> dict[str, torch.Tensor]:
     """The state dict inside an official checkpoint object (bare, ``{"ema": ...}`` or ``{"model": ...}``)."""
     if not isinstance(obj, Mapping):

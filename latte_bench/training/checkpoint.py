@@ -56,11 +56,13 @@ import torch
 
 from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import clean_temporaries, sha256_file, write_errors, write_torch
-from latte_bench.models.convert import extract_state_dict, load_official_state_dict, save_official
+from latte_bench.models.convert import check_finite, extract_state_dict, load_official_state_dict, save_official
 from latte_bench.models.latte import create_model
 from latte_bench.training.latents import LatentSpace, load_vae
 from latte_bench.training.presets import TrainConfig, diffusion_options
 from latte_bench.training.presets import preset as get_preset
+from latte_bench.models.latte_t2v import CaptionConditioned, LatteT2V
+from latte_bench.training.t2v import PromptEmbeddings
 
 FORMAT = "latte-bench-train-v1"
 _NAME = re.compile(r"^(\d{7,})\.pt$")
@@ -233,19 +235,6 @@ def read_header(path: str | os.PathLike) -> dict:
         raise UserError(f"{path}: not a Latte checkpoint (no x_embedder.proj.weight / pos_embed tensors)")
     info.update(num_frames=found.get("num_frames"), num_classes=found.get("num_classes", 0))
     return info
-
-
-def check_finite(state: dict, source: str) -> None:
-    """Refuse a state dict holding a NaN or Inf: one line naming ``source`` and the first such tensor.
-
-    ``state``: name -> tensor (non-floating tensors and other values are skipped). Such weights
-    sample all-black videos that would otherwise be scored or written as if they were results.
-    """
-    for name, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
-            raise UserError(f"{source}: tensor {name} holds {kind} values (a diverged run?); "
-                            "use an earlier checkpoint of the run")
 
 
 # Fields that may differ on resume without changing what the run computes: length (unless the
@@ -432,8 +421,6 @@ def build_t2v_model(cfg: TrainConfig, in_channels: int, input_size: int, caption
     table comes from ``cfg.prompt_embeds``, or is left empty with ``caption_shape`` (K + 1, L, D) for a
     checkpoint's weights to fill.
     """
-    from latte_bench.models.latte_t2v import CaptionConditioned, LatteT2V
-    from latte_bench.training.t2v import PromptEmbeddings
 
     embeddings = None
     if caption_shape is None:

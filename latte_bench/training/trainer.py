@@ -55,6 +55,10 @@ from latte_bench.training.checkpoint import (
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
 from latte_bench.training.presets import TrainConfig, learning_rate
+from latte_bench.data.datasets import ClipDataset, StepBatchSampler, collate
+from latte_bench.data.demo import SHAPES, make_demo_videos
+from latte_bench.diffusion import create_diffusion
+from latte_bench.training.sampling import sample_videos
 
 
 # ---------------------------------------------------------------- fast paths (CUDA)
@@ -117,7 +121,6 @@ def compile_for_training(model: torch.nn.Module, cfg: TrainConfig, **options) ->
 
 def build_dataset(cfg: TrainConfig):
     """The training dataset: latent shards, a data folder, or the in-memory demo set."""
-    from latte_bench.data.datasets import ClipDataset
 
     if cfg.latents:
         return LatentShardDataset(cfg.latents, num_images=cfg.num_images, seed=cfg.seed)
@@ -126,7 +129,6 @@ def build_dataset(cfg: TrainConfig):
     if cfg.data is None:
         if not get_dataset(cfg.dataset).procedural:
             raise UserError(f"preset {cfg.dataset} needs --data pointing at the {cfg.dataset} videos (or --latents)")
-        from latte_bench.data.demo import SHAPES, make_demo_videos
 
         classes = max(cfg.num_classes, 1)
         span = (cfg.num_frames - 1) * cfg.frame_interval + 1
@@ -201,8 +203,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
     """
     from tqdm.auto import tqdm
 
-    from latte_bench.data.datasets import StepBatchSampler, collate
-    from latte_bench.diffusion import create_diffusion
 
     # ---------------------------------------------------------------- setup
     device = resolve_device(cfg.device)
@@ -443,7 +443,6 @@ def full_states(model, ema, optimizer, sharded: bool):
 
 def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_videos: int, device, latent: tuple[int, int]) -> None:
     """Write ``num_videos`` EMA samples (mp4, fixed seed 0) to ``out`` (sharded over ranks)."""
-    from latte_bench.training.sampling import sample_videos
 
     channels, size = latent
     sample_videos(ema, latent_space, out, num_videos, (cfg.num_frames, channels, size, size), fmt="mp4",
