@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import clean_temporaries, sha256_file, write_errors, write_torch
@@ -166,9 +168,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def _read_safetensors(path: Path, shapes_only: bool = False) -> dict:
     """A ``.safetensors`` file's tensors (or only their shapes), on the CPU."""
-    from safetensors import safe_open  # optional dependency: only official .safetensors files need it
-    from safetensors.torch import load_file
-
     try:
         if shapes_only:
             with safe_open(str(path), "pt") as f:
