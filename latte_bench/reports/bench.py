@@ -57,7 +57,7 @@ from typing import Any
 from latte_bench.errors import UserError
 from latte_bench.metrics.commands import add_eval_options, eval_options
 from latte_bench.options import PROGRESS, add_options, option_named
-from latte_bench.metrics.protocol import METRIC_NAMES, Protocol, RunOptions, settings_key, split_settings
+from latte_bench.metrics.protocol import METRIC_NAMES, Protocol, RunOptions, key_settings, settings_key, split_settings
 from latte_bench.lazy import lazy_module
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
@@ -393,12 +393,12 @@ def _check_c3d_available(ev: Evaluation) -> None:
     given = ev.settings.get("c3d_weights")
     if given is not None:
         if not Path(given).is_file():
-            raise UserError(f"{ev.where}: c3d_weights {given}: file not found; {HOW_TO_GET}")
+            raise UserError(f"{ev.where}: c3d_weights {given}: file not found; {_c3d.HOW_TO_GET}")
         return
     found = [n for n in ("tgan2_c3d", "c3d_ucf101") if _weights.status(n)["status"] != "missing"]
     if not found:
         raise UserError(f"{ev.where}: {ev.dataset} is scored with the Inception Score but no UCF101 C3D weights are "
-                        f"installed; {HOW_TO_GET}; or score without IS (--metrics fvd, or metrics = [\"fvd\"] in a plan)")
+                        f"installed; {_c3d.HOW_TO_GET}; or score without IS (--metrics fvd, or metrics = [\"fvd\"] in a plan)")
 
 
 def _resolve_paths(settings: dict, base: Path) -> dict:
@@ -428,15 +428,15 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
     elif data_root:
         root, how = Path(data_root).expanduser() / dataset, "data_root"
     elif os.environ.get(_registry.DATA_ENV):
-        root, how = Path(os.environ[_registry.DATA_ENV]) / dataset, f"${DATA_ENV}"
+        root, how = Path(os.environ[_registry.DATA_ENV]) / dataset, f"${_registry.DATA_ENV}"
     else:
         raise UserError(f"{where}: no data root for {dataset}: pass --data-root DIR (holding {dataset}/) or "
-                        f"--data {dataset}=DIR, or set ${DATA_ENV}")
+                        f"--data {dataset}=DIR, or set ${_registry.DATA_ENV}")
     if not root.is_absolute():
         root = base / root
     if not root.is_dir():
         raise UserError(f"{where}: {root}: data root of {dataset} not found (from {how}); see docs/datasets.md for the layout")
-    return None if how == f"${DATA_ENV}" else str(root)
+    return None if how == f"${_registry.DATA_ENV}" else str(root)
 
 
 def _slug(text: str) -> str:
@@ -774,7 +774,7 @@ def run_floors(plan: Plan, progress: bool = True, log=print) -> dict[str, list[P
             with _fsutil.write_errors(floor.record_path, "free some space or make it writable, then rerun"):
                 _fsutil.write_json(floor.record_path, record)
         done["scored"].append(floor.record_path)
-        log(f"[bench] {what} done in {_fmt_duration(time.time() - start)}: {floor_text(record['floor'], 2)}")
+        log(f"[bench] {what} done in {_fmt_duration(time.time() - start)}: {_uncertainty.floor_text(record['floor'], 2)}")
     return done
 
 
@@ -852,8 +852,8 @@ def floor_footer(floors: list[tuple[Floor, dict | None]], out: Path) -> str:
             continue
         p = floor.evaluation.protocol
         tag = f" [{raw['floor']['tag']}]" if raw["floor"].get("tag") else ""
-        parts.append(f"{get_dataset(floor.dataset).title}, {p.num_clips} clips of {p.num_frames} frames: "
-                     f"FVD {floor_text(raw['floor'], 2)}{tag} (`{floor.record_path.relative_to(out)}`)")
+        parts.append(f"{_registry.get_dataset(floor.dataset).title}, {p.num_clips} clips of {p.num_frames} frames: "
+                     f"FVD {_uncertainty.floor_text(raw['floor'], 2)}{tag} (`{floor.record_path.relative_to(out)}`)")
     if not parts:
         return ""
     return ("Real-vs-real floor (the FVD of two disjoint sets of real clips under the same protocol: the best "
@@ -910,7 +910,7 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
         stem = plan.out / f"fvd_vs_step_{dataset}"
         paths = [stem.with_name(stem.name + ext) for ext in (".png", ".pdf")]
         if before.get(dataset) != curves[dataset] or not all(p.is_file() for p in paths):
-            title = f"FVD during training: {get_dataset(dataset).title}"
+            title = f"FVD during training: {_registry.get_dataset(dataset).title}"
             paths = _figures.training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, stem, title=title)
         files += paths
         for label, (steps, values) in runs.items():
