@@ -124,11 +124,13 @@ def _work_key(proto: Protocol, sampling: SamplingSettings) -> str:
 def test_every_number_changing_option_is_in_the_keys():
     """Each option whose effect is not "none" moves the work-folder key, the bench record key (both built
     from key_settings) and, where it acts on the real side, the real-statistics cache key."""
+    from latte_bench.metrics import i3d, inception
+    from latte_bench.metrics.detector import Loaded
     from latte_bench.metrics.evaluation import _real_settings
 
     base_p, base_s = Protocol(), SamplingSettings()
-    real_key = lambda p: {det: settings_key(_real_settings(det, None, (None, "sha"), p.resolved(), None,  # noqa: E731
-                                                           torch.device("cpu"))) for det in ("i3d", "inception")}
+    real_key = lambda p: {det.name: settings_key(_real_settings(det, None, Loaded(det, None, "sha"), p.resolved(),  # noqa: E731
+                                                                torch.device("cpu"))) for det in (i3d.DETECTOR, inception.DETECTOR)}
     checked = []
     for opt in options_of(Protocol):
         changed = dataclasses.replace(base_p, **{opt.name: _other(opt, getattr(base_p, opt.name))})

@@ -9,6 +9,8 @@ Public API (imported lazily, so ``import latte_bench.metrics`` stays cheap):
 * :class:`CheckpointSource` — a checkpoint as the generated side, sampled in memory;
 * :func:`temporal_flickering`, :func:`flicker_scores` — VBench's temporal-flickering score of uint8
   videos (N, T, H, W, 3), in [0, 1], no detector;
+* :class:`Detector`, :class:`Metric`, :func:`register` — the interfaces of a detector and a metric, and the
+  registry ``evaluate`` reads (docs/evaluation.md, "Detectors and metrics are objects");
 * :func:`fvd_from_features`, :func:`fid_from_features` — a distance from (N, d) features with its ``se``,
   N → ∞ estimate and interval (:class:`FrechetEstimate`).
 """
@@ -26,6 +28,9 @@ _EXPORTS = {
     "Protocol": "protocol",
     "RunOptions": "protocol",
     "CheckpointSource": "sources",
+    "Detector": "detector",
+    "Metric": "detector",
+    "register": "registry",
     "fvd_from_features": "uncertainty",
     "fid_from_features": "uncertainty",
     "FrechetEstimate": "uncertainty",

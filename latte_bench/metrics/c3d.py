@@ -34,6 +34,7 @@ from torch import nn
 from latte_bench.errors import UserError
 from latte_bench.fsutil import sha256_file
 from latte_bench.metrics import weights as registry
+from latte_bench.metrics.detector import Detector, Loaded
 
 NUM_FRAMES = 16
 NUM_CLASSES = 101
@@ -155,7 +156,6 @@ class C3DProbabilities(nn.Module):
 
 def _find_default() -> tuple[Path, Path | None] | None:
     """TGAN2's npz pair, else StyleGAN-V's TorchScript file, from the weights registry (env var or cache)."""
-
     try:
         return registry.resolve("tgan2_c3d"), registry.resolve("tgan2_c3d_mean")
     except UserError:
@@ -177,7 +177,6 @@ def load_c3d(
     ``c3d_ucf101`` (``$LATTE_BENCH_C3D_UCF101`` or the cache). Raises :class:`UserError` saying how to
     get the files when none is found.
     """
-
     if weights is None:
         found = _find_default()
         if found is None:
@@ -200,3 +199,29 @@ def load_c3d(
         raise UserError(f"{weights}: not a TorchScript file ({str(e).splitlines()[0]}); {HOW_TO_GET}") from None
     info.update(format="stylegan_v_torchscript")
     return C3DProbabilities(module, torchscript=True), info
+
+
+def clip_preprocess(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 clips ``(B, T, H, W, 3)`` → ``(B, 3, T, H, W)`` uint8, the C3D detector's layout."""
+    return clips.permute(0, 4, 1, 2, 3).contiguous()
+
+
+class UCF101C3D(Detector):
+    """The Inception Score's detector: the first 16 frames of a clip -> 101 class probabilities (no real side)."""
+
+    name, unit, min_frames = "c3d", "clip", NUM_FRAMES
+    too_short = f"the Inception Score's C3D reads {NUM_FRAMES} frames per clip"
+    keep_features = True
+
+    def load(self, device, run) -> Loaded:
+        net, info = load_c3d(run.c3d_weights, run.c3d_mean, device)
+        return Loaded(self, net, info.get("sha256"), info)
+
+    def items(self, clips: torch.Tensor) -> torch.Tensor:
+        return clips[:, :NUM_FRAMES]
+
+    def preprocess(self, items: torch.Tensor, proto) -> torch.Tensor:
+        return clip_preprocess(items)
+
+
+DETECTOR = UCF101C3D()

@@ -21,6 +21,7 @@ import numpy as np
 from latte_bench.data.registry import DATASETS, PAPER_SAMPLER, PAPER_STEPS, get_dataset
 from latte_bench.errors import UserError
 from latte_bench.metrics.protocol import EFFECTS, STANDARD_CLIPS, STANDARD_FRAMES, effect_of
+from latte_bench.metrics.record import EvalRecord
 from latte_bench.metrics.stats import FeatureStats, _psd_eigvals, _sqrt_psd, frechet_distance
 
 DEFAULT_RESAMPLES = 300
@@ -215,7 +216,8 @@ def generated_lossless(raw: dict) -> bool | None:
     In-memory samples and uint8 arrays are lossless; video files (mp4, avi, ...) are lossy; frame
     folders are lossless as png, lossy as jpg, and the record does not say which.
     """
-    fake = raw.get("fake") or {}
+    fake = EvalRecord.from_dict(raw).fake if isinstance(raw, dict) else raw.fake
+    fake = fake if isinstance(fake, dict) else {}
     kind, layout = fake.get("kind"), fake.get("layout")
     if kind in ("checkpoint", "array") or layout in ("array", "npz"):
         return True
@@ -226,8 +228,9 @@ def generated_lossless(raw: dict) -> bool | None:
 
 def record_settings(raw: dict) -> dict:
     """The settings of a record as ``{dotted key: value}``: every key :func:`effect_of` classifies."""
-    flat = {k: v for k, v in _flatten(raw).items() if effect_of(k) is not None}
-    flat["fake.lossless"] = generated_lossless(raw)
+    rec = EvalRecord.from_dict(raw)
+    flat = {k: v for k, v in _flatten(rec.to_dict()).items() if effect_of(k) is not None}
+    flat["fake.lossless"] = generated_lossless(rec)
     return flat
 
 
@@ -295,12 +298,13 @@ def paper_departures(raw: dict, dataset: str) -> list[Departure]:
     if dataset not in DATASETS:
         raise UserError(f"--paper {dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
     settings = record_settings(raw)
+    tags = EvalRecord.from_dict(raw).nonstandard
     out = []
     for key, want in paper_protocol(dataset).items():
         have = settings.get(key)
         if have != want:
             out.append(Departure(key, want, have, EFFECT_SIZES.get(key.split(".", 1)[1] if key.startswith("protocol.")
                                                                     else key, "")))
-    for tag in raw.get("nonstandard") or []:
+    for tag in tags or []:
         out.append(Departure("nonstandard", None, tag, "tagged by the evaluation itself"))
     return out

@@ -6,10 +6,13 @@ source -> clips -> one pass per detector -> statistics -> distances -> record
   iterables of batches, and for the generated side a :class:`CheckpointSource` sampled in memory.
 * Settings (:mod:`latte_bench.metrics.protocol`): a frozen :class:`Protocol` (everything that can
   move a number) and :class:`RunOptions` (everything that cannot); an unknown name is refused.
+* Metrics and detectors (:mod:`latte_bench.metrics.registry`): each metric names the
+  :class:`~latte_bench.metrics.detector.Detector` whose features it reads; this module loops over those
+  objects and never asks which one it holds.
 * Passes (:func:`latte_bench.metrics.extract.run_pass`): each detector runs once per side —
-  the I3D serves FVD and KVD, the Inception FID and KID, the C3D the Inception Score; temporal
-  flickering reads the generated frames themselves — and the generated videos are read (or sampled)
-  once for all of them.
+  the I3D serves FVD, KVD and PRDC, the Inception FID and KID, the C3D the Inception Score; temporal
+  flickering's weightless head reads the generated frames themselves — and the generated videos are read
+  (or sampled) once for all of them.
 * Record (:func:`build_record`): the protocol that ran, the detectors' sha256, the counts, the
   sources, ``nonstandard`` tags for anything short of the protocol, the environment.
 
@@ -19,51 +22,66 @@ The process's TF32 flags and thread count are what they were before, after any c
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from latte_bench import distributed as dist
 from latte_bench.data.clips import Clip, sample_fake_clips, sample_real_clips
+from latte_bench.data.registry import floor_videos, get_dataset, real_count_is_standard, real_videos
+from latte_bench.data.video import write_frames
 from latte_bench.device import resolve_device, torch_threads
 from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import check_writable, write_errors, write_json
-from latte_bench.metrics.extract import Head, cached_real_stats, run_pass, stats_cache_root
-from latte_bench.metrics.flicker import PROTOCOL as FLICKER_PROTOCOL, clip_scores
-from latte_bench.metrics.protocol import (METRIC_NAMES, STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings,
-                                          settings_key, split_settings)
+from latte_bench.metrics import registry, uncertainty
+from latte_bench.metrics.detector import Detector, Loaded, Metric
+from latte_bench.metrics.extract import Head, PassResult, cached_real_stats, run_pass, stats_cache_root
+from latte_bench.metrics.fid import real_frames
+from latte_bench.metrics.fvd import FVD
+from latte_bench.metrics.record import SCHEMA, EvalRecord, MetricResult
+from latte_bench.metrics.protocol import (STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings, settings_key,
+                                          split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
-from latte_bench.metrics.stats import FeatureStats, frechet_distance
+from latte_bench.metrics.stats import FeatureStats
 from latte_bench.provenance import environment
-from latte_bench.data.registry import floor_videos, get_dataset, real_count_is_standard, real_videos
-from latte_bench.data.video import write_frames
-from latte_bench.metrics import c3d, i3d, inception  # loaders looked up on their modules at each call (tests replace them)
-from latte_bench.metrics.c3d import NUM_FRAMES
-from latte_bench.metrics.fid import frame_preprocess, real_frames
-from latte_bench.metrics.i3d import MIN_FRAMES
-from latte_bench.metrics.inception_score import clip_preprocess, inception_score
-from latte_bench.metrics.kernel import kid, kvd
-from latte_bench.metrics.prdc import prdc
-from latte_bench.metrics.resize import preprocess_clips
-from latte_bench.metrics.uncertainty import (
-    floor_clips,
-    floor_entry,
-    frechet_from_features,
-    load_real_features,
-    record_fields,
-    save_features,
-)
 
-SCHEMA = "latte-bench/eval-record/2"
-DETECTOR_OF = {"fvd": "i3d", "kvd": "i3d", "fid": "inception", "kid": "inception", "is": "c3d",
-               "precision": "i3d", "recall": "i3d", "density": "i3d", "coverage": "i3d", "flicker": "flicker"}
-FAKE_ONLY = ("c3d", "flicker")  # heads that score the generated side alone (no real pass)
-I3D_SIZE = 224
-PRDC = ("precision", "recall", "density", "coverage")
 CACHE_VERSION = 3  # bump when anything that moves cached real statistics, or the format of an entry or block, changes
+
+
+@dataclass(frozen=True)
+class Use:
+    """How one evaluation uses a detector: ``count`` generated clips scored, per-row features kept or not
+    (``keep``), a real pass or not (``real``: some metric of it compares against real videos)."""
+
+    detector: Detector
+    count: int
+    keep: bool
+    real: bool
+
+
+@dataclass(frozen=True)
+class RealPlan:
+    """The real clips (or single frames) a detector's real pass reads, and how they were chosen (the record's ``real_sampling``)."""
+
+    clips: list
+    sampling: dict
+
+
+@dataclass
+class Run:
+    """One generated-side run: ``results`` (``{metric: {"value", "real_count", "fake_count", "unit", "detail"}}``),
+    its pass and the source it read (a checkpoint's ``seed`` differs per run)."""
+
+    results: dict
+    fake: PassResult
+    source: object
 
 
 @dataclass
@@ -95,7 +113,7 @@ class EvalResult:
         if key in metrics:
             value = metrics[key]
             return value["value"] if isinstance(value, dict) else value
-        if key in DETECTOR_OF:
+        if key in registry.METRICS:
             raise AttributeError(f"{name}: {key} was not computed; this result has {', '.join(metrics) or 'no metrics'} "
                                  f"(pass metrics=(..., {key!r}) to evaluate)")
         raise AttributeError(name)
@@ -132,7 +150,7 @@ def evaluate(real, fake, metrics=("fvd",), **settings) -> EvalResult:
         fake.load(device, proto.dataset)
         check_checkpoint_fits(fake.ckpt, fake.num_frames, fake.num_classes, proto)
     from_registry = real is None
-    if any(DETECTOR_OF[m] not in (*FAKE_ONLY, "i3d" if cfg.real_features else "c3d") for m in metrics) and real is None:
+    if real is None and any(m.needs_real and not (cfg.real_features and m.detector.takes_real_features) for m in metrics):
         real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
         return _evaluate(real, fake, metrics, proto, cfg, device, start, from_registry)
@@ -157,15 +175,17 @@ def evaluate_floor(real=None, **settings) -> dict:
         real = _registry_real(proto, cfg)
     with torch_threads(proto.torch_threads):
         src = as_source(real, side="real", skip_bad=proto.skip_bad)
-        _check_floor(("fvd",), src)
-        _check_frames(["i3d"], proto)
-        clips, sampling = _real_plan("i3d", src, proto)
-        nets = _load_detectors(["i3d"], cfg, device)
-        real_result = _real_pass("i3d", src, nets["i3d"], clips, sampling, ("fvd",), proto, cfg, device)
-        floor = _floor(src, real_result, nets, clips, proto, cfg, device, from_registry)
+        _check_floor((FVD,), src)
+        use = _uses((FVD,), proto, cfg)[FVD.detector.name]
+        _check_frames([use.detector], proto)
+        plan = _real_plan(use.detector, src, proto)
+        loaded = use.detector.load(device, cfg.run)
+        real_result = _real_pass(use, src, loaded, plan, proto, cfg, device)
+        floor = _floor(src, real_result, use, loaded, plan.clips, proto, cfg, device, from_registry)
     return {"floor": floor, "protocol": proto.to_dict(), "real": {**src.description, "sampling": real_result["sampling"],
                                                                    "cache": real_result["cache"]},
-            "detector": {"i3d": nets["i3d"][1]}, "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
+            "detector": {use.detector.name: loaded.sha256},
+            "counts": {"real_clips": floor["real_count"], "floor_clips": floor["floor_count"]},
             "wall_time_s": time.time() - start, "environment": environment()}
 
 
@@ -173,7 +193,6 @@ def _registry_real(proto: Protocol, cfg: Settings):
     """The real source of ``proto.dataset``'s registered split (its data root from ``cfg.data_root`` or the environment)."""
     if proto.dataset is None:
         raise UserError("no real videos: pass real videos or {dataset}", dataset=NAME_ONLY)
-
     real = as_source(real_videos(proto.dataset, cfg.data_root, num_videos=proto.num_clips), side="real",
                      skip_bad=proto.skip_bad)
     real.description["split"] = get_dataset(proto.dataset).real_split  # the record names the split it used
@@ -181,48 +200,50 @@ def _registry_real(proto: Protocol, cfg: Settings):
 
 
 def _evaluate(real, fake, metrics, proto: Protocol, cfg: Settings, device, start, from_registry: bool = False) -> EvalResult:
-    detectors = sorted({DETECTOR_OF[m] for m in metrics})
-    _check_frames(detectors, proto)
+    uses = _uses(metrics, proto, cfg)
+    _check_frames([u.detector for u in uses.values()], proto)
     real_src = as_source(real, side="real", skip_bad=proto.skip_bad) if real is not None else None
     fake_src = as_source(fake, side="fake")
-    counts = _head_counts(metrics, proto)
-    fake_clips = _fake_clips(fake_src, max(counts.values()), proto)
-    _check_fewer("generated", len(fake_clips), max(counts.values()), proto, fake_src)
-    plans = {det: ([], {}) if det == "i3d" and real_src is None else _real_plan(det, real_src, proto)
-             for det in detectors if det not in FAKE_ONLY}  # cheap: no decoding
+    most = max(u.count for u in uses.values())
+    fake_clips = _fake_clips(fake_src, most, proto)
+    _check_fewer("generated", len(fake_clips), most, proto, fake_src)
+    plans = {name: RealPlan([], {}) if real_src is None and u.detector.takes_real_features else _real_plan(u.detector, real_src, proto)
+             for name, u in uses.items() if u.real}  # cheap: no decoding
     for folder, setting in ((cfg.save_samples, "save_samples"), (cfg.save_features, "save_features")):
         if folder is not None:
             check_writable(folder, setting=setting)
     if cfg.floor:
         _check_floor(metrics, real_src)
     sources = [fake_src if k == 0 else dataclasses.replace(fake_src, seed=fake_src.seed + k) for k in range(cfg.num_runs)]
-    work = [_fake_work_dir(source, counts, metrics, proto, cfg) for source in sources]  # refused before any clip is read
-    nets = _load_detectors(detectors, cfg, device)
+    work = [_fake_work_dir(source, uses, proto, cfg) for source in sources]  # refused before any clip is read
+    nets = {name: u.detector.load(device, cfg.run) for name, u in uses.items()}  # each loaded once
 
     stage = _Stages(cfg.run.progress and dist.is_main(), len(plans) + cfg.num_runs)
     real_results = {}
-    for det, (clips, sampling) in plans.items():
-        stage.next(f"real statistics ({det}, {len(clips)} {'clips' if det == 'i3d' else 'frames'})")
-        real_results[det] = _real_pass(det, real_src, nets[det], clips, sampling, metrics, proto, cfg, device)
+    for name, plan in plans.items():
+        stage.next(f"real statistics ({name}, {len(plan.clips)} {uses[name].detector.unit}s)")
+        real_results[name] = _real_pass(uses[name], real_src, nets[name], plan, proto, cfg, device)
 
     runs = []
     for k, source in enumerate(sources):
         stage.next("generated videos" + (f", run {k + 1} of {cfg.num_runs} (seed {source.seed})" if cfg.num_runs > 1 else "")
                    + (" (sampling the checkpoint)" if isinstance(source, CheckpointSource) else ""))
-        fake_pass = _fake_pass(source, fake_clips, nets, counts, metrics, proto, cfg, device, work[k])
-        runs.append((_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
+        fake_pass = _fake_pass(source, fake_clips, nets, uses, proto, cfg, device, work[k])
+        runs.append(Run(_distances(metrics, real_results, fake_pass, proto), fake_pass, source))
 
     record = build_record(metrics, proto, cfg, real_src, fake_src, real_results, runs, nets, device, start)
     if cfg.floor:
-        record["floor"] = _floor(real_src, real_results["i3d"], nets, plans["i3d"][0], proto, cfg, device, from_registry)
+        det = FVD.detector.name
+        record["floor"] = _floor(real_src, real_results[det], uses[det], nets[det], plans[det].clips, proto, cfg, device,
+                                 from_registry)
     if cfg.save_features is not None and dist.is_main():
-
-        record["features"] = save_features(cfg.save_features, metrics, real_results, runs[-1][1].stats, record)
+        record["features"] = uncertainty.save_features(cfg.save_features, [m.name for m in metrics], real_results,
+                                                       runs[-1].fake.stats, record)
     _deliver(cfg.on_record, record)
     if cfg.work_dir is None:  # the default work folder only serves a resume; the record now holds the result
-        _remove_work_dirs([fp.work_dir for _, fp, _ in runs])
-    fake_pass = runs[-1][1]
-    stats = {det: (real_results.get(det, {}).get("stats"), fake_pass.stats.get(det)) for det in detectors}
+        _remove_work_dirs([run.fake.work_dir for run in runs])
+    fake_stats = runs[-1].fake.stats
+    stats = {name: (real_results.get(name, {}).get("stats"), fake_stats.get(name)) for name in uses}
     return EvalResult(dict(record["metrics"]), record, stats)
 
 
@@ -242,34 +263,28 @@ def _deliver(on_record, record: dict) -> None:
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _check_metrics(metrics) -> tuple[str, ...]:
+def _check_metrics(metrics) -> tuple[Metric, ...]:
+    """The registered metrics named by ``metrics`` (names, ``"a,b"``, group names such as ``prdc``, or Metric objects)."""
     if isinstance(metrics, str):
         metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    metrics = tuple(dict.fromkeys(x for m in metrics for x in (PRDC if m == "prdc" else (m,))))
-    unknown = [m for m in metrics if m not in METRIC_NAMES]
-    if unknown or not metrics:
-        raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METRIC_NAMES)}")
-    return metrics
+    names = [m.name if isinstance(m, Metric) else m for m in metrics]
+    names = tuple(dict.fromkeys(x for m in names for x in registry.GROUPS.get(m, (m,))))
+    unknown = [m for m in names if m not in registry.METRICS]
+    if unknown or not names:
+        raise UserError(f"unknown metric(s) {', '.join(map(str, unknown)) or '(none given)'}; "
+                        f"available: {', '.join(registry.METRICS)}")
+    return tuple(registry.METRICS[m] for m in names)
 
 
 def _check_frames(detectors, proto: Protocol) -> None:
-    """Clips too short for a detector are refused (the I3D's minimum, the C3D's 16 frames, flickering's 2)."""
-    if "i3d" in detectors:
-
-        if proto.num_frames < MIN_FRAMES:
-            raise UserError(f"{{num_frames}}: the I3D needs at least {MIN_FRAMES} frames per clip", num_frames=proto.num_frames)
-    if "c3d" in detectors:
-
-        if proto.num_frames < NUM_FRAMES:
-            raise UserError(f"{{num_frames}}: the Inception Score's C3D reads {NUM_FRAMES} frames per clip",
-                            num_frames=proto.num_frames)
-    if "flicker" in detectors and proto.num_frames < 2:
-        raise UserError("{num_frames}: temporal flickering compares consecutive frames; pass 2 or more",
-                        num_frames=proto.num_frames)
+    """Clips shorter than a detector's ``min_frames`` are refused (the I3D's 9, the C3D's 16, flickering's 2)."""
+    for det in detectors:
+        if proto.num_frames < det.min_frames:
+            raise UserError(f"{{num_frames}}: {det.too_short}", num_frames=proto.num_frames)
 
 
 def _check_floor(metrics, real_src) -> None:
-    if "fvd" not in metrics or real_src is None or real_src.stream:
+    if FVD not in metrics or real_src is None or real_src.stream:
         raise UserError("{floor} scores FVD between two disjoint real sets: it needs the fvd metric and real videos "
                         "as a folder, array or {dataset} (not {real_features} or a stream)", floor=True,
                         dataset=NAME_ONLY, real_features=NAME_ONLY)
@@ -286,7 +301,6 @@ def check_checkpoint_fits(ckpt, num_frames: int, num_classes: int, proto: Protoc
                         f"({proto.num_frames} frames at stride {proto.fake_stride}); pass {{num_frames}} "
                         "(tagged nonstandard) or a checkpoint trained on longer clips", num_frames=num_frames)
     if proto.dataset is not None:
-
         want = get_dataset(proto.dataset).num_classes
         if num_classes != want:
             what = f"{num_classes} classes" if num_classes else "unconditional"
@@ -305,136 +319,97 @@ def _check_fewer(side: str, have: int, want: int, proto: Protocol, src) -> None:
 
 def _check_fewer_real(have: int, sampling: dict, proto: Protocol, src) -> None:
     """Real clips: fewer than asked is refused unless it is the dataset's own protocol (every long-enough video)."""
-
     if not real_count_is_standard(proto.dataset, have, sampling.get("videos_long_enough"), proto.num_clips):
         _check_fewer("real", have, proto.num_clips, proto, src)
 
 
-def _head_counts(metrics, proto: Protocol) -> dict[str, int]:
-    counts = {}
-    for m in metrics:
-        det = DETECTOR_OF[m]
-        counts[det] = proto.num_clips if det != "c3d" else (
-            proto.num_clips if proto.is_protocol == "stylegan_v" else proto.is_settings["num_clips"])
-    return counts
+def _uses(metrics, proto: Protocol, cfg: Settings) -> dict[str, Use]:
+    """``{detector name: Use}`` for the detectors ``metrics`` read, by name.
+
+    A detector scores the most clips any of its metrics asks for; it keeps per-row features when it always
+    does (the I3D: FVD's se), when one of its metrics needs them, or for ``--save-features``.
+    """
+    saving = cfg.save_features is not None
+    out = {}
+    for det in sorted({m.detector for m in metrics}, key=lambda d: d.name):
+        mine = [m for m in metrics if m.detector is det]
+        out[det.name] = Use(det, max(m.num_clips(proto) for m in mine),
+                            det.keep_features or saving or any(m.needs_features for m in mine), any(m.needs_real for m in mine))
+    return out
 
 
-# -------------------------------------------------------------------------------------- detectors
-
-
-def _load_detectors(detectors, cfg: Settings, device) -> dict:
-    """``{name: (network, sha256 or info)}`` for the detectors the metrics need (loaded once)."""
-    nets = {}
-    if "i3d" in detectors:
-
-        net = i3d.load_i3d(device=device, path=cfg.run.i3d_weights)
-        nets["i3d"] = (net, getattr(net, "weights_sha256", None))
-    if "inception" in detectors:
-
-        nets["inception"] = inception.load_inception(cfg.run.inception_weights, device)
-    if "c3d" in detectors:
-
-        net, info = c3d.load_c3d(cfg.run.c3d_weights, cfg.run.c3d_mean, device)
-        nets["c3d"] = (net, info.get("sha256"), info)
-    if "flicker" in detectors:  # no network: the score of each clip is its one feature
-
-        nets["flicker"] = (lambda clips: clip_scores(clips)[:, None], None)
-    return nets
-
-
-def _head(det: str, nets: dict, proto: Protocol, count: int, keep: bool) -> Head:
-    net = nets[det][0]
-    if det == "i3d":
-
-        return Head("i3d", net, lambda x: preprocess_clips(x, size=I3D_SIZE, mode=proto.resize), lambda c: c, count, keep)
-    if det == "inception":
-
-        return Head("inception", net, frame_preprocess(proto.fid_mode),
-                    lambda c: c.reshape(-1, 1, *c.shape[2:]), count, keep, unit="frame")
-    if det == "flicker":
-        return Head("flicker", net, lambda x: x, lambda c: c, count, keep)
-
-    return Head("c3d", net, clip_preprocess, lambda c: c[:, :NUM_FRAMES], count, True)
-
-
-def _keep(det: str, metrics, cfg: Settings | None = None) -> bool:
-    """I3D features are always kept (FVD's se; 1.6 KiB a clip), flicker scores too (4 bytes a clip); Inception
-    ones for KID or --save-features."""
-    saving = cfg is not None and cfg.save_features is not None
-    return det in ("i3d", "c3d", "flicker") or (det == "inception" and ("kid" in metrics or saving))
+def _head(use: Use, loaded: Loaded, proto: Protocol, count: int) -> Head:
+    """The pass's view of a loaded detector, fed the clips at positions ``< count``."""
+    det = use.detector
+    return Head(det.name, loaded.features, partial(det.preprocess, proto=proto), det.items, count, use.keep, det.unit)
 
 
 # -------------------------------------------------------------------------------------------- passes
 
 
-def _real_plan(det, src, proto: Protocol) -> tuple[list[Clip], dict]:
-    """The real clips (I3D) or frames (Inception) of the protocol, and how they were chosen; too few is refused."""
-    if det == "i3d":
-        clips, sampling = _real_clips(src, proto)
-        _check_fewer_real(len(clips), sampling, proto, src)
-        return clips, sampling
-    if src.stream:
-        raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
+def _real_plan(det: Detector, src, proto: Protocol) -> RealPlan:
+    """The real clips (a clip detector) or every real frame (a frame detector) of the protocol; too few clips is refused."""
+    if det.unit == "frame":
+        if src.stream:
+            raise UserError("FID reads every frame of the real videos; pass the real videos as a folder or an array")
+        clips = real_frames(src.videos, proto.max_real_frames)
+        return RealPlan(clips, {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames})
+    clips, sampling = _real_clips(src, proto)
+    _check_fewer_real(len(clips), sampling, proto, src)
+    return RealPlan(clips, sampling)
 
-    clips = real_frames(src.videos, proto.max_real_frames)
-    return clips, {"frames": len(clips), "videos": len(src.videos), "max_real_frames": proto.max_real_frames}
 
-
-def _real_pass(det, src, net, clips, sampling, metrics, proto: Protocol, cfg: Settings, device) -> dict:
-    """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling"}``."""
-    keep = _keep(det, metrics, cfg)
-    if det == "i3d" and cfg.real_features is not None:
-
-        return load_real_features(cfg.real_features, _real_settings(det, src, net, proto, cfg, device), sampling)
-    head = _head(det, {det: net}, proto, len(clips), keep)
+def _real_pass(use: Use, src, loaded: Loaded, plan: RealPlan, proto: Protocol, cfg: Settings, device) -> dict:
+    """Real statistics of one detector (cached): ``{"stats", "info", "cache", "sampling", "settings"}``."""
+    det = use.detector
+    settings = _real_settings(det, src, loaded, proto, device)
+    if det.takes_real_features and cfg.real_features is not None:
+        return uncertainty.load_real_features(cfg.real_features, settings, plan.sampling)
+    head = _head(use, loaded, proto, len(plan.clips))
 
     def compute():
-        res = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
-                       skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc=f"{det} real",
-                       unit="clip" if det == "i3d" else "frame", progress=cfg.run.progress)
-        return res.stats[det], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
+        res = run_pass(src, plan.clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
+                       skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc=f"{det.name} real",
+                       unit=det.unit, progress=cfg.run.progress)
+        return res.stats[det.name], {"clips": res.clips, "skipped": res.skipped, "resolution": res.resolution}
 
-    settings = _real_settings(det, src, net, proto, cfg, device)
-    fingerprint = settings["real_fingerprint"]
-    use_cache = cfg.run.cache and fingerprint is not None and net[1] is not None
-    stats, info, hit, key = cached_real_stats(det, settings, compute, keep_features=keep, cache=use_cache,
+    use_cache = cfg.run.cache and settings["real_fingerprint"] is not None and loaded.sha256 is not None
+    stats, info, hit, key = cached_real_stats(det.name, settings, compute, keep_features=use.keep, cache=use_cache,
                                               cache_dir=cfg.run.cache_dir)
-    if det == "i3d":
-        _check_fewer_real(stats.n, sampling, proto, src)
-    return {"stats": stats, "info": info, "sampling": sampling, "settings": settings,
+    if det.unit == "clip":
+        _check_fewer_real(stats.n, plan.sampling, proto, src)
+    return {"stats": stats, "info": info, "sampling": plan.sampling, "settings": settings,
             "cache": {"key": key, "hit": hit, "enabled": use_cache}}
 
 
-def _real_settings(det, src, net, proto: Protocol, cfg: Settings, device) -> dict:
+def _real_settings(det: Detector, src, loaded: Loaded, proto: Protocol, device) -> dict:
     """Everything that moves the real statistics of ``det`` (the cache key; the check of --real-features)."""
-    return {"version": CACHE_VERSION, "detector": det, "detector_sha256": net[1],
-            "real_fingerprint": None if src is None else src.fingerprint(),
-            "clips": [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det == "i3d" else proto.max_real_frames,
-            "resize": proto.resize if det == "i3d" else proto.fid_mode, "block_size": proto.block_size,
+    clip_plan = [proto.num_clips, proto.num_frames, proto.stride, proto.seed] if det.unit == "clip" else proto.max_real_frames
+    return {"version": CACHE_VERSION, "detector": det.name, "detector_sha256": loaded.sha256,
+            "real_fingerprint": None if src is None else src.fingerprint(), "clips": clip_plan,
+            "resize": det.preprocess_setting(proto), "block_size": proto.block_size,
             "skip_bad": proto.skip_bad, "torch_threads": proto.torch_threads, "device": str(device.type)}
 
 
-def _floor(src, real: dict, nets, used, proto: Protocol, cfg: Settings, device, from_registry: bool = False) -> dict:
+def _floor(src, real: dict, use: Use, loaded: Loaded, used, proto: Protocol, cfg: Settings, device,
+           from_registry: bool = False) -> dict:
     """FVD between the protocol's real clips and a disjoint real set of up to the same size (docs/uncertainty.md).
 
     The other set comes from the real videos the protocol's clips do not use; when none are left and the real side is
     the registry's split of a dataset that makes its videos (``demo``), from the next videos it makes.
     """
-
-    clips = floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+    clips = uncertainty.floor_clips(src.videos, used, proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     if not clips and from_registry and proto.dataset is not None:
-
         extra = floor_videos(proto.dataset, proto.num_clips)
         if extra is not None:
             src = as_source(extra, side="real", skip_bad=proto.skip_bad)
-            clips = floor_clips(src.videos, [], proto.num_clips, proto.num_frames, proto.stride, proto.seed)
+            clips = uncertainty.floor_clips(src.videos, [], proto.num_clips, proto.num_frames, proto.stride, proto.seed)
     other = None
     if clips:
-        head = _head("i3d", nets, proto, len(clips), True)
-        other = run_pass(src, clips, [head], batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
-                         skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers, desc="i3d floor",
-                         progress=cfg.run.progress).stats["i3d"]
-    return floor_entry(real["stats"], other, proto.num_clips, proto.covariance, proto.seed)
+        other = run_pass(src, clips, [_head(use, loaded, proto, len(clips))], batch_size=cfg.run.batch_size, device=device,
+                         block_size=proto.block_size, skip_bad=proto.skip_bad, num_workers=cfg.run.num_workers,
+                         desc=f"{use.detector.name} floor", progress=cfg.run.progress).stats[use.detector.name]
+    return uncertainty.floor_entry(real["stats"], other, proto.num_clips, proto.covariance, proto.seed)
 
 
 def _real_clips(src, proto: Protocol) -> tuple[list[Clip], dict]:
@@ -456,9 +431,10 @@ def _fake_clips(src, n: int, proto: Protocol) -> list[Clip]:
     return [Clip(i, f"{i:06d}", idx) for i in range(n)]
 
 
-def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings, device, work: tuple):
-    """The generated side's pass; ``work``: ``(work folder, key)`` of :func:`_fake_work_dir`."""
-    heads = [_head(det, nets, proto, counts[det], _keep(det, metrics, cfg)) for det in sorted(counts)]
+def _fake_pass(src, clips, nets: dict[str, Loaded], uses: dict[str, Use], proto: Protocol, cfg: Settings, device,
+               work: tuple) -> PassResult:
+    """The generated side's pass, every detector at once; ``work``: ``(work folder, key)`` of :func:`_fake_work_dir`."""
+    heads = [_head(use, nets[name], proto, use.count) for name, use in uses.items()]
     read_options = {}
     work_dir, work_key = work
     if isinstance(src, CheckpointSource):
@@ -469,17 +445,16 @@ def _fake_pass(src, clips, nets, counts, metrics, proto: Protocol, cfg: Settings
     result = run_pass(src, clips, heads, batch_size=cfg.run.batch_size, device=device, block_size=proto.block_size,
                       num_workers=cfg.run.num_workers, unit="video", progress=cfg.run.progress, work_dir=work_dir,
                       work_key=work_key,
-                      desc=("sample + " if isinstance(src, CheckpointSource) else "generated: ") + "+".join(sorted(counts)),
+                      desc=("sample + " if isinstance(src, CheckpointSource) else "generated: ") + "+".join(uses),
                       read_options=read_options)
-    for det, head in zip(sorted(counts), heads):
-        _check_fewer("generated", result.stats[det].n // (proto.num_frames if det == "inception" else 1), head.count, proto, src)
+    for name, use in uses.items():
+        rows_per_clip = proto.num_frames if use.detector.unit == "frame" else 1
+        _check_fewer("generated", result.stats[name].n // rows_per_clip, use.count, proto, src)
     result.work_dir = work_dir
     return result
 
 
 def _remove_work_dirs(dirs) -> None:
-    import shutil
-
     dist.barrier()
     if dist.is_main():
         for d in dirs:
@@ -496,27 +471,24 @@ def _sample_writer(folder: Path):
     return write
 
 
-def _fake_work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
+def _fake_work_dir(src, uses: dict[str, Use], proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
     """The work folder of the generated side (a checkpoint always has one; videos with ``--work-dir``)."""
     if isinstance(src, CheckpointSource) or cfg.work_dir is not None:
-        return _work_dir(src, counts, metrics, proto, cfg)
+        return _work_dir(src, uses, proto, cfg)
     return None, None
 
 
-def _work_dir(src, counts, metrics, proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
+def _work_dir(src, uses: dict[str, Use], proto: Protocol, cfg: Settings) -> tuple[Path | None, str | None]:
     """``(folder of finished blocks, key of this evaluation)``; ``(None, None)`` for a source without fingerprint.
 
     The manifest is written before any block. A folder made with other settings is refused, naming the
     difference; so is a folder holding blocks without a readable manifest (whose evaluation is unknown).
     """
-    import json
-
-
     fake = src.settings(proto.dataset) if isinstance(src, CheckpointSource) else {"fingerprint": src.fingerprint()}
     if isinstance(src, FileSource) and fake["fingerprint"] is None:
         return None, None
     manifest = {"version": CACHE_VERSION, "protocol": key_settings(proto), "fake": fake,
-                "heads": {det: {"count": counts[det], "keep_features": _keep(det, metrics, cfg)} for det in sorted(counts)},
+                "heads": {name: {"count": use.count, "keep_features": use.keep} for name, use in uses.items()},
                 "batch_independent": True}
     if cfg.work_dir is not None:
         root = Path(cfg.work_dir) / (f"seed{src.seed}" if isinstance(src, CheckpointSource) and cfg.num_runs > 1 else "")
@@ -571,95 +543,52 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 # ----------------------------------------------------------------------------------------- distances
 
 
-def _distances(metrics, real, fake_pass, proto: Protocol) -> dict:
-    """``{metric: {"value", "real_count", "fake_count", "unit", "detail"}}``."""
-    out = {}
-    unbiased = proto.covariance == "unbiased"
+def _distances(metrics, real: dict, fake_pass: PassResult, proto: Protocol) -> dict:
+    """``{metric: {"value", "real_count", "fake_count", "unit", "detail"}}`` of one run."""
+    out, shared = {}, {}
     for m in metrics:
-        det = DETECTOR_OF[m]
-        f = fake_pass.stats[det]
-        r = real.get(det, {}).get("stats")
-        if m in ("fvd", "fid") and r.keep_features and f.keep_features:
-
-            est = frechet_from_features(r, f, metric=m, covariance=proto.covariance, seed=proto.seed)
-            value, detail = est.value, {"uncertainty": est.to_dict()}
-        elif m in ("fvd", "fid"):
-            value = frechet_distance(r.mean(), r.cov(unbiased), f.mean(), f.cov(unbiased))
-            detail = {"uncertainty": None}
-        elif m in PRDC:
-
-            if "prdc" not in out:  # once for the four
-                out["prdc"] = prdc(r.features, f.features)
-            value, detail = out["prdc"][m], {"k": out["prdc"]["k"]}
-        elif m == "flicker":  # the mean of the per-video scores; frames per video as scored
-            value = f.mean()[0]
-            detail = {"frames_per_video": proto.num_frames, "frame_pairs_per_video": proto.num_frames - 1,
-                      "frame_stride": proto.fake_stride, "min_video_score": float(f.features.min()),
-                      "max_video_score": float(f.features.max())}
-        elif m == "kvd":
-
-            value, detail = kvd(r.features, f.features), {}
-        elif m == "kid":
-
-            out_kid = kid(r.features, f.features, proto.kid_subsets, proto.kid_subset_size, proto.seed)
-            value, detail = out_kid["kid_x1000"], {"kid_raw": out_kid["kid"], "subset_size": out_kid["subset_size"]}
-        else:
-
-            s = proto.is_settings
-            score = inception_score(f.features, splits=s["splits"], shuffle_seed=s["shuffle_seed"])
-            value, detail = score["mean"], {"std": score["std"], "per_split": score["per_split"]}
-        unit = "frames" if det == "inception" else "clips"
-        out[m] = {"value": float(value), "real_count": None if r is None else int(r.n), "fake_count": int(f.n),
-                  "unit": unit, "detail": detail}
-    out.pop("prdc", None)
+        f = fake_pass.stats[m.detector.name]
+        r = real.get(m.detector.name, {}).get("stats") if m.needs_real else None
+        value, detail = m.distance(r, f, proto, shared) if m.needs_real else m.score(f, proto)
+        out[m.name] = {"value": float(value), "real_count": None if r is None else int(r.n), "fake_count": int(f.n),
+                       "unit": m.detector.unit + "s", "detail": detail}
     return out
 
 
 # ------------------------------------------------------------------------------------------- record
 
 
-METRIC_PROTOCOL = {
-    "fvd": "StyleGAN-V fvd2048_16f (Latte): Fréchet distance of TF-Hub I3D 400-d logits, float64",
-    "kvd": "TATS polynomial_mmd on the I3D logits of the FVD pass: k(x,y)=(x.y/d+1)^3, unbiased MMD^2 (negative when the sets are closer than its noise), all samples",
-    "fid": "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of the generated clips",
-    "kid": "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of min(n_real, n_gen, subset size), x1000",
-    "is": "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
-    **{m: f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 (prdc package semantics)"
-       for m in ("precision", "recall", "density", "coverage")},
-    "flicker": FLICKER_PROTOCOL,
-}
-
-
 def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool = False,
                      real_long_enough: int | None = None) -> list[str]:
     """What makes a run differ from its metrics' published protocol, as short tags (``[]`` = standard).
 
+    ``metrics``: names or :class:`Metric` objects; each tags only the parts of the protocol in its ``standard``.
     ``real_long_enough``: how many real videos could give a clip (a dataset whose real split has fewer
     than ``num_clips`` of them is standard when every one was used, :func:`latte_bench.data.registry.real_count_is_standard`).
     """
+    metrics = [registry.METRICS[m] if isinstance(m, str) else m for m in metrics]
+
+    def follows(part: str) -> bool:
+        return any(part in m.standard for m in metrics)
 
     tags = []
-    video_metrics = [m for m in metrics if m not in ("fid", "kid", "flicker")]
-    counted = [m for m in metrics if m != "flicker"]  # VBench's flickering has no clip or frame count to depart from
-    if proto.num_clips != STANDARD_CLIPS and counted:
+    if proto.num_clips != STANDARD_CLIPS and follows("counts"):
         tags.append(f"{proto.num_clips} clips")
-    if proto.num_frames != STANDARD_FRAMES and counted:
+    if proto.num_frames != STANDARD_FRAMES and follows("counts"):
         tags.append(f"{proto.num_frames} frames")
-    if proto.dataset is not None and any(m in ("fvd", "kvd") for m in metrics):
-
-        if proto.stride != get_dataset(proto.dataset).stride:
-            tags.append(f"stride {proto.stride}")
+    if proto.dataset is not None and follows("stride") and proto.stride != get_dataset(proto.dataset).stride:
+        tags.append(f"stride {proto.stride}")
     n = counts.get("real_clips")
     if n is not None and not real_count_is_standard(proto.dataset, n, real_long_enough, proto.num_clips):
         tags.append(f"{n} real clips")
     n = counts.get("fake_clips")
-    if n is not None and n < proto.num_clips and video_metrics:
+    if n is not None and n < proto.num_clips and follows("fake_clips"):
         tags.append(f"{n} fake clips")
     if proto.covariance != "biased":
         tags.append("unbiased covariance")
-    if proto.resize != "pytorch" and any(m in ("fvd", "kvd") for m in metrics):
+    if proto.resize != "pytorch" and follows("resize"):
         tags.append(f"{proto.resize} resize")
-    if proto.fid_mode != "stylegan" and any(m in ("fid", "kid") for m in metrics):
+    if proto.fid_mode != "stylegan" and follows("fid_mode"):
         tags.append(f"fid mode {proto.fid_mode}")
     if proto.fake_stride != 1:
         tags.append(f"generated stride {proto.fake_stride}")
@@ -668,75 +597,75 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     return list(dict.fromkeys(tags))
 
 
-def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, real_results, runs, nets, device, start) -> dict:
+def build_record(metrics, proto: Protocol, cfg: Settings, real_src, fake_src, real_results: dict, runs: list[Run],
+                 nets: dict[str, Loaded], device, start) -> dict:
     """The JSON record of an evaluation (schema ``latte-bench/eval-record/2``; docs/evaluation.md)."""
-    last, fake_pass, _ = runs[-1]
+    last = runs[-1]
     counts = {}
-    if "i3d" in real_results:
-        counts["real_clips"] = int(real_results["i3d"]["stats"].n)
-    if "inception" in real_results:
-        counts["real_frames"] = int(real_results["inception"]["stats"].n)
-    for det, s in fake_pass.stats.items():
-        if det == "inception":
+    for name, rr in real_results.items():
+        counts[f"real_{nets[name].detector.unit}s"] = int(rr["stats"].n)
+    for name, s in last.fake.stats.items():
+        if nets[name].detector.unit == "frame":
             counts["fake_frames"] = int(s.n)
         else:
             counts["fake_clips"] = max(counts.get("fake_clips", 0), int(s.n))
-    if len(runs) == 1:
-        values = {m: last[m]["value"] for m in metrics}
-    else:
-        values = {}
-        for m in metrics:
-            per_run = [r[m]["value"] for r, _, _ in runs]
-            values[m] = {"value": float(np.mean(per_run)), "std": float(np.std(per_run, ddof=1)), "runs": per_run,
-                         "seeds": [src.seed for _, _, src in runs]}
-    detectors = {det: entry[1] for det, entry in nets.items() if det != "flicker"}
-    results = {}
+    values = {}
+    for m in metrics:  # one value per metric; the record's ``metrics`` and ``results`` both derive from it
+        if len(runs) == 1:
+            values[m.name] = MetricResult(m.name, last.results[m.name]["value"])
+        else:
+            per_run = [run.results[m.name]["value"] for run in runs]
+            values[m.name] = MetricResult(m.name, float(np.mean(per_run)), float(np.std(per_run, ddof=1)), per_run,
+                                          [run.source.seed for run in runs])
+    detectors = {name: loaded.sha256 for name, loaded in nets.items() if not loaded.detector.weightless}
+    protocol_fields = {"is": None}
     for m in metrics:
-        det = DETECTOR_OF[m]
-        detail = dict(last[m]["detail"])
+        name, loaded, entry = m.detector.name, nets[m.detector.name], last.results[m.name]
+        detail = dict(entry["detail"])
         unc = detail.pop("uncertainty", False)
-        prov = {"protocol": METRIC_PROTOCOL[m], "detector": None if det == "flicker" else det,
-                "detector_sha256": detectors.get(det), **detail}
-        if det in real_results:
-            rr = real_results[det]
+        prov = {"protocol": m.protocol, "detector": None if m.detector.weightless else name,
+                "detector_sha256": detectors.get(name), **detail}
+        if m.needs_real and name in real_results:
+            rr = real_results[name]
             prov.update(real_sampling=rr["sampling"], real_skipped=rr["info"].get("skipped", []),
                         real_resolution=rr["info"].get("resolution"), real_stats_cache=rr["cache"])
-        prov.update(fake_resolution=fake_pass.resolution, fake_skipped=fake_pass.skipped)
-        if det == "c3d":
-            prov["c3d"] = nets["c3d"][2]
-            prov.update(proto.is_settings)
-        results[m] = {"metric": m, "value": values[m]["value"] if isinstance(values[m], dict) else values[m],
-                      "real_count": last[m]["real_count"], "fake_count": last[m]["fake_count"], "unit": last[m]["unit"],
-                      "provenance": prov}
+        prov.update(fake_resolution=last.fake.resolution, fake_skipped=last.fake.skipped)
+        if loaded.info is not None:
+            prov[name] = loaded.info
+        prov.update(m.provenance(proto))
+        protocol_fields.update(m.protocol_fields(proto))
+        fields = {"real_count": entry["real_count"], "fake_count": entry["fake_count"], "unit": entry["unit"],
+                  "provenance": prov}
         if unc is not False:  # Fréchet distances: se, N -> inf estimate and interval (of the last run)
-
-            results[m].update(record_fields(m, unc))
+            fields.update(uncertainty.record_fields(m.name, unc))
+        values[m.name].detail = fields
     fake_desc = dict(fake_src.description)
     if isinstance(fake_src, CheckpointSource):
         fake_desc.update(fake_src.settings(proto.dataset))
         fake_desc["checkpoint"] = dict(fake_src.loaded.checkpoint)
         if cfg.save_samples is not None:
             fake_desc["saved_samples"] = str(cfg.save_samples)
-    return {
-        "schema": SCHEMA,
-        "method": cfg.method or default_method(fake_src),
-        "dataset": proto.dataset,
-        "metrics": values,
-        "results": results,
-        "protocol": {**proto.to_dict(), "real_stride": proto.stride, "is": proto.is_settings if "is" in metrics else None},
-        "detectors": detectors,
-        "counts": counts,
-        "nonstandard": nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream),
-                                        real_long_enough=real_results.get("i3d", {}).get("sampling", {}).get("videos_long_enough")),
-        "real": None if real_src is None else dict(real_src.description),
-        "fake": fake_desc,
-        "seed": proto.seed,
-        "runs": len(runs),
-        "run": {"batch_size": cfg.run.batch_size, "device": str(device), "world_size": dist.world_size(),
-                "num_workers": cfg.run.num_workers, "resumed_blocks": fake_pass.resumed_blocks},
-        "environment": environment(),
-        "wall_time_s": round(time.time() - start, 3),
-    }
+    long_enough = next((rr["sampling"]["videos_long_enough"] for rr in real_results.values()
+                        if "videos_long_enough" in rr["sampling"]), None)
+    return EvalRecord(
+        schema=SCHEMA,
+        method=cfg.method or default_method(fake_src),
+        dataset=proto.dataset,
+        metrics=values,
+        protocol={**proto.to_dict(), "real_stride": proto.stride, **protocol_fields},
+        detectors=detectors,
+        counts=counts,
+        nonstandard=nonstandard_tags(proto, counts, metrics, real_stream=bool(real_src is not None and real_src.stream),
+                                     real_long_enough=long_enough),
+        real=None if real_src is None else dict(real_src.description),
+        fake=fake_desc,
+        seed=proto.seed,
+        runs=len(runs),
+        run={"batch_size": cfg.run.batch_size, "device": str(device), "world_size": dist.world_size(),
+             "num_workers": cfg.run.num_workers, "resumed_blocks": last.fake.resumed_blocks},
+        environment=environment(),
+        wall_time_s=round(time.time() - start, 3),
+    ).to_dict()
 
 
 def default_method(fake_src) -> str:
@@ -760,8 +689,6 @@ class _Stages:
     def next(self, what: str) -> None:
         self.i += 1
         if self.enabled:
-            import sys
-
             print(f"[{self.i}/{self.total}] {what} (elapsed {time.time() - self.t0:.0f} s)", file=sys.stderr, flush=True)
 
 

@@ -52,7 +52,8 @@ class Head:
 
     ``items(clips)`` maps uint8 clips (B, T, H, W, 3) to the detector's uint8 items (B·k, ...);
     ``preprocess`` maps a batch of items on the device to the detector input; ``detector``
-    returns (rows, D) features. Only clips at positions ``< count`` are fed to this head.
+    returns (rows, D) features. Only clips at positions ``< count`` are fed to this head. The evaluation
+    builds one from a :class:`~latte_bench.metrics.detector.Detector` and its loaded network.
     """
 
     name: str

@@ -10,17 +10,16 @@
   StyleGAN-V number), ``clean`` (clean-fid) or ``legacy_pytorch`` (pytorch-fid).
 
 The pass, the statistics and the cache are those of every metric (:mod:`latte_bench.metrics.evaluation`);
-``compute_fid`` lives there too.
+``compute_fid`` lives there too. :data:`FID` is the metric object.
 """
 
 from __future__ import annotations
 
-import torch
-
 from latte_bench.data.clips import Clip
 from latte_bench.data.video import VideoSource
-from latte_bench.errors import NAME_ONLY, UserError, literal
-from latte_bench.metrics.inception import MODES, preprocess
+from latte_bench.errors import UserError
+from latte_bench.metrics import inception
+from latte_bench.metrics.fvd import Frechet
 
 
 def real_frames(source: VideoSource, max_frames: int | None = None) -> list[Clip]:
@@ -31,21 +30,12 @@ def real_frames(source: VideoSource, max_frames: int | None = None) -> list[Clip
     return frames[:max_frames] if max_frames else frames
 
 
-def frame_preprocess(mode: str):
-    """``uint8 (B, 1, H, W, 3)`` single-frame clips → Inception input ``(B, 3, 299, 299)`` for ``mode``."""
-    if mode not in MODES:
-        raise UserError(f"{{fid_mode}} must be one of {', '.join(MODES)}, got {literal(repr(mode))}", fid_mode=NAME_ONLY)
-
-    def run(clips: torch.Tensor) -> torch.Tensor:
-        if clips.ndim != 5 or clips.shape[1] != 1 or clips.shape[-1] != 3:
-            raise UserError(f"FID reads single RGB frames (B, 1, H, W, 3), got {list(clips.shape)}")
-        return preprocess(clips[:, 0].permute(0, 3, 1, 2), mode)
-
-    return run
-
-
 MODE_DETAIL = {
     "stylegan": "TF1 legacy resize_bilinear to 299 (float), then (x-128)/128 (StyleGAN/StyleGAN-V, clean-fid legacy_tensorflow)",
     "clean": "PIL bicubic (antialiased) per channel in float32 to 299, then (x-128)/128 (clean-fid clean)",
     "legacy_pytorch": "x/255, F.interpolate bilinear align_corners=False to 299, then 2x-1 (pytorch-fid)",
 }
+
+
+FID = Frechet("fid", inception.DETECTOR, "StyleGAN-V fid50k_full on frames: all real frames vs frames 0..num_frames-1 of "
+              "the generated clips", standard=frozenset({"counts", "fid_mode"}))

@@ -15,10 +15,13 @@ motion lowers the score as flicker would (docs/t2v.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from latte_bench.errors import UserError
+from latte_bench.metrics.detector import Detector, Loaded, Metric
 
 PROTOCOL = ("VBench temporal flickering: per video, (255 - mean over consecutive frame pairs of the mean "
             "absolute pixel difference) / 255, averaged over videos; every video scored (no static filter), "
@@ -51,3 +54,29 @@ def temporal_flickering(videos) -> float:
     if not len(scores):
         raise UserError("temporal flickering of an empty set: pass at least one video")
     return float(scores.mean())
+
+
+class FlickerHead(Detector):
+    """The weightless detector of temporal flickering: a clip -> its one feature, :func:`clip_scores` (float)."""
+
+    name, unit, min_frames, weightless, keep_features = "flicker", "clip", 2, True, True
+    too_short = "temporal flickering compares consecutive frames; pass 2 or more"
+
+    def load(self, device, run) -> Loaded:
+        return Loaded(self, lambda clips: clip_scores(clips)[:, None], None)
+
+
+DETECTOR = FlickerHead()
+
+
+@dataclass(frozen=True, eq=False)
+class Flicker(Metric):
+    """The mean of the per-video scores of the generated side, and their range, frames per video as scored."""
+
+    def score(self, fake, proto):
+        return fake.mean()[0], {"frames_per_video": proto.num_frames, "frame_pairs_per_video": proto.num_frames - 1,
+                                "frame_stride": proto.fake_stride, "min_video_score": float(fake.features.min()),
+                                "max_video_score": float(fake.features.max())}
+
+
+METRIC = Flicker("flicker", DETECTOR, PROTOCOL, needs_real=False, needs_features=True, standard=frozenset())

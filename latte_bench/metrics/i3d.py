@@ -25,10 +25,13 @@ import torch.nn.functional as F
 from latte_bench.errors import UserError
 from latte_bench.fsutil import sha256_file
 from latte_bench.metrics import weights
+from latte_bench.metrics.detector import Detector, Loaded
+from latte_bench.metrics.resize import preprocess_clips
 
 BN_EPS = 1e-3
 NUM_CLASSES = 400
 MIN_FRAMES = 9
+INPUT_SIZE = 224  # FVD resizes every frame to 224x224
 
 # name -> (c0, c1a, c1b, c2a, c2b, c3) of each Inception block, in network order
 MIXED = {
@@ -325,3 +328,25 @@ class TorchScriptI3D(nn.Module):
         if out.shape != (x.shape[0], NUM_CLASSES):
             raise UserError(f"i3d_torchscript returned shape {tuple(out.shape)}, expected ({x.shape[0]}, 400)")
         return out
+
+
+class I3D(Detector):
+    """The FVD detector: whole clips -> 400-d logits; ``--resize`` picks the resize to 224 (clips in [-1, 1])."""
+
+    name, unit, min_frames = "i3d", "clip", MIN_FRAMES
+    too_short = f"the I3D needs at least {MIN_FRAMES} frames per clip"
+    keep_features = True  # FVD's se reads them (1.6 KiB a clip)
+    takes_real_features = True
+
+    def load(self, device, run) -> Loaded:
+        net = load_i3d(device=device, path=run.i3d_weights)
+        return Loaded(self, net, getattr(net, "weights_sha256", None))
+
+    def preprocess(self, items: torch.Tensor, proto) -> torch.Tensor:
+        return preprocess_clips(items, size=INPUT_SIZE, mode=proto.resize)
+
+    def preprocess_setting(self, proto):
+        return proto.resize
+
+
+DETECTOR = I3D()

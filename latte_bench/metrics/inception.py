@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latte_bench.errors import UserError
+from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.fsutil import atomic_path, sha256_file
 from latte_bench.metrics import weights as registry
+from latte_bench.metrics.detector import Detector, Loaded
 from latte_bench.metrics.resize import resize
 
 FEATURE_DIM = 2048
@@ -264,7 +265,6 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
     """
     from safetensors.torch import load_file
 
-
     path = registry.resolve("inception", weights)
     digest = sha256_file(path)
     converted = registry.cache_dir() / "inception" / f"{digest}.safetensors"
@@ -311,7 +311,6 @@ def preprocess(frames: torch.Tensor, mode: str = "stylegan") -> torch.Tensor:
       (pytorch-fid).
     An input already 299×299 is not resized in any mode.
     """
-
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise UserError(f"FID expects RGB frames [B, 3, H, W], got shape {list(frames.shape)}")
     x = frames.to(torch.float32)
@@ -327,3 +326,32 @@ def preprocess(frames: torch.Tensor, mode: str = "stylegan") -> torch.Tensor:
         x = x if same else F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2.0 * x - 1.0
     raise UserError(f"unknown FID mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+class Inception(Detector):
+    """The FID detector: each frame of a clip -> 2048-d pool3 features; ``--fid-mode`` picks the input pipeline."""
+
+    name, unit = "inception", "frame"
+
+    def load(self, device, run) -> Loaded:
+        net, digest = load_inception(run.inception_weights, device)
+        return Loaded(self, net, digest)
+
+    def items(self, clips: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) clips -> (B·T, 1, H, W, 3) single-frame clips."""
+        return clips.reshape(-1, 1, *clips.shape[2:])
+
+    def preprocess(self, items: torch.Tensor, proto) -> torch.Tensor:
+        """uint8 single-frame clips (B, 1, H, W, 3) -> (B, 3, 299, 299) for ``proto.fid_mode``."""
+        if proto.fid_mode not in MODES:
+            raise UserError(f"{{fid_mode}} must be one of {', '.join(MODES)}, got {literal(repr(proto.fid_mode))}",
+                            fid_mode=NAME_ONLY)
+        if items.ndim != 5 or items.shape[1] != 1 or items.shape[-1] != 3:
+            raise UserError(f"FID reads single RGB frames (B, 1, H, W, 3), got {list(items.shape)}")
+        return preprocess(items[:, 0].permute(0, 3, 1, 2), proto.fid_mode)
+
+    def preprocess_setting(self, proto):
+        return proto.fid_mode
+
+
+DETECTOR = Inception()

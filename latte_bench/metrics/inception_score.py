@@ -15,9 +15,14 @@ exactly 0 — the value the formula has in the limit, and TGAN2's ``log(p + 1e-2
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from latte_bench.errors import UserError
+from latte_bench.metrics import c3d
+from latte_bench.metrics.c3d import clip_preprocess  # noqa: F401  (the C3D's input layout, also used with this module)
+from latte_bench.metrics.detector import Metric
 
 EPS = 1e-20
 PROTOCOLS = {
@@ -63,6 +68,24 @@ def inception_score(probs: np.ndarray, splits: int = 10, shuffle_seed: int | Non
     }
 
 
-def clip_preprocess(clips):
-    """uint8 clips ``(B, T, H, W, 3)`` → ``(B, 3, T, H, W)`` uint8, the C3D detector's layout."""
-    return clips.permute(0, 4, 1, 2, 3).contiguous()
+@dataclass(frozen=True, eq=False)
+class InceptionScore(Metric):
+    """:func:`inception_score` of the generated side's C3D probabilities, with ``proto.is_settings``."""
+
+    def num_clips(self, proto) -> int:
+        return proto.num_clips if proto.is_protocol == "stylegan_v" else proto.is_settings["num_clips"]
+
+    def score(self, fake, proto):
+        s = proto.is_settings
+        out = inception_score(fake.features, splits=s["splits"], shuffle_seed=s["shuffle_seed"])
+        return out["mean"], {"std": out["std"], "per_split": out["per_split"]}
+
+    def provenance(self, proto) -> dict:
+        return dict(proto.is_settings)
+
+    def protocol_fields(self, proto) -> dict:
+        return {"is": proto.is_settings}
+
+
+IS = InceptionScore("is", c3d.DETECTOR, "video Inception Score with the UCF101 C3D (10 splits, shuffle seed 42 for stylegan_v)",
+                    needs_real=False, needs_features=True)

@@ -13,9 +13,13 @@ Everything is computed in float64 (StyleGAN-V's KID multiplies float32 arrays).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from latte_bench.errors import UserError
+from latte_bench.metrics import i3d, inception
+from latte_bench.metrics.detector import Metric
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -67,3 +71,27 @@ def kid(
         total += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
     value = float(total / num_subsets / m)
     return {"kid": value, "kid_x1000": value * 1000.0, "subset_size": m, "num_subsets": num_subsets, "seed": seed}
+
+
+@dataclass(frozen=True, eq=False)
+class KVD(Metric):
+    """:func:`kvd` on the I3D logits of the FVD pass."""
+
+    def distance(self, real, fake, proto, shared):
+        return kvd(real.features, fake.features), {}
+
+
+@dataclass(frozen=True, eq=False)
+class KID(Metric):
+    """:func:`kid` ×1000 on the Inception pool3 features of the FID pass; ``kid_raw`` and the subset size in the detail."""
+
+    def distance(self, real, fake, proto, shared):
+        out = kid(real.features, fake.features, proto.kid_subsets, proto.kid_subset_size, proto.seed)
+        return out["kid_x1000"], {"kid_raw": out["kid"], "subset_size": out["subset_size"]}
+
+
+KVD_METRIC = KVD("kvd", i3d.DETECTOR, "TATS polynomial_mmd on the I3D logits of the FVD pass: k(x,y)=(x.y/d+1)^3, unbiased "
+                 "MMD^2 (negative when the sets are closer than its noise), all samples", needs_features=True,
+                 standard=frozenset({"counts", "fake_clips", "stride", "resize"}))
+KID_METRIC = KID("kid", inception.DETECTOR, "StyleGAN-V kid: cubic polynomial kernel on Inception pool3, subsets of "
+                 "min(n_real, n_gen, subset size), x1000", needs_features=True, standard=frozenset({"counts", "fid_mode"}))

@@ -15,9 +15,13 @@ record (``precision``, ``recall``, ``density``, ``coverage``), all in [0, 1] but
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from latte_bench.errors import UserError
+from latte_bench.metrics import i3d
+from latte_bench.metrics.detector import Metric
 
 NAMES = ("precision", "recall", "density", "coverage")
 DEFAULT_K = 5
@@ -47,3 +51,17 @@ def prdc(real, fake, k: int = DEFAULT_K) -> dict:
     return {"precision": float(inside.any(axis=0).mean()), "recall": float((d < fake_r[None, :]).any(axis=1).mean()),
             "density": float(inside.sum(axis=0).mean() / k), "coverage": float((d.min(axis=1) < real_r).mean()),
             "k": int(k), "real_count": int(len(real)), "fake_count": int(len(fake))}
+
+
+@dataclass(frozen=True, eq=False)
+class PRDCMetric(Metric):
+    """One of the four values of :func:`prdc` on the I3D logits; the four are computed once per run (``shared``)."""
+
+    def distance(self, real, fake, proto, shared):
+        if "prdc" not in shared:
+            shared["prdc"] = prdc(real.features, fake.features)
+        return shared["prdc"][self.name], {"k": shared["prdc"]["k"]}
+
+
+METRICS = tuple(PRDCMetric(m, i3d.DETECTOR, f"Naeem et al. 2020 {m} on the I3D logits of the FVD pass, k-NN radii with k = 5 "
+                           "(prdc package semantics)", needs_features=True) for m in NAMES)

@@ -44,6 +44,7 @@ from latte_bench.errors import UserError
 from latte_bench.metrics.inception_score import PROTOCOLS
 from latte_bench.metrics.protocol import Protocol, STANDARD_CLIPS, STANDARD_FRAMES
 from latte_bench.metrics.stats import FeatureStats
+from latte_bench.metrics.record import EvalRecord
 
 DEFAULT_RESULTS_DIR = Path("results")
 GENERATED_ONLY = "generated only"  # the dataset of a record that scored generated videos alone, with no dataset named
@@ -90,6 +91,7 @@ class Record:
     protocols: dict[str, dict[str, Any]]  # per metric, flattened: what must agree to average
     # per metric, the K values and seeds of an `eval --num-runs K` record (``metrics`` holds their mean)
     runs: dict[str, tuple[list[float], list[int | None]]] = field(default_factory=dict)
+    typed: EvalRecord | None = None  # ``raw`` parsed (:class:`latte_bench.metrics.record.EvalRecord`)
 
     def values(self, metric: str) -> tuple[list[float], list[int | None]]:
         """The values of ``metric`` this record holds, with their seeds (one, or K runs)."""
@@ -147,29 +149,23 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _metric_values(raw: dict, path: Path) -> dict[str, float]:
-    metrics = raw.get("metrics")
-    if not isinstance(metrics, dict) or not metrics:
+def _metric_values(rec: EvalRecord, path: Path) -> dict[str, float]:
+    if not rec.metrics or "metrics" in rec.extra:
         raise UserError(f"{path}: no 'metrics' object in this record; re-run `latte-bench eval --json {path}`")
-    out = {}
-    for name, v in metrics.items():
-        if isinstance(v, dict):
-            v = v.get("value", v.get(name))
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out[str(name)] = float(v)
+    out = {name: m.number for name, m in rec.metrics.items() if m.number is not None}
     if not out:
         raise UserError(f"{path}: 'metrics' holds no finite numeric value; re-run the evaluation")
     return out
 
 
-def _metric_runs(raw: dict) -> dict[str, tuple[list[float], list[int | None]]]:
+def _metric_runs(rec: EvalRecord) -> dict[str, tuple[list[float], list[int | None]]]:
     """``{name: (values, seeds)}`` for metrics stored as ``{"value", "std", "runs", "seeds"}`` (eval --num-runs)."""
     out = {}
-    for name, v in (raw.get("metrics") or {}).items():
-        runs = v.get("runs") if isinstance(v, dict) else None
+    for name, m in rec.metrics.items():
+        runs = m.runs
         if isinstance(runs, list) and runs and all(isinstance(x, (int, float)) and math.isfinite(x) for x in runs):
-            seeds = v.get("seeds") if isinstance(v.get("seeds"), list) and len(v["seeds"]) == len(runs) else [None] * len(runs)
-            out[str(name)] = ([float(x) for x in runs], list(seeds))
+            seeds = m.seeds if isinstance(m.seeds, list) and len(m.seeds) == len(runs) else [None] * len(runs)
+            out[name] = ([float(x) for x in runs], list(seeds))
     return out
 
 
@@ -187,7 +183,7 @@ def _ignored(key: str) -> bool:
     return parts[0] in IGNORED_PROTOCOL_KEYS or parts[-1] in IGNORED_PROTOCOL_KEYS
 
 
-def _protocols(raw: dict, metric_names) -> dict[str, dict[str, Any]]:
+def _protocols(raw: dict, typed: EvalRecord, metric_names) -> dict[str, dict[str, Any]]:
     """Per metric: the record-wide ``protocol``/``detectors``/``counts`` overlaid with that
     metric's own effective settings (``results.<name>.provenance`` of `latte-bench eval`)."""
     common = dict(_flatten(raw.get("protocol") or {}))
@@ -195,13 +191,10 @@ def _protocols(raw: dict, metric_names) -> dict[str, dict[str, Any]]:
         common[f"detector.{name}"] = h
     for k, v in _flatten(raw.get("counts") or {}).items():
         common[f"counts.{k}"] = v
-    results = raw.get("results") if isinstance(raw.get("results"), dict) else {}
     out = {}
     for name in metric_names:
         proto = dict(common)
-        res = results.get(name)
-        if isinstance(res, dict) and isinstance(res.get("provenance"), dict):
-            proto.update(_flatten(res["provenance"]))
+        proto.update(_flatten(typed.metrics[name].provenance))
         out[name] = {k: v for k, v in proto.items() if not _ignored(k)}
     return out
 
@@ -268,7 +261,8 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
         missing = " and ".join(n for n, v in (("'method'", method), ("'dataset'", dataset)) if v is None)
         raise UserError(f"{path}: record has no {missing}; add it (e.g. \"method\": \"Latte\", \"dataset\": \"UCF101\")")
     seed = _first(raw, "seed", "protocol.seed")
-    metrics = _metric_values(raw, path)
+    typed = EvalRecord.from_dict(raw)
+    metrics = _metric_values(typed, path)
     return Record(
         path=path,
         raw=raw,
@@ -276,8 +270,9 @@ def record_from_dict(raw: dict, path: str | Path = "<memory>") -> Record:
         dataset=canonical_dataset(dataset),
         seed=int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None,
         metrics=metrics,
-        protocols=_protocols(raw, metrics),
-        runs=_metric_runs(raw),
+        protocols=_protocols(raw, typed, metrics),
+        runs=_metric_runs(typed),
+        typed=typed,
     )
 
 
@@ -402,9 +397,9 @@ def _paper_real_stride(dataset: str) -> int | None:
 def _count(record: Record, metric: str, side: str) -> int | None:
     """Clips of ``side`` ("real"/"fake") behind ``metric``: the record's ``results.<m>.<side>_count``
     (when counted in clips), else the metric's provenance, else ``counts``, else the requested number."""
-    res = (record.raw.get("results") or {}).get(metric)
-    if isinstance(res, dict) and res.get("unit", "clips") == "clips" and isinstance(res.get(f"{side}_count"), int):
-        return int(res[f"{side}_count"])
+    res = record.typed.result(metric)
+    if res is not None and res.unit == "clips" and isinstance(res.count(side), int):
+        return int(res.count(side))
     proto = record.protocol(metric)
     keys = (f"{side}_clips", f"{side}_videos", f"counts.{side}_clips") + (("num_clips",) if side == "fake" else ())
     for key in keys:
@@ -416,9 +411,8 @@ def _count(record: Record, metric: str, side: str) -> int | None:
 
 def _real_set_exhausted(record: Record, metric: str, real: int) -> bool:
     """True when every long-enough real video was used: the protocol's min(#videos, 2048)."""
-    res = (record.raw.get("results") or {}).get(metric)
-    prov = res.get("provenance") if isinstance(res, dict) else None
-    sampling = prov.get("real_sampling") if isinstance(prov, dict) else None
+    res = record.typed.result(metric)
+    sampling = res.provenance.get("real_sampling") if res is not None else None
     return isinstance(sampling, dict) and sampling.get("videos_long_enough") == real
 
 
