@@ -41,8 +41,7 @@ import numpy as np
 
 from latte_bench.data.registry import canonical_dataset, find_dataset
 from latte_bench.errors import UserError
-from latte_bench.metrics.inception_score import PROTOCOLS
-from latte_bench.metrics.protocol import Protocol, STANDARD_CLIPS, STANDARD_FRAMES
+from latte_bench.metrics.protocol import IS_SETTINGS, Protocol, STANDARD_CLIPS, STANDARD_FRAMES
 from latte_bench.metrics.stats import FeatureStats
 from latte_bench.metrics.record import EvalRecord
 
@@ -381,7 +380,7 @@ def column_protocol(family: str) -> dict[str, Any]:
         "kvd": {**clips, "fake_stride": p.fake_stride, "resize": p.resize},
         "fid": {**clips, "fid_mode": p.fid_mode, "covariance": p.covariance},
         "kid": {**clips, "fid_mode": p.fid_mode},
-        "is": {"clips": PROTOCOLS["stylegan_v"]["num_clips"], "splits": PROTOCOLS["stylegan_v"]["splits"]},
+        "is": {"clips": IS_SETTINGS["stylegan_v"]["num_clips"], "splits": IS_SETTINGS["stylegan_v"]["splits"]},
     }.get(family, {})
 
 
