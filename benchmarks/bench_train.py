@@ -46,7 +46,7 @@ def main() -> None:
     from latte_bench.training.sampling import generate_latents
     from latte_bench.training.checkpoint import latest_checkpoint, load_checkpoint
     from latte_bench.training.presets import TrainConfig
-    from latte_bench.training.load import build_model_for_checkpoint
+    from latte_bench.training.checkpoint import build_model_for_checkpoint
     from latte_bench.training.trainer import train
 
     cfg = preset("demo")

@@ -784,7 +784,7 @@ class Suite:
     # ---- stage 4
     def stage_sample(self, budget: Budget, rec: dict) -> None:
         from latte_bench.training.sampling import generate_latents
-        from latte_bench.training.load import build_model
+        from latte_bench.training.checkpoint import build_model
 
         dev, figs = self.device, rec["figures"]
         cfg, shape = self._xl_config()

@@ -42,7 +42,7 @@ def main() -> None:
     from latte_bench.diffusion import create_diffusion, sample
     from latte_bench.errors import UserError
     from latte_bench.reports.figures import video_grid
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import load_model
     from latte_bench.training.latents import to_uint8
     from latte_bench.training.presets import TrainConfig
     from latte_bench.training.trainer import build_dataset

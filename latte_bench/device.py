@@ -7,6 +7,7 @@
 * :func:`torch_threads`: the CPU thread count inside the block, restored on exit.
 * :func:`set_threads`: the one ``--threads`` rule of every command: ``N >= 1``, or when not given
   torch's current count (``$OMP_NUM_THREADS`` when set, else the physical cores).
+* :data:`PRECISIONS`: ``--precision`` name -> autocast dtype (``None``: exact fp32, no autocast).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from latte_bench.errors import NAME_ONLY, Setting, UserError, literal
 from latte_bench.options import resolve_threads
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

@@ -22,6 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
+from latte_bench.errors import NAME_ONLY, UserError, literal
 
 
 @contextlib.contextmanager
@@ -103,7 +104,6 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out", *, setting: s
     """
     import errno
 
-    from latte_bench.errors import NAME_ONLY, UserError, literal
 
     folder = Path(folder)
     existing = folder
@@ -130,7 +130,6 @@ def write_errors(path: str | os.PathLike, way_out: str = "free some space or mak
     """Turn an ``OSError`` raised while writing ``path`` (a full disk, a folder in its place, no permission)
     into a one-line :class:`latte_bench.errors.UserError` naming ``path``, the cause and ``way_out``
     (a template naming ``settings``, as :class:`~latte_bench.errors.UserError` takes them, when given)."""
-    from latte_bench.errors import UserError, literal
 
     try:
         yield

@@ -97,7 +97,7 @@ def _tiny_checkpoint(tmp_path, variant):
     from latte_bench.training.checkpoint import save_checkpoint
     from latte_bench.training.ema import create_ema
     from latte_bench.training.presets import preset
-    from latte_bench.training.load import build_model
+    from latte_bench.training.checkpoint import build_model
 
     cfg = preset("demo")
     cfg.num_frames, cfg.image_size, cfg.variant = 6, 8, variant
@@ -161,7 +161,7 @@ def test_official_checkpoint_branch_of_the_loader(tmp_path):
     from latte_bench.training.checkpoint import save_checkpoint
     from latte_bench.training.ema import create_ema
     from latte_bench.training.presets import preset
-    from latte_bench.training.load import build_model
+    from latte_bench.training.checkpoint import build_model
 
     cfg = preset("demo")  # a small pixel-space model with classes
     torch.manual_seed(1)

@@ -221,11 +221,11 @@ def test_yaml_plan_reads_as_the_toml_one(run_dir, tmp_path, monkeypatch, capsys)
 
 def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, no_evaluation):
     """An official {"ema": state_dict} file carries no config: frames and classes come from the tensor shapes."""
-    from latte_bench.reports.bench import checkpoint_info
+    from latte_bench.training.checkpoint import read_header
 
     official = tmp_path / "ema.pt"
     assert main(["export-official", "--ckpt", str(run_dir / "checkpoints" / "0000002.pt"), "--out", str(official)]) == 0
-    info = checkpoint_info(official)
+    info = read_header(official)
     assert info["format"] == "official" and info["step"] is None
     assert (info["num_frames"], info["num_classes"]) == (9, 4)
     assert info["sha256"] == sha256_file(official)

@@ -17,7 +17,7 @@ from latte_bench.training.checkpoint import (
     set_rng_state,
 )
 from latte_bench.training.ema import create_ema, update_ema
-from latte_bench.training.load import export_official
+from latte_bench.training.checkpoint import export_official
 from latte_bench.training.trainer import train
 
 
@@ -92,3 +92,17 @@ def test_config_differences_name_what_changes_the_trajectory():
     cosine = {**old, "lr_schedule": "cosine"}
     assert config_differences(cosine, {**cosine, "steps": cosine["steps"] + 1}) == {
         "steps": [cosine["steps"], cosine["steps"] + 1]}  # the schedule stretches with the step count
+
+
+def test_only_the_checkpoint_module_calls_torch_load():
+    """Every checkpoint file is read by latte_bench/training/checkpoint.py (one place for safety and error lines)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "latte_bench"
+    callers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "load" and isinstance(node.value, ast.Name) and node.value.id == "torch":
+                callers.add(path.relative_to(package).as_posix())
+    assert callers == {"training/checkpoint.py"}

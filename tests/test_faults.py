@@ -722,7 +722,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_sample_and_eval(nan_checkpo
 
 def test_a_model_whose_output_becomes_inf_while_sampling_writes_nothing(run_dir, tmp_path):
     from latte_bench.training.latents import LatentSpace
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import load_model
     from latte_bench.training.sampling import sample_videos
 
     loaded = load_model(run_dir)

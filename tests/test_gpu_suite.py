@@ -118,7 +118,7 @@ def test_random_i3d_tensors_fit_the_network():
 
 def test_training_fast_path_helpers():
     from latte_bench.training.presets import preset
-    from latte_bench.training.load import build_model
+    from latte_bench.training.checkpoint import build_model
     from latte_bench.training.trainer import compile_for_training, make_optimizer, resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"

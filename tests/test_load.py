@@ -1,10 +1,10 @@
-"""``training.load``: what an official state dict's shapes say about its model, read from the reference fixtures."""
+"""``training.checkpoint.official_shapes``: what an official state dict's shapes say about its model, read from the reference fixtures."""
 
 from __future__ import annotations
 
 from safetensors import safe_open
 
-from latte_bench.training.load import official_shapes
+from latte_bench.training.checkpoint import official_shapes
 
 
 def _shapes(path):

@@ -13,11 +13,11 @@ from latte_bench.models import (
     create_model,
     export_official,
     from_official,
-    load_checkpoint_file,
     save_official,
 )
 from latte_bench.models.embeddings import spatial_sincos_table, temporal_sincos_table
 from latte_bench.models.flops import PAPER_TABLE1, counted_flops, forward_macs
+from latte_bench.training.checkpoint import load_checkpoint_file
 
 TOL = 1e-5
 

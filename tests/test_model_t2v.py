@@ -9,6 +9,7 @@ import torch
 
 from latte_bench.errors import UserError
 from latte_bench.models import LatteT2V
+from latte_bench.training.checkpoint import load_checkpoint_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -125,7 +126,7 @@ def test_official_pt_state_dict_loads(tmp_path):
     assert any(".norm3." in k for k in state)
     torch.save({"ema": state}, tmp_path / "t2v.pt")
     ours = LatteT2V(**{**TINY, **overrides})
-    ours.load_weights(tmp_path / "t2v.pt")
+    ours.load_weights(load_checkpoint_file(tmp_path / "t2v.pt"))
     for key, value in ref.state_dict().items():
         assert torch.equal(ours.state_dict()[key], value), key
 

@@ -112,7 +112,7 @@ def _work_key(proto: Protocol, sampling: SamplingSettings) -> str:
     """The work-folder key of an evaluation of a (fake, in-memory) checkpoint sampled with ``sampling``."""
     from latte_bench.metrics.evaluation import CACHE_VERSION
     from latte_bench.metrics.sources import CheckpointSource
-    from latte_bench.training.load import LoadedModel
+    from latte_bench.training.checkpoint import LoadedModel
 
     checkpoint = {"path": "x.pt", "sha256": "ab" * 32, "step": 1, "weights": sampling.weights, "format": "test"}
     info = {"num_frames": 16, "latent_channels": 4, "latent_size": 4, "vae": "none"}

@@ -47,7 +47,7 @@ def demo_run(tmp_path_factory):
 def ucf_ckpt(demo_run, tmp_path_factory):
     """The demo checkpoint as a 101-class model filed under ucf101, its EMA weights perturbed (seeded) so that
     guidance changes the videos."""
-    from latte_bench.training.load import build_model_for_checkpoint
+    from latte_bench.training.checkpoint import build_model_for_checkpoint
     from latte_bench.training.presets import TrainConfig
 
     state = load_checkpoint(demo_run / "checkpoints" / "0000002.pt")

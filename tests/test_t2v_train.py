@@ -37,7 +37,7 @@ def t2v_config(out, prompts, **overrides):
 
 def test_t2v_trains_on_prompt_embeddings_and_samples_from_its_checkpoint(tmp_path, demo_prompts, capsys):
     from latte_bench.models.latte_t2v import CaptionConditioned
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import load_model
 
     path, embeddings = demo_prompts
     result = train(t2v_config(tmp_path / "run", path), progress=False)
@@ -71,7 +71,7 @@ def test_t2v_training_refusals(tmp_path, demo_prompts):
     with pytest.raises(UserError, match="Latte-T2V takes diffusers"):
         train(t2v_config(tmp_path / "c", path, model_options={"depth": 2}), progress=False)
     from latte_bench.training.checkpoint import load_checkpoint
-    from latte_bench.training.load import export_official
+    from latte_bench.training.checkpoint import export_official
 
     train(t2v_config(tmp_path / "d", path, steps=1, ckpt_every=1), progress=False)
     ckpt = load_checkpoint(next((tmp_path / "d" / "checkpoints").glob("*.pt")))

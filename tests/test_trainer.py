@@ -81,7 +81,7 @@ def test_prediction_and_noise_schedule_reach_every_sampler(tmp_path):
 
     from latte_bench.metrics import CheckpointSource
     from latte_bench.training.latents import to_uint8
-    from latte_bench.training.load import load_model
+    from latte_bench.training.checkpoint import load_model
     from latte_bench.training.sampling import generate_latents
 
     options = {"prediction": "x0", "noise_schedule": "squaredcos_cap_v2", "learn_sigma": False}
@@ -150,11 +150,12 @@ def test_refuses_to_overwrite_or_resume_nothing(tmp_path):
 @pytest.mark.slow
 def test_periodic_preview_and_fvd_records(tmp_path):
     from latte_bench.data.demo import write_demo_dataset
+    from latte_bench.metrics.periodic import periodic_fvd
 
     real = write_demo_dataset(tmp_path / "real", n=3, num_frames=10, size=8, seed=5, classes=2)
     cfg = tiny(tmp_path / "run", steps=2, num_frames=9, sample_every=2, sample_videos=2, sample_steps=2,
                fvd_every=2, fvd_real=str(real), fvd_videos=2)
-    train(cfg, progress=False)
+    train(cfg, progress=False, evaluate_fvd=periodic_fvd)
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     preview = [r for r in records if r.get("event") == "samples"]
     fvd = [r for r in records if r.get("event") == "fvd"]

@@ -37,7 +37,7 @@ import torch
 
 from latte_bench.data.registry import get_dataset
 from latte_bench.data.transforms import dataset_transform
-from latte_bench.data.video import IMAGE_EXTS
+from latte_bench.data.video import IMAGE_EXTS, MemoryReader, VideoEntry, check_video_array, open_videos
 from latte_bench.errors import UserError
 from latte_bench.fsutil import is_data_name
 
@@ -47,7 +47,6 @@ from latte_bench.fsutil import is_data_name
 
 def _frame_folder_sources(root: Path):
     """VideoSources for every folder below ``root`` that holds frames (grouped by parent)."""
-    from latte_bench.data.video import open_videos
 
     parents: dict[str, set[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):  # symlinked folders are not entered (no loops)
@@ -94,7 +93,6 @@ def list_videos(kind: str, root: str | os.PathLike, split: str | os.PathLike | N
     ``entries`` are :class:`latte_bench.data.video.VideoEntry` objects, ``labels`` their class
     indices (0 for unconditional sets), ``skipped`` a list of ``(name, reason)``.
     """
-    from latte_bench.data.video import open_videos
 
     layout = get_dataset(kind).train_layout
     root = Path(root)
@@ -207,7 +205,6 @@ class ClipDataset(torch.utils.data.Dataset):
     @classmethod
     def from_arrays(cls, videos: np.ndarray, labels: Sequence[int], kind: str = "demo", class_names=(), **options) -> "ClipDataset":
         """Clips from in-memory uint8 videos (N, T, H, W, 3) (e.g. :func:`make_demo_videos`); other shapes are refused."""
-        from latte_bench.data.video import MemoryReader, VideoEntry, check_video_array
 
         videos = check_video_array(videos, "training videos")
         entries = [VideoEntry(f"{i:06d}", videos.shape[1], MemoryReader(videos, i)) for i in range(len(videos))]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from latte_bench.fsutil import write_json
+from latte_bench.data.video import write_frames, write_npz, write_video
 
 SHAPES = ("square", "disc", "triangle", "cross", "ring", "diamond")
 
@@ -130,7 +131,6 @@ def write_demo_dataset(
     ``ROOT/labels.json`` maps each video name to its class index and lists the class names.
     Existing videos are kept (re-running completes a partial set).
     """
-    from latte_bench.data.video import write_frames, write_npz, write_video
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

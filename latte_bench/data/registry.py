@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from latte_bench.errors import NAME_ONLY, UserError, literal
+from latte_bench.data.demo import DEMO_SET, make_demo_videos
 
 DATA_ENV = "LATTE_BENCH_DATA"
 
@@ -127,7 +128,6 @@ def get_dataset(name: str) -> DatasetSpec:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     if name == "demo":
-        from latte_bench.data.demo import DEMO_SET
 
         spec = dataclasses.replace(spec, resolution=DEMO_SET["image_size"], num_classes=DEMO_SET["num_classes"])
     return spec
@@ -243,7 +243,6 @@ def demo_real_videos(num_videos: int, num_frames: int = 16) -> np.ndarray:
     Seeded like the demo training set, whose videos are the first ones of this set (the training
     split, as for the other benchmarks). Returns uint8 (N, T, H, W, 3).
     """
-    from latte_bench.data.demo import DEMO_SET, make_demo_videos
 
     stride = DEMO_SET["frame_interval"]
     frames = (max(num_frames, DEMO_SET["num_frames"]) - 1) * stride + 1 + 4

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from latte_bench.errors import UserError, literal
-from latte_bench.fsutil import atomic_path, is_data_name
+from latte_bench.fsutil import atomic_path, is_data_name, sha256_file
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
@@ -114,7 +114,6 @@ def _stat_key(path: Path) -> tuple:
 
 def file_sha256(path: Path) -> str:
     """sha256 of all the bytes of ``path``, computed once per process while the file is unchanged."""
-    from latte_bench.fsutil import sha256_file
 
     key = _stat_key(path)
     if key not in _FILE_SHA256:

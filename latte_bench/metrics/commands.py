@@ -10,6 +10,19 @@ from pathlib import Path
 from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
 from latte_bench.options import add_options, cli_name
+from latte_bench.lazy import lazy_module
+
+# Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
+_distributed = lazy_module("latte_bench.distributed")
+_fsutil = lazy_module("latte_bench.fsutil")
+_metrics = lazy_module("latte_bench.metrics")
+_options = lazy_module("latte_bench.options")
+_protocol = lazy_module("latte_bench.metrics.protocol")
+_registry = lazy_module("latte_bench.data.registry")
+_sources = lazy_module("latte_bench.metrics.sources")
+_t2v = lazy_module("latte_bench.training.t2v")
+_uncertainty = lazy_module("latte_bench.metrics.uncertainty")
+_weights = lazy_module("latte_bench.metrics.weights")
 
 
 
@@ -47,22 +60,19 @@ def register(subparsers) -> None:
     c.set_defaults(func=run_data_check)
     d.set_defaults(func=lambda args: d.print_help() or 2)
 
-    from latte_bench.metrics.weights import register_weights
 
-    register_weights(subparsers)
+    _weights.register_weights(subparsers)
 
 
 def eval_options(exclude: tuple[str, ...] = ()) -> list:
     """The options an evaluation takes from the command line, shared by `eval` and `bench`, each with the
     argparse group it goes to (``option.group``: source, protocol, sampling or run)."""
-    from latte_bench.metrics.protocol import Protocol, RunOptions, SamplingSettings, Settings
-    from latte_bench.options import options_of
 
-    groups = ((Protocol, "protocol"), (SamplingSettings, "sampling"), (Settings, "source"), (RunOptions, "run"))
+    groups = ((_protocol.Protocol, "protocol"), (_protocol.SamplingSettings, "sampling"), (_protocol.Settings, "source"), (_protocol.RunOptions, "run"))
     out = []
     for cls, group in groups:
-        for opt in options_of(cls):
-            if cls is SamplingSettings and opt.name not in sampling_keys():
+        for opt in _options.options_of(cls):
+            if cls is _protocol.SamplingSettings and opt.name not in sampling_keys():
                 continue  # the protocol's seed and the run's batch size serve the sampling too
             if opt.name not in exclude and opt.flag != "":
                 out.append(dataclasses.replace(opt, group=opt.group or group))
@@ -71,9 +81,8 @@ def eval_options(exclude: tuple[str, ...] = ()) -> list:
 
 def sampling_keys() -> tuple[str, ...]:
     """The flags of `eval` that go to its CheckpointSource: the sampling settings besides the seed and batch size."""
-    from latte_bench.metrics.protocol import SamplingSettings
 
-    return tuple(f.name for f in dataclasses.fields(SamplingSettings) if f.name not in ("seed", "batch_size"))
+    return tuple(f.name for f in dataclasses.fields(_protocol.SamplingSettings) if f.name not in ("seed", "batch_size"))
 
 
 def add_eval_options(groups: dict, *, defaults: bool = True, exclude: tuple[str, ...] = ()) -> None:
@@ -95,11 +104,6 @@ def eval_settings(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from latte_bench import distributed as dist
-    from latte_bench.data.registry import get_dataset, sampling_defaults
-    from latte_bench.fsutil import write_errors, write_json
-    from latte_bench.metrics import CheckpointSource, evaluate
-
     if args.ckpt is not None and args.fake is not None:
         raise UserError("pass either --fake PATH (videos) or --ckpt CKPT (a model to sample), not both")
     if args.ckpt is None and args.fake is None:
@@ -107,7 +111,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.ckpt is None and (args.save_samples or args.num_runs != 1):
         raise UserError("--save-samples and --num-runs need --ckpt")
     if args.dataset is not None:
-        spec = get_dataset(args.dataset)
+        spec = _registry.get_dataset(args.dataset)
     metrics = args.metrics or (",".join(spec.metrics) if args.ckpt and args.dataset else "fvd")
     needs_real = set(metrics.replace(" ", "").split(",")) - {"is", "flicker", *(("fvd", "kvd") if args.real_features else ())}
     if args.real is None and args.dataset is None and needs_real:
@@ -115,32 +119,31 @@ def run_eval(args: argparse.Namespace) -> int:
     check_outputs(args.json, _cache_root() if args.cache else None)
     if args.ckpt is not None:
         sampling = {key: getattr(args, key) for key in sampling_keys()}  # --cfg-scale None: resolved once the model is loaded
-        defaults = sampling_defaults(args.dataset, 0)
-        from latte_bench.training.t2v import T2V_DEFAULTS, is_t2v_folder
+        defaults = _registry.sampling_defaults(args.dataset, 0)
 
-        if is_t2v_folder(args.ckpt):  # LattePipeline's settings, not the class-conditional protocol's
-            sampling["sampler"] = sampling["sampler"] or T2V_DEFAULTS["sampler"]
-            sampling["steps"] = sampling["steps"] or T2V_DEFAULTS["steps"]
+        if _t2v.is_t2v_folder(args.ckpt):  # LattePipeline's settings, not the class-conditional protocol's
+            sampling["sampler"] = sampling["sampler"] or _t2v.T2V_DEFAULTS["sampler"]
+            sampling["steps"] = sampling["steps"] or _t2v.T2V_DEFAULTS["steps"]
         if sampling["sampler"] is None:
             sampling["sampler"] = defaults.sampler
         if sampling["steps"] is None:
             sampling["steps"] = defaults.steps
-        fake = CheckpointSource(args.ckpt, seed=args.seed, **sampling)
+        fake = _metrics.CheckpointSource(args.ckpt, seed=args.seed, **sampling)
     else:
         fake = args.fake
     def finish(record: dict) -> None:  # before the default work folder goes: a failed write keeps the resume
-        if dist.is_main():
+        if _distributed.is_main():
             record["command"] = ["latte-bench", *sys.argv[1:]] if sys.argv[0].endswith("latte-bench") else None
             print(format_table(record))  # before any file is written: a late failure loses nothing
             if args.json:
-                with write_errors(args.json, "free some space or choose another --json, then rerun (finished work is kept)"):
-                    write_json(args.json, record)
+                with _fsutil.write_errors(args.json, "free some space or choose another --json, then rerun (finished work is kept)"):
+                    _fsutil.write_json(args.json, record)
                 print(f"record: {args.json}", file=sys.stderr)
 
     try:
-        evaluate(args.real, fake, metrics=metrics, on_record=finish, **eval_settings(args))
+        _metrics.evaluate(args.real, fake, metrics=metrics, on_record=finish, **eval_settings(args))
     finally:
-        if dist.active():
+        if _distributed.active():
             import torch.distributed
 
             torch.distributed.destroy_process_group()
@@ -148,23 +151,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _cache_root() -> Path:
-    from latte_bench.metrics.weights import cache_dir
-
-    return cache_dir()
+    return _weights.cache_dir()
 
 
 def check_outputs(json_path, cache_root) -> None:
     """Refuse now (one line) what would fail after the work: a --json that is a folder, an unwritable --json
     folder or cache folder."""
-    from latte_bench.fsutil import check_writable
 
     if json_path:
         if Path(json_path).is_dir():
             raise UserError(f"{json_path}: is a folder; --json names the record file to write, "
                             f"e.g. --json {Path(json_path) / 'record.json'}")
-        check_writable(Path(json_path).parent, "--json")
+        _fsutil.check_writable(Path(json_path).parent, "--json")
     if cache_root is not None:
-        check_writable(cache_root, "$LATTE_BENCH_CACHE (or pass --no-cache)")
+        _fsutil.check_writable(cache_root, "$LATTE_BENCH_CACHE (or pass --no-cache)")
 
 
 def format_table(record: dict) -> str:
@@ -186,9 +186,8 @@ def format_table(record: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if record.get("floor"):
-        from latte_bench.metrics.uncertainty import floor_text
 
-        lines.append(floor_text(record["floor"]))
+        lines.append(_uncertainty.floor_text(record["floor"]))
     head = f"{record.get('method')}" + (f" on {record['dataset']}" if record.get("dataset") else "")
     tags = record.get("nonstandard") or []
     if tags:
@@ -197,12 +196,9 @@ def format_table(record: dict) -> str:
 
 
 def run_data_check(args: argparse.Namespace) -> int:
-    from latte_bench.data.registry import get_dataset, real_videos
-    from latte_bench.metrics.sources import as_source
-
-    spec = get_dataset(args.name)
-    real = real_videos(args.name, args.data, num_videos=16)
-    src = as_source(real, side="real", skip_bad=True)
+    spec = _registry.get_dataset(args.name)
+    real = _registry.real_videos(args.name, args.data, num_videos=16)
+    src = _sources.as_source(real, side="real", skip_bad=True)
     videos = src.videos
     stride = spec.stride
     span = args.num_frames * stride

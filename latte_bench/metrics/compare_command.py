@@ -9,13 +9,19 @@ import json
 from pathlib import Path
 
 from latte_bench.errors import UserError
+from latte_bench.lazy import lazy_module
+
+# Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
+_cli = lazy_module("latte_bench.cli")
+_compare = lazy_module("latte_bench.metrics.compare")
+_fsutil = lazy_module("latte_bench.fsutil")
+_protocol = lazy_module("latte_bench.metrics.protocol")
+_store = lazy_module("latte_bench.reports.store")
 
 
 def register(subparsers) -> None:
-    from latte_bench.cli import HelpFormatter
-
     p = subparsers.add_parser(
-        "compare", formatter_class=HelpFormatter,
+        "compare", formatter_class=_cli.HelpFormatter,
         help="compare evaluation records: which settings differ, whether the numbers are comparable, "
         "and whether their difference is significant",
         description="Compare evaluation records (latte-bench eval --json). Every setting in which each record "
@@ -36,12 +42,10 @@ def register(subparsers) -> None:
 
 
 def _load(path: str):
-    from latte_bench.reports.store import load_record
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such record file; pass the JSON written by latte-bench eval --json")
-    return load_record(p)
+    return _store.load_record(p)
 
 
 def _show(value) -> str:
@@ -55,15 +59,13 @@ def _significance(rec_a, rec_b, args) -> dict:
     """``{metric: FeatureComparison dict}``, or ``{metric: {"skipped": why}}``, for FVD and FID."""
     import numpy as np
 
-    from latte_bench.metrics.compare import compare_features
-    from latte_bench.reports.store import record_features
 
     out = {}
     for metric in ("fvd", "fid"):
         if metric not in rec_a.metrics or metric not in rec_b.metrics:
             continue
         try:
-            fa, fb = record_features(rec_a, metric), record_features(rec_b, metric)
+            fa, fb = _store.record_features(rec_a, metric), _store.record_features(rec_b, metric)
         except UserError as e:  # a missing or unreadable features file: the settings are still compared
             out[metric] = {"skipped": str(e)}
             continue
@@ -73,18 +75,16 @@ def _significance(rec_a, rec_b, args) -> dict:
         # the same real features: a paired test; other real clips of the same data (another seed): unpaired
         same_real = fa[0].shape == fb[0].shape and np.array_equal(fa[0], fb[0])
         cov = (rec_a.raw.get("protocol") or {}).get("covariance", "biased")
-        out[metric] = compare_features(fa[0], fa[1], fb[1], confidence=args.confidence, seed=args.seed,
+        out[metric] = _compare.compare_features(fa[0], fa[1], fb[1], confidence=args.confidence, seed=args.seed,
                                        n_resamples=args.resamples, covariance=cov,
                                        real_b=None if same_real else fb[0]).to_dict()
     return out
 
 
 def _print_pair(name_a: str, name_b: str, cmp, sig: dict) -> None:
-    from latte_bench.metrics.protocol import EFFECTS
-
     print(f"A: {name_a}\nB: {name_b}")
     print(f"verdict: {cmp.verdict}")
-    for effect, title in EFFECTS.items():
+    for effect, title in _protocol.EFFECTS.items():
         diffs = cmp.group(effect)
         if not diffs:
             continue
@@ -118,18 +118,14 @@ def _print_paper(name: str, dataset: str, departures) -> None:
 
 
 def run_compare(args) -> int:
-    from latte_bench.fsutil import write_json
-    from latte_bench.metrics.compare import compare_records, paper_departures
-
     if args.json:
-        from latte_bench.fsutil import check_writable
 
-        check_writable(Path(args.json).parent or Path("."), "--json")
+        _fsutil.check_writable(Path(args.json).parent or Path("."), "--json")
     records = [_load(p) for p in args.records]
     if args.paper:
         if len(records) != 1:
             raise UserError("--paper compares one record; pass a single RECORD.json")
-        departures = paper_departures(records[0].raw, args.paper)
+        departures = _compare.paper_departures(records[0].raw, args.paper)
         _print_paper(args.records[0], args.paper, departures)
         # the paper's number is of its whole protocol, sampling settings included: any departure counts
         result = {"record": args.records[0], "paper": args.paper, "comparable": not departures,
@@ -140,7 +136,7 @@ def run_compare(args) -> int:
             raise UserError("compare needs two records (or one with --paper DATASET)")
         pairs, code = [], 0
         for path, rec in zip(args.records[1:], records[1:]):
-            cmp = compare_records(records[0].raw, rec.raw)
+            cmp = _compare.compare_records(records[0].raw, rec.raw)
             sig = _significance(records[0], rec, args) if cmp.comparable else {}
             _print_pair(args.records[0], path, cmp, sig)
             pairs.append({"a": args.records[0], "b": path, **cmp.to_dict(), "significance": sig})
@@ -148,7 +144,7 @@ def run_compare(args) -> int:
         result = {"comparisons": pairs}
     if args.json:
         try:
-            write_json(args.json, result)
+            _fsutil.write_json(args.json, result)
         except OSError as e:
             raise UserError(f"{args.json}: cannot write the comparison ({e.strerror or e}); pass another --json") from e
     return code

@@ -43,6 +43,7 @@ from latte_bench.errors import NAME_ONLY, UserError
 from latte_bench.fsutil import atomic_path, write_errors, write_json
 from latte_bench.metrics.protocol import settings_key
 from latte_bench.metrics.stats import FeatureStats
+from latte_bench.metrics.weights import cache_dir as weights_cache_dir
 
 
 @dataclass
@@ -329,7 +330,6 @@ def stats_cache_root(metric: str, cache_dir=None) -> Path:
     """Folder of cached real statistics: ``cache_dir``, else ``$LATTE_BENCH_CACHE/<metric>_stats``."""
     if cache_dir is not None:
         return Path(cache_dir)
-    from latte_bench.metrics.weights import cache_dir as weights_cache_dir
 
     return weights_cache_dir() / f"{metric}_stats"
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from latte_bench.errors import UserError
 from latte_bench.fsutil import sha256_file
+from latte_bench.metrics import weights
 from latte_bench.metrics.detector import Detector, Loaded
 from latte_bench.metrics.resize import preprocess_clips
 
@@ -288,7 +289,6 @@ def load_i3d(device: str | torch.device = "cpu", torchscript: str | os.PathLike 
     (:meth:`InceptionI3d.use_channels_last`). False keeps the contiguous NCDHW network. Both
     agree to float rounding; ``benchmarks/gpu_suite.py`` times both layouts on a GPU.
     """
-    from latte_bench.metrics import weights
 
     if torchscript:
         file = weights.resolve("i3d_torchscript", None if torchscript is True else torchscript)

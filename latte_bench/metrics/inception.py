@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latte_bench.errors import NAME_ONLY, UserError, literal
-from latte_bench.fsutil import sha256_file
+from latte_bench.fsutil import atomic_path, sha256_file
 from latte_bench.metrics import weights as registry
 from latte_bench.metrics.detector import Detector, Loaded
 from latte_bench.metrics.resize import resize
@@ -236,7 +236,6 @@ def torchscript_to_safetensors(torchscript_path: str | os.PathLike, out_path: st
     """
     from safetensors.torch import save_file
 
-    from latte_bench.fsutil import atomic_path
 
     module = torch.jit.load(str(torchscript_path), map_location="cpu")
     tensors = {}

@@ -25,10 +25,6 @@ from latte_bench.metrics.c3d import clip_preprocess  # noqa: F401  (the C3D's in
 from latte_bench.metrics.detector import Metric
 
 EPS = 1e-20
-PROTOCOLS = {
-    "stylegan_v": dict(num_clips=2048, splits=10, shuffle_seed=42),
-    "tgan2": dict(num_clips=10000, splits=1, shuffle_seed=None),
-}
 
 
 def split_bounds(n: int, splits: int) -> list[tuple[int, int]]:

@@ -29,7 +29,12 @@ from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SA
 METRIC_NAMES = ("fvd", "kvd", "fid", "kid", "is", "precision", "recall", "density", "coverage", "flicker")
 RESIZE_MODES = ("pytorch", "tf")
 FID_MODES = ("stylegan", "clean", "legacy_pytorch")
-IS_PROTOCOLS = ("stylegan_v", "tgan2")
+# the Inception Score's two protocols: clips scored, splits, and the seed that shuffles the rows before splitting
+IS_SETTINGS = {
+    "stylegan_v": dict(num_clips=2048, splits=10, shuffle_seed=42),
+    "tgan2": dict(num_clips=10000, splits=1, shuffle_seed=None),
+}
+IS_PROTOCOLS = tuple(IS_SETTINGS)
 COVARIANCES = ("biased", "unbiased")
 STANDARD_CLIPS = 2048
 STANDARD_FRAMES = 16
@@ -95,9 +100,8 @@ class Protocol:
     @property
     def is_settings(self) -> dict:
         """``{"num_clips", "splits", "shuffle_seed"}`` of the Inception Score protocol in force."""
-        from latte_bench.metrics.inception_score import PROTOCOLS
 
-        cfg = dict(PROTOCOLS[self.is_protocol])
+        cfg = dict(IS_SETTINGS[self.is_protocol])
         return {"num_clips": cfg["num_clips"],
                 "splits": cfg["splits"] if self.is_splits is None else self.is_splits,
                 "shuffle_seed": cfg["shuffle_seed"] if self.is_shuffle_seed is None else self.is_shuffle_seed}

@@ -30,11 +30,26 @@ import torch
 from latte_bench.data.clips import Clip
 from latte_bench.data.registry import sampling_defaults
 from latte_bench.data.video import VIDEO_ARRAY_SHAPE, MemoryReader, VideoEntry, VideoSource, check_video_array, open_videos
+from latte_bench.device import PRECISIONS
 from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.protocol import SamplingSettings
+from latte_bench.training.checkpoint import LoadedModel, latent_space, load_model
+from latte_bench.training.latents import to_uint8
+from latte_bench.training.sampling import generate_latents, video_labels
 
 
 from latte_bench.options import T2V_PROMPTS  # noqa: F401  (eval --t2v-prompts: its choice list, read here)
+from latte_bench.data.prompts import CLASSNAME_TEMPLATE, classname_prompts, prompts_sha256
+from latte_bench.training.t2v import (
+    Latte1,
+    MAX_TOKENS,
+    NEGATIVE_PROMPT,
+    T2V_DEFAULTS,
+    check_sampler,
+    is_t2v_folder,
+    prompt_embeddings,
+    t2v_generator,
+)
 
 
 def as_source(obj, *, side: str, skip_bad: bool = False):
@@ -192,8 +207,6 @@ class CheckpointSource(SamplingSettings):
     @classmethod
     def from_model(cls, model, latent_space, info: dict, checkpoint: dict, *, device="cpu", **options) -> "CheckpointSource":
         """A source over a model already in memory (e.g. the trainer's EMA); ``info`` as :class:`LoadedModel`'s."""
-        from latte_bench.training.load import LoadedModel
-
         return cls(ckpt=f"<in-memory model, step {checkpoint.get('step')}>", device=device,
                    _loaded=LoadedModel(model.eval(), info, checkpoint), _space=latent_space, **options)
 
@@ -201,7 +214,6 @@ class CheckpointSource(SamplingSettings):
         """Load the model (and VAE) onto ``device``; a file that is not a checkpoint is a one-line error.
 
         ``dataset``: whose class names become the prompts of a text-to-video checkpoint."""
-        from latte_bench.training.t2v import is_t2v_folder
 
         if self._loaded is None and is_t2v_folder(self.ckpt):
             self._load_t2v(device, dataset)
@@ -209,22 +221,12 @@ class CheckpointSource(SamplingSettings):
             raise UserError(f"{{t2v_prompts}} needs a Latte-1 folder as the checkpoint (transformer/, vae/, ...); "
                             f"{literal(self.ckpt)} is not one", t2v_prompts=NAME_ONLY)
         if self._loaded is None:
-            from latte_bench.training.latents import LatentSpace, load_vae
-            from latte_bench.training.load import load_model
-
             self._loaded = load_model(self.ckpt, self.weights, preset=self.preset, model_name=self.model_name, device=device)
-            info = self._loaded.info
-            vae = self.vae or info.get("vae", "none")
-            self._space = LatentSpace(load_vae(vae, device), float(info.get("vae_scale", 0.18215)),
-                                      int(info.get("vae_batch_frames", 64)))
+            self._space = latent_space(self._loaded.info, device, vae=self.vae)
             self.device = device
         return self
 
     def _load_t2v(self, device, dataset: str | None) -> None:
-        from latte_bench.data.prompts import classname_prompts
-        from latte_bench.training.load import LoadedModel
-        from latte_bench.training.t2v import Latte1, check_sampler, prompt_embeddings
-
         if self.t2v_prompts is None:
             raise UserError(f"{literal(self.ckpt)} is a text-to-video model (Latte-1): pass {{t2v_prompts}} "
                             "(one prompt per class of {dataset}; docs/t2v.md)", t2v_prompts="classnames", dataset=NAME_ONLY)
@@ -254,14 +256,11 @@ class CheckpointSource(SamplingSettings):
         if self.cfg_scale is not None:
             return float(self.cfg_scale)
         if self._t2v is not None:
-            from latte_bench.training.t2v import T2V_DEFAULTS
 
             return float(T2V_DEFAULTS["cfg_scale"])
         return sampling_defaults(dataset, self.num_classes).cfg_scale
 
     def label_of(self, indices: Sequence[int]) -> list[int] | None:
-        from latte_bench.training.sampling import video_labels
-
         k = self.num_classes
         if not k:
             return None
@@ -289,8 +288,6 @@ class CheckpointSource(SamplingSettings):
             out["weights_sha256"] = state_dict_sha256(self.loaded.model)
             out["diffusion"] = dict(self.loaded.diffusion_options)
         if self._t2v is not None:
-            from latte_bench.data.prompts import CLASSNAME_TEMPLATE, prompts_sha256
-            from latte_bench.training.t2v import MAX_TOKENS, NEGATIVE_PROMPT
 
             embeddings = self._t2v[1]
             out.update(labels="balanced", t2v_prompts=self.t2v_prompts, prompt_template=CLASSNAME_TEMPLATE,
@@ -309,13 +306,8 @@ class CheckpointSource(SamplingSettings):
     def generate(self, indices: Sequence[int], dataset: str | None, progress: bool = False) -> np.ndarray:
         """uint8 videos (len(indices), F, H, W, 3) for the videos ``indices``; ``progress``: show the sampler's
         steps when the batch runs longer than 3 s (:func:`latte_bench.progress.step_bar`)."""
-        from latte_bench.training.latents import to_uint8
-        from latte_bench.training.sampling import generate_latents
-        from latte_bench.training.trainer import PRECISIONS
-
         lm = self.loaded
         if self._t2v is not None:
-            from latte_bench.training.t2v import t2v_generator
 
             latte1, embeddings = self._t2v
             return t2v_generator(latte1, embeddings, seed=self.seed, sampler=self.sampler, steps=int(self.steps),

@@ -36,6 +36,8 @@ import numpy as np
 
 from latte_bench.errors import NAME_ONLY, UserError, literal
 from latte_bench.metrics.stats import FeatureStats, _psd_eigvals, _sqrt_psd, frechet_distance
+from latte_bench.data.clips import Clip
+from latte_bench.fsutil import write_json
 
 DEFAULT_GROUPS = 20
 METHOD = "grouped jackknife over items, each side"
@@ -212,7 +214,6 @@ def save_features(folder, metrics, real_results: dict, fake_stats: dict, record:
     """
     from pathlib import Path
 
-    from latte_bench.fsutil import write_json
 
     folder = Path(folder).resolve()
     index = {"schema": FEATURES_SCHEMA, "protocol": record["protocol"], "detectors": record["detectors"],
@@ -289,7 +290,6 @@ def floor_clips(videos, used, num_clips: int, num_frames: int, stride: int, seed
     One clip per video, a seeded random subset and offset (the floor's own stream, ``[seed, 1]``), as the
     protocol's real clips are chosen. Empty when fewer than 4 such videos remain.
     """
-    from latte_bench.data.clips import Clip
 
     span = num_frames * stride
     taken = {c.video for c in used}

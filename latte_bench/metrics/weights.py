@@ -46,6 +46,7 @@ from typing import Iterable
 
 from latte_bench.errors import UserError
 from latte_bench.fsutil import atomic_path, sha256_file
+from latte_bench.metrics.safe_pickle import load_numpy_pickle
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,6 @@ def _convert_i3d(spec: WeightSpec, source: Path, dest: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from latte_bench.metrics.safe_pickle import load_numpy_pickle
 
     arrays = _flatten(load_numpy_pickle(source))
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()}

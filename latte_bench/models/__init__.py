@@ -5,7 +5,7 @@ Public API (imported lazily, so ``import latte_bench.models`` is cheap)::
     create_model("Latte-XL/2", variant=1, num_classes=0, ...)   # -> Latte
     LatteT2V.from_pretrained(folder)                            # Latte-1's transformer/ (``latte_t2v.py``)
     from_official(config, state_dict)                           # official kwargs + weights -> Latte
-    load_checkpoint_file(path)                                  # official .pt / .safetensors -> state dict
+    extract_state_dict(obj)                                     # the state dict inside {"ema": ...} / {"model": ...}
     export_official(model) / save_official(model, path)         # {"ema": state_dict}
     init_from_dit(model, dit_state_dict, mapping="by_name")     # ImageNet (DiT) initialisation
     forward_macs(model, frames)                                 # multiply-adds of one forward pass (``flops.py``)
@@ -21,7 +21,6 @@ _EXPORTS = {
     "LATTE_SIZES": "latte",
     "from_official": "convert",
     "load_official_state_dict": "convert",
-    "load_checkpoint_file": "convert",
     "extract_state_dict": "convert",
     "export_official": "convert",
     "save_official": "convert",

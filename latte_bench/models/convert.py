@@ -2,9 +2,9 @@
 
 * :func:`from_official` builds a :class:`Latte` from the official constructor keywords and
   loads an official state dict, checking every key and shape.
-* :func:`load_checkpoint_file` reads the official formats (a bare state dict, or a dict with
-  ``"ema"`` or ``"model"``) from ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or
-  ``.safetensors``.
+* :func:`extract_state_dict` finds the state dict inside an official checkpoint object (a bare
+  state dict, or a dict with ``"ema"`` or ``"model"``); files are read by
+  :mod:`latte_bench.training.checkpoint`.
 * :func:`export_official` / :func:`save_official` write ``{"ema": state_dict}``, the format of
   the released checkpoints, which the official ``sample.py`` loads.
 * :func:`init_from_dit` initialises a Latte model from a DiT checkpoint (DiT ``models.py`` key
@@ -19,7 +19,7 @@ from typing import Mapping
 
 import torch
 
-from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.errors import UserError
 from latte_bench.fsutil import write_errors, write_torch
 from latte_bench.models.latte import Latte
 
@@ -30,31 +30,18 @@ OFFICIAL_KEYS = (
 FROZEN_TABLES = ("pos_embed", "temp_embed")
 
 
-# --------------------------------------------------------------------------- reading files
-def load_checkpoint_file(path: str | os.PathLike, prefer: str = "ema") -> dict[str, torch.Tensor]:
-    """Read a state dict from an official-format checkpoint file, safely.
+# --------------------------------------------------------------------------- state dicts
+def check_finite(state: dict, source: str) -> None:
+    """Refuse a state dict holding a NaN or Inf: one line naming ``source`` and the first such tensor.
 
-    ``.safetensors`` files are read with safetensors; anything else with
-    ``torch.load(weights_only=True)``. A dict holding ``"ema"`` and/or ``"model"`` yields
-    ``prefer`` when present (default ``"ema"``, as the official ``find_model``), else the other.
-    A ``module.`` prefix (DDP) is stripped.
+    ``state``: name -> tensor (non-floating tensors and other values are skipped). Such weights
+    sample all-black videos that would otherwise be scored or written as if they were results.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found; pass the path of a .pt or .safetensors file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path), device="cpu")
-        else:
-            with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or unsafe pickle
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {first}); "
-                        "re-save it as a plain state dict or safetensors") from None
-    return extract_state_dict(obj, source=str(path), prefer=prefer)
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "Inf"
+            raise UserError(f"{source}: tensor {name} holds {kind} values (a diverged run?); "
+                            "use an earlier checkpoint of the run")
 
 
 def extract_state_dict(obj, source: str = "checkpoint", prefer: str = "ema") -> dict[str, torch.Tensor]:

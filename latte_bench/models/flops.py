@@ -22,6 +22,7 @@ frame, N + M with "all_tokens" conditioning) and B videos:
 from __future__ import annotations
 
 import torch
+from latte_bench.models.latte import FactorisedAttentionBlock, FactorisedHeadsBlock, SplitHeadsBlock
 
 
 def forward_macs(model, frames: int, batch: int = 1, latent_size: tuple[int, int] | int | None = None) -> int:
@@ -30,7 +31,6 @@ def forward_macs(model, frames: int, batch: int = 1, latent_size: tuple[int, int
     ``latent_size``: (H, W) of the latents, default the model's ``input_size``. ``model`` may
     live on the meta device. Counts match ``FlopCounterMode`` (2 FLOPs per MAC) exactly.
     """
-    from latte_bench.models.latte import FactorisedAttentionBlock, FactorisedHeadsBlock, SplitHeadsBlock
 
     h, w = model.input_size if latent_size is None else ((latent_size, latent_size) if isinstance(latent_size, int) else latent_size)
     d, p, nt = model.hidden_size, model.patch_size, model.temporal_patch_size

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from latte_bench.errors import UserError
 from latte_bench.models.embeddings import TimestepEmbedder, spatial_sincos_table, temporal_sincos_table
 from latte_bench.models.latte import modulate, sdpa_attention, unpatchify_frames
+from latte_bench.fsutil import atomic_path, write_json
+from latte_bench.models.convert import check_finite, state_dict_problems
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
@@ -338,18 +340,22 @@ class LatteT2V(nn.Module):
         model.load_weights(folder, source=str(folder))
         return model.to(dtype).eval()
 
-    def load_weights(self, path: str | os.PathLike, source: str | None = None) -> None:
-        """Load weights from a transformer folder, a ``.safetensors`` file, or an official Latte ``.pt``
-        (``torch.load(weights_only=True)``; a bare state dict or one under ``ema``/``model``).
+    def load_weights(self, weights: "str | os.PathLike | dict[str, torch.Tensor]", source: str | None = None) -> None:
+        """Load weights from a transformer folder (diffusers' safetensors, read here: the model's own format) or
+        from a state dict in memory, e.g. an official Latte ``.pt`` or ``.safetensors`` file read by
+        :func:`latte_bench.training.checkpoint.load_checkpoint_file` (the one reader of checkpoint files).
 
         Every key and shape is checked (one line naming what does not fit); a NaN/Inf tensor is refused.
         """
-        from latte_bench.models.convert import load_checkpoint_file, state_dict_problems
-        from latte_bench.training.checkpoint import check_finite
-
-        path = Path(path)
-        source = source or str(path)
-        state = read_weights(path) if path.is_dir() else load_checkpoint_file(path)
+        if isinstance(weights, dict):
+            state, source = weights, source or "state dict"
+        else:
+            path = Path(weights)
+            source = source or str(path)
+            if not path.is_dir():
+                raise UserError(f"{path}: not a transformer folder; read a checkpoint file with "
+                                "latte_bench.training.checkpoint.load_checkpoint_file and pass its state dict")
+            state = read_weights(path)
         state = official_to_diffusers_names(state)
         problems = state_dict_problems(self.state_dict(), state)
         if problems:
@@ -362,7 +368,6 @@ class LatteT2V(nn.Module):
         """Write ``config.json`` (diffusers' ``LatteTransformer3DModel`` keys) and ``diffusion_pytorch_model.safetensors``."""
         from safetensors.torch import save_file
 
-        from latte_bench.fsutil import atomic_path, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

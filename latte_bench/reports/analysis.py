@@ -23,6 +23,17 @@ Definitions (all computed in float64):
 from __future__ import annotations
 
 import numpy as np
+from latte_bench.data.demo import make_demo_video
+from latte_bench.data.transforms import center_crop_resize
+from latte_bench.data.video import open_videos
+from latte_bench.device import resolve_device
+from latte_bench.diffusion import create_diffusion
+from latte_bench.errors import UserError, check_int
+from latte_bench.fsutil import check_writable, write_json
+from latte_bench.reports import figures
+from latte_bench.training.checkpoint import load_model
+from latte_bench.training.latents import LatentSpace, load_vae
+from latte_bench.training.presets import TrainConfig
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -147,7 +158,7 @@ ANALYSIS_TIMESTEP = 250  # diffusion step at which the clean videos are noised b
 
 def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "ema", preset: str | None = None,
                         model_name: str | None = None, device: str = "cpu"):
-    """The model to analyse and its run config, via :func:`latte_bench.training.load.load_model`.
+    """The model to analyse and its run config, via :func:`latte_bench.training.checkpoint.load_model`.
 
     ``ckpt``: a ``latte-bench train`` checkpoint or run folder (its config gives variant, size and
     data settings) or an official ``{"ema": state_dict}`` file, built as ``preset`` (and
@@ -155,9 +166,6 @@ def load_analysis_model(ckpt: str, variant: int | None = None, weights: str = "e
     does not have is refused. Returns ``(LoadedModel, config)`` where ``config`` is a
     :class:`latte_bench.training.presets.TrainConfig`; the model is in eval mode on ``device``.
     """
-    from latte_bench.errors import UserError
-    from latte_bench.training.load import load_model
-    from latte_bench.training.presets import TrainConfig
 
     loaded = load_model(ckpt, weights, preset=preset, model_name=model_name, device=device)
     cfg = TrainConfig.from_dict(loaded.info)
@@ -176,18 +184,14 @@ def analysis_videos(cfg, data: str | None = None, num_videos: int = 8, seed: int
     """
     import torch
 
-    from latte_bench.data.transforms import center_crop_resize
-    from latte_bench.errors import UserError
 
     span = (cfg.num_frames - 1) * cfg.frame_interval + 1
     if data is None:
-        from latte_bench.data.demo import make_demo_video
 
         classes = max(cfg.num_classes, 1)
         labels = [i % classes for i in range(num_videos)]
         clips = [make_demo_video(10_000 + i, labels[i], num_frames=span, size=cfg.image_size, seed=seed) for i in range(num_videos)]
     else:
-        from latte_bench.data.video import open_videos
 
         source = open_videos(data)
         usable = [e for e in source.entries if e.num_frames >= span][:num_videos]
@@ -210,8 +214,6 @@ def model_features(model, cfg, video, labels, timestep: int = ANALYSIS_TIMESTEP,
     """
     import torch
 
-    from latte_bench.diffusion import create_diffusion
-    from latte_bench.training.latents import LatentSpace, load_vae
 
     vae = None if cfg.pixel_space else load_vae(cfg.vae, device)
     g = torch.Generator().manual_seed(seed)
@@ -244,7 +246,6 @@ def block_outputs(model, features: dict, which: str = "out") -> dict:
 
 def head_pairs(model, features: dict) -> dict:
     """{block label: (spatial-head output, temporal-head output)} of a Variant 4 model."""
-    from latte_bench.errors import UserError
 
     pairs = {}
     for i, block in enumerate(model.blocks):
@@ -267,9 +268,6 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
     """
     from pathlib import Path
 
-    from latte_bench.errors import UserError, check_int
-    from latte_bench.fsutil import check_writable, write_json
-    from latte_bench.reports import figures
 
     if kind not in ("similarity", "fusion"):
         raise ValueError(f"unknown analysis {kind!r}")
@@ -280,7 +278,6 @@ def run_analysis(kind: str, ckpt: str, out: str = "reports/analysis", variant: i
     if not 0 <= timestep < 1000:
         raise UserError(f"--timestep {timestep}: must be in 0..999")
     check_writable(out, "--out")  # before the model is loaded
-    from latte_bench.device import resolve_device
 
     device = str(resolve_device(device))
     loaded, cfg = load_analysis_model(ckpt, variant=variant, weights=weights, preset=preset, model_name=model_name, device=device)

@@ -54,9 +54,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latte_bench.errors import UserError, third_party_quiet
+from latte_bench.errors import UserError
 from latte_bench.metrics.commands import add_eval_options, eval_options
 from latte_bench.options import PROGRESS, add_options, option_named
+from latte_bench.metrics.protocol import METRIC_NAMES, Protocol, RunOptions, key_settings, settings_key, split_settings
+from latte_bench.lazy import lazy_module
+
+# Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
+_c3d = lazy_module("latte_bench.metrics.c3d")
+_checkpoint = lazy_module("latte_bench.training.checkpoint")
+_cli = lazy_module("latte_bench.cli")
+_device = lazy_module("latte_bench.device")
+_distributed = lazy_module("latte_bench.distributed")
+_evaluation = lazy_module("latte_bench.metrics.evaluation")
+_figures = lazy_module("latte_bench.reports.figures")
+_fsutil = lazy_module("latte_bench.fsutil")
+_leaderboard = lazy_module("latte_bench.reports.leaderboard")
+_metrics = lazy_module("latte_bench.metrics")
+_registry = lazy_module("latte_bench.data.registry")
+_sources = lazy_module("latte_bench.metrics.sources")
+_store = lazy_module("latte_bench.reports.store")
+_uncertainty = lazy_module("latte_bench.metrics.uncertainty")
+_weights = lazy_module("latte_bench.metrics.weights")
 
 BENCH_SCHEMA = "latte-bench/bench/1"
 FLOOR_SCHEMA = "latte-bench/bench-floor/1"
@@ -195,7 +214,6 @@ def expand_checkpoints(patterns: list[str], base: Path, where: str) -> list[Path
     A run folder gives its latest checkpoint; a glob gives every checkpoint file it matches
     (``runs/ffs/checkpoints/*``), sorted; a pattern that matches nothing is an error.
     """
-    from latte_bench.training.load import resolve_checkpoint
 
     found: list[Path] = []
     for pattern in patterns:
@@ -204,13 +222,13 @@ def expand_checkpoints(patterns: list[str], base: Path, where: str) -> list[Path
         if glob.has_magic(str(p)):
             matches = sorted(Path(m) for m in glob.glob(str(p)))
             files = [m for m in matches if m.is_file() and m.suffix.lower() in CHECKPOINT_SUFFIXES]
-            files += [resolve_checkpoint(m) for m in matches if m.is_dir()]
+            files += [_checkpoint.resolve_checkpoint(m) for m in matches if m.is_dir()]
             if not files:
                 raise UserError(f"{where}: no checkpoint matches {pattern!r}")
         else:
             if not p.exists():
                 raise UserError(f"{where}: {pattern}: no such checkpoint file or run folder")
-            files = [resolve_checkpoint(p)]
+            files = [_checkpoint.resolve_checkpoint(p)]
         for f in files:
             f = f.resolve()
             if f not in found:
@@ -299,9 +317,8 @@ def _cli_settings(args) -> dict:
 
 def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
     """Expand and check a raw plan; every problem is a :class:`UserError` before any evaluation runs."""
-    from latte_bench.data.registry import DATASETS
 
-    datasets = tuple(DATASETS)
+    datasets = tuple(_registry.DATASETS)
     where = source if source != "command line" else "bench"
     out = Path(raw.get("out") or "bench").expanduser()
     out = out if out.is_absolute() else base / out
@@ -343,7 +360,7 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
     for ev in evaluations:
         _check_c3d_available(ev)
     for ev in evaluations:  # the costly checks last: every checkpoint is read (memory-mapped) and hashed
-        info = checkpoint_info(ev.checkpoint)
+        info = _checkpoint.read_header(ev.checkpoint)
         check_fits(info, ev.protocol, ev.checkpoint)
         ev.sha256, ev.step, ev.format = info["sha256"], info["step"], info["format"]
     _assign_labels(evaluations)
@@ -370,21 +387,18 @@ def build_plan(raw: dict, base: Path, source: str = "plan") -> Plan:
 def _check_c3d_available(ev: Evaluation) -> None:
     """The Inception Score's C3D weights ship in no package and are never downloaded: refuse a plan that
     scores IS (UCF101's default) without them now, rather than after hours of other evaluations."""
-    from latte_bench.data.registry import get_dataset
-    from latte_bench.metrics import weights
-    from latte_bench.metrics.c3d import HOW_TO_GET
 
-    if "is" not in (ev.settings.get("metrics") or get_dataset(ev.dataset).metrics):
+    if "is" not in (ev.settings.get("metrics") or _registry.get_dataset(ev.dataset).metrics):
         return
     given = ev.settings.get("c3d_weights")
     if given is not None:
         if not Path(given).is_file():
-            raise UserError(f"{ev.where}: c3d_weights {given}: file not found; {HOW_TO_GET}")
+            raise UserError(f"{ev.where}: c3d_weights {given}: file not found; {_c3d.HOW_TO_GET}")
         return
-    found = [n for n in ("tgan2_c3d", "c3d_ucf101") if weights.status(n)["status"] != "missing"]
+    found = [n for n in ("tgan2_c3d", "c3d_ucf101") if _weights.status(n)["status"] != "missing"]
     if not found:
         raise UserError(f"{ev.where}: {ev.dataset} is scored with the Inception Score but no UCF101 C3D weights are "
-                        f"installed; {HOW_TO_GET}; or score without IS (--metrics fvd, or metrics = [\"fvd\"] in a plan)")
+                        f"installed; {_c3d.HOW_TO_GET}; or score without IS (--metrics fvd, or metrics = [\"fvd\"] in a plan)")
 
 
 def _resolve_paths(settings: dict, base: Path) -> dict:
@@ -406,24 +420,23 @@ def _dataset_root(dataset: str, data: dict, data_root, base: Path, where: str) -
     """The data root passed to the evaluation: ``data[dataset]``, else ``data_root/<dataset>``, else
     ``$LATTE_BENCH_DATA/<dataset>`` (returned as None: the evaluation path reads the variable itself).
     ``demo`` needs none. A root that does not exist is a :class:`UserError`."""
-    from latte_bench.data.registry import DATA_ENV, get_dataset
 
-    if get_dataset(dataset).procedural:
+    if _registry.get_dataset(dataset).procedural:
         return None
     if dataset in data:
         root, how = Path(data[dataset]).expanduser(), f"data.{dataset}"
     elif data_root:
         root, how = Path(data_root).expanduser() / dataset, "data_root"
-    elif os.environ.get(DATA_ENV):
-        root, how = Path(os.environ[DATA_ENV]) / dataset, f"${DATA_ENV}"
+    elif os.environ.get(_registry.DATA_ENV):
+        root, how = Path(os.environ[_registry.DATA_ENV]) / dataset, f"${_registry.DATA_ENV}"
     else:
         raise UserError(f"{where}: no data root for {dataset}: pass --data-root DIR (holding {dataset}/) or "
-                        f"--data {dataset}=DIR, or set ${DATA_ENV}")
+                        f"--data {dataset}=DIR, or set ${_registry.DATA_ENV}")
     if not root.is_absolute():
         root = base / root
     if not root.is_dir():
         raise UserError(f"{where}: {root}: data root of {dataset} not found (from {how}); see docs/datasets.md for the layout")
-    return None if how == f"${DATA_ENV}" else str(root)
+    return None if how == f"${_registry.DATA_ENV}" else str(root)
 
 
 def _slug(text: str) -> str:
@@ -432,9 +445,8 @@ def _slug(text: str) -> str:
 
 def _source_keys() -> tuple[str, ...]:
     """The sampling settings: the fields of ``CheckpointSource`` besides the checkpoint and its runtime state."""
-    from latte_bench.metrics.sources import CheckpointSource
 
-    return tuple(f.name for f in dataclasses.fields(CheckpointSource)
+    return tuple(f.name for f in dataclasses.fields(_sources.CheckpointSource)
                  if f.name not in ("ckpt", "device") and not f.name.startswith("_"))
 
 
@@ -444,12 +456,10 @@ def _split(settings: dict, dataset: str) -> tuple[dict, dict]:
     A name both take (the seed, the batch size) goes to both, as ``eval --seed/--batch-size`` does. A sampler
     or step count the settings leave out is ``dataset``'s, as in ``eval --ckpt`` (the demo's DDIM 25).
     """
-    from latte_bench.data.registry import sampling_defaults
-    from latte_bench.metrics.protocol import Protocol, RunOptions
 
     evaluation = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
     source = set(_source_keys())
-    defaults = sampling_defaults(dataset, 0)
+    defaults = _registry.sampling_defaults(dataset, 0)
     src = {"sampler": defaults.sampler, "steps": defaults.steps, **{k: v for k, v in settings.items() if k in source}}
     ev = {k: v for k, v in settings.items() if k not in source or k in evaluation}
     return ev, src
@@ -457,7 +467,6 @@ def _split(settings: dict, dataset: str) -> tuple[dict, dict]:
 
 def _known_settings() -> tuple[str, ...]:
     """Every setting a plan may give: the protocol, the run options, ``num_runs``, ``metrics`` and the sampling ones."""
-    from latte_bench.metrics.protocol import Protocol, RunOptions
 
     names = {f.name for f in dataclasses.fields(Protocol)} | {f.name for f in dataclasses.fields(RunOptions)}
     return tuple(sorted((names | set(_source_keys()) | {"metrics", "num_runs"}) - RESERVED))
@@ -469,8 +478,6 @@ def _check_settings(settings: dict, dataset: str, where: str):
     An unknown setting, a bad value or one the runner sets itself is a :class:`UserError` naming
     ``where``; ``settings["metrics"]`` is normalised to a list in place.
     """
-    from latte_bench.metrics.protocol import METRIC_NAMES, split_settings
-    from latte_bench.metrics.sources import CheckpointSource
 
     reserved = sorted(set(settings) & RESERVED)
     if reserved:
@@ -491,7 +498,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
         raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     ev, src = _split({k: v for k, v in settings.items() if k != "metrics"}, dataset)
     try:
-        CheckpointSource("-", **src)
+        _sources.CheckpointSource("-", **src)
         if settings.get("device") is not None:
             from latte_bench.device import resolve_device
 
@@ -506,64 +513,6 @@ def _check_settings(settings: dict, dataset: str, where: str):
 # ---------------------------------------------------------------- checkpoints
 
 
-def checkpoint_info(path: Path) -> dict:
-    """``{"sha256", "step", "num_frames", "num_classes", "format"}`` of a checkpoint file, without building its model.
-
-    latte-bench training checkpoints are read memory-mapped (only the stored config is touched);
-    official files (``{"ema": ...}``, bare state dicts, ``.safetensors``) give their frame and class
-    counts from the shapes of ``temp_embed`` (1, F, D) and ``y_embedder.embedding_table.weight``
-    (classes + 1, D) where present (None otherwise). ``step`` is None for official files.
-    """
-    import torch
-
-    from latte_bench.fsutil import sha256_file
-    from latte_bench.training.checkpoint import FORMAT
-
-    info: dict[str, Any] = {"sha256": sha256_file(path), "step": None, "num_frames": None, "num_classes": None,
-                            "format": "official"}
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as f:
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as e:
-            raise UserError(f"{path}: cannot be read as safetensors ({type(e).__name__}: {e})") from None
-        info.update(_official_counts(shapes, path))
-        return info
-    try:
-        with third_party_quiet():  # torch warns about the protocol of a raw pickle before it refuses it
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"{path}: cannot be read as a weights-only checkpoint ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: not a checkpoint (a {type(obj).__name__}, expected a dict of weights)")
-    if obj.get("format") == FORMAT:
-        cfg = obj.get("config") or {}
-        info.update(format=FORMAT, step=int(obj.get("step", 0)), num_frames=int(cfg.get("num_frames", 0)) or None,
-                    num_classes=int(cfg.get("num_classes", 0)))
-        return info
-    from latte_bench.models.convert import extract_state_dict
-
-    state = extract_state_dict(obj, str(path))
-    info.update(_official_counts({k: tuple(v.shape) for k, v in state.items()}, path))
-    return info
-
-
-def _official_counts(shapes: dict, path: Path) -> dict:
-    """Frame and class counts of an official state dict from its tensor shapes (``load_model``'s reading)."""
-    from latte_bench.training.load import official_shapes
-
-    found = official_shapes(shapes)
-    if "latent_channels" not in found:
-        raise UserError(f"{path}: not a Latte checkpoint (no x_embedder.proj.weight / pos_embed tensors)")
-    return {"num_frames": found.get("num_frames"), "num_classes": found.get("num_classes", 0)}
-
-
 def check_fits(info: dict, protocol, path: Path) -> None:
     """A :class:`UserError` when the checkpoint cannot be scored under ``protocol`` (before anything is loaded).
 
@@ -572,12 +521,11 @@ def check_fits(info: dict, protocol, path: Path) -> None:
     (UCF101: 101; the others: unconditional). A frame count an official file does not reveal is
     left to the evaluation to check when it loads the model.
     """
-    from latte_bench.metrics.evaluation import check_checkpoint_fits
 
     frames = info.get("num_frames")
     if frames is None:
         frames = (protocol.num_frames - 1) * protocol.fake_stride + 1
-    check_checkpoint_fits(path, frames, info.get("num_classes") or 0, protocol)
+    _evaluation.check_checkpoint_fits(path, frames, info.get("num_classes") or 0, protocol)
 
 
 def _assign_labels(evaluations: list[Evaluation]) -> None:
@@ -605,18 +553,15 @@ def _assign_labels(evaluations: list[Evaluation]) -> None:
 
 def real_fingerprint(ev: Evaluation) -> str | None:
     """The fingerprint of the real videos ``ev`` is scored against (the one the real-statistics cache keys by)."""
-    from latte_bench.data.registry import real_videos
-    from latte_bench.metrics.sources import as_source
 
-    real = real_videos(ev.dataset, ev.data_root, num_videos=ev.protocol.num_clips)
-    return as_source(real, side="real", skip_bad=ev.protocol.skip_bad).fingerprint()
+    real = _registry.real_videos(ev.dataset, ev.data_root, num_videos=ev.protocol.num_clips)
+    return _sources.as_source(real, side="real", skip_bad=ev.protocol.skip_bad).fingerprint()
 
 
 def floor_key(ev: Evaluation) -> str:
     """sha256 over what decides the real-vs-real floor of ``ev``'s dataset: the dataset, the real data's
     fingerprint (:func:`real_fingerprint`) and the protocol's real-side fields (clips, frames, stride, seed,
     resize, covariance, ...; not the generated side's, see :data:`FLOOR_IGNORES`)."""
-    from latte_bench.metrics.protocol import settings_key
 
     protocol = dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride).to_dict()
     protocol = {k: v for k, v in protocol.items() if k not in FLOOR_IGNORES}
@@ -632,15 +577,12 @@ def evaluation_key(ev: Evaluation) -> str:
     rerun with another batch size reuses the records; a plan that spells out a default and one
     that leaves it out share them too.
     """
-    from latte_bench.data.registry import get_dataset
-    from latte_bench.metrics.protocol import key_settings, settings_key
-    from latte_bench.metrics.sources import CheckpointSource
 
     _, src = _split(ev.settings, ev.dataset)
-    sampling = key_settings(CheckpointSource(str(ev.checkpoint), **src))
+    sampling = key_settings(_sources.CheckpointSource(str(ev.checkpoint), **src))
     protocol = key_settings(dataclasses.replace(ev.protocol, real_stride=ev.protocol.stride))
     payload = {"schema": BENCH_SCHEMA, "sha256": ev.sha256, "dataset": ev.dataset, "real": ev.real_fingerprint,
-               "metrics": list(ev.settings.get("metrics") or get_dataset(ev.dataset).metrics),
+               "metrics": list(ev.settings.get("metrics") or _registry.get_dataset(ev.dataset).metrics),
                "protocol": protocol, "sampling": sampling, "num_runs": int(ev.settings.get("num_runs") or 1)}
     return settings_key(payload)
 
@@ -684,14 +626,13 @@ def evaluate_one(ev: Evaluation, progress: bool = True) -> dict:
     with the dataset's preset unless the plan names one); the real side is the dataset's
     registered split under ``ev.data_root``; partial work goes to ``ev.work_dir``.
     """
-    from latte_bench import metrics
 
     evaluation, src = _split({k: v for k, v in ev.settings.items() if k != "metrics"}, ev.dataset)
     if ev.format == "official" and src.get("preset") is None:
         src["preset"] = ev.dataset
     if ev.settings.get("metrics"):
         evaluation["metrics"] = tuple(ev.settings["metrics"])
-    result = metrics.evaluate(None, metrics.CheckpointSource(str(ev.checkpoint), **src), dataset=ev.dataset,
+    result = _metrics.evaluate(None, _metrics.CheckpointSource(str(ev.checkpoint), **src), dataset=ev.dataset,
                               data_root=ev.data_root, method=ev.label, work_dir=str(ev.work_dir), progress=progress,
                               **evaluation)
     record = dict(result.record)
@@ -712,11 +653,10 @@ def score_floor(floor: Floor, progress: bool = True) -> dict:
     """Score ``floor`` with :func:`latte_bench.metrics.evaluate_floor` (``eval --floor``'s code) under the settings of
     the evaluation it serves; returns its JSON record: ``schema``, ``key``, ``dataset``, ``real_fingerprint`` and
     ``evaluate_floor``'s entries (``floor``: ``fvd``, ``se``, ``fvd_inf``, ``fvd_inf_ci``, counts, ``tag``)."""
-    from latte_bench import metrics
 
     ev = floor.evaluation
     evaluation, _ = _split({k: v for k, v in ev.settings.items() if k not in ("metrics", "num_runs")}, ev.dataset)
-    result = metrics.evaluate_floor(None, dataset=ev.dataset, data_root=ev.data_root, progress=progress, **evaluation)
+    result = _metrics.evaluate_floor(None, dataset=ev.dataset, data_root=ev.data_root, progress=progress, **evaluation)
     return {"schema": FLOOR_SCHEMA, "key": floor.key, "dataset": floor.dataset, "real_fingerprint": ev.real_fingerprint,
             **result}
 
@@ -760,14 +700,12 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     Returns ``{"evaluated": [...], "reused": [...], "files": [...]}`` (records as paths). Under
     torchrun all ranks must call this with the same plan; only rank 0 writes and logs.
     """
-    from latte_bench import distributed as dist
-    from latte_bench.fsutil import write_errors, write_json
 
-    main = dist.is_main()
+    main = _distributed.is_main()
     say = log if main else (lambda *a, **k: None)
     n = len(plan.evaluations)
     # which evaluations to run is decided once, on rank 0, so that every rank runs the same ones
-    todo = dist.broadcast_object(_to_run(plan) if main else None)
+    todo = _distributed.broadcast_object(_to_run(plan) if main else None)
     to_run = sum(todo)
     say(f"bench: {n} evaluation(s) in {plan.out}: {n - to_run} recorded (reused), {to_run} to run")
     evaluated, reused, times = [], [], []
@@ -787,8 +725,8 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
             raise e.with_context(f"evaluation {i} of {n} ({what}) stopped: ", f" [the {len(evaluated) + len(reused)} "
                                  "finished record(s) are kept; fix this and rerun the same command to continue]") from None
         if main:
-            with write_errors(ev.record_path, "free some space or make it writable, then rerun (its work folder is kept)"):
-                write_json(ev.record_path, record)
+            with _fsutil.write_errors(ev.record_path, "free some space or make it writable, then rerun (its work folder is kept)"):
+                _fsutil.write_json(ev.record_path, record)
             # the work folder only serves a resume of this evaluation; the record now holds its result
             shutil.rmtree(ev.work_dir, ignore_errors=True)
             for folder in ev.work_dir.parents[:3]:  # OUT/work/<method>/<dataset>, when empty
@@ -804,9 +742,9 @@ def run_plan(plan: Plan, progress: bool = True, log=print) -> dict:
     floors = run_floors(plan, progress=progress, log=say)
     files: list[Path] = []
     if main:
-        with write_errors(plan.out, "free some space or make it writable, then rerun (every record is kept)"):
+        with _fsutil.write_errors(plan.out, "free some space or make it writable, then rerun (every record is kept)"):
             files = write_outputs(plan, log=say)
-    dist.barrier()
+    _distributed.barrier()
     return {"evaluated": evaluated, "reused": reused, "floors": floors, "files": files}
 
 
@@ -815,12 +753,9 @@ def run_floors(plan: Plan, progress: bool = True, log=print) -> dict[str, list[P
 
     Every rank takes part in a scoring (the real passes are sharded as in an evaluation); rank 0 writes.
     """
-    from latte_bench import distributed as dist
-    from latte_bench.fsutil import write_errors, write_json
-    from latte_bench.metrics.uncertainty import floor_text
 
-    main = dist.is_main()
-    todo = dist.broadcast_object([find_floor(f) is None for f in plan.floors] if main else None)
+    main = _distributed.is_main()
+    todo = _distributed.broadcast_object([find_floor(f) is None for f in plan.floors] if main else None)
     done: dict[str, list[Path]] = {"scored": [], "reused": []}
     for floor, needed in zip(plan.floors, todo):
         what = f"real-vs-real floor of {floor.dataset} ({floor.evaluation.protocol.num_clips} clips)"
@@ -836,10 +771,10 @@ def run_floors(plan: Plan, progress: bool = True, log=print) -> dict[str, list[P
             raise UserError(f"{what} stopped: {e} [every evaluation record is kept; fix this and rerun the same "
                             "command to continue]") from None
         if main:
-            with write_errors(floor.record_path, "free some space or make it writable, then rerun"):
-                write_json(floor.record_path, record)
+            with _fsutil.write_errors(floor.record_path, "free some space or make it writable, then rerun"):
+                _fsutil.write_json(floor.record_path, record)
         done["scored"].append(floor.record_path)
-        log(f"[bench] {what} done in {_fmt_duration(time.time() - start)}: {floor_text(record['floor'], 2)}")
+        log(f"[bench] {what} done in {_fmt_duration(time.time() - start)}: {_uncertainty.floor_text(record['floor'], 2)}")
     return done
 
 
@@ -860,15 +795,14 @@ def _adopt_record(ev: Evaluation) -> None:
     A record found under another name (a renamed checkpoint or method) is copied, not moved, so
     that a plan naming the same checkpoint twice keeps both rows.
     """
-    from latte_bench.fsutil import write_errors, write_json
 
     path, raw = find_record(ev)
     if path == ev.record_path and raw.get("method") == ev.label:
         return
     raw["method"] = ev.label
     raw["bench"] = {**raw["bench"], "method": ev.method, "label": ev.label, "checkpoint": str(ev.checkpoint)}
-    with write_errors(ev.record_path, "free some space or make it writable, then rerun"):
-        write_json(ev.record_path, raw)
+    with _fsutil.write_errors(ev.record_path, "free some space or make it writable, then rerun"):
+        _fsutil.write_json(ev.record_path, raw)
 
 
 # ---------------------------------------------------------------- outputs
@@ -876,17 +810,14 @@ def _adopt_record(ev: Evaluation) -> None:
 
 def write_outputs(plan: Plan, log=print) -> list[Path]:
     """``OUT/table3.md/.csv``, ``OUT/table5.md/.csv``, the FVD-vs-step figures and ``OUT/bench.json``."""
-    from latte_bench.fsutil import write_json
-    from latte_bench.reports.leaderboard import build_table, write_table
-    from latte_bench.reports.store import load_record
 
-    records = [load_record(ev.record_path) for ev in plan.evaluations]
+    records = [_store.load_record(ev.record_path) for ev in plan.evaluations]
     floors = [(floor, find_floor(floor)) for floor in plan.floors]
     files: list[Path] = []
     for table in ("table3", "table5"):
-        df = build_table(table, records)
+        df = _leaderboard.build_table(table, records)
         footer = floor_footer(floors, plan.out) if table == "table3" else ""
-        md_path, csv_path, md = write_table(df, table, plan.out, footer=footer)
+        md_path, csv_path, md = _leaderboard.write_table(df, table, plan.out, footer=footer)
         files += [md_path, csv_path]
         log(md)
     curves, curve_files = write_curves(plan, log=log)
@@ -906,7 +837,7 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
                     **{k: raw["floor"].get(k) for k in ("fvd", "se", "fvd_inf", "fvd_inf_ci", "real_count", "floor_count", "tag")}}
                    for floor, raw in floors if raw is not None],
     }
-    write_json(plan.out / "bench.json", summary)
+    _fsutil.write_json(plan.out / "bench.json", summary)
     files.append(plan.out / "bench.json")
     log("wrote " + ", ".join(str(p) for p in files))
     return files
@@ -914,8 +845,6 @@ def write_outputs(plan: Plan, log=print) -> list[Path]:
 
 def floor_footer(floors: list[tuple[Floor, dict | None]], out: Path) -> str:
     """Table 3's footer line for the recorded floors: per dataset and protocol, its FVD ± se and FVD∞ interval."""
-    from latte_bench.data.registry import get_dataset
-    from latte_bench.metrics.uncertainty import floor_text
 
     parts = []
     for floor, raw in floors:
@@ -923,8 +852,8 @@ def floor_footer(floors: list[tuple[Floor, dict | None]], out: Path) -> str:
             continue
         p = floor.evaluation.protocol
         tag = f" [{raw['floor']['tag']}]" if raw["floor"].get("tag") else ""
-        parts.append(f"{get_dataset(floor.dataset).title}, {p.num_clips} clips of {p.num_frames} frames: "
-                     f"FVD {floor_text(raw['floor'], 2)}{tag} (`{floor.record_path.relative_to(out)}`)")
+        parts.append(f"{_registry.get_dataset(floor.dataset).title}, {p.num_clips} clips of {p.num_frames} frames: "
+                     f"FVD {_uncertainty.floor_text(raw['floor'], 2)}{tag} (`{floor.record_path.relative_to(out)}`)")
     if not parts:
         return ""
     return ("Real-vs-real floor (the FVD of two disjoint sets of real clips under the same protocol: the best "
@@ -938,14 +867,13 @@ def fvd_series(plan: Plan) -> dict[str, dict[str, tuple[list[int], list[float]]]
     method has several runs on that dataset). Values are the records' FVD (the mean over
     ``num_runs``), sorted by training step.
     """
-    from latte_bench.reports.store import metric_family
 
     lines: dict[tuple[str, str, Path], list[tuple[int, float]]] = {}
     for ev in plan.evaluations:
         if ev.step is None or not ev.record_path.is_file():
             continue
         raw = json.loads(ev.record_path.read_text(encoding="utf-8"))
-        fvd = next((v for k, v in (raw.get("metrics") or {}).items() if metric_family(k) == "fvd"), None)
+        fvd = next((v for k, v in (raw.get("metrics") or {}).items() if _store.metric_family(k) == "fvd"), None)
         value = _metric_value(fvd)
         if value is not None and math.isfinite(value):
             lines.setdefault((ev.dataset, ev.method, ev.run), []).append((ev.step, value))
@@ -970,8 +898,6 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
     the ones recorded in ``OUT/bench.json`` and whose files exist is left as it is (a rerun that
     evaluated nothing redraws nothing).
     """
-    from latte_bench.data.registry import get_dataset
-    from latte_bench.reports.figures import training_curves_figure
 
     try:
         before = json.loads((plan.out / "bench.json").read_text(encoding="utf-8")).get("curves") or {}
@@ -984,8 +910,8 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
         stem = plan.out / f"fvd_vs_step_{dataset}"
         paths = [stem.with_name(stem.name + ext) for ext in (".png", ".pdf")]
         if before.get(dataset) != curves[dataset] or not all(p.is_file() for p in paths):
-            title = f"FVD during training: {get_dataset(dataset).title}"
-            paths = training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, stem, title=title)
+            title = f"FVD during training: {_registry.get_dataset(dataset).title}"
+            paths = _figures.training_curves_figure({k: {"fvd": v} for k, v in runs.items()}, stem, title=title)
         files += paths
         for label, (steps, values) in runs.items():
             log(f"{label} on {dataset}: FVD by step " + ", ".join(f"{s}: {v:.1f}" for s, v in zip(steps, values)))
@@ -995,10 +921,8 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
 # ---------------------------------------------------------------- command line
 
 def register(subparsers) -> None:
-    from latte_bench.cli import HelpFormatter
-
     p = subparsers.add_parser(
-        "bench", formatter_class=HelpFormatter, help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
+        "bench", formatter_class=_cli.HelpFormatter, help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
         description="Evaluate methods x datasets x checkpoints with each dataset's own protocol (the same path as "
         "`eval --dataset NAME --ckpt CKPT`), skip evaluations already recorded in --out, and write the paper's "
         "Table 3 and Table 5 with the new rows beside the published ones, plus FVD against training step for a run "
@@ -1033,42 +957,37 @@ def register(subparsers) -> None:
 
 def check_outputs(plan: Plan) -> None:
     """Refuse now (one line) what would fail after hours of sampling: an unwritable ``--out`` or statistics cache."""
-    from latte_bench.fsutil import check_writable
-    from latte_bench.metrics.weights import cache_dir
 
-    check_writable(plan.out, "--out")
+    _fsutil.check_writable(plan.out, "--out")
     roots = {(Path(ev.settings["cache_dir"]), "cache_dir") if ev.settings.get("cache_dir")
-             else (cache_dir(), "$LATTE_BENCH_CACHE (or pass --no-cache)")
+             else (_weights.cache_dir(), "$LATTE_BENCH_CACHE (or pass --no-cache)")
              for ev in plan.evaluations if ev.settings.get("cache", True)}
     for root, flag in sorted(roots):
-        check_writable(root, flag)
+        _fsutil.check_writable(root, flag)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from latte_bench import distributed as dist
-
     raw, base, source = plan_from_args(args)
     device = (raw.get("cli") or {}).get("device")
-    if dist.is_torchrun():
-        from latte_bench.device import resolve_device
+    if _distributed.is_torchrun():
 
-        dist.init(resolve_device(device))
+        _distributed.init(_device.resolve_device(device))
     try:
         # the plan is checked (and checkpoints hashed) once, on rank 0; a bad plan stops every rank
         outcome = None
-        if dist.is_main():
+        if _distributed.is_main():
             try:
                 outcome = build_plan(raw, base, source)
                 if not args.dry_run:
                     check_outputs(outcome)
             except UserError as e:
                 outcome = e
-        outcome = dist.broadcast_object(outcome)
+        outcome = _distributed.broadcast_object(outcome)
         if isinstance(outcome, UserError):
             raise outcome
         plan = outcome
         if args.dry_run:
-            if dist.is_main():
+            if _distributed.is_main():
                 for i, ev in enumerate(plan.evaluations, 1):
                     state = "recorded" if find_record(ev) is not None else "to run"
                     print(f"{i}. {ev.label} on {ev.dataset}: {ev.checkpoint} (sha256 {ev.sha256[:12]}, "
@@ -1079,7 +998,7 @@ def run_bench(args: argparse.Namespace) -> int:
             return 0
         run_plan(plan, progress=args.progress)
     finally:
-        if dist.active():
+        if _distributed.active():
             import torch.distributed
 
             torch.distributed.destroy_process_group()

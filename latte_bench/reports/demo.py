@@ -36,6 +36,18 @@ from pathlib import Path
 
 from latte_bench.options import resolve_threads
 from latte_bench.data.registry import get_dataset
+from latte_bench.data.demo import make_demo_videos
+from latte_bench.data.video import open_videos
+from latte_bench.device import torch_threads
+from latte_bench.errors import UserError, check_int
+from latte_bench.fsutil import check_writable, write_bytes, write_json
+from latte_bench.metrics import CheckpointSource, evaluate
+from latte_bench.reports import analysis, leaderboard
+from latte_bench.reports.figures import STYLE, fvd_uncertainty_figure, plot_loss, pyplot, save_figure, video_grid
+from latte_bench.reports.store import load_records, read_training_log
+from latte_bench.training.checkpoint import config_differences, latest_checkpoint, load_checkpoint
+from latte_bench.training.presets import preset
+from latte_bench.training.trainer import resolve_precision, train
 
 DEFAULT_OUT = "latte-demo"
 MARKER = ".latte-bench-demo"  # written into every folder the demo makes; its presence allows re-use
@@ -156,8 +168,6 @@ class _Stages:
 
 
 def _settings(quick: bool, steps: int | None, clips: int | None, compare: bool) -> DemoSettings:
-    from latte_bench.errors import check_int
-
     s = QUICK if quick else FULL
     if steps is not None:
         s = dataclasses.replace(s, steps=check_int("steps", steps, 1, flag="--steps"), compare_steps=min(s.compare_steps, steps))
@@ -174,8 +184,6 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
     A folder that exists, is not empty and has no marker is refused: the demo never writes over
     files it did not make.
     """
-    from latte_bench.errors import UserError
-    from latte_bench.fsutil import check_writable, write_bytes, write_json
 
     out = Path(out if out is not None else DEFAULT_OUT)
     if out.exists():
@@ -194,8 +202,6 @@ def prepare_out(out: str | os.PathLike | None) -> Path:
 
 
 def _train_config(s: DemoSettings, run_dir: Path, seed: int, variant: int, steps: int):
-    from latte_bench.training.presets import preset
-
     cfg = preset("demo")
     if s.model_options is not None:
         cfg.model_options = dict(s.model_options)
@@ -231,7 +237,6 @@ def _read_videos(folder: Path, n: int):
     """The first ``n`` videos of a saved-samples folder, uint8 (n, T, H, W, 3)."""
     import numpy as np
 
-    from latte_bench.data.video import open_videos
 
     source = open_videos(folder)
     return np.stack([e.read(range(e.num_frames)) for e in source.entries[:n]])
@@ -240,7 +245,6 @@ def _read_videos(folder: Path, n: int):
 def run_demo(out: str | Path | None = None, quick: bool = False, steps: int | None = None, clips: int | None = None,
              seed: int = 0, threads: int | None = None, compare: bool = True) -> dict:
     """Run the demo; returns ``{"out", "record", "fvd", "fvd_real_floor", "wall_s", "checkpoint", "files"}``."""
-    from latte_bench.device import torch_threads
 
     threads = resolve_threads(threads)  # the --threads rule of every command
     s = _settings(quick, steps, clips, compare)
@@ -250,13 +254,6 @@ def run_demo(out: str | Path | None = None, quick: bool = False, steps: int | No
 
 
 def _run(out: Path, s: DemoSettings, quick: bool, seed: int, threads: int, pool) -> dict:
-    from latte_bench.data.demo import make_demo_videos
-    from latte_bench.fsutil import write_bytes, write_json
-    from latte_bench.metrics import CheckpointSource
-    from latte_bench.reports import analysis
-    from latte_bench.reports.store import read_training_log
-    from latte_bench.training.presets import preset
-
     base = preset("demo")
     steps = s.steps or base.steps
     frames, size, classes = base.num_frames, base.image_size, max(base.num_classes, 1)
@@ -408,7 +405,6 @@ def next_commands(out: Path, ckpt: Path, s: DemoSettings, seed: int) -> list[str
 
 def samples_figure(panels: dict, stem: Path, title: str, videos: int = 6, frames: int = 16) -> list[Path]:
     """One panel per set stacked top to bottom (rows: videos, columns: frames), pixels shown as blocks."""
-    from latte_bench.reports.figures import STYLE, pyplot, save_figure, video_grid
 
     plt = pyplot()
     grids = {k: video_grid(v, max_videos=videos, max_frames=frames) for k, v in panels.items()}
@@ -430,7 +426,6 @@ def results_figure(losses: dict, scores: dict, stem: Path, clips: int, loss_labe
 
     ``losses``: label -> (steps, values); ``scores``: label -> FVD, the floor first; ``loss_label``: the loss axis.
     """
-    from latte_bench.reports.figures import STYLE, plot_loss, pyplot, save_figure
 
     plt = pyplot()
     with plt.rc_context(STYLE):
@@ -505,7 +500,6 @@ def _differences(runs: dict) -> str:
 
 def _score_floor(held_out, protocol: dict):
     """The real-vs-real floor (the training-set clips against ``held_out``) and the CPU seconds it took."""
-    from latte_bench.metrics import evaluate
 
     cpu = time.process_time()
     result = evaluate(None, held_out, metrics=("fvd", "kvd"), method="real (held-out clips)", **protocol)
@@ -516,9 +510,6 @@ def _refuse_other_settings(out: Path, variant: int, cfg) -> None:
     """Refuse, before any work, a kept run in ``out`` trained with other settings than ``cfg`` (it could not resume)."""
     import torch
 
-    from latte_bench.errors import UserError
-    from latte_bench.training.checkpoint import config_differences, latest_checkpoint, load_checkpoint
-    from latte_bench.training.trainer import resolve_precision
 
     last = latest_checkpoint(Path(cfg.out))
     if last is None:
@@ -537,8 +528,6 @@ def _refuse_other_settings(out: Path, variant: int, cfg) -> None:
 
 def _train(cfg, progress: bool) -> None:
     """Train run ``cfg`` to its last step (resuming its latest checkpoint, if any)."""
-    from latte_bench.training.checkpoint import latest_checkpoint
-    from latte_bench.training.trainer import train
 
     last = latest_checkpoint(Path(cfg.out))
     if last is None or int(last.stem) < cfg.steps:
@@ -550,7 +539,6 @@ def _score_final(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
 
     Returns ``(checkpoint, EvalResult, samples folder)``.
     """
-    from latte_bench.metrics import CheckpointSource, evaluate
 
     ckpt = sorted((Path(cfg.out) / "checkpoints").glob("*.pt"))[-1]
     saved = out / "samples" / f"v{cfg.variant}" / f"{int(ckpt.stem):07d}"
@@ -567,7 +555,6 @@ def _compare_model(cfg, protocol: dict, s: DemoSettings, out: Path, seed: int):
     """
     import torch
 
-    from latte_bench.reports import analysis
 
     wall, cpu = time.time(), time.process_time()
     torch.set_num_threads(protocol["torch_threads"])  # a spawned process starts with torch's default (all cores)
@@ -657,7 +644,6 @@ def fvd_rows(results_dir: str | Path, seed: int = 0) -> list[dict]:
     """
     import json
 
-    from latte_bench.errors import UserError
 
     paths = sorted(Path(results_dir).glob(f"demo_v*_seed{seed}.json"), key=lambda p: int(p.stem.split("_")[1][1:]))
     if not paths:
@@ -678,7 +664,6 @@ def fvd_rows(results_dir: str | Path, seed: int = 0) -> list[dict]:
 
 def fvd_figure(rows: list[dict], out: Path) -> list[Path]:
     """``OUT/fvd_uncertainty.png/.pdf``: each model's FVD ± se beside the floor's, with FVD∞ and its 95% interval."""
-    from latte_bench.reports.figures import fvd_uncertainty_figure
 
     return fvd_uncertainty_figure(rows, out / FVD_FIGURE, clips=rows[0]["clips"],
                                   title="Final models against the real-vs-real floor: FVD ± se, and FVD∞ [95%]")
@@ -709,8 +694,6 @@ def results_section(rows: list[dict]) -> list[str]:
 def write_table3(out: Path) -> tuple[Path, Path, str]:
     """``OUT/table3.md/.csv`` from the records in ``OUT/results`` (the leaderboard's Table 3 with the demo's column
     explained); returns (md, csv, markdown)."""
-    from latte_bench.reports import leaderboard
-    from latte_bench.reports.store import load_records
 
     records = load_records(out / "results")
     first = next(r.raw for r in records if r.raw.get("dataset") == get_dataset("demo").name)  # the demo's own records
@@ -724,7 +707,6 @@ def refresh_report(out: str | Path, seed: int = 0) -> list[Path]:
     """Re-render what a demo report takes from its stored records alone, training and scoring nothing: the FVD
     figure, ``table3.md/.csv`` and the README's Results and Table 3 sections (the rest of the README is kept).
     Returns the files written."""
-    from latte_bench.fsutil import write_bytes
 
     out = Path(out)
     rows = fvd_rows(out / "results", seed)
@@ -739,7 +721,6 @@ def refresh_report(out: str | Path, seed: int = 0) -> list[Path]:
 
 def _splice(text: str, start: str, end: str, new: str) -> str:
     """``text`` with the part from the line ``start`` up to (not including) the line ``end`` replaced by ``new``."""
-    from latte_bench.errors import UserError
 
     i = text.find(start)
     j = text.find(end, i + 1)

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from latte_bench.fsutil import atomic_path
 
 STYLE = {
     "font.size": 10,
@@ -38,7 +39,6 @@ def pyplot():
 
 def save_figure(fig, stem: str | Path, dpi: int = 150) -> list[Path]:
     """Write ``stem.png`` and ``stem.pdf`` atomically and close ``fig``."""
-    from latte_bench.fsutil import atomic_path
 
     stem = Path(stem)
     paths = []

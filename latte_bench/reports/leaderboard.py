@@ -30,6 +30,8 @@ from latte_bench.errors import UserError
 from latte_bench.fsutil import write_bytes
 from latte_bench.reports import published
 from latte_bench.reports.store import GENERATED_ONLY, Record, Row, group_rows, metric_family, record_features
+from latte_bench.metrics.compare import compare_features
+from latte_bench.metrics.uncertainty import frechet_from_features
 
 TABLES = {
     # name: (title, metric families)
@@ -189,7 +191,6 @@ def _p_against(df: pd.DataFrame, by_path: dict, against: str) -> list[float]:
     """Per line: the p-value of its FD against ``against``'s line in the same column (NaN where untestable)."""
     import numpy as np
 
-    from latte_bench.metrics.compare import compare_features
 
     measured = (df["source"] == "measured") & (df["n"] == 1)
     base = {line["column"]: line for _, line in df[measured & (df["method"] == against)].iterrows()}
@@ -229,7 +230,6 @@ def record_uncertainty(record: Record, metric: str) -> tuple[float, float, float
     feats = record_features(record, metric) or record_features(record, fam)
     if feats is None:
         return None
-    from latte_bench.metrics.uncertainty import frechet_from_features
 
     protocol = record.raw.get("protocol") or {}
     e = frechet_from_features(*feats, metric=fam, covariance=protocol.get("covariance", "biased"),

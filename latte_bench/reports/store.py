@@ -41,6 +41,8 @@ import numpy as np
 
 from latte_bench.data.registry import canonical_dataset, find_dataset
 from latte_bench.errors import UserError
+from latte_bench.metrics.protocol import IS_SETTINGS, Protocol, STANDARD_CLIPS, STANDARD_FRAMES
+from latte_bench.metrics.stats import FeatureStats
 from latte_bench.metrics.record import EvalRecord
 
 DEFAULT_RESULTS_DIR = Path("results")
@@ -330,7 +332,6 @@ def record_features(record: Record, metric: str = "fvd") -> tuple[np.ndarray, np
     (paths relative to the record file), each a :class:`latte_bench.metrics.stats.FeatureStats`
     file saved with ``keep_features=True``.
     """
-    from latte_bench.metrics.stats import FeatureStats
 
     entry = (record.raw.get("features") or {}).get(metric)
     if not isinstance(entry, dict) or "real" not in entry or "fake" not in entry:
@@ -371,8 +372,6 @@ def column_protocol(family: str) -> dict[str, Any]:
     defaults of :class:`latte_bench.metrics.protocol.Protocol` (2,048 generated clips of 16
     frames, generated stride 1, resize, covariance, FID mode) and the StyleGAN-V IS splits.
     ``clips`` counts generated clips (for FID: videos whose first ``frames`` frames are scored)."""
-    from latte_bench.metrics.inception_score import PROTOCOLS
-    from latte_bench.metrics.protocol import STANDARD_CLIPS, STANDARD_FRAMES, Protocol
 
     p = Protocol()
     clips = {"clips": STANDARD_CLIPS, "frames": STANDARD_FRAMES}
@@ -381,7 +380,7 @@ def column_protocol(family: str) -> dict[str, Any]:
         "kvd": {**clips, "fake_stride": p.fake_stride, "resize": p.resize},
         "fid": {**clips, "fid_mode": p.fid_mode, "covariance": p.covariance},
         "kid": {**clips, "fid_mode": p.fid_mode},
-        "is": {"clips": PROTOCOLS["stylegan_v"]["num_clips"], "splits": PROTOCOLS["stylegan_v"]["splits"]},
+        "is": {"clips": IS_SETTINGS["stylegan_v"]["num_clips"], "splits": IS_SETTINGS["stylegan_v"]["splits"]},
     }.get(family, {})
 
 

@@ -11,6 +11,23 @@ from latte_bench.errors import UserError
 from latte_bench.metrics.protocol import SamplingSettings
 from latte_bench.options import DEVICE, PROGRESS, SAMPLE_PRECISIONS, THREADS, Option, add_options, options_of
 from latte_bench.training.presets import TrainConfig
+from latte_bench.lazy import lazy_module
+
+# Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
+_checkpoint = lazy_module("latte_bench.training.checkpoint")
+_datasets = lazy_module("latte_bench.data.datasets")
+_device = lazy_module("latte_bench.device")
+_distributed = lazy_module("latte_bench.distributed")
+_fsutil = lazy_module("latte_bench.fsutil")
+_latents = lazy_module("latte_bench.training.latents")
+_periodic = lazy_module("latte_bench.metrics.periodic")
+_presets = lazy_module("latte_bench.training.presets")
+_provenance = lazy_module("latte_bench.provenance")
+_registry = lazy_module("latte_bench.data.registry")
+_sampling = lazy_module("latte_bench.training.sampling")
+_t2v = lazy_module("latte_bench.training.t2v")
+_t2v_commands = lazy_module("latte_bench.training.t2v_commands")
+_trainer = lazy_module("latte_bench.training.trainer")
 
 # the prompts of a text-to-video checkpoint (sample; encode-prompts takes the first two): one of them at a time
 PROMPT = Option(name="prompt", default=None, type=str, help="one prompt for every video (default: none)")
@@ -22,10 +39,9 @@ PROMPT_EMBEDS = Option(name="prompt_embeds", default=None, type=str, metavar="FI
 
 def _preset_default(name: str) -> str:
     """The default of a TrainConfig field across presets, e.g. "0.0001 (demo: 0.002)"."""
-    from latte_bench.training.presets import PRESETS
 
     groups: dict[str, list[str]] = {}
-    for preset_name, cfg in PRESETS.items():
+    for preset_name, cfg in _presets.PRESETS.items():
         groups.setdefault(repr(getattr(cfg, name)), []).append(preset_name)
     if len(groups) == 1:
         return next(iter(groups)).strip("'")
@@ -35,13 +51,11 @@ def _preset_default(name: str) -> str:
 
 
 def register(subparsers) -> None:
-    from latte_bench.training.presets import PRESETS
-
     fmt = HelpFormatter
     p = subparsers.add_parser("train", formatter_class=fmt, help="train Latte from a preset (official configs or the CPU demo)",
                               description="Train Latte. Presets follow the official configs; each flag overrides one "
                               "field (defaults below are the presets' values).")
-    p.add_argument("preset", choices=sorted(PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
+    p.add_argument("preset", choices=sorted(_presets.PRESETS), help="ffs, sky, ucf101, taichi, their _img variants, or demo")
     add_options(p, options_of(TrainConfig), defaults=False, default_text=_preset_default)
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in --out; other settings than the run's are refused (default: off)")
@@ -53,7 +67,7 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("encode", help="pre-encode a dataset's clips into VAE latent shards", formatter_class=fmt,
                               description="Encode every training clip of a preset's dataset with the VAE once, into "
                               "latent shards that `train --latents DIR` reads instead of decoding videos each step.")
-    e.add_argument("preset", choices=sorted(PRESETS), help="which dataset layout, clip length and stride to use")
+    e.add_argument("preset", choices=sorted(_presets.PRESETS), help="which dataset layout, clip length and stride to use")
     e.add_argument("--data", required=True, help="the dataset folder")
     e.add_argument("--out", required=True, help="folder for the latent shards and their meta.json")
     e.add_argument("--split", default=None, help="UCF101 split list to encode a subset (default: every video)")
@@ -121,9 +135,7 @@ SAMPLE_OVERRIDES = {
 
 
 def train_config(args: argparse.Namespace):
-    from latte_bench.training.presets import preset
-
-    cfg = preset(args.preset)
+    cfg = _presets.preset(args.preset)
     overrides = {o.name: getattr(args, o.name) for o in options_of(TrainConfig) if getattr(args, o.name, None) is not None}
     overrides.pop("model_options", None)
     t2v = overrides.get("model") == "Latte-T2V"  # the preset's options are Latte's keys, not Latte-T2V's
@@ -135,59 +147,46 @@ def train_config(args: argparse.Namespace):
 
 
 def run_train(args) -> int:
-    from latte_bench.training.trainer import train
-
     from latte_bench.device import set_threads  # torch: not at the top, `latte-bench --help` stays fast
 
     set_threads(args.threads)
     cfg = train_config(args)
-    result = train(cfg, resume=args.resume, progress=args.progress,
-                   allow_config_change=getattr(args, "allow_config_change", False))
-    from latte_bench import distributed as dist
+    result = _trainer.train(cfg, resume=args.resume, progress=args.progress,
+                   allow_config_change=getattr(args, "allow_config_change", False), evaluate_fvd=_periodic.periodic_fvd)
 
-    if dist.is_main():
+    if _distributed.is_main():
         print(f"trained to step {result['step']}  loss {result['loss']:.4f}  run {result['run_dir']}")
     return 0
 
 
 def run_encode(args) -> int:
-    from latte_bench.data.datasets import ClipDataset
-    from latte_bench import distributed as dist
-    from latte_bench.training.latents import LatentSpace, encode_dataset, load_vae
-    from latte_bench.training.presets import preset
-    from latte_bench.device import resolve_device
-
-    cfg = preset(args.preset)
+    cfg = _presets.preset(args.preset)
     for name in ("vae", "image_size", "num_frames", "frame_interval", "seed"):
         if getattr(args, name) is not None:
             cfg = dataclasses.replace(cfg, **{name: getattr(args, name)})
     if cfg.pixel_space:
         raise UserError("encode needs a VAE: pass --vae stabilityai/sd-vae-ft-ema (or a local AutoencoderKL folder)")
-    from latte_bench.fsutil import check_writable
 
-    check_writable(args.out, "--out")  # before the dataset is listed or the VAE loaded
-    device = resolve_device(args.device)
-    dist.init(device.type)
-    dataset = ClipDataset.from_folder(cfg.dataset, args.data, split=args.split, num_frames=cfg.num_frames,
+    _fsutil.check_writable(args.out, "--out")  # before the dataset is listed or the VAE loaded
+    device = _device.resolve_device(args.device)
+    _distributed.init(device.type)
+    dataset = _datasets.ClipDataset.from_folder(cfg.dataset, args.data, split=args.split, num_frames=cfg.num_frames,
                                       frame_interval=cfg.frame_interval, image_size=cfg.image_size, seed=cfg.seed)
-    space = LatentSpace(load_vae(cfg.vae, device), cfg.vae_scale, cfg.vae_batch_frames)
-    out = encode_dataset(dataset, space, args.out, shard_size=args.shard_size, batch_size=args.batch_size, device=device,
+    space = _latents.LatentSpace(_latents.load_vae(cfg.vae, device), cfg.vae_scale, cfg.vae_batch_frames)
+    out = _latents.encode_dataset(dataset, space, args.out, shard_size=args.shard_size, batch_size=args.batch_size, device=device,
                          description={"dataset": cfg.dataset, "data": str(args.data), "vae": cfg.vae, "num_frames": cfg.num_frames,
                                       "frame_interval": cfg.frame_interval, "image_size": cfg.image_size,
                                       "channels": space.channels, "latent_size": cfg.image_size // space.downsample,
                                       "skipped_videos": [n for n, _ in dataset.skipped]})
-    if dist.is_main():
+    if _distributed.is_main():
         print(f"encoded {len(dataset)} clips into {out} ({len(dataset.skipped)} videos skipped)")
     return 0
 
 
 def run_sample(args) -> int:
-    from latte_bench.training.t2v import is_t2v_folder
+    if _t2v.is_t2v_folder(args.ckpt):
 
-    if is_t2v_folder(args.ckpt):
-        from latte_bench.training.t2v_commands import run_sample_t2v
-
-        return run_sample_t2v(args)
+        return _t2v_commands.run_sample_t2v(args)
     given = [opt.cli_flag for opt in (PROMPT, PROMPTS, PROMPT_EMBEDS) if getattr(args, opt.name, None) is not None]
     if given:
         raise UserError(f"{given[0]} needs a Latte-1 folder as --ckpt (transformer/, vae/, ...); {args.ckpt} is a "
@@ -196,27 +195,16 @@ def run_sample(args) -> int:
 
 
 def run_encode_prompts(args) -> int:
-    from latte_bench.training.t2v_commands import run_encode_prompts as run
-
-    return run(args)
+    return _t2v_commands.run_encode_prompts(args)
 
 
 def _run_sample(args) -> int:
-    from latte_bench import distributed as dist
-    from latte_bench.device import resolve_device, set_threads
-    from latte_bench.fsutil import check_writable
-    from latte_bench.provenance import environment
-    from latte_bench.training.latents import LatentSpace, load_vae
-    from latte_bench.training.load import load_model
-    from latte_bench.training.sampling import begin_record, finish_record, sample_videos
-    from latte_bench.training.trainer import PRECISIONS
-
-    set_threads(args.threads)
+    _device.set_threads(args.threads)
     out = Path(args.out)
-    check_writable(out, "--out")  # before the model is loaded or anything is sampled
-    device = resolve_device(args.device)
-    dist.init(device.type)
-    loaded = load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model_name, device=device)
+    _fsutil.check_writable(out, "--out")  # before the model is loaded or anything is sampled
+    device = _device.resolve_device(args.device)
+    _distributed.init(device.type)
+    loaded = _checkpoint.load_model(args.ckpt, args.weights, preset=args.preset, model_name=args.model_name, device=device)
     model, info = loaded.model, loaded.info
     args = with_sampling_defaults(args, info)
     vae_spec = args.vae or info.get("vae", "none")
@@ -226,20 +214,20 @@ def _run_sample(args) -> int:
         "checkpoint_step": loaded.checkpoint.get("step"), "ckpt_argument": str(args.ckpt),
         "weights": args.weights, "num_videos": args.num_videos, "seed": args.seed, "sampler": args.sampler,
         "steps": args.steps, "cfg_scale": args.cfg_scale, "format": args.format, "precision": args.precision,
-        "vae": vae_spec, "shape": list(shape), "world_size": dist.world_size(),
-        "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": environment(),
+        "vae": vae_spec, "shape": list(shape), "world_size": _distributed.world_size(),
+        "uint8": "clamp(floor((x*0.5+0.5)*255+0.5),0,255)", "environment": _provenance.environment(),
     }
     # the VAE first: a bad one is refused before --out is made
-    space = LatentSpace(load_vae(vae_spec, device), float(info.get("vae_scale", 0.18215)), int(info.get("vae_batch_frames", 64)))
-    if dist.is_main():  # refused here, before any sampling, when --out holds other settings' videos
-        record = begin_record(out, record, allow_change=args.allow_settings_change)
-    dist.barrier()
-    result = sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
+    space = _checkpoint.latent_space(info, device, vae=vae_spec)
+    if _distributed.is_main():  # refused here, before any sampling, when --out holds other settings' videos
+        record = _sampling.begin_record(out, record, allow_change=args.allow_settings_change)
+    _distributed.barrier()
+    result = _sampling.sample_videos(model, space, out, args.num_videos, shape, fmt=args.format, batch_size=args.batch_size,
                            seed=args.seed, num_classes=int(info.get("num_classes", 0)), sampler=args.sampler, steps=args.steps,
                            cfg_scale=args.cfg_scale, device=device, **loaded.diffusion_options,
-                           autocast_dtype=PRECISIONS[args.precision], progress=args.progress)
-    if dist.is_main():
-        finish_record(out, record, result["present"], result["labels"])
+                           autocast_dtype=_device.PRECISIONS[args.precision], progress=args.progress)
+    if _distributed.is_main():
+        _sampling.finish_record(out, record, result["present"], result["labels"])
         where = out / "videos.npz" if args.format == "npz" else out
         print(f"{result['present']} videos in {where} ({result['skipped']} of the {args.num_videos} asked were already there)")
     return 0
@@ -248,25 +236,19 @@ def _run_sample(args) -> int:
 def with_sampling_defaults(args, info: dict):
     """``args`` with --sampler, --steps and --cfg-scale left out set as ``eval --ckpt`` sets them for the
     checkpoint's dataset (``info["dataset"]``; :func:`~latte_bench.data.registry.sampling_defaults`)."""
-    from latte_bench.data.registry import DATASETS, sampling_defaults
 
     dataset = info.get("dataset")
-    defaults = sampling_defaults(dataset if dataset in DATASETS else None, int(info.get("num_classes", 0) or 0))
+    defaults = _registry.sampling_defaults(dataset if dataset in _registry.DATASETS else None, int(info.get("num_classes", 0) or 0))
     return argparse.Namespace(**{**vars(args), **{key: getattr(defaults, key) for key in ("sampler", "steps", "cfg_scale")
                                                    if getattr(args, key) is None}})
 
 
 def run_export(args) -> int:
-    from latte_bench.fsutil import check_writable
-    from latte_bench.training.checkpoint import FORMAT, load_checkpoint
-    from latte_bench.training.load import export_official
-    from latte_bench.training.load import resolve_checkpoint
-
-    path = resolve_checkpoint(args.ckpt)
-    check_writable(Path(args.out).parent, "--out")
-    ckpt = load_checkpoint(path)
-    if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+    path = _checkpoint.resolve_checkpoint(args.ckpt)
+    _fsutil.check_writable(Path(args.out).parent, "--out")
+    ckpt = _checkpoint.load_checkpoint(path)
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == _checkpoint.FORMAT):
         raise UserError(f"{path}: not a latte-bench training checkpoint")
-    export_official(args.out, ckpt)
+    _checkpoint.export_official(args.out, ckpt)
     print(f"wrote {args.out}")
     return 0

@@ -24,6 +24,7 @@ import torch
 
 from latte_bench.errors import UserError, third_party_quiet
 from latte_bench.fsutil import atomic_path, write_json
+from latte_bench import distributed as dist
 
 SD_SCALE = 0.18215
 
@@ -126,7 +127,6 @@ def encode_dataset(dataset, latent_space: LatentSpace, out: str | os.PathLike, *
     """
     from tqdm.auto import tqdm
 
-    from latte_bench import distributed as dist
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,9 @@ import torch
 from latte_bench.errors import UserError
 from latte_bench import distributed as dist
 from latte_bench.training.latents import LatentSpace, to_uint8
+from latte_bench.data.video import write_frames, write_npz, write_video
+from latte_bench.diffusion import sample
+from latte_bench.fsutil import atomic_path, clean_temporaries, write_errors, write_json
 
 FORMATS = ("mp4", "png", "npz")
 
@@ -82,7 +85,6 @@ def generate_latents(
     ``model`` must be in eval mode. ``progress``: show the sampler's steps when the batch runs longer than
     3 s (:func:`latte_bench.progress.step_bar`).
     """
-    from latte_bench.diffusion import sample
 
     shape = tuple(int(s) for s in latent_shape)
     generators = [video_generator(seed, i) for i in indices]
@@ -155,8 +157,6 @@ def write_output(out: Path, index: int, frames: np.ndarray, fmt: str, fps: int =
 
     A failed write (a full disk) is a :class:`UserError` naming the video's file or folder.
     """
-    from latte_bench.data.video import write_frames, write_video
-    from latte_bench.fsutil import atomic_path, write_errors
 
     path = {"mp4": out / f"{index:06d}.mp4", "png": out / f"{index:06d}"}.get(fmt, _part(out, index))
     with write_errors(path, WRITE_WAY_OUT):
@@ -189,7 +189,6 @@ def npz_count(path: Path) -> int:
 
 def _unpack_npz(out: Path, count: int) -> None:
     """Put the videos of an existing ``videos.npz`` back into ``.parts/`` so that a larger set can extend it."""
-    from latte_bench.fsutil import atomic_path
 
     with np.load(out / "videos.npz", allow_pickle=False) as z:
         videos = z["videos"]
@@ -201,7 +200,6 @@ def _unpack_npz(out: Path, count: int) -> None:
 
 def finish_npz(out: Path, num_videos: int) -> Path:
     """Merge ``.parts/*.npy`` (``num_videos`` or more, from 0 up) into ``OUT/videos.npz`` (atomic); remove the parts."""
-    from latte_bench.data.video import write_npz
 
     while _part(out, num_videos).is_file():  # parts a larger earlier request left are kept in the set
         num_videos += 1
@@ -215,7 +213,6 @@ def finish_npz(out: Path, num_videos: int) -> Path:
     if len({v.shape for v in videos}) > 1:
         raise UserError(f"{out / '.parts'}: parts of different shapes {sorted({v.shape for v in videos})}; "
                         "delete the folder and sample again")
-    from latte_bench.fsutil import write_errors
 
     with write_errors(out / "videos.npz", WRITE_WAY_OUT):
         path = write_npz(out / "videos.npz", np.stack(videos))
@@ -231,7 +228,6 @@ def prepare_output(out: Path, fmt: str, num_videos: int, num_frames: int) -> dic
     fewer videos than asked is unpacked into ``.parts/`` so the set grows to ``num_videos``.
     Returns ``{"removed_temporaries": n, "redo": [indices of bad parts], "npz_videos": n or None}``.
     """
-    from latte_bench.fsutil import clean_temporaries
 
     removed = clean_temporaries(out, recursive=True)
     redo, in_npz = [], None
@@ -276,7 +272,6 @@ def begin_record(out: Path, record: dict, allow_change: bool = False) -> dict:
     keeps the old videos and appends ``{"changed": {field: [old, new]}, "videos_before": n}``
     to the record's ``settings_changes``. Returns the record as written.
     """
-    from latte_bench.fsutil import write_errors, write_json
 
     path = out / "samples.json"
     record = dict(record)
@@ -322,7 +317,6 @@ def count_done(out: Path, fmt: str, num_frames: int) -> int:
 
 def finish_record(out: Path, record: dict, num_videos: int, labels) -> dict:
     """Write the final ``samples.json``: status "complete", ``num_videos`` present and their labels."""
-    from latte_bench.fsutil import write_errors, write_json
 
     record = {**record, "status": "complete", "num_videos": int(num_videos), "labels": labels}
     with write_errors(out / "samples.json", WRITE_WAY_OUT):

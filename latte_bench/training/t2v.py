@@ -35,6 +35,12 @@ import numpy as np
 import torch
 
 from latte_bench.errors import UserError
+from latte_bench.data.prompts import prompts_sha256
+from latte_bench.device import PRECISIONS
+from latte_bench.fsutil import atomic_path, sha256_file
+from latte_bench.models.latte_t2v import LatteT2V, transformer_folder
+from latte_bench.training.latents import LatentSpace, load_vae, to_uint8
+from latte_bench.training.sampling import check_finite_batch, video_generator
 
 MAX_TOKENS = 120
 NEGATIVE_PROMPT = ""
@@ -82,7 +88,6 @@ class PromptEmbeddings:
 
     def sha256(self) -> str:
         """sha256 over the prompts and every embedding value (float32): what conditions the videos."""
-        from latte_bench.data.prompts import prompts_sha256
 
         embeds, lengths = self.padded()
         h = hashlib.sha256(prompts_sha256(self.prompts).encode())
@@ -94,7 +99,6 @@ class PromptEmbeddings:
         """Write one safetensors file: ``embeds``, ``lengths``, ``negative``; the prompts in its metadata."""
         from safetensors.torch import save_file
 
-        from latte_bench.fsutil import atomic_path
 
         embeds, lengths = self.padded()
         meta = {"format": EMBEDS_FORMAT, "prompts": json.dumps(self.prompts), "max_tokens": str(MAX_TOKENS),
@@ -182,7 +186,6 @@ def encode_prompts(prompts: Sequence[str], text_encoder, tokenizer, *, device="c
 def prompt_embeddings(folder, *, prompts: Sequence[str] | None = None, embeds_file=None, device="cpu", precision: str = "fp32"):
     """:class:`PromptEmbeddings` from a file, or ``prompts`` encoded by the folder's T5
     (loaded in ``precision`` on ``device`` and released afterwards)."""
-    from latte_bench.training.trainer import PRECISIONS
 
     if embeds_file is not None:
         return PromptEmbeddings.load(embeds_file)
@@ -223,10 +226,6 @@ class Latte1:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device="cpu", vae: str | None = None) -> "Latte1":
-        from latte_bench.fsutil import sha256_file
-        from latte_bench.models.latte_t2v import LatteT2V, transformer_folder
-        from latte_bench.training.latents import LatentSpace, load_vae
-
         folder = Path(folder)
         model = LatteT2V.from_pretrained(folder)
         weights = sorted(p for p in transformer_folder(folder).glob("diffusion_pytorch_model*.safetensors"))
@@ -287,7 +286,6 @@ def t2v_latents(model, scheduler_config: dict, embeddings: PromptEmbeddings, pro
 
     ``latent_shape`` is (F, C, h, w); ``noise`` (B, C, F, h, w) replaces the per-video draws (tests).
     """
-    from latte_bench.training.sampling import check_finite_batch, video_generator
 
     f, c, h, w = (int(s) for s in latent_shape)
     if noise is None:
@@ -319,7 +317,6 @@ def t2v_latents(model, scheduler_config: dict, embeddings: PromptEmbeddings, pro
 
 def decode_videos(latent_space, latents: torch.Tensor) -> np.ndarray:
     """Latents ``(B, C, F, h, w)`` -> uint8 videos ``(B, F, H, W, 3)`` (VAE decode, Latte's quantisation)."""
-    from latte_bench.training.latents import to_uint8
 
     return to_uint8(latent_space.decode(latents.permute(0, 2, 1, 3, 4)))
 

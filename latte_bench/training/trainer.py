@@ -32,6 +32,7 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,9 +41,10 @@ from latte_bench.data.registry import get_dataset
 from latte_bench.errors import UserError, check_int
 from latte_bench.fsutil import check_writable, write_bytes, write_errors, write_json
 from latte_bench import distributed as dist
-from latte_bench.device import resolve_device
+from latte_bench.device import PRECISIONS, resolve_device
 from latte_bench.training.checkpoint import (
     RUN_WRITE_WAY_OUT,
+    build_model,
     checkpoint_path,
     clean_checkpoint_temporaries,
     latest_checkpoint,
@@ -52,10 +54,11 @@ from latte_bench.training.checkpoint import (
 )
 from latte_bench.training.ema import create_ema, update_ema
 from latte_bench.training.latents import LatentShardDataset, LatentSpace, load_vae
-from latte_bench.training.load import build_model
 from latte_bench.training.presets import TrainConfig, learning_rate
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from latte_bench.data.datasets import ClipDataset, StepBatchSampler, collate
+from latte_bench.data.demo import SHAPES, make_demo_videos
+from latte_bench.diffusion import create_diffusion
+from latte_bench.training.sampling import sample_videos
 
 
 # ---------------------------------------------------------------- fast paths (CUDA)
@@ -118,7 +121,6 @@ def compile_for_training(model: torch.nn.Module, cfg: TrainConfig, **options) ->
 
 def build_dataset(cfg: TrainConfig):
     """The training dataset: latent shards, a data folder, or the in-memory demo set."""
-    from latte_bench.data.datasets import ClipDataset
 
     if cfg.latents:
         return LatentShardDataset(cfg.latents, num_images=cfg.num_images, seed=cfg.seed)
@@ -127,7 +129,6 @@ def build_dataset(cfg: TrainConfig):
     if cfg.data is None:
         if not get_dataset(cfg.dataset).procedural:
             raise UserError(f"preset {cfg.dataset} needs --data pointing at the {cfg.dataset} videos (or --latents)")
-        from latte_bench.data.demo import SHAPES, make_demo_videos
 
         classes = max(cfg.num_classes, 1)
         span = (cfg.num_frames - 1) * cfg.frame_interval + 1
@@ -188,17 +189,20 @@ class JsonlLog:
         return dropped
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_config_change: bool = False) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_config_change: bool = False,
+          evaluate_fvd: Callable[..., dict] | None = None) -> dict:
     """Train per ``cfg``; returns ``{"step", "loss", "run_dir"}``. See the module docstring.
 
     ``resume``: continue from the latest checkpoint in ``cfg.out``; settings that differ from the
     checkpoint's are refused unless ``allow_config_change`` (then recorded in ``config.json``
     under ``config_changes`` and in the ``resume`` record of ``metrics.jsonl``).
+    ``evaluate_fvd``: what ``cfg.fvd_every`` runs, called as
+    ``evaluate_fvd(cfg, ema, latent_space, run_dir, step, device, (latent_channels, latent_size))`` and
+    returning the ``metrics.jsonl`` fields (``latte-bench train`` passes
+    :func:`latte_bench.metrics.periodic.periodic_fvd`).
     """
     from tqdm.auto import tqdm
 
-    from latte_bench.data.datasets import StepBatchSampler, collate
-    from latte_bench.diffusion import create_diffusion
 
     # ---------------------------------------------------------------- setup
     device = resolve_device(cfg.device)
@@ -214,6 +218,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
         raise UserError(f"--snr-gamma {cfg.snr_gamma}: must be > 0 (Min-SNR-gamma weighting) or 0 (uniform MSE)")
     if fsdp and cfg.model == "Latte-T2V":
         raise UserError("--distributed fsdp shards Latte's blocks; train Latte-T2V with ddp")
+    if cfg.fvd_every and evaluate_fvd is None:
+        raise UserError("fvd_every needs an FVD evaluator: train(cfg, evaluate_fvd=latte_bench.metrics.periodic.periodic_fvd)")
     if fsdp and (cfg.sample_every or cfg.fvd_every):
         raise UserError("--sample-every/--fvd-every are not supported with --distributed fsdp; sample from the checkpoints instead")
     precision = resolve_precision(cfg.precision, device)
@@ -389,7 +395,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, allow_c
             preview(cfg, ema, latent_space, run_dir / "samples" / f"{step:07d}", cfg.sample_videos, device, (in_channels, input_size))
             log.write({"event": "samples", "step": step, "path": str(run_dir / "samples" / f"{step:07d}")})
         if cfg.fvd_every and step % cfg.fvd_every == 0:
-            log.write({"event": "fvd", "step": step, **periodic_fvd(cfg, ema, latent_space, run_dir, step, device, (in_channels, input_size))})
+            log.write({"event": "fvd", "step": step, **evaluate_fvd(cfg, ema, latent_space, run_dir, step, device, (in_channels, input_size))})
     bar.close()
     return {"step": step, "loss": loss_value, "run_dir": str(run_dir)}
 
@@ -437,37 +443,8 @@ def full_states(model, ema, optimizer, sharded: bool):
 
 def preview(cfg: TrainConfig, ema, latent_space: LatentSpace, out: Path, num_videos: int, device, latent: tuple[int, int]) -> None:
     """Write ``num_videos`` EMA samples (mp4, fixed seed 0) to ``out`` (sharded over ranks)."""
-    from latte_bench.training.sampling import sample_videos
 
     channels, size = latent
     sample_videos(ema, latent_space, out, num_videos, (cfg.num_frames, channels, size, size), fmt="mp4",
                   batch_size=cfg.batch_size, seed=0, num_classes=cfg.num_classes, sampler=cfg.sample_sampler,
                   steps=cfg.sample_steps, device=device, progress=False, **cfg.diffusion_options)
-
-
-def periodic_fvd(cfg: TrainConfig, ema, latent_space: LatentSpace, run_dir: Path, step: int, device, latent) -> dict:
-    """FVD of ``fvd_videos`` EMA samples against ``fvd_real``, through the evaluation path (sampled in memory).
-
-    The full record goes to ``fvd/{step:07d}.json``; the returned dict is the ``metrics.jsonl`` line.
-    """
-    from latte_bench.fsutil import write_json
-    from latte_bench.metrics import CheckpointSource, evaluate
-
-    if not cfg.fvd_real:
-        raise UserError("--fvd-every needs --fvd-real, a held-out real video set")
-    channels, size = latent
-    info = {**cfg.to_dict(), "latent_channels": channels, "latent_size": size}
-    fake = CheckpointSource.from_model(ema, latent_space, info, {"path": None, "sha256": None, "step": step,
-                                                                "weights": "ema", "model": cfg.model},
-                                       sampler=cfg.sample_sampler, steps=cfg.sample_steps, device=device)
-    was_training = ema.training
-    result = evaluate(cfg.fvd_real, fake, metrics=("fvd",), num_clips=cfg.fvd_videos, num_frames=min(16, cfg.num_frames),
-                      real_stride=cfg.frame_interval, allow_fewer=True, batch_size=cfg.batch_size, device=str(device),
-                      progress=False, method=f"{cfg.model} step {step}")
-    ema.train(was_training)
-    record_path = run_dir / "fvd" / f"{step:07d}.json"
-    if dist.is_main():
-        write_json(record_path, result.record)
-    return {"fvd": float(result.fvd), "fvd_clips": result.record["counts"]["fake_clips"],
-            "nonstandard": result.record["nonstandard"], "record": str(record_path), "real": cfg.fvd_real,
-            "sampler": cfg.sample_sampler, "sampling_steps": cfg.sample_steps}
