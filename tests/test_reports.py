@@ -329,8 +329,13 @@ def test_eval_record_v2_tags_and_names():
     stride3["protocol"] = {**stride3["protocol"], "real_stride": 3, "resize": "tf"}
     stride3["results"]["fvd"]["provenance"]["real_stride"] = 3
     stride3["results"]["fvd"]["fake_count"] = 64
+    stride3["counts"] = {"real_clips": 2048, "fake_clips": 64}  # what the stored "64 fake clips" was judged from
     # "64 clips" is not repeated beside the record's "64 fake clips"; the stride it does not tag is added
     assert store.nonstandard_tags(store.record_from_dict(stride3), "fvd") == ["tf resize", "64 fake clips", "stride 3"]
+    # a record with tags but no stored protocol keeps its tags verbatim; only column tags it lacks are added
+    bare = {k: v for k, v in stride3.items() if k not in ("protocol", "counts")}
+    assert store.nonstandard_tags(store.record_from_dict(bare), "fvd") == ["tf resize", "64 fake clips", "64 clips",
+                                                                     "stride 3"]
     # rows are named from the record: --method, else the checkpoint's model and step, else the folder
     unnamed = _v2_record(method=None, model={"name": "Latte-XL/2"})
     assert store.record_from_dict(unnamed).method == "Latte-XL/2"
@@ -441,3 +446,24 @@ def test_a_num_runs_record_gives_a_row_of_its_runs(tmp_path):
     (row,) = store.group_rows(store.load_records(tmp_path), ["fvd"])
     assert row.values == [1.0, 2.0, 3.0] and row.seeds == [0, 1, 2]
     assert row.mean == 2.0 and row.std == 1.0
+
+
+def test_eval_and_store_judge_tags_by_one_function():
+    """A --num-clips 64 UCF101 run: the record's tags and the leaderboard's label come from protocol.departures."""
+    from latte_bench.metrics.evaluation import nonstandard_tags as eval_tags
+    from latte_bench.metrics.protocol import Protocol, departures
+
+    proto = Protocol(dataset="ucf101", num_clips=64, resize="tf").resolved()
+    counts = {"real_clips": 64, "fake_clips": 64}
+    written = eval_tags(proto, counts, ("fvd",))
+    assert written == ["64 clips", "tf resize"]
+    kinds = [k for k, _ in departures(proto.to_dict(), Protocol(dataset="ucf101"), counts, "fvd")]
+    assert kinds == ["fake count", "resize"]
+    rec = _v2_record(dataset="ucf101", nonstandard=written, counts=counts, protocol=proto.to_dict())
+    rec["results"]["fvd"].update(real_count=64, fake_count=64)
+    rec["results"]["fvd"]["provenance"]["real_stride"] = 3
+    # the column's own "64 clips" and "tf resize" are the kinds the record already tags: not repeated
+    assert store.nonstandard_tags(store.record_from_dict(rec), "fvd") == written
+    # a stride the stored tags omit is found by the same judgement on the stored protocol
+    rec["protocol"] = {**proto.to_dict(), "real_stride": 1}
+    assert store.nonstandard_tags(store.record_from_dict(rec), "fvd") == written + ["stride 1"]

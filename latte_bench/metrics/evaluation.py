@@ -46,7 +46,7 @@ from latte_bench.metrics.extract import Head, PassResult, cached_real_stats, run
 from latte_bench.metrics.fid import real_frames
 from latte_bench.metrics.fvd import FVD
 from latte_bench.metrics.record import SCHEMA, EvalRecord, MetricResult
-from latte_bench.metrics.protocol import (STANDARD_CLIPS, STANDARD_FRAMES, Protocol, Settings, key_settings, settings_key,
+from latte_bench.metrics.protocol import (Protocol, departures, Settings, key_settings, settings_key,
                                           split_settings)
 from latte_bench.metrics.sources import CheckpointSource, FileSource, as_source
 from latte_bench.metrics.stats import FeatureStats
@@ -567,31 +567,9 @@ def nonstandard_tags(proto: Protocol, counts: dict, metrics, real_stream: bool =
     than ``num_clips`` of them is standard when every one was used, :func:`latte_bench.data.registry.real_count_is_standard`).
     """
     metrics = [registry.METRICS[m] if isinstance(m, str) else m for m in metrics]
-
-    def follows(part: str) -> bool:
-        return any(part in m.standard for m in metrics)
-
-    tags = []
-    if proto.num_clips != STANDARD_CLIPS and follows("counts"):
-        tags.append(f"{proto.num_clips} clips")
-    if proto.num_frames != STANDARD_FRAMES and follows("counts"):
-        tags.append(f"{proto.num_frames} frames")
-    if proto.dataset is not None and follows("stride") and proto.stride != get_dataset(proto.dataset).stride:
-        tags.append(f"stride {proto.stride}")
-    n = counts.get("real_clips")
-    if n is not None and not real_count_is_standard(proto.dataset, n, real_long_enough, proto.num_clips):
-        tags.append(f"{n} real clips")
-    n = counts.get("fake_clips")
-    if n is not None and n < proto.num_clips and follows("fake_clips"):
-        tags.append(f"{n} fake clips")
-    if proto.covariance != "biased":
-        tags.append("unbiased covariance")
-    if proto.resize != "pytorch" and follows("resize"):
-        tags.append(f"{proto.resize} resize")
-    if proto.fid_mode != "stylegan" and follows("fid_mode"):
-        tags.append(f"fid mode {proto.fid_mode}")
-    if proto.fake_stride != 1:
-        tags.append(f"generated stride {proto.fake_stride}")
+    have = {**proto.to_dict(), "real_stride": proto.stride}
+    judged = {**counts, "real_long_enough": real_long_enough}
+    tags = [tag for _, tag in departures(have, Protocol(dataset=proto.dataset), judged, metrics)]
     if real_stream:
         tags.append("real clips at offset 0")
     return list(dict.fromkeys(tags))

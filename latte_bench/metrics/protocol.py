@@ -17,7 +17,8 @@ import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from latte_bench.data.registry import PAPER_SAMPLER, PAPER_STEPS, get_dataset, real_stride as resolve_real_stride
+from latte_bench.data.registry import (PAPER_SAMPLER, PAPER_STEPS, get_dataset, real_count_is_standard,
+                                     real_stride as resolve_real_stride)
 from latte_bench.errors import UserError
 from latte_bench.options import EFFECTS  # noqa: F401  (compare and the tests read it here)
 from latte_bench.options import (DEVICE, LABELS, PROGRESS, SAMPLE_PRECISIONS, SAMPLERS, T2V_PROMPTS, THREADS,
@@ -280,3 +281,66 @@ def effect_of(key: str) -> str | None:
             effects, other = _SECTIONS[section]
             return effects.get(name, other)
     return None
+
+
+# ---------------------------------------------------------------- where a run departs from its column's protocol
+
+
+def _standard_parts(metric) -> frozenset:
+    """The parts of the protocol that ``metric`` (a name, a :class:`Metric`, several, or None) follows."""
+    from latte_bench.metrics import registry
+
+    metrics = [] if metric is None else [metric] if isinstance(metric, str) or hasattr(metric, "standard") else metric
+    parts = set()
+    for m in metrics:
+        m = registry.METRICS.get(m) if isinstance(m, str) else m
+        parts |= set(getattr(m, "standard", ()))
+    return frozenset(parts)
+
+
+def departures(have: dict, want: "Protocol | dict", counts: dict, metric) -> list[tuple[str, str]]:
+    """Where a run departs from the paper's protocol of its column, as ``(kind, tag)`` pairs (``[]`` = standard).
+
+    ``have``: the run's resolved protocol (``Protocol.resolved().to_dict()``, as a record stores it); a setting it
+    does not state is not judged. ``want``: the column's paper :class:`Protocol` (its ``dataset`` gives the real
+    stride), or its ``to_dict()``. ``counts``: ``{"real_clips", "fake_clips"}`` scored, optionally
+    ``"real_long_enough"`` (real videos that could give a clip). ``metric``: a metric name or object, or several;
+    each judges only the parts in its ``standard``. Kinds: fake count, frames, real stride, real count,
+    covariance, resize, fid mode, fake stride; tags read ``"64 clips"``, ``"stride 3"``, ``"700 real clips"``...
+    """
+    want = want if isinstance(want, Protocol) else Protocol(**{k: v for k, v in want.items() if k in _PROTOCOL_KEYS})
+    parts = _standard_parts(metric)
+    pairs = []
+
+    def differs(key: str) -> bool:
+        return have.get(key) is not None and have[key] != getattr(want, key)
+
+    if differs("num_clips") and "counts" in parts:
+        pairs.append(("fake count", f"{have['num_clips']} clips"))
+    if differs("num_frames") and "counts" in parts:
+        pairs.append(("frames", f"{have['num_frames']} frames"))
+    if want.dataset is not None and "stride" in parts and have.get("real_stride") not in (None, want.stride):
+        pairs.append(("real stride", f"stride {have['real_stride']}"))
+    num_clips = have.get("num_clips")  # the counts are judged against the clips the run asked for
+    if not isinstance(num_clips, int):
+        num_clips = None
+    counts = {k: v for k, v in counts.items() if isinstance(v, int)}  # a hand-made record's text is not judged
+    n = counts.get("real_clips")
+    if None not in (n, num_clips) and not real_count_is_standard(want.dataset, n, counts.get("real_long_enough"),
+                                                                 num_clips):
+        pairs.append(("real count", f"{n} real clips"))
+    n = counts.get("fake_clips")
+    if None not in (n, num_clips) and n < num_clips and "fake_clips" in parts:
+        pairs.append(("fake count", f"{n} fake clips"))
+    if differs("covariance"):
+        pairs.append(("covariance", f"{have['covariance']} covariance"))
+    if differs("resize") and "resize" in parts:
+        pairs.append(("resize", f"{have['resize']} resize"))
+    if differs("fid_mode") and "fid_mode" in parts:
+        pairs.append(("fid mode", f"fid mode {have['fid_mode']}"))
+    if differs("fake_stride"):
+        pairs.append(("fake stride", f"generated stride {have['fake_stride']}"))
+    return pairs
+
+
+_PROTOCOL_KEYS = {f.name for f in dataclasses.fields(Protocol)}

@@ -416,6 +416,11 @@ def _real_set_exhausted(record: Record, metric: str, real: int) -> bool:
 
 
 def column_differences(record: Record, metric: str) -> list[str]:
+    """The tags of :func:`_column_departures`."""
+    return [tag for _, tag in _column_departures(record, metric)]
+
+
+def _column_departures(record: Record, metric: str) -> list[tuple[str, str]]:
     """Where ``record``'s ``metric`` departs from its leaderboard column's protocol, as short tags.
 
     Checked against :func:`column_protocol` of the metric's family: the number of generated clips
@@ -438,47 +443,59 @@ def column_differences(record: Record, metric: str) -> list[str]:
     if fake is None and named:
         fake = int(named.group(1))
     if fake is None:
-        tags.append("clip count not recorded")  # nothing shows the protocol was followed
+        tags.append(("fake count", "clip count not recorded"))  # nothing shows the protocol was followed
     elif fake != want["clips"]:
-        tags.append(f"{fake} clips")
+        tags.append(("fake count", f"{fake} clips"))
     if family in ("fvd", "kvd"):
         real = _count(record, metric, "real")
         if real is not None and real < want["clips"] and real != fake and not _real_set_exhausted(record, metric, real):
-            tags.append(f"{real} real clips")
+            tags.append(("real count", f"{real} real clips"))
     if "frames" in want:
         frames = proto.get("num_frames")
         if frames is None and named and named.group(2):
             frames = int(named.group(2))
         if frames is not None and frames != want["frames"]:
-            tags.append(f"{frames} frames")
+            tags.append(("frames", f"{frames} frames"))
     if family in ("fvd", "kvd"):
         stride = _paper_real_stride(record.dataset)
         if stride is not None and proto.get("real_stride") not in (None, stride):
-            tags.append(f"stride {proto['real_stride']}")
-    for key, tag in (("fake_stride", "generated stride {}"), ("resize", "{} resize"), ("covariance", "{} covariance"),
-                     ("fid_mode", "fid mode {}"), ("splits", "{} IS splits")):
+            tags.append(("real stride", f"stride {proto['real_stride']}"))
+    for key, kind, tag in (("fake_stride", "fake stride", "generated stride {}"), ("resize", "resize", "{} resize"),
+                           ("covariance", "covariance", "{} covariance"), ("fid_mode", "fid mode", "fid mode {}"),
+                           ("splits", "splits", "{} IS splits")):
         if key in want and proto.get(key) not in (None, want[key]):
-            tags.append(tag.format(proto[key]))
+            tags.append((kind, tag.format(proto[key])))
     return tags
 
 
-# the setting a tag is about, by its words (the phrasing of latte_bench.metrics.evaluation.nonstandard_tags)
-_TAG_KINDS = (("real clips", "real count"), ("fake clips", "fake count"), ("generated stride", "fake stride"),
-              ("fake stride", "fake stride"), ("stride", "real stride"), ("clips", "fake count"), ("frames", "frames"),
-              ("resize", "resize"), ("covariance", "covariance"), ("fid mode", "fid mode"), ("splits", "splits"))
+def _own_departures(record: Record, metric: str) -> list[tuple[str, str]]:
+    """:func:`latte_bench.metrics.protocol.departures` of the record's stored ``protocol`` and ``counts`` against
+    the paper protocol of its column (the registry's dataset); ``[]`` for a record that stores no protocol."""
+    from latte_bench.metrics.protocol import Protocol, departures
 
-
-def _tag_kind(tag: str) -> str:
-    low = tag.lower()
-    return next((kind for words, kind in _TAG_KINDS if words in low), low)
+    have, counts = record.typed.protocol, record.typed.counts
+    if not isinstance(have, dict) or not isinstance(counts, dict):
+        return []
+    spec = find_dataset(record.dataset)
+    samplings = [r.provenance.get("real_sampling") for r in record.typed.metrics.values()]
+    # as the evaluation judged it: the first real pass that counted its long-enough videos
+    long_enough = next((s["videos_long_enough"] for s in samplings if isinstance(s, dict) and "videos_long_enough" in s),
+                       None)
+    return departures(have, Protocol(dataset=spec.name if spec is not None else None),
+                      {**counts, "real_long_enough": long_enough}, metric)
 
 
 def nonstandard_tags(record: Record, metric: str) -> list[str]:
-    """The record's own ``nonstandard`` tags (written by ``latte-bench eval``), then the column
-    differences (:func:`column_differences`) about settings that they do not already tag."""
+    """The record's own ``nonstandard`` tags (written by ``latte-bench eval``, kept verbatim), then the
+    departures of its stored protocol and the column differences (:func:`column_differences`) about settings
+    that those tags do not already cover. Which settings the own tags cover is judged once, by
+    :func:`latte_bench.metrics.protocol.departures` on the stored ``protocol``/``counts``; a record that stores
+    none adds only column differences whose words it does not already carry."""
     own = [str(t) for t in record.raw.get("nonstandard") or [] if str(t)]
-    kinds = {_tag_kind(t) for t in own}
-    return own + [t for t in column_differences(record, metric) if t not in own and _tag_kind(t) not in kinds]
+    stored = _own_departures(record, metric)
+    covered = {kind for kind, tag in stored if tag in own}
+    found = [tag for kind, tag in stored + _column_departures(record, metric) if tag not in own and kind not in covered]
+    return own + list(dict.fromkeys(found))
 
 
 def group_rows(records: Iterable[Record], metric_families: Iterable[str], strict: bool = False) -> list[Row]:
