@@ -14,7 +14,7 @@ names another value of a setting (``"use {cpu}", cpu=Setting("device", "cpu")``)
 such a template (a path, a value) goes through :func:`literal`.
 
 :func:`check_int` is the one check of a whole-number setting, used by the command-line parsers
-(``latte_bench.cli.AtLeast``, which the option metadata's ``minimum`` applies) and by the settings objects alike.
+(``latte_bench.options.AtLeast``, which the option metadata's ``minimum`` applies) and by the settings objects alike.
 :func:`third_party_quiet` keeps what libraries print while loading a file off the terminal, so that the one
 line is all there is.
 """
@@ -45,6 +45,11 @@ def literal(text) -> str:
     return str(text).replace("{", "{{").replace("}", "}}")
 
 
+def api_name(name: str, value=NAME_ONLY) -> str:
+    """``name`` or ``name=value``: how a Python caller spells the setting (``str(UserError)``)."""
+    return name if value is NAME_ONLY else f"{name}={value!r}"
+
+
 class UserError(Exception):
     """A problem with the user's input or environment, reported in one line (exit 2)."""
 
@@ -62,8 +67,6 @@ class UserError(Exception):
                                          for k, v in self.settings.items()})
 
     def __str__(self) -> str:
-        from latte_bench.options import api_name
-
         return self.render(api_name)
 
     def with_context(self, prefix: str = "", suffix: str = "") -> "UserError":

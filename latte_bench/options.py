@@ -9,8 +9,11 @@ and the argparse of ``eval``, ``bench``, ``sample`` and ``train`` all read it:
   ``TrainConfig``); :func:`options_of` lists a class's options, each with its field name and default;
 * :func:`add_options` adds options to an argparse parser or group;
 * :func:`check_fields` validates a dataclass instance against its options (one rule per option);
-* :func:`cli_name` and :func:`api_name` render a field in a message: ``--num-clips 2048`` on the
-  command line, ``num_clips=2048`` for a Python caller (:class:`latte_bench.errors.UserError`).
+* :class:`AtLeast` refuses a value below an option's ``minimum`` while parsing; :class:`HelpFormatter`
+  appends each option's default to its help.
+
+How a message names a field (``--num-clips 2048`` on the command line, ``num_clips=2048`` for a Python
+caller) is :func:`latte_bench.commands.flags.cli_name` and :func:`latte_bench.errors.api_name`.
 
 Options that no dataclass holds but several commands take (``--threads``, ``--no-progress``,
 ``--device``) are the module constants :data:`THREADS`, :data:`PROGRESS` and :data:`DEVICE`.
@@ -146,8 +149,6 @@ def add_options(target, options: Iterable[Option], *, defaults: bool = True, def
             if opt.metavar:
                 kwargs["metavar"] = opt.metavar
             if declared.minimum is not None:  # refused while parsing, by the check the settings use
-                from latte_bench.cli import AtLeast
-
                 kwargs.update(action=AtLeast, minimum=declared.minimum)
         if defaults:
             kwargs["default"] = opt.default
@@ -163,6 +164,31 @@ def add_options(target, options: Iterable[Option], *, defaults: bool = True, def
 def settings_from(args: argparse.Namespace, options: Iterable[Option]) -> dict:
     """``{name: value}`` of ``options`` in the parsed ``args`` (None when a parser left one out)."""
     return {o.name: getattr(args, o.name, None) for o in options}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to each option's help; "off" for switches; nothing when the help says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.required:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: off)"
+        return f"{text} (default: %(default)s)"
+
+
+class AtLeast(argparse.Action):
+    """``add_argument("--steps", type=int, action=AtLeast, minimum=1)``: a value below ``minimum`` is refused while
+    parsing, in one line naming the flag (:func:`latte_bench.errors.check_int`, the check the settings use too).
+    :func:`latte_bench.options.add_options` gives it to every option declared with a ``minimum``."""
+
+    def __init__(self, option_strings, dest, minimum: int = 1, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.minimum = minimum
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, check_int(self.dest, values, self.minimum, flag=option_string))
 
 
 # ----------------------------------------------------------------------------- checks and messages
@@ -184,37 +210,6 @@ def check_value(opt: Option, value) -> None:
     if opt.choices is not None and value not in opt.choices:
         raise UserError(f"{{{opt.name}}} must be one of {', '.join(map(str, opt.choices))}, got {literal(repr(value))}",
                         **{opt.name: NAME_ONLY})
-
-
-_REGISTRY: dict[str, Option] = {}
-
-
-def option_named(name: str) -> Option | None:
-    """The option declared for field ``name`` in any of the classes that hold options, or None."""
-    if not _REGISTRY:
-        from latte_bench.metrics.protocol import Protocol, RunOptions, SamplingSettings, Settings
-        from latte_bench.training.presets import TrainConfig
-
-        for opt in (*[o for cls in (Protocol, RunOptions, Settings, SamplingSettings, TrainConfig) for o in options_of(cls)],
-                    THREADS, PROGRESS, DEVICE):
-            _REGISTRY.setdefault(opt.name, opt)  # one field name, one flag: the first class's (eval's) wins
-    return _REGISTRY.get(name)
-
-
-def api_name(name: str, value=NAME_ONLY) -> str:
-    """``name`` or ``name=value``: how a Python caller spells the setting."""
-    return name if value is NAME_ONLY else f"{name}={value!r}"
-
-
-def cli_name(name: str, value=NAME_ONLY) -> str:
-    """The flag of field ``name`` (``--num-clips``), with ``value`` as it is typed (``--num-clips 2048``;
-    a switch alone); a name without a flag is shown as for Python."""
-    opt = option_named(name)
-    if opt is None or opt.flag == "":
-        return api_name(name, value)
-    if value is NAME_ONLY or (opt.switch and value == (not opt.default)):
-        return opt.cli_flag
-    return f"{opt.cli_flag} {value}"
 
 
 # ----------------------------------------------------------------------------- shared by several commands

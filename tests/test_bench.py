@@ -14,7 +14,7 @@ import pytest
 import latte_bench.metrics as metrics
 from latte_bench.cli import main
 from latte_bench.fsutil import sha256_file
-from latte_bench.reports.bench import build_plan, fvd_series, read_plan_file
+from latte_bench.commands.bench import build_plan, fvd_series, read_plan_file
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -235,7 +235,7 @@ def test_official_file_counts_read_from_its_weights(run_dir, tmp_path, capsys, n
 
 
 def test_one_checkpoint_under_two_methods_is_evaluated_once(run_dir, tmp_path):
-    from latte_bench.reports.bench import _to_run
+    from latte_bench.commands.bench import _to_run
 
     ckpt = run_dir / "checkpoints" / "0000002.pt"
     plan = write_plan(tmp_path / "plan.toml", run_dir, f'[methods.a]\ndemo = "{ckpt}"\n[methods.b]\ndemo = "{run_dir}"\n')

@@ -866,7 +866,7 @@ def test_the_trainer_refuses_zero_steps_from_python_too(tmp_path):
 
     with pytest.raises(UserError, match="^steps must be an integer >= 1, got 0$") as caught:  # the same check, for the API
         train(dataclasses.replace(preset("demo"), steps=0, out=str(tmp_path / "run")), progress=False)
-    from latte_bench.options import cli_name
+    from latte_bench.commands.flags import cli_name
 
     assert caught.value.render(cli_name) == "--steps must be an integer >= 1, got 0"  # and as the command line names it
     assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,8 @@ import torch
 from latte_bench.cli import build_parser, main
 from latte_bench.errors import NAME_ONLY, UserError
 from latte_bench.metrics.protocol import Protocol, RunOptions, SamplingSettings, key_settings, settings_key
-from latte_bench.options import THREADS, cli_name, key_fields, options_of, resolve_threads
+from latte_bench.commands.flags import cli_name
+from latte_bench.options import THREADS, key_fields, options_of, resolve_threads
 
 PACKAGE = Path(__file__).resolve().parents[1] / "latte_bench"
 
@@ -161,7 +162,7 @@ def test_one_settings_hash_serves_the_cache_the_work_folders_and_bench():
                     and "json.dumps" in ast.unparse(node.args[0]):
                 hashers.append(path.relative_to(PACKAGE).as_posix())
     assert hashers == ["metrics/protocol.py"], hashers
-    for module in ("metrics/extract.py", "metrics/evaluation.py", "reports/bench.py"):
+    for module in ("metrics/extract.py", "metrics/evaluation.py", "commands/bench.py"):
         calls = [n for n in ast.walk(ast.parse((PACKAGE / module).read_text()))
                  if isinstance(n, ast.Call) and ast.unparse(n.func) == "settings_key"]
         assert calls, f"{module} does not call settings_key"

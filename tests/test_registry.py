@@ -130,7 +130,7 @@ def test_training_transform_and_layout_come_from_the_spec(monkeypatch, tmp_path)
 def test_guidance_and_sampling_defaults_come_from_the_spec(monkeypatch):
     from latte_bench.metrics.compare import paper_protocol
     from latte_bench.metrics.sources import CheckpointSource
-    from latte_bench.training.commands import with_sampling_defaults
+    from latte_bench.commands.train import with_sampling_defaults
 
     def eval_cfg(dataset, num_classes):
         source = CheckpointSource.from_model(torch.nn.Linear(1, 1), None, {"num_classes": num_classes}, {})
@@ -150,7 +150,7 @@ def test_guidance_and_sampling_defaults_come_from_the_spec(monkeypatch):
 
 
 def test_bench_samples_each_dataset_as_eval_ckpt_does(monkeypatch):
-    from latte_bench.reports.bench import _split
+    from latte_bench.commands.bench import _split
 
     for name in DATASETS:
         want = registry.sampling_defaults(name, 0)
@@ -164,7 +164,7 @@ def test_bench_samples_each_dataset_as_eval_ckpt_does(monkeypatch):
 def test_eval_ckpt_takes_the_specs_sampler_and_steps(monkeypatch, tmp_path):
     """run_eval builds its CheckpointSource with the dataset's sampler and steps when no flag gives them."""
     from latte_bench.cli import build_parser
-    from latte_bench.metrics import commands
+    from latte_bench.commands import eval as commands
 
     seen = {}
 
@@ -208,7 +208,7 @@ def test_every_spec_names_a_known_layout_and_transform():
 
 def test_only_a_procedural_set_goes_without_data(monkeypatch, tmp_path):
     from latte_bench.errors import UserError
-    from latte_bench.reports.bench import _dataset_root
+    from latte_bench.commands.bench import _dataset_root
     from latte_bench.training.presets import preset
     from latte_bench.training.trainer import build_dataset
 

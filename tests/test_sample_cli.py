@@ -100,7 +100,7 @@ def test_every_training_side_option_has_help_with_its_default(capsys):
     """train / encode / sample / export-official: each option's help states its default (or it is required)."""
     import argparse
 
-    from latte_bench.training import commands
+    from latte_bench.commands import train as commands
 
     parser = argparse.ArgumentParser(prog="latte-bench")
     sub = parser.add_subparsers(dest="command")

@@ -18,7 +18,7 @@ from latte_bench.cli import main
 from latte_bench.data.registry import DATASETS, get_dataset, sampling_defaults
 from latte_bench.data.video import open_videos, write_npz
 from latte_bench.training.checkpoint import load_checkpoint
-from latte_bench.training.commands import with_sampling_defaults
+from latte_bench.commands.train import with_sampling_defaults
 from latte_bench.training.presets import preset
 from synthetic import waves
 

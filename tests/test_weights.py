@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from latte_bench.commands import weights as weights_command
 from latte_bench.errors import UserError
 from latte_bench.fsutil import sha256_file
 from latte_bench.metrics import weights
@@ -261,7 +262,7 @@ def test_restricted_unpickler_reads_numpy_and_refuses_object_arrays(tmp_path):
 
 def _cli(*argv):
     parser = argparse.ArgumentParser(prog="latte-bench")
-    weights.register_weights(parser.add_subparsers(dest="command"))
+    weights_command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return args.func(args)
 

@@ -288,7 +288,7 @@ def effect_of(key: str) -> str | None:
 
 def _standard_parts(metric) -> frozenset:
     """The parts of the protocol that ``metric`` (a name, a :class:`Metric`, several, or None) follows."""
-    from latte_bench.metrics import registry
+    from latte_bench.metrics import registry  # the metric classes load torch; the settings stay light for `--help`
 
     metrics = [] if metric is None else [metric] if isinstance(metric, str) or hasattr(metric, "standard") else metric
     parts = set()

@@ -41,7 +41,7 @@ import numpy as np
 
 from latte_bench.data.registry import canonical_dataset, find_dataset
 from latte_bench.errors import UserError
-from latte_bench.metrics.protocol import IS_SETTINGS, Protocol, STANDARD_CLIPS, STANDARD_FRAMES
+from latte_bench.metrics.protocol import IS_SETTINGS, Protocol, STANDARD_CLIPS, STANDARD_FRAMES, departures
 from latte_bench.metrics.stats import FeatureStats
 from latte_bench.metrics.record import EvalRecord
 
@@ -471,8 +471,6 @@ def _column_departures(record: Record, metric: str) -> list[tuple[str, str]]:
 def _own_departures(record: Record, metric: str) -> list[tuple[str, str]]:
     """:func:`latte_bench.metrics.protocol.departures` of the record's stored ``protocol`` and ``counts`` against
     the paper protocol of its column (the registry's dataset); ``[]`` for a record that stores no protocol."""
-    from latte_bench.metrics.protocol import Protocol, departures
-
     have, counts = record.typed.protocol, record.typed.counts
     if not isinstance(have, dict) or not isinstance(counts, dict):
         return []

@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from latte_bench.options import THREADS, add_options
+from latte_bench.options import AtLeast, HelpFormatter, THREADS, add_options
 from latte_bench.lazy import lazy_module
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
 _analysis = lazy_module("latte_bench.reports.analysis")
-_cli = lazy_module("latte_bench.cli")
 _demo = lazy_module("latte_bench.reports.demo")
 _errors = lazy_module("latte_bench.errors")
 _figures = lazy_module("latte_bench.reports.figures")
@@ -31,7 +30,7 @@ def register(subparsers) -> None:
                          "measured here (docs/t2v.md)"),
                         ("table5", "IS on UCF101 and FID on FaceForensics (paper Table 5)"),
                         ("joint", "image-video joint training strategies, zero-shot FVD and FID on UCF101 (paper text)")):
-        p = rsub.add_parser(name, help=help_, formatter_class=_cli.HelpFormatter,
+        p = rsub.add_parser(name, help=help_, formatter_class=HelpFormatter,
                             description=help_ + ": the paper's reported rows beside measured rows (mean ± std over "
                             "seeds) from the results store; a measured row that departs from its column's protocol "
                             "is tagged, e.g. [3 clips]. Writes OUT/" + name + ".md and OUT/" + name + ".csv.")
@@ -54,7 +53,7 @@ def register(subparsers) -> None:
     p = rsub.add_parser("curves", help="FVD (and loss) vs iteration from training logs (paper Fig. 5/7)",
                         description="Plot FVD (and the loss) against the training step from the JSONL logs of "
                         "`latte-bench train` runs; writes OUT/NAME.png and OUT/NAME.pdf.",
-                        formatter_class=_cli.HelpFormatter)
+                        formatter_class=HelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or metrics.jsonl files) of latte-bench train")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder")
     p.add_argument("--name", default="training_curves", help="file stem of the figure")
@@ -69,7 +68,7 @@ def register(subparsers) -> None:
     for name, help_ in (("similarity", "inter-frame cosine-similarity matrices after each block (paper Fig. 6)"),
                         ("fusion", "spatial vs temporal head outputs of a Variant 4 model (paper Fig. 8)")):
         p = asub.add_parser(name, help=help_, description=help_ + ". See docs/reports.md for the exact definitions.",
-                            formatter_class=_cli.HelpFormatter)
+                            formatter_class=HelpFormatter)
         p.add_argument("--ckpt", required=True, metavar="CKPT",
                        help="training checkpoint or run folder (latte-bench train), or an official {'ema': ...} file")
         p.add_argument("--weights", choices=("ema", "model"), default="ema", help="which weights of a checkpoint to analyse")
@@ -81,7 +80,7 @@ def register(subparsers) -> None:
         p.add_argument("--variant", type=int, choices=(1, 2, 3, 4), default=None,
                        help="expected model variant; a checkpoint of another variant is refused (default: any)")
         p.add_argument("--data", default=None, metavar="PATH", help="videos to feed (default: the procedural demo set)")
-        p.add_argument("--num-videos", type=int, action=_cli.AtLeast, default=8, help="videos averaged over")
+        p.add_argument("--num-videos", type=int, action=AtLeast, default=8, help="videos averaged over")
         p.add_argument("--timestep", type=int, default=None, help="diffusion step (0..999) the clips are noised to (default: 250)")
         p.add_argument("--reduce", choices=("flatten", "mean"), default="flatten",
                        help="frame vector: the frame's tokens concatenated (flatten) or averaged (mean)")
@@ -104,9 +103,9 @@ def register(subparsers) -> None:
                    help="output folder, created (default ./latte-demo); a non-empty folder the demo did not make is refused")
     p.add_argument("--quick", action="store_true", help="a smoke run of every stage on a tiny model, whose numbers mean nothing (about 0.5 min on 2 idle "
                    "cores, 2 min at a load average of 8)")
-    p.add_argument("--steps", type=int, action=_cli.AtLeast, default=None,
+    p.add_argument("--steps", type=int, action=AtLeast, default=None,
                    help="training steps of the Variant 1 model (default: the demo preset's)")
-    p.add_argument("--clips", type=int, action=_cli.AtLeast, minimum=2, default=None,
+    p.add_argument("--clips", type=int, action=AtLeast, minimum=2, default=None,
                    help="clips per set for FVD/KVD and the floor (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training runs, the sampling and the evaluation's clip choice (default 0; the real sets are fixed)")
     add_options(p, [THREADS])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from latte_bench.errors import UserError
 from latte_bench.lazy import lazy_module
+from latte_bench.options import HelpFormatter
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
-_cli = lazy_module("latte_bench.cli")
 _compare = lazy_module("latte_bench.metrics.compare")
 _fsutil = lazy_module("latte_bench.fsutil")
 _protocol = lazy_module("latte_bench.metrics.protocol")
@@ -21,7 +21,7 @@ _store = lazy_module("latte_bench.reports.store")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "compare", formatter_class=_cli.HelpFormatter,
+        "compare", formatter_class=HelpFormatter,
         help="compare evaluation records: which settings differ, whether the numbers are comparable, "
         "and whether their difference is significant",
         description="Compare evaluation records (latte-bench eval --json). Every setting in which each record "

@@ -6,10 +6,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from latte_bench.cli import AtLeast, HelpFormatter
 from latte_bench.errors import UserError
 from latte_bench.metrics.protocol import SamplingSettings
-from latte_bench.options import DEVICE, PROGRESS, SAMPLE_PRECISIONS, THREADS, Option, add_options, options_of
+from latte_bench.options import DEVICE, PROGRESS, SAMPLE_PRECISIONS, THREADS, AtLeast, HelpFormatter, Option, add_options, options_of
 from latte_bench.training.presets import TrainConfig
 from latte_bench.lazy import lazy_module
 
@@ -26,7 +25,7 @@ _provenance = lazy_module("latte_bench.provenance")
 _registry = lazy_module("latte_bench.data.registry")
 _sampling = lazy_module("latte_bench.training.sampling")
 _t2v = lazy_module("latte_bench.training.t2v")
-_t2v_commands = lazy_module("latte_bench.training.t2v_commands")
+_t2v_commands = lazy_module("latte_bench.commands.t2v")
 _trainer = lazy_module("latte_bench.training.trainer")
 
 # the prompts of a text-to-video checkpoint (sample; encode-prompts takes the first two): one of them at a time
@@ -147,9 +146,7 @@ def train_config(args: argparse.Namespace):
 
 
 def run_train(args) -> int:
-    from latte_bench.device import set_threads  # torch: not at the top, `latte-bench --help` stays fast
-
-    set_threads(args.threads)
+    _device.set_threads(args.threads)
     cfg = train_config(args)
     result = _trainer.train(cfg, resume=args.resume, progress=args.progress,
                    allow_config_change=getattr(args, "allow_config_change", False), evaluate_fvd=_periodic.periodic_fvd)

@@ -55,15 +55,15 @@ from pathlib import Path
 from typing import Any
 
 from latte_bench.errors import UserError
-from latte_bench.metrics.commands import add_eval_options, eval_options
-from latte_bench.options import PROGRESS, add_options, option_named
+from latte_bench.commands.eval import add_eval_options, eval_options
+from latte_bench.commands.flags import option_named
+from latte_bench.options import HelpFormatter, PROGRESS, add_options
 from latte_bench.metrics.protocol import METRIC_NAMES, Protocol, RunOptions, key_settings, settings_key, split_settings
 from latte_bench.lazy import lazy_module
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
 _c3d = lazy_module("latte_bench.metrics.c3d")
 _checkpoint = lazy_module("latte_bench.training.checkpoint")
-_cli = lazy_module("latte_bench.cli")
 _device = lazy_module("latte_bench.device")
 _distributed = lazy_module("latte_bench.distributed")
 _evaluation = lazy_module("latte_bench.metrics.evaluation")
@@ -500,9 +500,7 @@ def _check_settings(settings: dict, dataset: str, where: str):
     try:
         _sources.CheckpointSource("-", **src)
         if settings.get("device") is not None:
-            from latte_bench.device import resolve_device
-
-            resolve_device(settings["device"])
+            _device.resolve_device(settings["device"])
         return split_settings({**ev, "dataset": dataset}).protocol
     except UserError as e:
         raise e.with_context(f"{where}: ") from None
@@ -922,7 +920,7 @@ def write_curves(plan: Plan, log=print) -> tuple[dict, list[Path]]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", formatter_class=_cli.HelpFormatter, help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
+        "bench", formatter_class=HelpFormatter, help="a model's Table 3 / Table 5 rows (and FVD-vs-step curves) from its checkpoints, in one command",
         description="Evaluate methods x datasets x checkpoints with each dataset's own protocol (the same path as "
         "`eval --dataset NAME --ckpt CKPT`), skip evaluations already recorded in --out, and write the paper's "
         "Table 3 and Table 5 with the new rows beside the published ones, plus FVD against training step for a run "

@@ -7,13 +7,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from latte_bench.cli import HelpFormatter
 from latte_bench.errors import UserError
-from latte_bench.options import add_options, cli_name
+from latte_bench.options import HelpFormatter, add_options
 from latte_bench.lazy import lazy_module
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
 _distributed = lazy_module("latte_bench.distributed")
+_flags = lazy_module("latte_bench.commands.flags")
 _fsutil = lazy_module("latte_bench.fsutil")
 _metrics = lazy_module("latte_bench.metrics")
 _options = lazy_module("latte_bench.options")
@@ -59,9 +59,6 @@ def register(subparsers) -> None:
     c.add_argument("--num-frames", type=int, default=16, help="clip length the protocol needs (with the dataset's stride)")
     c.set_defaults(func=run_data_check)
     d.set_defaults(func=lambda args: d.print_help() or 2)
-
-
-    _weights.register_weights(subparsers)
 
 
 def eval_options(exclude: tuple[str, ...] = ()) -> list:
@@ -211,7 +208,7 @@ def run_data_check(args: argparse.Namespace) -> int:
             e.read([0, e.num_frames - 1])
         except UserError as err:
             unreadable += 1
-            print(f"unreadable: {err.render(cli_name)}")
+            print(f"unreadable: {err.render(_flags.cli_name)}")
     print(f"dataset      {spec.name} ({spec.title})")
     print(f"folder       {real if not hasattr(real, 'shape') else 'generated in memory'}")
     print(f"layout       {videos.kind} (expected: {spec.layout})")
