@@ -33,14 +33,14 @@ HELP = ("import sys\nfrom latte_bench.cli import main\ntry:\n    main(['--help']
         "print('TORCH', 'torch' in sys.modules, file=sys.stderr)")
 
 
-def wall(code: str, repo: Path, runs: int) -> tuple[float, str]:
+def wall(code: str, repo: Path, runs: int, *args: str) -> tuple[float, str]:
     """Median seconds of ``python -c code`` in fresh interpreters run in ``repo`` (so that its package is the one
     imported, ahead of an installed one); the last stderr."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
     times, err = [], ""
     for _ in range(runs):
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo)
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=repo)
         if out.returncode != 0:
             raise SystemExit(f"{repo}: the measured command failed:\n{out.stderr[-2000:]}")
         times.append(time.perf_counter() - start)
@@ -49,23 +49,20 @@ def wall(code: str, repo: Path, runs: int) -> tuple[float, str]:
 
 
 TRACE = """
-import os, sys, tempfile
-import numpy as np
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])  # this checkout's tests/, for traced_eval; latte_bench comes from the measured one
+from test_eval_map import traced_eval
 import latte_bench
-from latte_bench.cli import main
-latte_bench_file = latte_bench.__file__
-d = tempfile.mkdtemp()
-rng = np.random.default_rng(0)
-for name in ("real", "fake"):
-    np.save(os.path.join(d, name + ".npy"), rng.integers(0, 256, (4, 16, 32, 32, 3), dtype=np.uint8))
 seen, on = set(), []
-def profile(frame, event, arg):  # functions (not module or class bodies) of the package, from run_eval on
-    if event != "call" or not frame.f_code.co_flags & 2:  # CO_NEWLOCALS: a function's frame
+
+def on_call(frame):  # functions (not module or class bodies) of the package, from run_eval on
+    if not frame.f_code.co_flags & 2:  # CO_NEWLOCALS: a function's frame
         return
     if frame.f_code.co_name == "run_eval":
         on.append(True)
-    name = frame.f_globals.get("__name__", "")
-    if not (on and name.startswith("latte_bench")) or name in seen:
+    name = frame.f_globals["__name__"]
+    if not on or name in seen:
         return
     caller = frame.f_back
     while caller is not None:  # a call made while a module is imported is not a step of the path
@@ -73,12 +70,9 @@ def profile(frame, event, arg):  # functions (not module or class bodies) of the
             return
         caller = caller.f_back
     seen.add(name)
-argv = ["eval", "--real", os.path.join(d, "real.npy"), "--fake", os.path.join(d, "fake.npy"), "--num-clips", "4",
-        "--allow-fewer", "--no-cache", "--no-progress", "--threads", "2", "--work-dir", os.path.join(d, "w")]
-sys.setprofile(profile)
-code = main(argv)
-sys.setprofile(None)
-print("MODULES", code, latte_bench_file, " ".join(sorted(seen)), file=sys.stderr)
+
+code = traced_eval(Path(tempfile.mkdtemp()), on_call)
+print("MODULES", code, latte_bench.__file__, " ".join(sorted(seen)), file=sys.stderr)
 """
 
 
@@ -95,7 +89,7 @@ def main() -> None:
     help_s, err = wall(HELP, args.repo, args.runs)
     traced = {}
     if args.trace_eval:
-        _, err = wall(TRACE, args.repo, 1)
+        _, err = wall(TRACE, args.repo, 1, str(HERE / "tests"))
         line = [entry for entry in err.splitlines() if entry.startswith("MODULES")][-1].split()
         if not line[2].startswith(str(package)):
             raise SystemExit(f"the traced eval imported {line[2]}, not {package}")

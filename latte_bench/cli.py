@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from latte_bench import __version__
+from latte_bench.commands.flags import cli_name
 from latte_bench.errors import UserError
 
 # module that defines ``register(subparsers)`` for each group of subcommands, in help order
@@ -48,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         code = args.func(args)
     except UserError as e:
-        from latte_bench.commands.flags import cli_name  # the settings classes load only when a message needs them
-
         print(f"latte-bench: error: {e.render(cli_name)}", file=sys.stderr)  # settings named by their flags
         return UserError.exit_code
     except KeyboardInterrupt:

@@ -36,23 +36,30 @@ def _name(frame) -> str:
     return f"{module}:{frame.f_code.co_qualname.split('.<locals>')[0]}"
 
 
-def test_the_documented_map_is_the_path_an_evaluation_takes(tmp_path, capsys):
+def traced_eval(folder: Path, on_call) -> int:
+    """Run ``latte-bench eval --real A --fake B`` (FVD, 4 random 16-frame 32x32 clips a side written into
+    ``folder``, ``--no-cache``) calling ``on_call(frame)`` at every call of a latte_bench function
+    (``sys.setprofile``); the exit code. ``benchmarks/bench_imports.py --trace-eval`` uses it too."""
     rng = np.random.default_rng(0)
     for side in ("real", "fake"):
-        np.save(tmp_path / f"{side}.npy", rng.integers(0, 256, (4, 16, 32, 32, 3), dtype=np.uint8))
-    calls = set()
+        np.save(folder / f"{side}.npy", rng.integers(0, 256, (4, 16, 32, 32, 3), dtype=np.uint8))
 
     def profile(frame, event, arg):
-        if event == "call" and frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("latte_bench"):
-            calls.add((_name(frame.f_back), _name(frame)))
+        if event == "call" and frame.f_globals.get("__name__", "").startswith("latte_bench"):
+            on_call(frame)
 
-    argv = ["eval", "--real", str(tmp_path / "real.npy"), "--fake", str(tmp_path / "fake.npy"), "--num-clips", "4",
-            "--allow-fewer", "--no-cache", "--no-progress", "--threads", "1", "--work-dir", str(tmp_path / "work")]
+    argv = ["eval", "--real", str(folder / "real.npy"), "--fake", str(folder / "fake.npy"), "--num-clips", "4",
+            "--allow-fewer", "--no-cache", "--no-progress", "--threads", "1", "--work-dir", str(folder / "work")]
     sys.setprofile(profile)
     try:
-        code = main(argv)
+        return main(argv)
     finally:
         sys.setprofile(None)
+
+
+def test_the_documented_map_is_the_path_an_evaluation_takes(tmp_path, capsys):
+    calls = set()
+    code = traced_eval(tmp_path, lambda frame: frame.f_back is not None and calls.add((_name(frame.f_back), _name(frame))))
     assert code == 0, capsys.readouterr().err
     assert "fvd" in capsys.readouterr().out
     missing = [hop for hop in HOPS if hop not in calls]

@@ -7,16 +7,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from latte_bench.commands.flags import cli_name
 from latte_bench.errors import UserError
-from latte_bench.options import HelpFormatter, add_options
+from latte_bench.options import HelpFormatter, add_options, options_of
 from latte_bench.lazy import lazy_module
 
 # Loaded on first use, so that `latte-bench --help` (which builds this module's parsers) does not import torch.
 _distributed = lazy_module("latte_bench.distributed")
-_flags = lazy_module("latte_bench.commands.flags")
 _fsutil = lazy_module("latte_bench.fsutil")
 _metrics = lazy_module("latte_bench.metrics")
-_options = lazy_module("latte_bench.options")
 _protocol = lazy_module("latte_bench.metrics.protocol")
 _registry = lazy_module("latte_bench.data.registry")
 _sources = lazy_module("latte_bench.metrics.sources")
@@ -68,7 +67,7 @@ def eval_options(exclude: tuple[str, ...] = ()) -> list:
     groups = ((_protocol.Protocol, "protocol"), (_protocol.SamplingSettings, "sampling"), (_protocol.Settings, "source"), (_protocol.RunOptions, "run"))
     out = []
     for cls, group in groups:
-        for opt in _options.options_of(cls):
+        for opt in options_of(cls):
             if cls is _protocol.SamplingSettings and opt.name not in sampling_keys():
                 continue  # the protocol's seed and the run's batch size serve the sampling too
             if opt.name not in exclude and opt.flag != "":
@@ -208,7 +207,7 @@ def run_data_check(args: argparse.Namespace) -> int:
             e.read([0, e.num_frames - 1])
         except UserError as err:
             unreadable += 1
-            print(f"unreadable: {err.render(_flags.cli_name)}")
+            print(f"unreadable: {err.render(cli_name)}")
     print(f"dataset      {spec.name} ({spec.title})")
     print(f"folder       {real if not hasattr(real, 'shape') else 'generated in memory'}")
     print(f"layout       {videos.kind} (expected: {spec.layout})")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from latte_bench.errors import UserError
-from latte_bench.lazy import lazy_module
-
-_weights = lazy_module("latte_bench.metrics.weights")
+from latte_bench.metrics import weights  # no torch: its names fill the help
 
 
 def cmd_weights_list(args) -> int:
     """Print a table: name, status, path, sha256 (never downloads)."""
-    rows = [_weights.status(name) for name in _weights.SPECS]
+    rows = [weights.status(name) for name in weights.SPECS]
     headers = ("name", "status", "path", "sha256")
     table = [headers] + [tuple(str(r[h] if r[h] is not None else "-") for h in headers) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
@@ -25,9 +23,9 @@ def cmd_weights_fetch(args) -> int:
     if getattr(args, "source", None):
         if len(names) != 1 or names[0] == "all":
             raise UserError("--from FILE needs exactly one weights name, e.g. `weights fetch i3d_torchscript --from F`")
-        paths = [_weights.install(names[0], args.source)]
+        paths = [weights.install(names[0], args.source)]
     else:
-        paths = _weights.fetch(names)
+        paths = weights.fetch(names)
     for path in paths:
         print(path)
     return 0
@@ -43,7 +41,7 @@ def register(subparsers) -> None:
     p_fetch = actions.add_parser(
         "fetch",
         help="download and verify weights into the cache",
-        description=f"Names: {', '.join(_weights.SPECS)}, or 'all' ({', '.join(_weights.FETCH_ALL)}). Cache: $LATTE_BENCH_CACHE "
+        description=f"Names: {', '.join(weights.SPECS)}, or 'all' ({', '.join(weights.FETCH_ALL)}). Cache: $LATTE_BENCH_CACHE "
         "or ~/.cache/latte_bench.",
     )
     p_fetch.add_argument("names", nargs="*", metavar="NAME", help="weights to fetch (default: all)")
